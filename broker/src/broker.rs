@@ -1,0 +1,367 @@
+//! The broker: its identity, topics, hosted partitions, background tasks
+//! and lifecycle.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::metadata::{ClusterMeta, ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
+use crate::metrics::Metrics;
+use crate::replica::{ReplicaManager, TopicPartition};
+use crate::storage::checkpoint;
+use crate::storage::log::now_ms;
+
+const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
+const RECOVERY_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Why a topic could not be created, in terms that map to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicError {
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("Number of partitions must be larger than 0 (and at most {max}), got {got}.")]
+    InvalidPartitions { got: i32, max: i32 },
+    #[error("Replication factor {got} is invalid: this cluster has {brokers} broker(s).")]
+    InvalidReplicationFactor { got: i16, brokers: i16 },
+    #[error("{0}")]
+    InvalidConfig(#[from] ConfigError),
+    #[error("Manual replica assignment is not supported on a single-node broker.")]
+    Assignment,
+    #[error("{0}")]
+    Storage(#[from] Error),
+}
+
+/// A topic creation request after defaults (-1) are resolved.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: TopicConfigs,
+}
+
+/// The most partitions one topic may have.
+pub const MAX_PARTITIONS: i32 = 100_000;
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub metadata: Mutex<MetadataStore>,
+    pub replicas: ReplicaManager,
+    pub metrics: Metrics,
+    /// Cancelled when the broker starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
+/// Checks a topic name as Kafka does: 1-249 of `[a-zA-Z0-9._-]`, not `.`
+/// or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!(
+            "Topic name {name:?} is illegal, it contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Opens the data directory: identity, topics, and every partition log
+    /// (recovering what an unclean stop left behind).
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let meta = ClusterMeta::load_or_format(&dir, config.node_id)?;
+        let store = MetadataStore::open(&dir)?;
+        let clean_marker = dir.join(CLEAN_SHUTDOWN);
+        let clean = clean_marker.exists();
+        let recovery_points = checkpoint::read_offsets(&dir.join(RECOVERY_CHECKPOINT)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "recovery-point checkpoint unreadable; recovering every segment");
+            Default::default()
+        });
+        remove_leftovers(&dir, &store)?;
+        let replicas = ReplicaManager::new(&dir);
+        let mut truncated = 0u64;
+        for t in store.topics() {
+            let log_config = t.configs.log_config(&config);
+            for p in 0..t.partitions {
+                let tp = TopicPartition::new(&t.name, p);
+                let rp = recovery_points.get(&(t.name.clone(), p)).copied().unwrap_or(0);
+                let report = replicas.open_partition(tp.clone(), t.id, log_config.clone(), rp, clean)?;
+                if report.truncated_bytes > 0 {
+                    tracing::warn!(partition = %tp, bytes = report.truncated_bytes, "truncated a torn or corrupt log tail");
+                }
+                truncated += report.truncated_bytes;
+            }
+        }
+        // From here on, a crash is an unclean stop.
+        if clean {
+            std::fs::remove_file(&clean_marker).at(&clean_marker)?;
+        }
+        tracing::info!(
+            cluster_id = %meta.cluster_id,
+            topics = store.len(),
+            partitions = replicas.len(),
+            clean_shutdown = clean,
+            truncated_bytes = truncated,
+            "data directory loaded"
+        );
+        let metrics = Metrics::new();
+        metrics.partitions.set(replicas.len() as i64);
+        Ok(Arc::new(Broker {
+            config,
+            cluster_id: meta.cluster_id,
+            metadata: Mutex::new(store),
+            replicas,
+            metrics,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Creates a topic: validates, persists the metadata, creates the logs.
+    pub fn create_topic(&self, t: NewTopic, validate_only: bool) -> Result<TopicMetadata, CreateTopicError> {
+        validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
+        if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
+            return Err(CreateTopicError::InvalidPartitions {
+                got: t.partitions,
+                max: MAX_PARTITIONS,
+            });
+        }
+        let brokers = 1;
+        if t.replication_factor < 1 || t.replication_factor > brokers {
+            return Err(CreateTopicError::InvalidReplicationFactor {
+                got: t.replication_factor,
+                brokers,
+            });
+        }
+        let mut store = self.metadata.lock();
+        if store.get(&t.name).is_some() {
+            return Err(CreateTopicError::AlreadyExists(t.name));
+        }
+        // Kafka refuses names that collide once '.' and '_' are equated,
+        // since metric names cannot tell them apart.
+        let folded = t.name.replace('.', "_");
+        if let Some(other) = store.topics().find(|o| o.name.replace('.', "_") == folded) {
+            return Err(CreateTopicError::InvalidName(format!(
+                "Topic '{}' collides with existing topic: {}",
+                t.name, other.name
+            )));
+        }
+        let meta = TopicMetadata {
+            name: t.name.clone(),
+            id: Uuid::new_v4(),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            configs: t.configs,
+        };
+        if validate_only {
+            return Ok(meta);
+        }
+        store.insert(meta.clone())?;
+        let log_config = meta.configs.log_config(&self.config);
+        for p in 0..meta.partitions {
+            let tp = TopicPartition::new(&meta.name, p);
+            if let Err(e) = self.replicas.open_partition(tp, meta.id, log_config.clone(), 0, false) {
+                // Undo: a topic exists whole or not at all.
+                for q in 0..p {
+                    let _ = self.replicas.delete_partition(&TopicPartition::new(&meta.name, q));
+                }
+                let _ = store.remove(&meta.name);
+                return Err(e.into());
+            }
+        }
+        drop(store);
+        self.metrics.partitions.set(self.replicas.len() as i64);
+        tracing::info!(topic = %meta.name, id = %meta.id, partitions = meta.partitions, "created topic");
+        Ok(meta)
+    }
+
+    /// Deletes a topic and its data. Returns the deleted topic, or `None`
+    /// if it did not exist.
+    pub fn delete_topic(&self, name: &str) -> Result<Option<TopicMetadata>> {
+        let mut store = self.metadata.lock();
+        let Some(meta) = store.remove(name)? else {
+            return Ok(None);
+        };
+        drop(store);
+        for p in 0..meta.partitions {
+            let tp = TopicPartition::new(&meta.name, p);
+            if let Err(e) = self.replicas.delete_partition(&tp) {
+                tracing::warn!(partition = %tp, error = %e, "could not remove partition data");
+            }
+        }
+        self.metrics.partitions.set(self.replicas.len() as i64);
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(Some(meta))
+    }
+
+    /// Creates a topic with the broker's defaults when a client asks for an
+    /// unknown one and auto-creation is on.
+    pub fn auto_create(&self, name: &str) -> Result<TopicMetadata, CreateTopicError> {
+        let t = NewTopic {
+            name: name.to_string(),
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+            configs: TopicConfigs::default(),
+        };
+        match self.create_topic(t, false) {
+            Err(CreateTopicError::AlreadyExists(_)) => self
+                .metadata
+                .lock()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| CreateTopicError::AlreadyExists(name.to_string())),
+            other => other,
+        }
+    }
+
+    /// Writes the high-watermark and recovery-point checkpoints.
+    pub fn write_checkpoints(&self) -> Result<()> {
+        let (hw, rp) = self.replicas.checkpoints();
+        checkpoint::write_offsets(&self.config.data_dir.join(HW_CHECKPOINT), &hw)?;
+        checkpoint::write_offsets(&self.config.data_dir.join(RECOVERY_CHECKPOINT), &rp)
+    }
+
+    /// Periodic work: flush by time, checkpoints, retention, gauges.
+    pub async fn run_background(self: Arc<Self>) {
+        let checkpoint_every = Duration::from_millis(self.config.checkpoint_interval_ms as u64);
+        let retention_every = Duration::from_millis(self.config.log_retention_check_interval_ms as u64);
+        let mut checkpoint_tick = tokio::time::interval(checkpoint_every);
+        let mut retention_tick = tokio::time::interval(retention_every);
+        let mut flush_tick = tokio::time::interval(Duration::from_millis(1000));
+        for t in [&mut checkpoint_tick, &mut retention_tick, &mut flush_tick] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = flush_tick.tick() => {
+                    let b = Arc::clone(&self);
+                    let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;
+                }
+                _ = checkpoint_tick.tick() => {
+                    let b = Arc::clone(&self);
+                    let r = tokio::task::spawn_blocking(move || b.write_checkpoints()).await;
+                    if let Ok(Err(e)) = r {
+                        tracing::warn!(error = %e, "writing checkpoints failed");
+                    }
+                }
+                _ = retention_tick.tick() => {
+                    let b = Arc::clone(&self);
+                    let _ = tokio::task::spawn_blocking(move || b.apply_retention()).await;
+                }
+            }
+        }
+    }
+
+    fn flush_due(&self) {
+        let now = now_ms();
+        for p in self.replicas.all() {
+            if let Err(e) = p.with_log(|l| l.maybe_flush_by_time(now)) {
+                tracing::warn!(partition = %p.tp, error = %e, "scheduled flush failed");
+            }
+        }
+    }
+
+    fn apply_retention(&self) {
+        let now = now_ms();
+        for p in self.replicas.all() {
+            match p.with_log(|l| l.apply_retention(now)) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(partition = %p.tp, segments = n, "deleted segments past retention"),
+                Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Refreshes gauges that are cheaper to compute on scrape.
+    pub fn refresh_gauges(&self) {
+        let size: u64 = self.replicas.all().iter().map(|p| p.with_log(|l| l.size_bytes())).sum();
+        self.metrics.log_size_bytes.set(size as i64);
+        self.metrics.partitions.set(self.replicas.len() as i64);
+    }
+
+    /// Flushes every log and writes checkpoints and the clean-shutdown
+    /// marker, so the next start can skip recovery.
+    pub fn close(&self) -> Result<()> {
+        let mut first_error = None;
+        for p in self.replicas.all() {
+            if let Err(e) = p.with_log(|l| l.flush()) {
+                tracing::error!(partition = %p.tp, error = %e, "flush at shutdown failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.write_checkpoints()?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let marker = self.config.data_dir.join(CLEAN_SHUTDOWN);
+        checkpoint::write_atomic(&marker, b"clean\n")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+}
+
+/// Removes what an interrupted delete left behind, and partition
+/// directories of topics the metadata does not know.
+fn remove_leftovers(dir: &std::path::Path, store: &MetadataStore) -> Result<()> {
+    let known: HashMap<String, ()> = store
+        .topics()
+        .flat_map(|t| (0..t.partitions).map(move |p| (format!("{}-{p}", t.name), ())))
+        .collect();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "meta" {
+            continue;
+        }
+        if name.ends_with("-delete") || (!known.contains_key(&name) && path.join("partition.metadata").exists()) {
+            tracing::info!(dir = %path.display(), "removing data of a deleted topic");
+            std::fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad/name").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

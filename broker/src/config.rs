@@ -1,0 +1,504 @@
+//! Broker configuration: one typed struct, read from a properties file,
+//! `SLUICE_*` environment variables and command-line flags.
+//!
+//! Every setting has one name in Kafka's dotted form (`log.retention.ms`), used
+//! as is in the file, as `--log-retention-ms` on the command line and as
+//! `SLUICE_LOG_RETENTION_MS` in the environment. Precedence: flag, then
+//! environment, then file, then the default. An unknown or invalid setting is
+//! an error that names it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::error::{Error, Result};
+
+/// Output format for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default on a terminal).
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command line of `sluice-broker`. Every setting is optional here; defaults
+/// are applied after the file and environment are merged.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "sluice-broker",
+    version,
+    about = "Sluice: a Kafka-compatible broker",
+    long_about = "Sluice: a Kafka-compatible broker.\n\nEvery setting can be given as a flag, \
+                  as an environment variable SLUICE_<NAME> (dots as underscores, upper case), \
+                  or in a properties file (--config) under its Kafka-style dotted name, \
+                  e.g. log.retention.ms=3600000. Flags win over the environment, which wins over the file."
+)]
+pub struct Cli {
+    /// Properties file with settings in `name=value` lines.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// This broker's node id. [default: 1]
+    #[arg(long, env = "SLUICE_NODE_ID", value_parser = clap::value_parser!(i32).range(0..))]
+    pub node_id: Option<i32>,
+
+    /// Address the Kafka listener binds, `host:port` or `PLAINTEXT://host:port`. [default: 127.0.0.1:9092]
+    #[arg(long, env = "SLUICE_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// Address given to clients in metadata. [default: the listener address]
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+
+    /// Data directory. [default: ./sluice-data]
+    #[arg(long, env = "SLUICE_LOG_DIRS")]
+    pub log_dirs: Option<PathBuf>,
+
+    /// Address of the Prometheus metrics and health HTTP endpoint. [default: 127.0.0.1:9464]
+    #[arg(long, env = "SLUICE_METRICS_LISTENER")]
+    pub metrics_listener: Option<SocketAddr>,
+
+    /// Rack of this broker, reported in metadata.
+    #[arg(long, env = "SLUICE_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+
+    /// Log line format. [default: human]
+    #[arg(long, env = "SLUICE_LOGGING_FORMAT", value_enum)]
+    pub logging_format: Option<LogFormat>,
+
+    /// Log filter, in `tracing` EnvFilter syntax. [default: info]
+    #[arg(long, env = "SLUICE_LOGGING_LEVEL")]
+    pub logging_level: Option<String>,
+
+    /// Create a topic when a client asks for its metadata. [default: true]
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE")]
+    pub auto_create_topics_enable: Option<bool>,
+
+    /// Partitions of an auto-created topic, or of CreateTopics with -1. [default: 1]
+    #[arg(long, env = "SLUICE_NUM_PARTITIONS", value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub num_partitions: Option<i32>,
+
+    /// Replication factor used when a client asks for the default. [default: 1]
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", value_parser = clap::value_parser!(i16).range(1..))]
+    pub default_replication_factor: Option<i16>,
+
+    /// Smallest in-sync replica set an acks=all write needs. [default: 1]
+    #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS", value_parser = clap::value_parser!(i32).range(1..))]
+    pub min_insync_replicas: Option<i32>,
+
+    /// Largest record batch accepted, in bytes. [default: 1048588]
+    #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES", value_parser = clap::value_parser!(i32).range(64..))]
+    pub message_max_bytes: Option<i32>,
+
+    /// Size at which a log segment is rolled. [default: 1073741824]
+    #[arg(long, env = "SLUICE_LOG_SEGMENT_BYTES", value_parser = clap::value_parser!(i64).range(1024..=(i32::MAX as i64)))]
+    pub log_segment_bytes: Option<i64>,
+
+    /// Age at which a log segment is rolled. [default: 604800000]
+    #[arg(long, env = "SLUICE_LOG_ROLL_MS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_roll_ms: Option<i64>,
+
+    /// Delete segments older than this; -1 keeps them forever. [default: 604800000]
+    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", value_parser = clap::value_parser!(i64).range(-1..))]
+    pub log_retention_ms: Option<i64>,
+
+    /// Delete old segments while the partition is larger than this; -1 means no limit. [default: -1]
+    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", value_parser = clap::value_parser!(i64).range(-1..))]
+    pub log_retention_bytes: Option<i64>,
+
+    /// How often retention is checked. [default: 300000]
+    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_retention_check_interval_ms: Option<i64>,
+
+    /// fsync after this many messages; the default leaves durability to replication and the page cache. [default: 9223372036854775807]
+    #[arg(long, env = "SLUICE_LOG_FLUSH_INTERVAL_MESSAGES", value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_flush_interval_messages: Option<i64>,
+
+    /// fsync when the oldest unflushed message is this old. [default: 9223372036854775807]
+    #[arg(long, env = "SLUICE_LOG_FLUSH_INTERVAL_MS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_flush_interval_ms: Option<i64>,
+
+    /// Bytes of log between two offset index entries. [default: 4096]
+    #[arg(long, env = "SLUICE_LOG_INDEX_INTERVAL_BYTES", value_parser = clap::value_parser!(i32).range(1..))]
+    pub log_index_interval_bytes: Option<i32>,
+
+    /// Largest request frame accepted; a larger one closes the connection. [default: 104857600]
+    #[arg(long, env = "SLUICE_SOCKET_REQUEST_MAX_BYTES", value_parser = clap::value_parser!(i32).range(1024..))]
+    pub socket_request_max_bytes: Option<i32>,
+
+    /// Most client connections served at once. [default: 10000]
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Most bytes a single Fetch response carries. [default: 57671680]
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES", value_parser = clap::value_parser!(i32).range(1024..))]
+    pub fetch_max_bytes: Option<i32>,
+
+    /// How often the high-watermark and recovery-point checkpoints are written. [default: 5000]
+    #[arg(long, env = "SLUICE_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub replica_high_watermark_checkpoint_interval_ms: Option<i64>,
+
+    /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shutdown_timeout_ms: Option<u64>,
+}
+
+/// The effective broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listener: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub data_dir: PathBuf,
+    pub metrics_listener: SocketAddr,
+    pub rack: Option<String>,
+    pub logging_format: LogFormat,
+    pub logging_level: String,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub min_insync_replicas: i32,
+    pub message_max_bytes: i32,
+    pub log_segment_bytes: i64,
+    pub log_roll_ms: i64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: i64,
+    pub log_flush_interval_messages: i64,
+    pub log_flush_interval_ms: i64,
+    pub log_index_interval_bytes: i32,
+    pub socket_request_max_bytes: i32,
+    pub max_connections: u32,
+    pub fetch_max_bytes: i32,
+    pub checkpoint_interval_ms: i64,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self::resolve(Cli::default()).expect("defaults are valid")
+    }
+}
+
+impl BrokerConfig {
+    /// Reads flags, environment and the optional file, in that precedence.
+    pub fn load() -> Result<Self> {
+        Self::load_from(std::env::args_os(), std::env::vars())
+    }
+
+    /// Like [`load`](Self::load) with explicit arguments and environment.
+    pub fn load_from<I, T>(args: I, env: impl IntoIterator<Item = (String, String)>) -> Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let known: BTreeMap<String, String> = setting_names()
+            .into_iter()
+            .map(|(long, env)| (env, long))
+            .collect();
+        let env_pairs: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("SLUICE_")).collect();
+        for (key, _) in &env_pairs {
+            if key.starts_with("SLUICE_") && !known.contains_key(key) && !key.starts_with("SLUICE_TEST_") {
+                return Err(Error::config(key, "unknown environment setting"));
+            }
+        }
+        let env_args: Vec<String> = std::iter::once("sluice-broker".to_string())
+            .chain(env_pairs.iter().filter_map(|(k, v)| known.get(k).map(|long| format!("--{long}={v}"))))
+            .collect();
+        let cli = parse_layer(args).map_err(|e| Error::config("command line", e))?;
+        let from_env = parse_layer(env_args).map_err(|e| Error::config("environment", e))?;
+        let mut merged = merge(cli, from_env);
+        if let Some(path) = merged.config.clone() {
+            merged = merge(merged, read_file(&path)?);
+        }
+        Self::resolve(merged)
+    }
+
+    fn resolve(c: Cli) -> Result<Self> {
+        let listener_text = c.listeners.unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let listener: SocketAddr = strip_scheme(&listener_text)
+            .parse()
+            .map_err(|e| Error::config("listeners", format!("`{listener_text}` is not host:port: {e}")))?;
+        let (advertised_host, advertised_port) = match c.advertised_listeners {
+            Some(a) => parse_host_port(strip_scheme(&a))
+                .ok_or_else(|| Error::config("advertised.listeners", format!("`{a}` is not host:port")))?,
+            None => {
+                if listener.ip().is_unspecified() {
+                    return Err(Error::config(
+                        "advertised.listeners",
+                        format!("must be set when listeners binds a wildcard address ({listener})"),
+                    ));
+                }
+                (listener.ip().to_string(), listener.port())
+            }
+        };
+        let cfg = BrokerConfig {
+            node_id: c.node_id.unwrap_or(1),
+            listener,
+            advertised_host,
+            advertised_port,
+            data_dir: c.log_dirs.unwrap_or_else(|| PathBuf::from("sluice-data")),
+            metrics_listener: c
+                .metrics_listener
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            rack: c.broker_rack,
+            logging_format: c.logging_format.unwrap_or(LogFormat::Human),
+            logging_level: c.logging_level.unwrap_or_else(|| "info".to_string()),
+            auto_create_topics_enable: c.auto_create_topics_enable.unwrap_or(true),
+            num_partitions: c.num_partitions.unwrap_or(1),
+            default_replication_factor: c.default_replication_factor.unwrap_or(1),
+            min_insync_replicas: c.min_insync_replicas.unwrap_or(1),
+            message_max_bytes: c.message_max_bytes.unwrap_or(1_048_588),
+            log_segment_bytes: c.log_segment_bytes.unwrap_or(1 << 30),
+            log_roll_ms: c.log_roll_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            log_retention_ms: c.log_retention_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            log_retention_bytes: c.log_retention_bytes.unwrap_or(-1),
+            log_retention_check_interval_ms: c.log_retention_check_interval_ms.unwrap_or(300_000),
+            log_flush_interval_messages: c.log_flush_interval_messages.unwrap_or(i64::MAX),
+            log_flush_interval_ms: c.log_flush_interval_ms.unwrap_or(i64::MAX),
+            log_index_interval_bytes: c.log_index_interval_bytes.unwrap_or(4096),
+            socket_request_max_bytes: c.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024),
+            max_connections: c.max_connections.unwrap_or(10_000),
+            fetch_max_bytes: c.fetch_max_bytes.unwrap_or(55 * 1024 * 1024),
+            checkpoint_interval_ms: c.replica_high_watermark_checkpoint_interval_ms.unwrap_or(5000),
+            shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
+        };
+        if cfg.message_max_bytes > cfg.socket_request_max_bytes {
+            return Err(Error::config(
+                "message.max.bytes",
+                format!(
+                    "{} is larger than socket.request.max.bytes ({})",
+                    cfg.message_max_bytes, cfg.socket_request_max_bytes
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// A test configuration: ephemeral ports on loopback, the given data dir.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        let mut cfg = Self::default();
+        cfg.listener = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.metrics_listener = SocketAddr::from(([127, 0, 0, 1], 0));
+        cfg.data_dir = data_dir.to_path_buf();
+        cfg
+    }
+}
+
+/// `(long flag name, environment variable)` for every setting.
+fn setting_names() -> Vec<(String, String)> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?.to_string();
+            let env = a.get_env()?.to_string_lossy().into_owned();
+            Some((long, env))
+        })
+        .collect()
+}
+
+fn strip_scheme(s: &str) -> &str {
+    s.split_once("://").map(|(_, rest)| rest).unwrap_or(s)
+}
+
+fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// Reads a properties file: `name=value` lines, `#` or `!` comments.
+fn read_file(path: &Path) -> Result<Cli> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let known: Vec<String> = setting_names().into_iter().map(|(l, _)| l).collect();
+    let mut args = vec!["sluice-broker".to_string()];
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
+            return Err(Error::config(
+                format!("{}:{}", path.display(), n + 1),
+                format!("expected `name=value`, found `{line}`"),
+            ));
+        };
+        let key = key.trim();
+        let flag = key.replace('.', "-");
+        if flag == "config" || !known.contains(&flag) {
+            return Err(Error::config(key, format!("unknown setting in {}", path.display())));
+        }
+        args.push(format!("--{flag}={}", value.trim()));
+    }
+    parse_layer(args).map_err(|e| Error::config(format!("file {}", path.display()), e))
+}
+
+/// Parses one layer of settings (command line, environment or file) with
+/// clap's own environment lookup off, so the layers merge explicitly.
+fn parse_layer<I, T>(args: I) -> std::result::Result<Cli, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cmd = Cli::command().mut_args(|a| a.env(None::<&str>));
+    let matches = match cmd.try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                // Help lists the environment names too.
+                let _ = Cli::command().print_long_help();
+                std::process::exit(0)
+            }
+            _ => return Err(e.to_string()),
+        },
+    };
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+/// Fills every unset value of `over` from `under`.
+fn merge(over: Cli, under: Cli) -> Cli {
+    macro_rules! pick {
+        ($($f:ident),* $(,)?) => { Cli { $($f: over.$f.or(under.$f)),* } };
+    }
+    pick!(
+        config,
+        node_id,
+        listeners,
+        advertised_listeners,
+        log_dirs,
+        metrics_listener,
+        broker_rack,
+        logging_format,
+        logging_level,
+        auto_create_topics_enable,
+        num_partitions,
+        default_replication_factor,
+        min_insync_replicas,
+        message_max_bytes,
+        log_segment_bytes,
+        log_roll_ms,
+        log_retention_ms,
+        log_retention_bytes,
+        log_retention_check_interval_ms,
+        log_flush_interval_messages,
+        log_flush_interval_ms,
+        log_index_interval_bytes,
+        socket_request_max_bytes,
+        max_connections,
+        fetch_max_bytes,
+        replica_high_watermark_checkpoint_interval_ms,
+        shutdown_timeout_ms,
+    )
+}
+
+impl fmt::Display for BrokerConfig {
+    /// One `name = value` line per setting, as printed at startup. No setting
+    /// is secret yet; SASL credentials will be redacted here when they exist.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: [(&str, String); 27] = [
+            ("node.id", self.node_id.to_string()),
+            ("listeners", self.listener.to_string()),
+            ("advertised.listeners", format!("{}:{}", self.advertised_host, self.advertised_port)),
+            ("log.dirs", self.data_dir.display().to_string()),
+            ("metrics.listener", self.metrics_listener.to_string()),
+            ("broker.rack", self.rack.clone().unwrap_or_default()),
+            ("logging.format", format!("{:?}", self.logging_format).to_lowercase()),
+            ("logging.level", self.logging_level.clone()),
+            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            ("num.partitions", self.num_partitions.to_string()),
+            ("default.replication.factor", self.default_replication_factor.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("log.segment.bytes", self.log_segment_bytes.to_string()),
+            ("log.roll.ms", self.log_roll_ms.to_string()),
+            ("log.retention.ms", self.log_retention_ms.to_string()),
+            ("log.retention.bytes", self.log_retention_bytes.to_string()),
+            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
+            ("log.flush.interval.messages", self.log_flush_interval_messages.to_string()),
+            ("log.flush.interval.ms", self.log_flush_interval_ms.to_string()),
+            ("log.index.interval.bytes", self.log_index_interval_bytes.to_string()),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("max.connections", self.max_connections.to_string()),
+            ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
+            ("replica.high.watermark.checkpoint.interval.ms", self.checkpoint_interval_ms.to_string()),
+            ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        for (k, v) in rows {
+            writeln!(f, "  {k} = {v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str], env: &[(&str, &str)]) -> Result<BrokerConfig> {
+        let mut a = vec!["sluice-broker"];
+        a.extend_from_slice(args);
+        BrokerConfig::load_from(
+            a,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_need_no_flags() {
+        let c = load(&[], &[]).expect("defaults");
+        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.data_dir, PathBuf::from("sluice-data"));
+        assert_eq!(c.metrics_listener.port(), 9464);
+    }
+
+    #[test]
+    fn unknown_env_setting_is_named() {
+        let e = load(&[], &[("SLUICE_LOG_RETENTON_MS", "5")]).unwrap_err();
+        assert!(e.to_string().contains("SLUICE_LOG_RETENTON_MS"), "{e}");
+    }
+
+    #[test]
+    fn invalid_flag_value_is_named() {
+        let e = load(&["--num-partitions", "0"], &[]).unwrap_err();
+        assert!(e.to_string().contains("num-partitions"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env_then_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "# comment\nnum.partitions=3\nlog.retention.ms = 1000\nnode.id=7\n").expect("write");
+        let p = path.to_str().expect("utf8");
+        let c = load(&["--config", p, "--node-id", "9"], &[("SLUICE_LOG_RETENTION_MS", "2000")]).expect("load");
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log_retention_ms, 2000);
+        assert_eq!(c.node_id, 9);
+    }
+
+    #[test]
+    fn unknown_file_setting_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "log.retenton.ms=5\n").expect("write");
+        let e = load(&["--config", path.to_str().expect("utf8")], &[]).unwrap_err();
+        assert!(e.to_string().contains("log.retenton.ms"), "{e}");
+    }
+
+    #[test]
+    fn wildcard_listener_needs_advertised() {
+        let e = load(&["--listeners", "0.0.0.0:9092"], &[]).unwrap_err();
+        assert!(e.to_string().contains("advertised.listeners"), "{e}");
+        let c = load(&["--listeners", "PLAINTEXT://0.0.0.0:9092", "--advertised-listeners", "PLAINTEXT://kafka-0.kafka:9092"], &[]).expect("ok");
+        assert_eq!(c.advertised_host, "kafka-0.kafka");
+    }
+}

@@ -1,0 +1,122 @@
+//! CreateTopics (19).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::{code, count_error, str_bytes};
+use crate::broker::{Broker, CreateTopicError, NewTopic};
+use crate::metadata::TopicConfigs;
+
+fn error_code(e: &CreateTopicError) -> i16 {
+    match e {
+        CreateTopicError::AlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
+        CreateTopicError::InvalidName(_) => code::INVALID_TOPIC_EXCEPTION,
+        CreateTopicError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
+        CreateTopicError::InvalidReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
+        CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
+        CreateTopicError::Assignment => code::INVALID_REPLICA_ASSIGNMENT,
+        CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+pub fn handle(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // A name given twice in one request is an error for every copy (Kafka).
+    let mut seen = std::collections::HashMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.0.to_string()).or_insert(0) += 1;
+    }
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(t.name.clone());
+            let r = if seen.get(&name).copied().unwrap_or(0) > 1 {
+                result
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes(format!("Create topics request from client contains a duplicate topic: {name}"))))
+            } else {
+                create_one(broker, t, req.validate_only, version, result)
+            };
+            count_error(broker, "CreateTopics", r.error_code);
+            r
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn create_one(
+    broker: &Broker,
+    t: kafka_protocol::messages::create_topics_request::CreatableTopic,
+    validate_only: bool,
+    version: i16,
+    result: CreatableTopicResult,
+) -> CreatableTopicResult {
+    let fail = |e: CreateTopicError| {
+        result
+            .clone()
+            .with_error_code(error_code(&e))
+            .with_error_message(Some(str_bytes(e.to_string())))
+    };
+    if !t.assignments.is_empty() {
+        // One broker: the only valid assignment is [this broker] per partition.
+        let me = broker.config.node_id;
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return fail(CreateTopicError::InvalidConfig(crate::metadata::ConfigError::Invalid {
+                name: "assignments".into(),
+                value: "given".into(),
+                reason: "numPartitions and replicationFactor must be -1 when assignments are given".into(),
+            }));
+        }
+        if t.assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != me) {
+            return fail(CreateTopicError::Assignment);
+        }
+    }
+    let configs = match TopicConfigs::from_pairs(t.configs.iter().map(|c| (c.name.as_str(), c.value.as_deref()))) {
+        Ok(c) => c,
+        Err(e) => return fail(e.into()),
+    };
+    // KIP-464: -1 means the broker's default.
+    let partitions = match (t.num_partitions, t.assignments.len()) {
+        (-1, 0) => broker.config.num_partitions,
+        (-1, n) => n as i32,
+        (n, _) => n,
+    };
+    let replication_factor = match t.replication_factor {
+        -1 if t.assignments.is_empty() => broker.config.default_replication_factor,
+        -1 => 1,
+        n => n,
+    };
+    let new = NewTopic {
+        name: t.name.0.to_string(),
+        partitions,
+        replication_factor,
+        configs,
+    };
+    match broker.create_topic(new, validate_only) {
+        Ok(meta) => {
+            let mut r = result
+                .with_topic_id(meta.id)
+                .with_num_partitions(meta.partitions)
+                .with_replication_factor(meta.replication_factor);
+            if version >= 5 {
+                let configs = meta
+                    .configs
+                    .describe(&broker.config)
+                    .into_iter()
+                    .map(|(name, value, source)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(name))
+                            .with_value(Some(str_bytes(value)))
+                            .with_config_source(source.code())
+                    })
+                    .collect();
+                r = r.with_configs(Some(configs));
+            }
+            r
+        }
+        Err(e) => fail(e),
+    }
+}

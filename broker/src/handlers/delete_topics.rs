@@ -1,0 +1,60 @@
+//! DeleteTopics (20): by name, or by id from v6.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use uuid::Uuid;
+
+use super::{code, count_error, str_bytes, topic_name};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    // v6 sends `topics` (name or id); earlier versions send `topic_names`.
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let r = delete_one(broker, name, id);
+            count_error(broker, "DeleteTopics", r.error_code);
+            r
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
+    let resolved = match &name {
+        Some(n) => Some(n.clone()),
+        None => broker.metadata.lock().name_of(&id).map(str::to_string),
+    };
+    let base = DeletableTopicResult::default()
+        .with_name(resolved.clone().or(name.clone()).map(topic_name))
+        .with_topic_id(id);
+    let Some(n) = resolved else {
+        return base
+            .with_error_code(code::UNKNOWN_TOPIC_ID)
+            .with_error_message(Some(str_bytes(format!("Topic id {id} does not exist."))));
+    };
+    match broker.delete_topic(&n) {
+        Ok(Some(meta)) => base.with_topic_id(meta.id),
+        Ok(None) => base
+            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+            .with_error_message(Some(str_bytes("This server does not host this topic-partition."))),
+        Err(e) => {
+            tracing::error!(topic = %n, error = %e, "deleting topic failed");
+            base.with_error_code(code::KAFKA_STORAGE_ERROR)
+                .with_error_message(Some(str_bytes(e.to_string())))
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! DescribeCluster (60).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Arc<Broker>, _req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+    let me = BrokerId(broker.config.node_id);
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_controller_id(me)
+        .with_endpoint_type(1)
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(me)
+                .with_host(str_bytes(broker.config.advertised_host.clone()))
+                .with_port(i32::from(broker.config.advertised_port))
+                .with_rack(broker.config.rack.clone().map(str_bytes)),
+        ])
+}

@@ -1,0 +1,84 @@
+//! DescribeConfigs (32): topic configs (with their source) and this
+//! broker's static settings.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{code, count_error, str_bytes};
+use crate::broker::Broker;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// ConfigSource STATIC_BROKER_CONFIG.
+const STATIC_BROKER: i8 = 4;
+
+pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let keys = r.configuration_keys.clone();
+            let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|k| k.as_str() == name));
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let result = match r.resource_type {
+                TOPIC => {
+                    let meta = broker.metadata.lock().get(r.resource_name.as_str()).cloned();
+                    match meta {
+                        None => base
+                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(str_bytes(format!(
+                                "Topic {} does not exist",
+                                r.resource_name.as_str()
+                            )))),
+                        Some(m) => base.with_configs(
+                            m.configs
+                                .describe(&broker.config)
+                                .into_iter()
+                                .filter(|(n, _, _)| wanted(n))
+                                .map(|(n, v, s)| entry(n, v, false, s.code()))
+                                .collect(),
+                        ),
+                    }
+                }
+                BROKER => {
+                    let me = broker.config.node_id.to_string();
+                    if !r.resource_name.is_empty() && r.resource_name.as_str() != me {
+                        base.with_error_code(code::INVALID_REQUEST)
+                            .with_error_message(Some(str_bytes(format!(
+                                "Unexpected broker id, expected {me} or empty string, but received {}",
+                                r.resource_name.as_str()
+                            ))))
+                    } else {
+                        let text = broker.config.to_string();
+                        base.with_configs(
+                            text.lines()
+                                .filter_map(|l| l.trim().split_once(" = "))
+                                .filter(|(n, _)| wanted(n))
+                                .map(|(n, v)| entry(n, v.to_string(), true, STATIC_BROKER))
+                                .collect(),
+                        )
+                    }
+                }
+                other => base
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes(format!("Unsupported resource type {other}")))),
+            };
+            count_error(broker, "DescribeConfigs", result.error_code);
+            result
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn entry(name: &str, value: String, read_only: bool, source: i8) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(name.to_string()))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(read_only)
+        .with_config_source(source)
+}

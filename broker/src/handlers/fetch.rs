@@ -1,0 +1,190 @@
+//! Fetch (1): read whole batches from each requested partition, long-poll
+//! with `max_wait_ms` / `min_bytes` until enough data arrives.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response is a full response
+//! with `session_id` 0, which the protocol allows and clients accept.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{code, count_error};
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::replica::{Partition, TopicPartition};
+
+/// One requested partition, resolved.
+struct Wanted {
+    topic_index: usize,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    current_leader_epoch: i32,
+    found: Result<Arc<Partition>, i16>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+    if req.session_id != 0 {
+        // We never hand out session ids, so a client cannot hold one.
+        count_error(broker, "Fetch", code::FETCH_SESSION_ID_NOT_FOUND);
+        return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
+    }
+    let by_id = version >= 13;
+    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(req.topics.len());
+    let mut wanted = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let name = if by_id {
+            broker.metadata.lock().name_of(&t.topic_id).map(str::to_string)
+        } else {
+            Some(t.topic.0.to_string())
+        };
+        let topic_id = match &name {
+            Some(n) if !by_id => broker.metadata.lock().get(n).map(|m| m.id).unwrap_or_default(),
+            _ => t.topic_id,
+        };
+        topics.push((t.topic.clone(), topic_id));
+        for p in &t.partitions {
+            let found = match &name {
+                None => Err(code::UNKNOWN_TOPIC_ID),
+                Some(n) => broker
+                    .replicas
+                    .get(&TopicPartition::new(n.clone(), p.partition))
+                    .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+            };
+            wanted.push(Wanted {
+                topic_index: ti,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: p.current_leader_epoch,
+                found,
+            });
+        }
+    }
+    let response_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes as usize);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let read_committed = req.isolation_level == 1;
+
+    // Subscribe before the first read so that no append is missed between
+    // reading and waiting.
+    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| w.found.as_ref().ok().map(|p| p.subscribe()))
+        .collect();
+    let wait_started = Instant::now();
+    let mut waited = false;
+    let results = loop {
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+        let (results, total, any_error) = read_all(&wanted, response_max, read_committed);
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || any_error || now >= deadline || watchers.is_empty() {
+            break results;
+        }
+        waited = true;
+        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = changed => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+        if broker.shutdown.is_cancelled() {
+            let (results, _, _) = read_all(&wanted, response_max, read_committed);
+            break results;
+        }
+    };
+    if waited {
+        broker.metrics.fetch_wait.observe(wait_started.elapsed().as_secs_f64());
+    }
+
+    let mut out: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default()
+                .with_topic(if by_id { TopicName::default() } else { name })
+                .with_topic_id(id)
+        })
+        .collect();
+    let mut bytes_out = 0u64;
+    for (w, pd) in wanted.iter().zip(results) {
+        count_error(broker, "Fetch", pd.error_code);
+        bytes_out += pd.records.as_ref().map_or(0, |r| r.len() as u64);
+        out[w.topic_index].partitions.push(pd);
+    }
+    broker.metrics.bytes_out.inc_by(bytes_out);
+    FetchResponse::default().with_session_id(0).with_responses(out)
+}
+
+/// Reads every wanted partition once. Returns the partition answers, the
+/// record bytes gathered and whether any partition answered an error.
+fn read_all(wanted: &[Wanted], response_max: usize, read_committed: bool) -> (Vec<PartitionData>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let pd = read_one(w, response_max.saturating_sub(total), total == 0, read_committed);
+        if pd.error_code != code::NONE {
+            any_error = true;
+        }
+        total += pd.records.as_ref().map_or(0, Bytes::len);
+        out.push(pd);
+    }
+    (out, total, any_error)
+}
+
+fn read_one(w: &Wanted, budget: usize, first: bool, read_committed: bool) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(w.partition)
+        .with_records(Some(Bytes::new()))
+        .with_aborted_transactions(read_committed.then(Vec::new));
+    let partition = match &w.found {
+        Ok(p) => p,
+        Err(c) => return base.with_error_code(*c).with_high_watermark(-1),
+    };
+    if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch {
+        let c = if w.current_leader_epoch < partition.leader_epoch {
+            code::FENCED_LEADER_EPOCH
+        } else {
+            code::UNKNOWN_LEADER_EPOCH
+        };
+        return base.with_error_code(c).with_high_watermark(-1);
+    }
+    let with_offsets = |pd: PartitionData, o: crate::replica::Offsets| {
+        pd.with_high_watermark(o.high_watermark)
+            .with_last_stable_offset(o.high_watermark)
+            .with_log_start_offset(o.log_start)
+    };
+    match partition.plan_read(w.fetch_offset) {
+        Ok((None, offsets)) => with_offsets(base, offsets),
+        Ok((Some(plan), offsets)) => {
+            // The first batch of the response is returned whole even when it
+            // is larger than the limits, or the consumer could never progress.
+            let limit = w.max_bytes.min(budget);
+            if !first && plan.first_batch_size() > limit {
+                return with_offsets(base, offsets);
+            }
+            match plan.execute(limit) {
+                Ok(data) => with_offsets(base.with_records(Some(data.records)), offsets),
+                Err(e) => {
+                    tracing::error!(partition = %partition.tp, error = %e, "read failed");
+                    base.with_error_code(code::KAFKA_STORAGE_ERROR).with_high_watermark(-1)
+                }
+            }
+        }
+        Err(Error::OffsetOutOfRange { .. }) => {
+            with_offsets(base.with_error_code(code::OFFSET_OUT_OF_RANGE), partition.offsets())
+        }
+        Err(e) => {
+            tracing::error!(partition = %partition.tp, error = %e, "read failed");
+            base.with_error_code(code::KAFKA_STORAGE_ERROR).with_high_watermark(-1)
+        }
+    }
+}

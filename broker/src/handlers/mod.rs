@@ -1,0 +1,172 @@
+//! One module per Kafka API. `handle` decodes a frame, routes it, and
+//! encodes the response; an `Err` closes the connection.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::protocol::{self, DecodedHeader, HeaderError, decode_body, encode_response};
+
+/// Why a connection must be closed.
+pub type Close = String;
+
+/// Decodes, handles and encodes one request frame, appending the response
+/// (if any: acks=0 produce has none) to `out`.
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut BytesMut) -> Result<(), Close> {
+    let started = Instant::now();
+    let h = match protocol::decode_header(frame) {
+        Ok(h) => h,
+        Err(HeaderError::ApiVersionsTooNew {
+            version,
+            correlation_id,
+        }) => {
+            tracing::debug!(version, "ApiVersions newer than served; answering v0 with UNSUPPORTED_VERSION");
+            let resp = api_versions::unsupported_version();
+            return encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &resp);
+        }
+        Err(HeaderError::Close(reason)) => {
+            broker.metrics.malformed_requests.inc();
+            return Err(reason);
+        }
+    };
+    let key = h.api_key;
+    let v = h.api_version;
+    let corr = h.header.correlation_id;
+    let api = protocol::api::name(key);
+    let bad = |e: String| {
+        broker.metrics.malformed_requests.inc();
+        e
+    };
+    match key {
+        ApiKey::ApiVersions => {
+            let req: ApiVersionsRequest = decode_body(&h).map_err(bad)?;
+            let resp = api_versions::handle(&req, v, &h);
+            count_error(broker, api, resp.error_code);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::Metadata => {
+            let req: MetadataRequest = decode_body(&h).map_err(bad)?;
+            let resp = metadata::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::Produce => {
+            let req: ProduceRequest = decode_body(&h).map_err(bad)?;
+            if let Some(resp) = produce::handle(broker, req, v).await {
+                encode_response(out, key, v, corr, &resp)?;
+            }
+        }
+        ApiKey::Fetch => {
+            let req: FetchRequest = decode_body(&h).map_err(bad)?;
+            let resp = fetch::handle(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::ListOffsets => {
+            let req: ListOffsetsRequest = decode_body(&h).map_err(bad)?;
+            let resp = list_offsets::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::CreateTopics => {
+            let req: CreateTopicsRequest = decode_body(&h).map_err(bad)?;
+            let resp = create_topics::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::DeleteTopics => {
+            let req: DeleteTopicsRequest = decode_body(&h).map_err(bad)?;
+            let resp = delete_topics::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::DescribeConfigs => {
+            let req: DescribeConfigsRequest = decode_body(&h).map_err(bad)?;
+            let resp = describe_configs::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        ApiKey::DescribeCluster => {
+            let req: DescribeClusterRequest = decode_body(&h).map_err(bad)?;
+            let resp = describe_cluster::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp)?;
+        }
+        other => return Err(format!("{other:?} is not served")),
+    }
+    broker.metrics.requests.with_label_values(&[api]).inc();
+    broker
+        .metrics
+        .request_latency
+        .with_label_values(&[api])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Decodes the body of any served request, for decoder fuzzing.
+pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
+    match h.api_key {
+        ApiKey::ApiVersions => decode_body::<ApiVersionsRequest>(h).map(drop),
+        ApiKey::Metadata => decode_body::<MetadataRequest>(h).map(drop),
+        ApiKey::Produce => decode_body::<ProduceRequest>(h).map(drop),
+        ApiKey::Fetch => decode_body::<FetchRequest>(h).map(drop),
+        ApiKey::ListOffsets => decode_body::<ListOffsetsRequest>(h).map(drop),
+        ApiKey::CreateTopics => decode_body::<CreateTopicsRequest>(h).map(drop),
+        ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(h).map(drop),
+        ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(h).map(drop),
+        ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(h).map(drop),
+        other => Err(format!("{other:?} is not served")),
+    }
+}
+
+/// Counts a non-zero error code returned by `api`.
+pub fn count_error(broker: &Broker, api: &str, code: i16) {
+    if code != 0 {
+        let code = code.to_string();
+        broker.metrics.errors.with_label_values(&[api, &code]).inc();
+    }
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub(crate) fn topic_name(s: impl Into<String>) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// Kafka error codes used by the handlers.
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}

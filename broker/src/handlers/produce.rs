@@ -1,0 +1,109 @@
+//! Produce (0): validate batches, append, acknowledge.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{code, count_error, str_bytes};
+use crate::broker::Broker;
+use crate::replica::TopicPartition;
+use crate::storage::batch::{self, BatchError};
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } | BatchError::BadLength(_) => {
+            code::CORRUPT_MESSAGE
+        }
+        BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        BatchError::UnknownCompression(_) => code::UNSUPPORTED_COMPRESSION_TYPE,
+        BatchError::BadRecordCount { .. } | BatchError::Empty => code::INVALID_RECORD,
+    }
+}
+
+fn failed(index: i32, error: i16, message: impl Into<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(str_bytes(message.into())))
+}
+
+/// Returns `None` for acks=0, which gets no response.
+pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for pd in topic.partition_data {
+            let resp = if !matches!(acks, -1..=1) {
+                failed(pd.index, code::INVALID_REQUIRED_ACKS, format!("acks={acks} is not one of -1, 0, 1"))
+            } else if req.transactional_id.is_some() {
+                failed(pd.index, code::INVALID_RECORD, "transactions are not supported yet")
+            } else {
+                append(broker, &name, pd.index, pd.records.as_deref(), acks)
+            };
+            count_error(broker, "Produce", resp.error_code);
+            parts.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(parts),
+        );
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>, acks: i16) -> PartitionProduceResponse {
+    let tp = TopicPartition::new(topic, index);
+    let Some(partition) = broker.replicas.get(&tp) else {
+        return failed(index, code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown partition {tp}"));
+    };
+    let Some(records) = records else {
+        return failed(index, code::INVALID_RECORD, "records are null");
+    };
+    let max = partition.max_message_bytes().max(0) as usize;
+    let headers = match batch::validate_produce(records, max) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(partition = %tp, error = %e, "refused produce");
+            return failed(index, batch_error_code(&e), e.to_string());
+        }
+    };
+    if headers.iter().any(|h| h.is_control() || h.is_transactional() || h.producer_id >= 0) {
+        return failed(
+            index,
+            code::INVALID_RECORD,
+            "control, transactional and idempotent batches are not supported yet",
+        );
+    }
+    if acks == -1 && partition.min_insync_replicas() > 1 {
+        let min = partition.min_insync_replicas();
+        return failed(
+            index,
+            code::NOT_ENOUGH_REPLICAS,
+            format!("in-sync replicas (1) are fewer than min.insync.replicas ({min})"),
+        );
+    }
+    match partition.append(records, &headers) {
+        Ok(info) => {
+            broker.metrics.bytes_in.inc_by(records.len() as u64);
+            let n: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
+            broker.metrics.messages_in.inc_by(n as u64);
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(info.log_start_offset)
+        }
+        Err(e) => {
+            tracing::error!(partition = %tp, error = %e, "append failed");
+            failed(index, code::KAFKA_STORAGE_ERROR, format!("append failed: {e}"))
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `sluice-broker`: runs a Kafka-compatible broker. With no flags it listens
+//! on 127.0.0.1:9092 and keeps data in ./sluice-data.
+
+use anyhow::Context;
+use sluice_broker::BrokerConfig;
+use sluice_broker::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(cfg: &BrokerConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&cfg.logging_level)
+        .with_context(|| format!("invalid setting `logging.level`: {:?}", cfg.logging_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.logging_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.init(),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cfg = match BrokerConfig::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice-broker: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg)?;
+    tracing::info!("starting sluice-broker with settings:\n{cfg}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let running = match sluice_broker::server::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "startup failed");
+                eprintln!("sluice-broker: {e}");
+                std::process::exit(1);
+            }
+        };
+        let sig = wait_for_signal().await?;
+        tracing::info!(signal = sig, "received signal");
+        running.shutdown().await.context("shutdown")?;
+        Ok(())
+    })
+}

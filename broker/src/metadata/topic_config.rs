@@ -1,0 +1,246 @@
+//! Topic-level configs: which names exist, what values are valid, and how
+//! they combine with the broker's defaults into a [`LogConfig`].
+
+use std::collections::BTreeMap;
+
+use crate::config::BrokerConfig;
+use crate::storage::LogConfig;
+
+/// A config a client asked for that Sluice refuses, with Kafka's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Unknown topic config name: {0}")]
+    Unknown(String),
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// One supported topic config: its name, the broker setting that supplies
+/// its default, and how to check a value.
+struct Def {
+    name: &'static str,
+    broker_setting: &'static str,
+    check: fn(&str) -> Result<(), String>,
+    default: fn(&BrokerConfig) -> String,
+}
+
+fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+    move |v| match v.trim().parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+fn int_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+    move |v| match v.trim().parse::<i32>() {
+        Ok(n) if i64::from(n) >= min => Ok(()),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(_) => Err("not a 32-bit number".into()),
+    }
+}
+
+const DEFS: &[Def] = &[
+    Def {
+        name: "cleanup.policy",
+        broker_setting: "log.cleanup.policy",
+        check: |v| match v.trim() {
+            "delete" => Ok(()),
+            "compact" | "compact,delete" | "delete,compact" => {
+                Err("compaction is not supported yet".into())
+            }
+            _ => Err("must be one of [delete, compact]".into()),
+        },
+        default: |_| "delete".into(),
+    },
+    Def {
+        name: "compression.type",
+        broker_setting: "compression.type",
+        check: |v| match v.trim() {
+            "producer" => Ok(()),
+            _ => Err("only `producer` is supported: Sluice stores batches as the producer compressed them".into()),
+        },
+        default: |_| "producer".into(),
+    },
+    Def {
+        name: "retention.ms",
+        broker_setting: "log.retention.ms",
+        check: |v| long_at_least(-1)(v),
+        default: |c| c.log_retention_ms.to_string(),
+    },
+    Def {
+        name: "retention.bytes",
+        broker_setting: "log.retention.bytes",
+        check: |v| long_at_least(-1)(v),
+        default: |c| c.log_retention_bytes.to_string(),
+    },
+    Def {
+        name: "segment.bytes",
+        broker_setting: "log.segment.bytes",
+        check: |v| int_at_least(1024)(v),
+        default: |c| c.log_segment_bytes.to_string(),
+    },
+    Def {
+        name: "segment.ms",
+        broker_setting: "log.roll.ms",
+        check: |v| long_at_least(1)(v),
+        default: |c| c.log_roll_ms.to_string(),
+    },
+    Def {
+        name: "max.message.bytes",
+        broker_setting: "message.max.bytes",
+        check: |v| int_at_least(64)(v),
+        default: |c| c.message_max_bytes.to_string(),
+    },
+    Def {
+        name: "min.insync.replicas",
+        broker_setting: "min.insync.replicas",
+        check: |v| int_at_least(1)(v),
+        default: |c| c.min_insync_replicas.to_string(),
+    },
+    Def {
+        name: "flush.messages",
+        broker_setting: "log.flush.interval.messages",
+        check: |v| long_at_least(1)(v),
+        default: |c| c.log_flush_interval_messages.to_string(),
+    },
+    Def {
+        name: "flush.ms",
+        broker_setting: "log.flush.interval.ms",
+        check: |v| long_at_least(0)(v),
+        default: |c| c.log_flush_interval_ms.to_string(),
+    },
+    Def {
+        name: "index.interval.bytes",
+        broker_setting: "log.index.interval.bytes",
+        check: |v| int_at_least(1)(v),
+        default: |c| c.log_index_interval_bytes.to_string(),
+    },
+    Def {
+        name: "message.timestamp.type",
+        broker_setting: "log.message.timestamp.type",
+        check: |v| match v.trim() {
+            "CreateTime" => Ok(()),
+            "LogAppendTime" => Err("LogAppendTime is not supported yet".into()),
+            _ => Err("must be one of [CreateTime, LogAppendTime]".into()),
+        },
+        default: |_| "CreateTime".into(),
+    },
+    Def {
+        name: "unclean.leader.election.enable",
+        broker_setting: "unclean.leader.election.enable",
+        check: |v| match v.trim() {
+            "true" | "false" => Ok(()),
+            _ => Err("must be true or false".into()),
+        },
+        default: |_| "false".into(),
+    },
+];
+
+/// Where a config's effective value comes from, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic (DYNAMIC_TOPIC_CONFIG = 1).
+    Topic,
+    /// The broker's default (DEFAULT_CONFIG = 5).
+    Default,
+}
+
+impl ConfigSource {
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::Topic => 1,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// A topic's explicit config overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicConfigs(pub BTreeMap<String, String>);
+
+impl TopicConfigs {
+    /// Validates and collects overrides.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<Self, ConfigError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in pairs {
+            let def = DEFS
+                .iter()
+                .find(|d| d.name == name)
+                .ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+            let Some(value) = value else {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    value: "null".into(),
+                    reason: "a value is required".into(),
+                });
+            };
+            (def.check)(value).map_err(|reason| ConfigError::Invalid {
+                name: name.into(),
+                value: value.into(),
+                reason,
+            })?;
+            map.insert(name.to_string(), value.trim().to_string());
+        }
+        Ok(TopicConfigs(map))
+    }
+
+    /// Every supported config with its effective value and source.
+    pub fn describe(&self, broker: &BrokerConfig) -> Vec<(&'static str, String, ConfigSource)> {
+        DEFS.iter()
+            .map(|d| match self.0.get(d.name) {
+                Some(v) => (d.name, v.clone(), ConfigSource::Topic),
+                None => (d.name, (d.default)(broker), ConfigSource::Default),
+            })
+            .collect()
+    }
+
+    /// The broker setting that supplies a topic config's default.
+    pub fn broker_setting(name: &str) -> Option<&'static str> {
+        DEFS.iter().find(|d| d.name == name).map(|d| d.broker_setting)
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.0.get(name).and_then(|v| v.parse().ok())
+    }
+
+    pub fn log_config(&self, b: &BrokerConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.get("segment.bytes").unwrap_or(b.log_segment_bytes),
+            segment_ms: self.get("segment.ms").unwrap_or(b.log_roll_ms),
+            retention_ms: self.get("retention.ms").unwrap_or(b.log_retention_ms),
+            retention_bytes: self.get("retention.bytes").unwrap_or(b.log_retention_bytes),
+            max_message_bytes: self.get("max.message.bytes").unwrap_or(b.message_max_bytes),
+            flush_messages: self.get("flush.messages").unwrap_or(b.log_flush_interval_messages),
+            flush_ms: self.get("flush.ms").unwrap_or(b.log_flush_interval_ms),
+            index_interval_bytes: self.get("index.interval.bytes").unwrap_or(b.log_index_interval_bytes),
+            min_insync_replicas: self.get("min.insync.replicas").unwrap_or(b.min_insync_replicas),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_invalid_configs_are_named() {
+        assert_eq!(
+            TopicConfigs::from_pairs([("retention.msx", Some("1"))]),
+            Err(ConfigError::Unknown("retention.msx".into()))
+        );
+        let e = TopicConfigs::from_pairs([("retention.ms", Some("-7"))]).unwrap_err();
+        assert!(e.to_string().contains("retention.ms"));
+        let ok = TopicConfigs::from_pairs([("retention.ms", Some("1000")), ("cleanup.policy", Some("delete"))])
+            .expect("valid");
+        let broker = BrokerConfig::default();
+        assert_eq!(ok.log_config(&broker).retention_ms, 1000);
+        let described = ok.describe(&broker);
+        assert!(described.contains(&("retention.ms", "1000".into(), ConfigSource::Topic)));
+        assert!(described.iter().any(|(n, _, s)| *n == "segment.bytes" && *s == ConfigSource::Default));
+    }
+}

@@ -1,0 +1,115 @@
+//! Binds the listeners, accepts connections within `max.connections`, and
+//! shuts everything down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::{Error, Result};
+use crate::metrics::{self, HttpState};
+
+/// A broker that is serving. Dropping it does not stop it; call
+/// [`RunningBroker::shutdown`].
+#[derive(Debug)]
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    tasks: TaskTracker,
+    connections: TaskTracker,
+}
+
+/// Opens the data directory, binds the listeners and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
+    let kafka = TcpListener::bind(config.listener)
+        .await
+        .map_err(|e| Error::config("listeners", format!("cannot bind {}: {e}", config.listener)))?;
+    let http = metrics::bind(config.metrics_listener).await?;
+    let kafka_addr = kafka.local_addr().map_err(|e| Error::io("listener", e))?;
+    let metrics_addr = http.local_addr().map_err(|e| Error::io("metrics listener", e))?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(|e| Error::Metadata(format!("startup task failed: {e}")))??;
+
+    let tasks = TaskTracker::new();
+    let connections = TaskTracker::new();
+    let ready = CancellationToken::new();
+    let refresh_broker = Arc::clone(&broker);
+    let state = HttpState {
+        metrics: broker.metrics.clone(),
+        ready: ready.clone(),
+        refresh: Arc::new(move || refresh_broker.refresh_gauges()),
+    };
+    tasks.spawn(metrics::serve(http, state, broker.shutdown.clone()));
+    tasks.spawn(Arc::clone(&broker).run_background());
+    tasks.spawn(accept_loop(Arc::clone(&broker), kafka, connections.clone()));
+    ready.cancel();
+    tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");
+    Ok(RunningBroker {
+        broker,
+        kafka_addr,
+        metrics_addr,
+        tasks,
+        connections,
+    })
+}
+
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, connections: TaskTracker) {
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
+    loop {
+        let accepted = tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    broker.metrics.connections_rejected.inc();
+                    tracing::warn!(%peer, "max.connections reached; refusing connection");
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let b = Arc::clone(&broker);
+                connections.spawn(async move {
+                    super::connection::serve(b, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off, keep going.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl RunningBroker {
+    /// Graceful shutdown: stop accepting, let in-flight requests finish
+    /// (up to `shutdown.timeout.ms`), flush every log, write checkpoints.
+    pub async fn shutdown(self) -> Result<()> {
+        tracing::info!("shutting down");
+        self.broker.shutdown.cancel();
+        self.connections.close();
+        let timeout = Duration::from_millis(self.broker.config.shutdown_timeout_ms);
+        if tokio::time::timeout(timeout, self.connections.wait()).await.is_err() {
+            tracing::warn!("connections still busy after shutdown.timeout.ms; closing them");
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(timeout, self.tasks.wait()).await;
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || broker.close())
+            .await
+            .map_err(|e| Error::Metadata(format!("shutdown task failed: {e}")))??;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,557 @@
+//! A partition's log: an ordered set of segments with one active segment at
+//! the end, plus the leader-epoch cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader};
+use super::checkpoint::{self, LeaderEpochCache};
+use super::segment::{LogSegment, RecoveryOutcome, SegmentReader};
+use crate::error::{Error, IoContext, Result};
+
+/// Effective per-partition log settings (topic overrides over broker
+/// defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: i32,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub index_interval_bytes: i32,
+    pub min_insync_replicas: i32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            index_interval_bytes: 4096,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Bytes read for a fetch, whole batches only (except that the first batch
+/// is returned whole even when larger than the limit).
+#[derive(Debug, Clone)]
+pub struct FetchData {
+    pub records: Bytes,
+}
+
+/// What to read, found under the log's lock; the I/O happens without it.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    reader: SegmentReader,
+    position: u64,
+    first_batch_size: usize,
+}
+
+impl ReadPlan {
+    pub fn first_batch_size(&self) -> usize {
+        self.first_batch_size
+    }
+
+    /// Performs the read: at least the first batch, then whole batches up
+    /// to `max_bytes`.
+    pub fn execute(&self, max_bytes: usize) -> Result<FetchData> {
+        let want = max_bytes.max(self.first_batch_size);
+        let buf = self.reader.read(self.position, want)?;
+        let keep = batch::whole_batches_len(&buf);
+        Ok(FetchData {
+            records: buf.slice(..keep),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    leader_epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    oldest_unflushed_ms: Option<i64>,
+    recovery_point: i64,
+}
+
+/// What opening a log found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated_bytes: u64,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. Segments from `recovery_point`
+    /// on are checked batch by batch, and a torn or corrupt tail is cut.
+    ///
+    /// After a clean shutdown (`clean`), everything is flushed and the
+    /// indexes are trusted unless they fail their sanity check.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: i64,
+        clean: bool,
+        now_ms: i64,
+    ) -> Result<(Self, OpenReport)> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let entry = entry.at(dir)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        bases.sort_unstable();
+        let interval = config.index_interval_bytes as u64;
+        let mut report = OpenReport::default();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            // A segment may hold unflushed offsets if the next one starts
+            // past the recovery point.
+            let recover = !clean && bases.get(i + 1).is_none_or(|next| *next > recovery_point);
+            let (seg, outcome): (LogSegment, RecoveryOutcome) =
+                LogSegment::open(dir, base, interval, recover, now_ms)?;
+            if recover {
+                report.recovered_segments += 1;
+            }
+            report.truncated_bytes += outcome.truncated_bytes;
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, LogSegment::create(dir, 0, interval, now_ms)?);
+        }
+        report.segments = segments.len();
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let mut leader_epochs = LeaderEpochCache::open(dir)?;
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            leader_epochs: LeaderEpochCache::open(dir)?,
+            unflushed_messages: 0,
+            oldest_unflushed_ms: None,
+            recovery_point: 0,
+        };
+        // Epochs that start past the recovered end no longer describe the log.
+        leader_epochs.truncate_from_end(log.log_end_offset() + 1)?;
+        log.leader_epochs = leader_epochs;
+        log.recovery_point = log.log_end_offset();
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    fn active(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// The offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epochs.latest_epoch()
+    }
+
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.leader_epochs
+    }
+
+    /// Appends validated producer batches as leader: assigns offsets and the
+    /// leader epoch, rolls the segment when due, and fsyncs when the flush
+    /// policy says so.
+    pub fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.maybe_roll(records.len() as u64, now_ms)?;
+        let base_offset = self.log_end_offset();
+        let mut buf = BytesMut::from(records);
+        let mut next = base_offset;
+        let mut pos = 0;
+        let mut assigned = Vec::with_capacity(headers.len());
+        let mut messages = 0i64;
+        for h in headers {
+            batch::assign(&mut buf[pos..pos + h.size], next, leader_epoch);
+            let mut h = *h;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            next = h.last_offset() + 1;
+            pos += h.size;
+            messages += i64::from(h.records_count);
+            assigned.push(h);
+        }
+        self.leader_epochs.assign(leader_epoch, base_offset)?;
+        self.active_mut().append(&buf, &assigned)?;
+        self.unflushed_messages += messages;
+        self.oldest_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
+        let active = self.active();
+        let too_big = active.size() + incoming > self.config.segment_bytes as u64;
+        let too_old = now_ms - active.created_ms() >= self.config.segment_ms;
+        if active.is_empty() || !(too_big || too_old) {
+            return Ok(());
+        }
+        self.roll(now_ms)
+    }
+
+    /// Starts a new active segment at the log end offset. The old one is
+    /// fsynced first so the recovery point can move past it.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let base = self.log_end_offset();
+        self.active().flush()?;
+        self.recovery_point = base;
+        let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes as u64, now_ms)?;
+        self.segments.insert(base, seg);
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// fsyncs the active segment if `flush.ms` has passed since the oldest
+    /// unflushed write.
+    pub fn maybe_flush_by_time(&mut self, now_ms: i64) -> Result<()> {
+        if let Some(t) = self.oldest_unflushed_ms {
+            if now_ms.saturating_sub(t) >= self.config.flush_ms {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        self.oldest_unflushed_ms = None;
+        self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Plans a read of the batch holding `offset` and the ones after it, up
+    /// to (not including) offset `upper` (the high watermark). Returns
+    /// `Ok(None)` when there is nothing to read yet.
+    pub fn plan_read(&self, offset: i64, upper: i64) -> Result<Option<ReadPlan>> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: end,
+            });
+        }
+        if offset >= upper {
+            return Ok(None);
+        }
+        let Some((_, seg)) = self.segments.range(..=offset).next_back() else {
+            return Ok(None);
+        };
+        let Some((position, header)) = seg.find(offset)? else {
+            return Ok(None);
+        };
+        let mut reader = seg.reader();
+        if upper < seg.next_offset() {
+            if let Some((limit, _)) = seg.find(upper)? {
+                reader.end = limit;
+            }
+        }
+        if position >= reader.end {
+            return Ok(None);
+        }
+        Ok(Some(ReadPlan {
+            reader,
+            position,
+            first_batch_size: header.size,
+        }))
+    }
+
+    /// The first batch whose largest timestamp is at least `timestamp`, as
+    /// bytes, for ListOffsets by time.
+    pub fn batch_for_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>> {
+        for seg in self.segments.values() {
+            if let Some((pos, h)) = seg.find_by_timestamp(timestamp)? {
+                return seg.reader().read(pos, h.size).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp
+    /// (ListOffsets MAX_TIMESTAMP), at batch granularity: the last offset of
+    /// the batch that holds the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let mut best: Option<(i64, &LogSegment)> = None;
+        for seg in self.segments.values() {
+            if seg.max_timestamp() >= 0 && best.is_none_or(|(t, _)| seg.max_timestamp() > t) {
+                best = Some((seg.max_timestamp(), seg));
+            }
+        }
+        let Some((ts, seg)) = best else { return Ok(None) };
+        Ok(seg.find_by_timestamp(ts)?.map(|(_, h)| (ts, h.last_offset())))
+    }
+
+    /// Removes every record at or above `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let interval = self.config.index_interval_bytes as u64;
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if base == offset && self.segments.len() == 1 {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete(&self.dir)?;
+            }
+        }
+        if self.segments.is_empty() {
+            let now = now_ms();
+            self.segments
+                .insert(offset, LogSegment::create(&self.dir, offset, interval, now)?);
+            self.log_start_offset = offset;
+        } else {
+            self.active_mut().truncate_to(offset)?;
+        }
+        let end = self.log_end_offset();
+        self.leader_epochs.truncate_from_end(end)?;
+        self.recovery_point = self.recovery_point.min(end);
+        Ok(())
+    }
+
+    /// Deletes whole segments past `retention.ms` (by their largest
+    /// timestamp) or beyond `retention.bytes`; never the active segment.
+    /// Returns how many segments were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        let mut total = self.size_bytes() as i64;
+        while self.segments.len() > 1 {
+            let Some((&base, oldest)) = self.segments.iter().next() else { break };
+            let expired_by_time = self.config.retention_ms >= 0
+                && oldest.max_timestamp() >= 0
+                && now_ms - oldest.max_timestamp() > self.config.retention_ms;
+            let expired_by_size = self.config.retention_bytes >= 0
+                && total - oldest.size() as i64 >= self.config.retention_bytes;
+            if !(expired_by_time || expired_by_size) {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                total -= seg.size() as i64;
+                seg.delete(&self.dir)?;
+                deleted += 1;
+            }
+        }
+        if let Some(first) = self.segments.keys().next() {
+            self.log_start_offset = self.log_start_offset.max(*first);
+        }
+        Ok(deleted)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::test_support::batch;
+    use super::*;
+
+    fn append(log: &mut PartitionLog, n: i32, ts: i64) -> AppendInfo {
+        let b = batch(n, ts);
+        let hs = batch::validate_produce(&b, 1 << 20).expect("valid");
+        log.append_as_leader(&b, &hs, 0, ts).expect("append")
+    }
+
+    fn read_all(log: &PartitionLog, from: i64) -> Vec<BatchHeader> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while let Some(plan) = log.plan_read(offset, log.log_end_offset()).expect("plan") {
+            let data = plan.execute(1 << 20).expect("read");
+            let mut pos = 0;
+            while pos < data.records.len() {
+                let h = batch::validate_batch(&data.records[pos..]).expect("valid on read");
+                pos += h.size;
+                offset = h.last_offset() + 1;
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        assert_eq!(append(&mut log, 3, 10).base_offset, 0);
+        assert_eq!(append(&mut log, 2, 20).base_offset, 3);
+        assert_eq!(log.log_end_offset(), 5);
+        let hs = read_all(&log, 0);
+        assert_eq!(hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![0, 3]);
+        // A read from the middle of a batch starts at that batch.
+        assert_eq!(read_all(&log, 4)[0].base_offset, 3);
+        assert!(matches!(log.plan_read(6, 5), Err(Error::OffsetOutOfRange { .. })));
+        assert!(log.plan_read(5, 5).expect("at end").is_none());
+    }
+
+    #[test]
+    fn rolls_and_reopens_without_recovery_loss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone(), 0, false, 0).expect("open");
+        for i in 0..50 {
+            append(&mut log, 2, 1000 + i);
+        }
+        assert!(log.segment_count() > 5);
+        let end = log.log_end_offset();
+        let rp = log.recovery_point();
+        drop(log);
+        let (log, report) = PartitionLog::open(dir.path(), cfg, rp, false, 0).expect("reopen");
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(read_all(&log, 0).len(), 50);
+        assert_eq!(read_all(&log, 57)[0].base_offset, 56);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_the_last_valid_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        for _ in 0..10 {
+            append(&mut log, 3, 5);
+        }
+        drop(log);
+        let path = dir.path().join("00000000000000000000.log");
+        let len = std::fs::metadata(&path).expect("meta").len();
+        // Garble the last batch and add junk, as a torn write would.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let n = bytes.len();
+        bytes[n - 2] ^= 0xff;
+        bytes.extend_from_slice(&[1, 2, 3]);
+        std::fs::write(&path, &bytes).expect("write");
+        let (log, report) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("reopen");
+        assert_eq!(log.log_end_offset(), 27, "nine whole batches of three survive");
+        assert!(report.truncated_bytes > 3);
+        assert!(std::fs::metadata(&path).expect("meta").len() < len);
+        assert_eq!(read_all(&log, 0).len(), 9);
+    }
+
+    #[test]
+    fn truncate_and_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 200,
+            retention_bytes: 400,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = PartitionLog::open(dir.path(), cfg, 0, false, 0).expect("open");
+        for i in 0..20 {
+            append(&mut log, 1, 100 + i);
+        }
+        log.truncate_to(15).expect("truncate");
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(append(&mut log, 1, 1).base_offset, 15);
+        let deleted = log.apply_retention(1_000).expect("retention");
+        assert!(deleted > 0);
+        assert!(log.size_bytes() <= 400 + 200);
+        assert!(log.log_start_offset() > 0);
+        assert!(matches!(log.plan_read(0, 16), Err(Error::OffsetOutOfRange { .. })));
+    }
+
+    #[test]
+    fn timestamps_find_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        append(&mut log, 2, 100);
+        append(&mut log, 2, 200);
+        append(&mut log, 2, 300);
+        let b = log.batch_for_timestamp(150).expect("lookup").expect("found");
+        assert_eq!(BatchHeader::parse(&b).expect("h").base_offset, 2);
+        assert!(log.batch_for_timestamp(301).expect("lookup").is_none());
+        assert_eq!(log.max_timestamp_offset().expect("max"), Some((300, 5)));
+    }
+}

@@ -1,1 +1,200 @@
-pub fn x(){}
+//! Test support for Sluice end-to-end tests: starting real `sluice-broker`
+//! processes on loopback, killing and restarting them.
+//!
+//! The clients in these tests are real Kafka clients (librdkafka through
+//! the `rdkafka` crate, and `kcat`), run against the broker over TCP.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Path of the `sluice-broker` binary: `SLUICE_BROKER_BIN`, or the one
+/// built into this workspace's target directory.
+pub fn broker_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_BROKER_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    target.join(profile).join("sluice-broker")
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks; a tiny race is accepted).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A broker process with its own data directory and ports.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    extra: Vec<String>,
+    log_path: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Starts a broker on fresh ports with `data_dir`, plus extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        let mut b = BrokerProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            port: free_port()?,
+            metrics_port: free_port()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log_path: data_dir.with_extension("log"),
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let bin = broker_bin();
+        if !bin.exists() {
+            bail!("{} not found: build it with `cargo build -p sluice-broker`", bin.display());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let child = Command::new(&bin)
+            .arg("--listeners")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--metrics-listener")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
+            .arg("--log-dirs")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("SLUICE_LOGGING_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("broker exited during startup ({status}); log:\n{}", self.log());
+                }
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("broker did not listen on {addr} within {timeout:?}; log:\n{}", self.log())
+    }
+
+    /// `host:port` for clients.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no flush, no checkpoint, no clean-shutdown marker.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().context("kill -9")?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Result<Option<i32>> {
+        let Some(mut c) = self.child.take() else { return Ok(None) };
+        signal(c.id(), libc::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("broker ignored SIGTERM for 30s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same ports and data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.spawn()
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Fetches the Prometheus text from the metrics endpoint.
+    pub fn metrics(&self) -> Result<String> {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: i32) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Whether `kcat` (or `kafkacat`) is installed, and its name.
+pub fn kcat() -> Option<&'static str> {
+    ["kcat", "kafkacat"].into_iter().find(|name| {
+        Command::new(name)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    })
+}
+
+pub mod rd;
+pub mod wire;

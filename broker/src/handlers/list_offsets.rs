@@ -16,7 +16,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -29,7 +29,7 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> L
                     let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let r = match broker.replicas.get(&TopicPartition::new(name.clone(), p.partition_index)) {
                         None => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(part) => lookup(&part, p.timestamp, p.current_leader_epoch, base),
+                        Some(part) => lookup(&part, p.timestamp, p.current_leader_epoch, version, base),
                     };
                     count_error(broker, "ListOffsets", r.error_code);
                     r
@@ -47,6 +47,7 @@ fn lookup(
     part: &Partition,
     timestamp: i64,
     current_leader_epoch: i32,
+    version: i16,
     base: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
     if current_leader_epoch >= 0 && current_leader_epoch != part.leader_epoch {
@@ -57,7 +58,8 @@ fn lookup(
         };
         return base.with_error_code(c);
     }
-    let base = base.with_leader_epoch(part.leader_epoch);
+    // The leader epoch field exists from v4.
+    let base = if version >= 4 { base.with_leader_epoch(part.leader_epoch) } else { base };
     let o = part.offsets();
     match timestamp {
         LATEST => base.with_offset(o.high_watermark),

@@ -1,0 +1,102 @@
+//! Helpers around the `rdkafka` crate (librdkafka), the real client most
+//! e2e tests drive the broker with.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One consumed record, as a user would compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: Option<i64>,
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Result<FutureProducer> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().context("creating producer")
+}
+
+/// Reads `expected` records from partitions `0..partitions` of `topic`
+/// from the beginning, or fails after `timeout`.
+pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(expected);
+    while out.len() < expected {
+        if Instant::now() > deadline {
+            bail!("consumed {} of {expected} records from {topic} before the timeout", out.len());
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => bail!("consume error: {e}"),
+            Some(Ok(m)) => out.push(Consumed {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            }),
+        }
+    }
+    // Anything beyond `expected` is a duplicate or a stray record.
+    let extra_deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < extra_deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bail!("unexpected extra record at {}:{}", m.partition(), m.offset());
+        }
+    }
+    Ok(out)
+}
+
+/// Produces `n` records `key-i` / `value-i` to one partition, returning the
+/// offsets the broker acknowledged.
+pub async fn produce_n(p: &FutureProducer, topic: &str, partition: i32, n: usize) -> Result<Vec<i64>> {
+    let mut futures = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let rec = FutureRecord::to(topic).partition(partition).key(&key).payload(&value);
+        futures.push(p.send_result(rec).map_err(|(e, _)| anyhow::anyhow!("enqueue failed: {e}"))?);
+    }
+    let mut offsets = Vec::with_capacity(n);
+    for f in futures {
+        let d = f.await.context("delivery future dropped")?.map_err(|(e, _)| anyhow::anyhow!("delivery failed: {e}"))?;
+        offsets.push(d.offset);
+    }
+    Ok(offsets)
+}

@@ -53,6 +53,19 @@ pub fn send(s: &mut TcpStream, bytes: &[u8]) -> Result<()> {
     s.flush().context("flushing")
 }
 
+/// Reads whatever the broker answers until it closes the connection;
+/// true if it closed (EOF or reset) before the read timeout.
+pub fn eventually_closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    }
+}
+
 /// True when the broker closed the connection (EOF or reset) rather than
 /// answering.
 pub fn closed_by_peer(s: &mut TcpStream) -> bool {

@@ -80,7 +80,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
             "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
         ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!(
             "Topic name {name:?} is illegal, it contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
         ));
@@ -109,8 +112,12 @@ impl Broker {
             let log_config = t.configs.log_config(&config);
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(&t.name, p);
-                let rp = recovery_points.get(&(t.name.clone(), p)).copied().unwrap_or(0);
-                let report = replicas.open_partition(tp.clone(), t.id, log_config.clone(), rp, clean)?;
+                let rp = recovery_points
+                    .get(&(t.name.clone(), p))
+                    .copied()
+                    .unwrap_or(0);
+                let report =
+                    replicas.open_partition(tp.clone(), t.id, log_config.clone(), rp, clean)?;
                 if report.truncated_bytes > 0 {
                     tracing::warn!(partition = %tp, bytes = report.truncated_bytes, "truncated a torn or corrupt log tail");
                 }
@@ -142,7 +149,11 @@ impl Broker {
     }
 
     /// Creates a topic: validates, persists the metadata, creates the logs.
-    pub fn create_topic(&self, t: NewTopic, validate_only: bool) -> Result<TopicMetadata, CreateTopicError> {
+    pub fn create_topic(
+        &self,
+        t: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicMetadata, CreateTopicError> {
         validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
         if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
             return Err(CreateTopicError::InvalidPartitions {
@@ -184,10 +195,15 @@ impl Broker {
         let log_config = meta.configs.log_config(&self.config);
         for p in 0..meta.partitions {
             let tp = TopicPartition::new(&meta.name, p);
-            if let Err(e) = self.replicas.open_partition(tp, meta.id, log_config.clone(), 0, false) {
+            if let Err(e) = self
+                .replicas
+                .open_partition(tp, meta.id, log_config.clone(), 0, false)
+            {
                 // Undo: a topic exists whole or not at all.
                 for q in 0..p {
-                    let _ = self.replicas.delete_partition(&TopicPartition::new(&meta.name, q));
+                    let _ = self
+                        .replicas
+                        .delete_partition(&TopicPartition::new(&meta.name, q));
                 }
                 let _ = store.remove(&meta.name);
                 return Err(e.into());
@@ -248,7 +264,8 @@ impl Broker {
     /// Periodic work: flush by time, checkpoints, retention, gauges.
     pub async fn run_background(self: Arc<Self>) {
         let checkpoint_every = Duration::from_millis(self.config.checkpoint_interval_ms as u64);
-        let retention_every = Duration::from_millis(self.config.log_retention_check_interval_ms as u64);
+        let retention_every =
+            Duration::from_millis(self.config.log_retention_check_interval_ms as u64);
         let mut checkpoint_tick = tokio::time::interval(checkpoint_every);
         let mut retention_tick = tokio::time::interval(retention_every);
         let mut flush_tick = tokio::time::interval(Duration::from_millis(1000));
@@ -291,7 +308,9 @@ impl Broker {
         for p in self.replicas.all() {
             match p.with_log(|l| l.apply_retention(now)) {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(partition = %p.tp, segments = n, "deleted segments past retention"),
+                Ok(n) => {
+                    tracing::info!(partition = %p.tp, segments = n, "deleted segments past retention")
+                }
                 Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
             }
         }
@@ -299,7 +318,12 @@ impl Broker {
 
     /// Refreshes gauges that are cheaper to compute on scrape.
     pub fn refresh_gauges(&self) {
-        let size: u64 = self.replicas.all().iter().map(|p| p.with_log(|l| l.size_bytes())).sum();
+        let size: u64 = self
+            .replicas
+            .all()
+            .iter()
+            .map(|p| p.with_log(|l| l.size_bytes()))
+            .sum();
         self.metrics.log_size_bytes.set(size as i64);
         self.metrics.partitions.set(self.replicas.len() as i64);
     }
@@ -344,7 +368,9 @@ fn remove_leftovers(dir: &std::path::Path, store: &MetadataStore) -> Result<()> 
         if name == "meta" {
             continue;
         }
-        if name.ends_with("-delete") || (!known.contains_key(&name) && path.join("partition.metadata").exists()) {
+        if name.ends_with("-delete")
+            || (!known.contains_key(&name) && path.join("partition.metadata").exists())
+        {
             tracing::info!(dir = %path.display(), "removing data of a deleted topic");
             std::fs::remove_dir_all(&path).at(&path)?;
         }

@@ -201,14 +201,24 @@ impl BrokerConfig {
             .into_iter()
             .map(|(long, env)| (env, long))
             .collect();
-        let env_pairs: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("SLUICE_")).collect();
+        let env_pairs: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SLUICE_"))
+            .collect();
         for (key, _) in &env_pairs {
-            if key.starts_with("SLUICE_") && !known.contains_key(key) && !key.starts_with("SLUICE_TEST_") {
+            if key.starts_with("SLUICE_")
+                && !known.contains_key(key)
+                && !key.starts_with("SLUICE_TEST_")
+            {
                 return Err(Error::config(key, "unknown environment setting"));
             }
         }
         let env_args: Vec<String> = std::iter::once("sluice-broker".to_string())
-            .chain(env_pairs.iter().filter_map(|(k, v)| known.get(k).map(|long| format!("--{long}={v}"))))
+            .chain(
+                env_pairs
+                    .iter()
+                    .filter_map(|(k, v)| known.get(k).map(|long| format!("--{long}={v}"))),
+            )
             .collect();
         let cli = parse_layer(args).map_err(|e| Error::config("command line", e))?;
         let from_env = parse_layer(env_args).map_err(|e| Error::config("environment", e))?;
@@ -221,12 +231,16 @@ impl BrokerConfig {
 
     fn resolve(c: Cli) -> Result<Self> {
         let listener_text = c.listeners.unwrap_or_else(|| "127.0.0.1:9092".to_string());
-        let listener: SocketAddr = strip_scheme(&listener_text)
-            .parse()
-            .map_err(|e| Error::config("listeners", format!("`{listener_text}` is not host:port: {e}")))?;
+        let listener: SocketAddr = strip_scheme(&listener_text).parse().map_err(|e| {
+            Error::config(
+                "listeners",
+                format!("`{listener_text}` is not host:port: {e}"),
+            )
+        })?;
         let (advertised_host, advertised_port) = match c.advertised_listeners {
-            Some(a) => parse_host_port(strip_scheme(&a))
-                .ok_or_else(|| Error::config("advertised.listeners", format!("`{a}` is not host:port")))?,
+            Some(a) => parse_host_port(strip_scheme(&a)).ok_or_else(|| {
+                Error::config("advertised.listeners", format!("`{a}` is not host:port"))
+            })?,
             None => {
                 if listener.ip().is_unspecified() {
                     return Err(Error::config(
@@ -265,7 +279,9 @@ impl BrokerConfig {
             socket_request_max_bytes: c.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024),
             max_connections: c.max_connections.unwrap_or(10_000),
             fetch_max_bytes: c.fetch_max_bytes.unwrap_or(55 * 1024 * 1024),
-            checkpoint_interval_ms: c.replica_high_watermark_checkpoint_interval_ms.unwrap_or(5000),
+            checkpoint_interval_ms: c
+                .replica_high_watermark_checkpoint_interval_ms
+                .unwrap_or(5000),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
         };
         if cfg.message_max_bytes > cfg.socket_request_max_bytes {
@@ -282,11 +298,12 @@ impl BrokerConfig {
 
     /// A test configuration: ephemeral ports on loopback, the given data dir.
     pub fn for_tests(data_dir: &Path) -> Self {
-        let mut cfg = Self::default();
-        cfg.listener = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.metrics_listener = SocketAddr::from(([127, 0, 0, 1], 0));
-        cfg.data_dir = data_dir.to_path_buf();
-        cfg
+        BrokerConfig {
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            ..Self::default()
+        }
     }
 }
 
@@ -334,7 +351,10 @@ fn read_file(path: &Path) -> Result<Cli> {
         let key = key.trim();
         let flag = key.replace('.', "-");
         if flag == "config" || !known.contains(&flag) {
-            return Err(Error::config(key, format!("unknown setting in {}", path.display())));
+            return Err(Error::config(
+                key,
+                format!("unknown setting in {}", path.display()),
+            ));
         }
         args.push(format!("--{flag}={}", value.trim()));
     }
@@ -406,29 +426,59 @@ impl fmt::Display for BrokerConfig {
         let rows: [(&str, String); 27] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
-            ("advertised.listeners", format!("{}:{}", self.advertised_host, self.advertised_port)),
+            (
+                "advertised.listeners",
+                format!("{}:{}", self.advertised_host, self.advertised_port),
+            ),
             ("log.dirs", self.data_dir.display().to_string()),
             ("metrics.listener", self.metrics_listener.to_string()),
             ("broker.rack", self.rack.clone().unwrap_or_default()),
-            ("logging.format", format!("{:?}", self.logging_format).to_lowercase()),
+            (
+                "logging.format",
+                format!("{:?}", self.logging_format).to_lowercase(),
+            ),
             ("logging.level", self.logging_level.clone()),
-            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics_enable.to_string(),
+            ),
             ("num.partitions", self.num_partitions.to_string()),
-            ("default.replication.factor", self.default_replication_factor.to_string()),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", self.log_roll_ms.to_string()),
             ("log.retention.ms", self.log_retention_ms.to_string()),
             ("log.retention.bytes", self.log_retention_bytes.to_string()),
-            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
-            ("log.flush.interval.messages", self.log_flush_interval_messages.to_string()),
-            ("log.flush.interval.ms", self.log_flush_interval_ms.to_string()),
-            ("log.index.interval.bytes", self.log_index_interval_bytes.to_string()),
-            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+            ),
+            (
+                "log.flush.interval.messages",
+                self.log_flush_interval_messages.to_string(),
+            ),
+            (
+                "log.flush.interval.ms",
+                self.log_flush_interval_ms.to_string(),
+            ),
+            (
+                "log.index.interval.bytes",
+                self.log_index_interval_bytes.to_string(),
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+            ),
             ("max.connections", self.max_connections.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
-            ("replica.high.watermark.checkpoint.interval.ms", self.checkpoint_interval_ms.to_string()),
+            (
+                "replica.high.watermark.checkpoint.interval.ms",
+                self.checkpoint_interval_ms.to_string(),
+            ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),
         ];
@@ -446,10 +496,7 @@ mod tests {
     fn load(args: &[&str], env: &[(&str, &str)]) -> Result<BrokerConfig> {
         let mut a = vec!["sluice-broker"];
         a.extend_from_slice(args);
-        BrokerConfig::load_from(
-            a,
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
+        BrokerConfig::load_from(a, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
@@ -463,13 +510,13 @@ mod tests {
 
     #[test]
     fn unknown_env_setting_is_named() {
-        let e = load(&[], &[("SLUICE_LOG_RETENTON_MS", "5")]).unwrap_err();
+        let e = load(&[], &[("SLUICE_LOG_RETENTON_MS", "5")]).expect_err("must be refused");
         assert!(e.to_string().contains("SLUICE_LOG_RETENTON_MS"), "{e}");
     }
 
     #[test]
     fn invalid_flag_value_is_named() {
-        let e = load(&["--num-partitions", "0"], &[]).unwrap_err();
+        let e = load(&["--num-partitions", "0"], &[]).expect_err("must be refused");
         assert!(e.to_string().contains("num-partitions"), "{e}");
     }
 
@@ -477,9 +524,17 @@ mod tests {
     fn file_then_env_then_flag() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("server.properties");
-        std::fs::write(&path, "# comment\nnum.partitions=3\nlog.retention.ms = 1000\nnode.id=7\n").expect("write");
+        std::fs::write(
+            &path,
+            "# comment\nnum.partitions=3\nlog.retention.ms = 1000\nnode.id=7\n",
+        )
+        .expect("write");
         let p = path.to_str().expect("utf8");
-        let c = load(&["--config", p, "--node-id", "9"], &[("SLUICE_LOG_RETENTION_MS", "2000")]).expect("load");
+        let c = load(
+            &["--config", p, "--node-id", "9"],
+            &[("SLUICE_LOG_RETENTION_MS", "2000")],
+        )
+        .expect("load");
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.log_retention_ms, 2000);
         assert_eq!(c.node_id, 9);
@@ -490,15 +545,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("server.properties");
         std::fs::write(&path, "log.retenton.ms=5\n").expect("write");
-        let e = load(&["--config", path.to_str().expect("utf8")], &[]).unwrap_err();
+        let e =
+            load(&["--config", path.to_str().expect("utf8")], &[]).expect_err("must be refused");
         assert!(e.to_string().contains("log.retenton.ms"), "{e}");
     }
 
     #[test]
     fn wildcard_listener_needs_advertised() {
-        let e = load(&["--listeners", "0.0.0.0:9092"], &[]).unwrap_err();
+        let e = load(&["--listeners", "0.0.0.0:9092"], &[]).expect_err("must be refused");
         assert!(e.to_string().contains("advertised.listeners"), "{e}");
-        let c = load(&["--listeners", "PLAINTEXT://0.0.0.0:9092", "--advertised-listeners", "PLAINTEXT://kafka-0.kafka:9092"], &[]).expect("ok");
+        let c = load(
+            &[
+                "--listeners",
+                "PLAINTEXT://0.0.0.0:9092",
+                "--advertised-listeners",
+                "PLAINTEXT://kafka-0.kafka:9092",
+            ],
+            &[],
+        )
+        .expect("ok");
         assert_eq!(c.advertised_host, "kafka-0.kafka");
     }
 }

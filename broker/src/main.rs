@@ -1,6 +1,8 @@
 //! `sluice-broker`: runs a Kafka-compatible broker. With no flags it listens
 //! on 127.0.0.1:9092 and keeps data in ./sluice-data.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use sluice_broker::BrokerConfig;
 use sluice_broker::config::LogFormat;
@@ -9,7 +11,10 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(cfg: &BrokerConfig) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cfg.logging_level)
         .with_context(|| format!("invalid setting `logging.level`: {:?}", cfg.logging_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match cfg.logging_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder.init(),

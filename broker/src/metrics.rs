@@ -11,7 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -39,24 +40,40 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
-        let bytes_in = counter("sluice_broker_topic_bytes_in_total", "Record bytes appended by producers.");
-        let bytes_out = counter("sluice_broker_topic_bytes_out_total", "Record bytes served to fetchers.");
-        let messages_in = counter("sluice_broker_topic_messages_in_total", "Records appended by producers.");
+        let bytes_in = counter(
+            "sluice_broker_topic_bytes_in_total",
+            "Record bytes appended by producers.",
+        );
+        let bytes_out = counter(
+            "sluice_broker_topic_bytes_out_total",
+            "Record bytes served to fetchers.",
+        );
+        let messages_in = counter(
+            "sluice_broker_topic_messages_in_total",
+            "Records appended by producers.",
+        );
         let connections = gauge("sluice_network_connections", "Open client connections.");
         let connections_rejected = counter(
             "sluice_network_connections_rejected_total",
             "Connections refused because max.connections was reached.",
         );
         let partitions = gauge("sluice_log_partitions", "Partitions hosted by this broker.");
-        let log_size_bytes = gauge("sluice_log_size_bytes", "Bytes on disk across all partition logs.");
+        let log_size_bytes = gauge(
+            "sluice_log_size_bytes",
+            "Bytes on disk across all partition logs.",
+        );
         let malformed_requests = counter(
             "sluice_network_malformed_requests_total",
             "Requests that could not be decoded; their connections were closed.",
@@ -66,7 +83,9 @@ impl Metrics {
             &["api"],
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("unique metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("unique metric");
         let errors = IntCounterVec::new(
             Opts::new(
                 "sluice_network_errors_total",
@@ -75,7 +94,9 @@ impl Metrics {
             &["api", "error"],
         )
         .expect("valid metric");
-        registry.register(Box::new(errors.clone())).expect("unique metric");
+        registry
+            .register(Box::new(errors.clone()))
+            .expect("unique metric");
         let request_latency = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_network_request_duration_seconds",
@@ -87,13 +108,20 @@ impl Metrics {
             &["api"],
         )
         .expect("valid metric");
-        registry.register(Box::new(request_latency.clone())).expect("unique metric");
+        registry
+            .register(Box::new(request_latency.clone()))
+            .expect("unique metric");
         let fetch_wait = Histogram::with_opts(
-            HistogramOpts::new("sluice_fetch_wait_seconds", "Time fetches spent long-polling for data.")
-                .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            HistogramOpts::new(
+                "sluice_fetch_wait_seconds",
+                "Time fetches spent long-polling for data.",
+            )
+            .buckets(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]),
         )
         .expect("valid metric");
-        registry.register(Box::new(fetch_wait.clone())).expect("unique metric");
+        registry
+            .register(Box::new(fetch_wait.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             bytes_in,
@@ -155,7 +183,11 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
         .map_err(|e| Error::config("metrics.listener", format!("cannot bind {addr}: {e}")))
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -41,6 +41,9 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// One offset per partition, keyed as the checkpoint files key them.
+pub type OffsetMap = BTreeMap<(String, i32), i64>;
+
 /// A partition hosted here, as its leader (the only role on one node).
 #[derive(Debug)]
 pub struct Partition {
@@ -179,9 +182,11 @@ impl ReplicaManager {
         // Wake any waiting fetch so it notices the partition is gone.
         p.high_watermark.send_modify(|_| {});
         let dir = self.data_dir.join(tp.dir_name());
-        let doomed = self
-            .data_dir
-            .join(format!("{}.{}-delete", tp.dir_name(), Uuid::new_v4().simple()));
+        let doomed = self.data_dir.join(format!(
+            "{}.{}-delete",
+            tp.dir_name(),
+            Uuid::new_v4().simple()
+        ));
         if dir.exists() {
             std::fs::rename(&dir, &doomed).at(&dir)?;
             std::fs::remove_dir_all(&doomed).at(&doomed)?;
@@ -191,14 +196,19 @@ impl ReplicaManager {
 
     /// Updates every hosted partition of `topic` with a new log config.
     pub fn reconfigure(&self, topic: &str, config: &LogConfig) {
-        for p in self.partitions.read().values().filter(|p| p.tp.topic == topic) {
+        for p in self
+            .partitions
+            .read()
+            .values()
+            .filter(|p| p.tp.topic == topic)
+        {
             p.with_log(|l| l.set_config(config.clone()));
         }
     }
 
     /// High watermarks and recovery points of every partition, for the
     /// data-directory checkpoints.
-    pub fn checkpoints(&self) -> (BTreeMap<(String, i32), i64>, BTreeMap<(String, i32), i64>) {
+    pub fn checkpoints(&self) -> (OffsetMap, OffsetMap) {
         let mut hw = BTreeMap::new();
         let mut rp = BTreeMap::new();
         for p in self.all() {

@@ -19,8 +19,16 @@ pub fn broker_bin() -> PathBuf {
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     target.join(profile).join("sluice-broker")
 }
 
@@ -59,7 +67,10 @@ impl BrokerProcess {
     fn spawn(&mut self) -> Result<()> {
         let bin = broker_bin();
         if !bin.exists() {
-            bail!("{} not found: build it with `cargo build -p sluice-broker`", bin.display());
+            bail!(
+                "{} not found: build it with `cargo build -p sluice-broker`",
+                bin.display()
+            );
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -90,7 +101,10 @@ impl BrokerProcess {
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("broker exited during startup ({status}); log:\n{}", self.log());
+                    bail!(
+                        "broker exited during startup ({status}); log:\n{}",
+                        self.log()
+                    );
                 }
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -98,7 +112,10 @@ impl BrokerProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("broker did not listen on {addr} within {timeout:?}; log:\n{}", self.log())
+        bail!(
+            "broker did not listen on {addr} within {timeout:?}; log:\n{}",
+            self.log()
+        )
     }
 
     /// `host:port` for clients.
@@ -121,7 +138,9 @@ impl BrokerProcess {
 
     /// SIGTERM and wait for a clean exit; returns the exit code.
     pub fn terminate(&mut self) -> Result<Option<i32>> {
-        let Some(mut c) = self.child.take() else { return Ok(None) };
+        let Some(mut c) = self.child.take() else {
+            return Ok(None);
+        };
         signal(c.id(), libc::SIGTERM)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -148,7 +167,9 @@ impl BrokerProcess {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Fetches the Prometheus text from the metrics endpoint.
@@ -156,7 +177,10 @@ impl BrokerProcess {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)

@@ -34,7 +34,13 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Result<FutureProduce
 
 /// Reads `expected` records from partitions `0..partitions` of `topic`
 /// from the beginning, or fails after `timeout`.
-pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Result<Vec<Consumed>> {
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<Consumed>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-e2e-reader")
@@ -51,7 +57,10 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, t
     let mut out = Vec::with_capacity(expected);
     while out.len() < expected {
         if Instant::now() > deadline {
-            bail!("consumed {} of {expected} records from {topic} before the timeout", out.len());
+            bail!(
+                "consumed {} of {expected} records from {topic} before the timeout",
+                out.len()
+            );
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
@@ -77,7 +86,11 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, t
     let extra_deadline = Instant::now() + Duration::from_millis(500);
     while Instant::now() < extra_deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            bail!("unexpected extra record at {}:{}", m.partition(), m.offset());
+            bail!(
+                "unexpected extra record at {}:{}",
+                m.partition(),
+                m.offset()
+            );
         }
     }
     Ok(out)
@@ -85,17 +98,31 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, expected: usize, t
 
 /// Produces `n` records `key-i` / `value-i` to one partition, returning the
 /// offsets the broker acknowledged.
-pub async fn produce_n(p: &FutureProducer, topic: &str, partition: i32, n: usize) -> Result<Vec<i64>> {
+pub async fn produce_n(
+    p: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    n: usize,
+) -> Result<Vec<i64>> {
     let mut futures = Vec::with_capacity(n);
     for i in 0..n {
         let key = format!("key-{i}");
         let value = format!("value-{i}");
-        let rec = FutureRecord::to(topic).partition(partition).key(&key).payload(&value);
-        futures.push(p.send_result(rec).map_err(|(e, _)| anyhow::anyhow!("enqueue failed: {e}"))?);
+        let rec = FutureRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        futures.push(
+            p.send_result(rec)
+                .map_err(|(e, _)| anyhow::anyhow!("enqueue failed: {e}"))?,
+        );
     }
     let mut offsets = Vec::with_capacity(n);
     for f in futures {
-        let d = f.await.context("delivery future dropped")?.map_err(|(e, _)| anyhow::anyhow!("delivery failed: {e}"))?;
+        let d = f
+            .await
+            .context("delivery future dropped")?
+            .map_err(|(e, _)| anyhow::anyhow!("delivery failed: {e}"))?;
         offsets.push(d.offset);
     }
     Ok(offsets)

@@ -22,7 +22,12 @@ pub fn connect(bootstrap: &str) -> Result<TcpStream> {
 }
 
 /// Encodes a request frame (size, header, body).
-pub fn frame<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Vec<u8>> {
+pub fn frame<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Vec<u8>> {
     let mut b = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(key as i16)
@@ -37,13 +42,21 @@ pub fn frame<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body:
 }
 
 /// Reads one response frame and decodes it as `T`.
-pub fn read_response<T: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) -> Result<(i32, T)> {
+pub fn read_response<T: Decodable>(
+    s: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+) -> Result<(i32, T)> {
     let mut size = [0u8; 4];
     s.read_exact(&mut size).context("reading response size")?;
     let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
     s.read_exact(&mut buf).context("reading response")?;
     let mut b = Bytes::from(buf);
-    let hv = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+    let hv = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
     let h = ResponseHeader::decode(&mut b, hv)?;
     Ok((h.correlation_id, T::decode(&mut b, version)?))
 }
@@ -61,7 +74,12 @@ pub fn eventually_closed(s: &mut TcpStream) -> bool {
         match s.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) => return !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
         }
     }
 }

@@ -27,16 +27,26 @@ fn name(s: &str) -> TopicName {
 }
 
 fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
-    ])
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
 }
 
 fn produce_error(bootstrap: &str, topic: &str, records: Bytes) -> Result<i16> {
     let mut s = connect(bootstrap)?;
-    send(&mut s, &frame(ApiKey::Produce, 9, 1, &produce_request(topic, records))?)?;
+    send(
+        &mut s,
+        &frame(ApiKey::Produce, 9, 1, &produce_request(topic, records))?,
+    )?;
     let (_, resp): (i32, ProduceResponse) = read_response(&mut s, ApiKey::Produce, 9)?;
     Ok(resp.responses[0].partition_responses[0].error_code)
 }
@@ -48,7 +58,10 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
     let bootstrap = broker.bootstrap();
 
     // A healthy client producing the whole time, on its own connection.
-    let healthy = producer(&bootstrap, &[("acks", "all"), ("message.timeout.ms", "10000")])?;
+    let healthy = producer(
+        &bootstrap,
+        &[("acks", "all"), ("message.timeout.ms", "10000")],
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -61,7 +74,10 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
             while !stop.load(Ordering::Relaxed) && i < 100_000 && Instant::now() < deadline {
                 let v = format!("healthy-{i}");
                 let r = healthy
-                    .send(FutureRecord::<(), _>::to("healthy").payload(&v), Duration::from_secs(10))
+                    .send(
+                        FutureRecord::<(), _>::to("healthy").payload(&v),
+                        Duration::from_secs(10),
+                    )
                     .await;
                 match r {
                     Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
@@ -75,12 +91,21 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
 
     // The victim topic gets exactly one valid batch of 3 records.
     let mut admin = connect(&bootstrap)?;
-    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
-        CreatableTopic::default().with_name(name("victim")).with_num_partitions(1).with_replication_factor(1),
-    ]);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name("victim"))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]);
     send(&mut admin, &frame(ApiKey::CreateTopics, 5, 1, &create)?)?;
     let (_, r): (i32, CreateTopicsResponse) = read_response(&mut admin, ApiKey::CreateTopics, 5)?;
-    ensure!(r.topics[0].error_code == 0, "create victim: {:?}", r.topics[0]);
+    ensure!(
+        r.topics[0].error_code == 0,
+        "create victim: {:?}",
+        r.topics[0]
+    );
     ensure!(produce_error(&bootstrap, "victim", wire::batch(3, 10)?)? == 0);
 
     let blocking = tokio::task::spawn_blocking({
@@ -104,7 +129,10 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
                 }
                 let _ = s.write_all(&junk);
                 let _ = s.shutdown(Shutdown::Write);
-                ensure!(wire::eventually_closed(&mut s), "round {round}: connection left open after junk");
+                ensure!(
+                    wire::eventually_closed(&mut s),
+                    "round {round}: connection left open after junk"
+                );
             }
             // 2. A frame header claiming 2 GiB: closed at once.
             let mut s = connect(&bootstrap)?;
@@ -132,12 +160,25 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
             let mut f = frame(ApiKey::ApiVersions, 3, 42, &ApiVersionsRequest::default())?;
             f[6..8].copy_from_slice(&99i16.to_be_bytes());
             send(&mut s, &f)?;
-            let (corr, r): (i32, ApiVersionsResponse) = read_response(&mut s, ApiKey::ApiVersions, 0)?;
-            ensure!(corr == 42 && r.error_code == 35, "ApiVersions v99 answer: corr {corr}, {r:?}");
-            ensure!(r.api_keys.iter().any(|k| k.api_key == 18 && k.max_version == 4));
+            let (corr, r): (i32, ApiVersionsResponse) =
+                read_response(&mut s, ApiKey::ApiVersions, 0)?;
+            ensure!(
+                corr == 42 && r.error_code == 35,
+                "ApiVersions v99 answer: corr {corr}, {r:?}"
+            );
+            ensure!(
+                r.api_keys
+                    .iter()
+                    .any(|k| k.api_key == 18 && k.max_version == 4)
+            );
             // Produce v2 (message format v1) is advertised but refused.
             let mut s = connect(&bootstrap)?;
-            let mut f = frame(ApiKey::Produce, 3, 9, &produce_request("victim", wire::batch(1, 1)?))?;
+            let mut f = frame(
+                ApiKey::Produce,
+                3,
+                9,
+                &produce_request("victim", wire::batch(1, 1)?),
+            )?;
             f[6..8].copy_from_slice(&2i16.to_be_bytes());
             send(&mut s, &f)?;
             ensure!(closed_by_peer(&mut s), "Produce v2 not refused");
@@ -145,28 +186,49 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
             let mut bad = wire::batch(3, 10)?.to_vec();
             let last = bad.len() - 1;
             bad[last] ^= 0xff;
-            ensure!(produce_error(&bootstrap, "victim", Bytes::from(bad))? == 2, "bad CRC");
+            ensure!(
+                produce_error(&bootstrap, "victim", Bytes::from(bad))? == 2,
+                "bad CRC"
+            );
             // A truncated batch inside a well-formed request: CORRUPT_MESSAGE.
             let good = wire::batch(3, 10)?;
-            ensure!(produce_error(&bootstrap, "victim", good.slice(..good.len() - 5))? == 2, "short batch");
+            ensure!(
+                produce_error(&bootstrap, "victim", good.slice(..good.len() - 5))? == 2,
+                "short batch"
+            );
             // 7. A batch over message.max.bytes: MESSAGE_TOO_LARGE (10).
-            ensure!(produce_error(&bootstrap, "victim", wire::batch(4, 5000)?)? == 10, "oversized batch");
+            ensure!(
+                produce_error(&bootstrap, "victim", wire::batch(4, 5000)?)? == 10,
+                "oversized batch"
+            );
             // 8. Invalid topic names: INVALID_TOPIC_EXCEPTION (17).
             let mut s = connect(&bootstrap)?;
             let create = CreateTopicsRequest::default().with_topics(vec![
-                CreatableTopic::default().with_name(name("bad/name")).with_num_partitions(1).with_replication_factor(1),
-                CreatableTopic::default().with_name(name(&"x".repeat(250))).with_num_partitions(1).with_replication_factor(1),
+                CreatableTopic::default()
+                    .with_name(name("bad/name"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+                CreatableTopic::default()
+                    .with_name(name(&"x".repeat(250)))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
             ]);
             send(&mut s, &frame(ApiKey::CreateTopics, 5, 1, &create)?)?;
-            let (_, r): (i32, CreateTopicsResponse) = read_response(&mut s, ApiKey::CreateTopics, 5)?;
+            let (_, r): (i32, CreateTopicsResponse) =
+                read_response(&mut s, ApiKey::CreateTopics, 5)?;
             ensure!(r.topics.iter().all(|t| t.error_code == 17), "{r:?}");
             let md = MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("bad name")))]))
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name("bad name"))),
+                ]))
                 .with_allow_auto_topic_creation(true);
             send(&mut s, &frame(ApiKey::Metadata, 9, 2, &md)?)?;
             let (_, r): (i32, MetadataResponse) = read_response(&mut s, ApiKey::Metadata, 9)?;
             ensure!(r.topics[0].error_code == 17, "{r:?}");
-            ensure!(produce_error(&bootstrap, "bad/name", wire::batch(1, 1)?)? == 3, "produce to invalid name");
+            ensure!(
+                produce_error(&bootstrap, "bad/name", wire::batch(1, 1)?)? == 3,
+                "produce to invalid name"
+            );
             // 9. A client that claims a frame and stalls: others go on
             // (the healthy producer is checked below); it is simply idle.
             let mut stall = connect(&bootstrap)?;
@@ -179,18 +241,41 @@ async fn hostile_requests_are_refused_while_a_healthy_client_keeps_producing() -
 
     stop.store(true, Ordering::Relaxed);
     bg.await?;
-    ensure!(failed.load(Ordering::Relaxed) == 0, "the healthy producer saw failures");
-    ensure!(acked.load(Ordering::Relaxed) > 0, "the healthy producer made no progress");
+    ensure!(
+        failed.load(Ordering::Relaxed) == 0,
+        "the healthy producer saw failures"
+    );
+    ensure!(
+        acked.load(Ordering::Relaxed) > 0,
+        "the healthy producer made no progress"
+    );
 
     // Only the one valid batch reached the victim's log.
     let b2 = bootstrap.clone();
-    let got = tokio::task::spawn_blocking(move || consume(&b2, "victim", 1, 3, Duration::from_secs(20))).await??;
-    ensure!(got.len() == 3 && got.iter().all(|r| r.value.as_deref() == Some(&b"xxxxxxxxxx"[..])));
+    let got =
+        tokio::task::spawn_blocking(move || consume(&b2, "victim", 1, 3, Duration::from_secs(20)))
+            .await??;
+    ensure!(
+        got.len() == 3
+            && got
+                .iter()
+                .all(|r| r.value.as_deref() == Some(&b"xxxxxxxxxx"[..]))
+    );
     let mut broker = broker;
     ensure!(broker.is_running(), "broker died: {}", broker.log());
-    ensure!(!broker.log().contains("panicked"), "broker panicked: {}", broker.log());
+    ensure!(
+        !broker.log().contains("panicked"),
+        "broker panicked: {}",
+        broker.log()
+    );
     let metrics = broker.metrics()?;
-    ensure!(metrics.contains("sluice_network_malformed_requests_total"), "{metrics}");
-    println!("healthy producer: {} acknowledged during the hostile round", acked.load(Ordering::Relaxed));
+    ensure!(
+        metrics.contains("sluice_network_malformed_requests_total"),
+        "{metrics}"
+    );
+    println!(
+        "healthy producer: {} acknowledged during the hostile round",
+        acked.load(Ordering::Relaxed)
+    );
     Ok(())
 }

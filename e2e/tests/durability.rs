@@ -47,7 +47,10 @@ async fn acknowledged_records_survive_kill9_during_produce() -> Result<()> {
                 for _ in 0..100 {
                     let key = format!("k{i}");
                     let value = format!("v{i}");
-                    let rec = FutureRecord::to(topic).partition(0).key(&key).payload(&value);
+                    let rec = FutureRecord::to(topic)
+                        .partition(0)
+                        .key(&key)
+                        .payload(&value);
                     match p.send_result(rec) {
                         Ok(f) => batch.push((i, f)),
                         Err(_) => break,
@@ -65,7 +68,11 @@ async fn acknowledged_records_survive_kill9_during_produce() -> Result<()> {
     // Let a few thousand records through, then pull the plug.
     let wait_deadline = Instant::now() + Duration::from_secs(30);
     while acked.len() < 3000 {
-        ensure!(Instant::now() < wait_deadline, "producer made no progress: {}", broker.log());
+        ensure!(
+            Instant::now() < wait_deadline,
+            "producer made no progress: {}",
+            broker.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     broker.kill9()?;
@@ -98,14 +105,19 @@ async fn acknowledged_records_survive_kill9_during_produce() -> Result<()> {
         ensure!(*offset > last, "acknowledged offsets out of order at v{n}");
         last = *offset;
     }
-    println!("{} acknowledged records all present once, in order, after kill -9", acked.len());
+    println!(
+        "{} acknowledged records all present once, in order, after kill -9",
+        acked.len()
+    );
     Ok(())
 }
 
 fn latest_offset(bootstrap: &str, topic: &str) -> Result<i64> {
     use rdkafka::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
     let (_, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
     Ok(high)
 }
@@ -135,23 +147,45 @@ async fn torn_tail_is_truncated_on_restart() -> Result<()> {
                 let at = bytes.len() - 10;
                 bytes[at] ^= 0x5a;
             }
-            Damage::Junk => bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Damage::Junk => bytes
+                .extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         }
         std::fs::write(&seg, &bytes)?;
         broker.restart()?;
-        let expected = if matches!(damage, Damage::Junk) { 100 } else { 90 };
+        let expected = if matches!(damage, Damage::Junk) {
+            100
+        } else {
+            90
+        };
         let bootstrap = broker.bootstrap();
-        let got = tokio::task::spawn_blocking(move || consume(&bootstrap, topic, 1, expected, Duration::from_secs(30)))
-            .await??;
+        let got = tokio::task::spawn_blocking(move || {
+            consume(&bootstrap, topic, 1, expected, Duration::from_secs(30))
+        })
+        .await??;
         for (i, r) in got.iter().enumerate() {
-            ensure!(r.offset == i as i64, "{damage:?}: offset {} at position {i}", r.offset);
-            ensure!(r.value.as_deref() == Some(format!("value-{}", i % 10).as_bytes()), "{damage:?}: record {i} differs");
+            ensure!(
+                r.offset == i as i64,
+                "{damage:?}: offset {} at position {i}",
+                r.offset
+            );
+            ensure!(
+                r.value.as_deref() == Some(format!("value-{}", i % 10).as_bytes()),
+                "{damage:?}: record {i} differs"
+            );
         }
         // New writes continue right after the last valid batch.
         let p = producer(&broker.bootstrap(), &[("acks", "all")])?;
         let offsets = produce_n(&p, topic, 0, 1).await?;
-        ensure!(offsets == vec![expected as i64], "{damage:?}: next offset {offsets:?}");
-        ensure!(broker.log().contains("truncated a torn or corrupt log tail"), "{damage:?}: no truncation logged");
+        ensure!(
+            offsets == vec![expected as i64],
+            "{damage:?}: next offset {offsets:?}"
+        );
+        ensure!(
+            broker
+                .log()
+                .contains("truncated a torn or corrupt log tail"),
+            "{damage:?}: no truncation logged"
+        );
     }
     Ok(())
 }
@@ -183,7 +217,10 @@ mod parking_lot_free {
             self.0.lock().map(|v| v.len()).unwrap_or(0)
         }
         pub fn take(&self) -> Vec<(usize, i64)> {
-            self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+            self.0
+                .lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default()
         }
     }
 }

@@ -14,7 +14,11 @@ fn kcat_bin() -> &'static str {
 fn run_kcat(args: &[&str], stdin: Option<&[u8]>) -> Result<(String, String)> {
     let mut child = Command::new(kcat_bin())
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -39,7 +43,19 @@ fn produce(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
         .collect();
     run_kcat(
         &[
-            "-b", bootstrap, "-P", "-t", topic, "-K", "\x01", "-X", "acks=all", "-H", "source=kcat", "-H", "trace=chunk",
+            "-b",
+            bootstrap,
+            "-P",
+            "-t",
+            topic,
+            "-K",
+            "\x01",
+            "-X",
+            "acks=all",
+            "-H",
+            "source=kcat",
+            "-H",
+            "trace=chunk",
         ],
         Some(input.as_bytes()),
     )?;
@@ -48,7 +64,19 @@ fn produce(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
 
 fn consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
     let (out, _) = run_kcat(
-        &["-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\t%h\t%o\n"],
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k\t%s\t%h\t%o\n",
+        ],
         None,
     )?;
     Ok(out.lines().map(str::to_string).collect())
@@ -91,10 +119,25 @@ fn kcat_lists_metadata() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let broker = BrokerProcess::start(&dir.path().join("data"), &["--num-partitions", "3"])?;
     // Auto-creation through metadata, as Kafka does.
-    let (out, _) = run_kcat(&["-b", &broker.bootstrap(), "-L", "-t", "auto-created"], None)?;
+    let (out, _) = run_kcat(
+        &["-b", &broker.bootstrap(), "-L", "-t", "auto-created"],
+        None,
+    )?;
     assert!(out.contains("1 brokers:"), "{out}");
-    assert!(out.contains(&format!("broker 1 at 127.0.0.1:{} (controller)", broker.port)), "{out}");
-    assert!(out.contains("topic \"auto-created\" with 3 partitions"), "{out}");
-    assert!(out.contains("partition 2, leader 1, replicas: 1, isrs: 1"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "broker 1 at 127.0.0.1:{} (controller)",
+            broker.port
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("topic \"auto-created\" with 3 partitions"),
+        "{out}"
+    );
+    assert!(
+        out.contains("partition 2, leader 1, replicas: 1, isrs: 1"),
+        "{out}"
+    );
     Ok(())
 }

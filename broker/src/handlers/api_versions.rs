@@ -24,7 +24,8 @@ fn valid_software_field(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
 }
 
 pub fn handle(req: &ApiVersionsRequest, version: i16, h: &DecodedHeader) -> ApiVersionsResponse {

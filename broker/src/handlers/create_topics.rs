@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{code, count_error, str_bytes};
@@ -21,7 +23,11 @@ fn error_code(e: &CreateTopicError) -> i16 {
     }
 }
 
-pub fn handle(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     // A name given twice in one request is an error for every copy (Kafka).
     let mut seen = std::collections::HashMap::new();
     for t in &req.topics {
@@ -36,7 +42,9 @@ pub fn handle(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> C
             let r = if seen.get(&name).copied().unwrap_or(0) > 1 {
                 result
                     .with_error_code(code::INVALID_REQUEST)
-                    .with_error_message(Some(str_bytes(format!("Create topics request from client contains a duplicate topic: {name}"))))
+                    .with_error_message(Some(str_bytes(format!(
+                        "Create topics request from client contains a duplicate topic: {name}"
+                    ))))
             } else {
                 create_one(broker, t, req.validate_only, version, result)
             };
@@ -64,17 +72,28 @@ fn create_one(
         // One broker: the only valid assignment is [this broker] per partition.
         let me = broker.config.node_id;
         if t.num_partitions != -1 || t.replication_factor != -1 {
-            return fail(CreateTopicError::InvalidConfig(crate::metadata::ConfigError::Invalid {
-                name: "assignments".into(),
-                value: "given".into(),
-                reason: "numPartitions and replicationFactor must be -1 when assignments are given".into(),
-            }));
+            return fail(CreateTopicError::InvalidConfig(
+                crate::metadata::ConfigError::Invalid {
+                    name: "assignments".into(),
+                    value: "given".into(),
+                    reason:
+                        "numPartitions and replicationFactor must be -1 when assignments are given"
+                            .into(),
+                },
+            ));
         }
-        if t.assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != me) {
+        if t.assignments
+            .iter()
+            .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != me)
+        {
             return fail(CreateTopicError::Assignment);
         }
     }
-    let configs = match TopicConfigs::from_pairs(t.configs.iter().map(|c| (c.name.as_str(), c.value.as_deref()))) {
+    let configs = match TopicConfigs::from_pairs(
+        t.configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_deref())),
+    ) {
         Ok(c) => c,
         Err(e) => return fail(e.into()),
     };

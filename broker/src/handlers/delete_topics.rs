@@ -9,7 +9,11 @@ use uuid::Uuid;
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 
-pub fn handle(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v6 sends `topics` (name or id); earlier versions send `topic_names`.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -50,7 +54,9 @@ fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopic
         Ok(Some(meta)) => base.with_topic_id(meta.id),
         Ok(None) => base
             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
-            .with_error_message(Some(str_bytes("This server does not host this topic-partition."))),
+            .with_error_message(Some(str_bytes(
+                "This server does not host this topic-partition.",
+            ))),
         Err(e) => {
             tracing::error!(topic = %n, error = %e, "deleting topic failed");
             base.with_error_code(code::KAFKA_STORAGE_ERROR)

@@ -8,7 +8,11 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub fn handle(broker: &Arc<Broker>, _req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    _req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     let me = BrokerId(broker.config.node_id);
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))

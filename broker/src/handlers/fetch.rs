@@ -40,12 +40,21 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
     let mut wanted = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let name = if by_id {
-            broker.metadata.lock().name_of(&t.topic_id).map(str::to_string)
+            broker
+                .metadata
+                .lock()
+                .name_of(&t.topic_id)
+                .map(str::to_string)
         } else {
             Some(t.topic.0.to_string())
         };
         let topic_id = match &name {
-            Some(n) if !by_id => broker.metadata.lock().get(n).map(|m| m.id).unwrap_or_default(),
+            Some(n) if !by_id => broker
+                .metadata
+                .lock()
+                .get(n)
+                .map(|m| m.id)
+                .unwrap_or_default(),
             _ => t.topic_id,
         };
         topics.push((t.topic.clone(), topic_id));
@@ -102,7 +111,10 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         }
     };
     if waited {
-        broker.metrics.fetch_wait.observe(wait_started.elapsed().as_secs_f64());
+        broker
+            .metrics
+            .fetch_wait
+            .observe(wait_started.elapsed().as_secs_f64());
     }
 
     let mut out: Vec<FetchableTopicResponse> = topics
@@ -120,17 +132,28 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         out[w.topic_index].partitions.push(pd);
     }
     broker.metrics.bytes_out.inc_by(bytes_out);
-    FetchResponse::default().with_session_id(0).with_responses(out)
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(out)
 }
 
 /// Reads every wanted partition once. Returns the partition answers, the
 /// record bytes gathered and whether any partition answered an error.
-fn read_all(wanted: &[Wanted], response_max: usize, read_committed: bool) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(
+    wanted: &[Wanted],
+    response_max: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let pd = read_one(w, response_max.saturating_sub(total), total == 0, read_committed);
+        let pd = read_one(
+            w,
+            response_max.saturating_sub(total),
+            total == 0,
+            read_committed,
+        );
         if pd.error_code != code::NONE {
             any_error = true;
         }
@@ -175,16 +198,19 @@ fn read_one(w: &Wanted, budget: usize, first: bool, read_committed: bool) -> Par
                 Ok(data) => with_offsets(base.with_records(Some(data.records)), offsets),
                 Err(e) => {
                     tracing::error!(partition = %partition.tp, error = %e, "read failed");
-                    base.with_error_code(code::KAFKA_STORAGE_ERROR).with_high_watermark(-1)
+                    base.with_error_code(code::KAFKA_STORAGE_ERROR)
+                        .with_high_watermark(-1)
                 }
             }
         }
-        Err(Error::OffsetOutOfRange { .. }) => {
-            with_offsets(base.with_error_code(code::OFFSET_OUT_OF_RANGE), partition.offsets())
-        }
+        Err(Error::OffsetOutOfRange { .. }) => with_offsets(
+            base.with_error_code(code::OFFSET_OUT_OF_RANGE),
+            partition.offsets(),
+        ),
         Err(e) => {
             tracing::error!(partition = %partition.tp, error = %e, "read failed");
-            base.with_error_code(code::KAFKA_STORAGE_ERROR).with_high_watermark(-1)
+            base.with_error_code(code::KAFKA_STORAGE_ERROR)
+                .with_high_watermark(-1)
         }
     }
 }

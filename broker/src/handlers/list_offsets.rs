@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{code, count_error};
@@ -26,10 +28,16 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let r = match broker.replicas.get(&TopicPartition::new(name.clone(), p.partition_index)) {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let r = match broker
+                        .replicas
+                        .get(&TopicPartition::new(name.clone(), p.partition_index))
+                    {
                         None => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(part) => lookup(&part, p.timestamp, p.current_leader_epoch, version, base),
+                        Some(part) => {
+                            lookup(&part, p.timestamp, p.current_leader_epoch, version, base)
+                        }
                     };
                     count_error(broker, "ListOffsets", r.error_code);
                     r
@@ -59,7 +67,11 @@ fn lookup(
         return base.with_error_code(c);
     }
     // The leader epoch field exists from v4.
-    let base = if version >= 4 { base.with_leader_epoch(part.leader_epoch) } else { base };
+    let base = if version >= 4 {
+        base.with_leader_epoch(part.leader_epoch)
+    } else {
+        base
+    };
     let o = part.offsets();
     match timestamp {
         LATEST => base.with_offset(o.high_watermark),
@@ -75,7 +87,11 @@ fn lookup(
 }
 
 /// The first record with a timestamp at or after `ts`; offset -1 if none.
-fn find(part: &Partition, ts: i64, base: ListOffsetsPartitionResponse) -> ListOffsetsPartitionResponse {
+fn find(
+    part: &Partition,
+    ts: i64,
+    base: ListOffsetsPartitionResponse,
+) -> ListOffsetsPartitionResponse {
     let batch = match part.with_log(|l| l.batch_for_timestamp(ts)) {
         Ok(Some(b)) => b,
         Ok(None) => return base,

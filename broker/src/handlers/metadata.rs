@@ -27,7 +27,8 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
-    let may_create = broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let may_create =
+        broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     let topics: Vec<MetadataResponseTopic> = if all {
         let snapshot: Vec<TopicMetadata> = broker.metadata.lock().topics().cloned().collect();
         snapshot.iter().map(|t| describe(broker, t)).collect()

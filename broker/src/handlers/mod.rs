@@ -34,7 +34,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut BytesMut) -> R
             version,
             correlation_id,
         }) => {
-            tracing::debug!(version, "ApiVersions newer than served; answering v0 with UNSUPPORTED_VERSION");
+            tracing::debug!(
+                version,
+                "ApiVersions newer than served; answering v0 with UNSUPPORTED_VERSION"
+            );
             let resp = api_versions::unsupported_version();
             return encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &resp);
         }

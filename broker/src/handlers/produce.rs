@@ -13,9 +13,9 @@ use crate::storage::batch::{self, BatchError};
 fn batch_error_code(e: &BatchError) -> i16 {
     match e {
         BatchError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
-        BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } | BatchError::BadLength(_) => {
-            code::CORRUPT_MESSAGE
-        }
+        BatchError::CrcMismatch { .. }
+        | BatchError::Truncated { .. }
+        | BatchError::BadLength(_) => code::CORRUPT_MESSAGE,
         BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         BatchError::UnknownCompression(_) => code::UNSUPPORTED_COMPRESSION_TYPE,
         BatchError::BadRecordCount { .. } | BatchError::Empty => code::INVALID_RECORD,
@@ -33,7 +33,11 @@ fn failed(index: i32, error: i16, message: impl Into<String>) -> PartitionProduc
 }
 
 /// Returns `None` for acks=0, which gets no response.
-pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -41,9 +45,17 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) ->
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let resp = if !matches!(acks, -1..=1) {
-                failed(pd.index, code::INVALID_REQUIRED_ACKS, format!("acks={acks} is not one of -1, 0, 1"))
+                failed(
+                    pd.index,
+                    code::INVALID_REQUIRED_ACKS,
+                    format!("acks={acks} is not one of -1, 0, 1"),
+                )
             } else if req.transactional_id.is_some() {
-                failed(pd.index, code::INVALID_RECORD, "transactions are not supported yet")
+                failed(
+                    pd.index,
+                    code::INVALID_RECORD,
+                    "transactions are not supported yet",
+                )
             } else {
                 append(broker, &name, pd.index, pd.records.as_deref(), acks)
             };
@@ -59,10 +71,20 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) ->
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>, acks: i16) -> PartitionProduceResponse {
+fn append(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+) -> PartitionProduceResponse {
     let tp = TopicPartition::new(topic, index);
     let Some(partition) = broker.replicas.get(&tp) else {
-        return failed(index, code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown partition {tp}"));
+        return failed(
+            index,
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("unknown partition {tp}"),
+        );
     };
     let Some(records) = records else {
         return failed(index, code::INVALID_RECORD, "records are null");
@@ -75,7 +97,10 @@ fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>, acks
             return failed(index, batch_error_code(&e), e.to_string());
         }
     };
-    if headers.iter().any(|h| h.is_control() || h.is_transactional() || h.producer_id >= 0) {
+    if headers
+        .iter()
+        .any(|h| h.is_control() || h.is_transactional() || h.producer_id >= 0)
+    {
         return failed(
             index,
             code::INVALID_RECORD,
@@ -103,7 +128,11 @@ fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>, acks
         }
         Err(e) => {
             tracing::error!(partition = %tp, error = %e, "append failed");
-            failed(index, code::KAFKA_STORAGE_ERROR, format!("append failed: {e}"))
+            failed(
+                index,
+                code::KAFKA_STORAGE_ERROR,
+                format!("append failed: {e}"),
+            )
         }
     }
 }

@@ -48,9 +48,17 @@ impl MetadataStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let topics: BTreeMap<_, _> = file.topics.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let topics: BTreeMap<_, _> = file
+            .topics
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
         let by_id = topics.values().map(|t| (t.id, t.name.clone())).collect();
-        Ok(MetadataStore { path, topics, by_id })
+        Ok(MetadataStore {
+            path,
+            topics,
+            by_id,
+        })
     }
 
     fn persist(&self) -> Result<()> {
@@ -150,7 +158,10 @@ impl ClusterMeta {
                         ),
                     ));
                 }
-                Ok(ClusterMeta { cluster_id, node_id })
+                Ok(ClusterMeta {
+                    cluster_id,
+                    node_id,
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(data_dir).at(data_dir)?;
@@ -203,7 +214,7 @@ mod tests {
         let a = ClusterMeta::load_or_format(dir.path(), 1).expect("format");
         let b = ClusterMeta::load_or_format(dir.path(), 1).expect("load");
         assert_eq!(a, b);
-        let e = ClusterMeta::load_or_format(dir.path(), 2).unwrap_err();
+        let e = ClusterMeta::load_or_format(dir.path(), 2).expect_err("must be refused");
         assert!(e.to_string().contains("node.id"));
     }
 }

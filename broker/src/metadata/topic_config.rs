@@ -60,9 +60,11 @@ const DEFS: &[Def] = &[
     Def {
         name: "compression.type",
         broker_setting: "compression.type",
-        check: |v| match v.trim() {
+        check: |v| {
+            match v.trim() {
             "producer" => Ok(()),
             _ => Err("only `producer` is supported: Sluice stores batches as the producer compressed them".into()),
+        }
         },
         default: |_| "producer".into(),
     },
@@ -165,7 +167,9 @@ pub struct TopicConfigs(pub BTreeMap<String, String>);
 
 impl TopicConfigs {
     /// Validates and collects overrides.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<Self, ConfigError> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<Self, ConfigError> {
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
             let def = DEFS
@@ -201,7 +205,9 @@ impl TopicConfigs {
 
     /// The broker setting that supplies a topic config's default.
     pub fn broker_setting(name: &str) -> Option<&'static str> {
-        DEFS.iter().find(|d| d.name == name).map(|d| d.broker_setting)
+        DEFS.iter()
+            .find(|d| d.name == name)
+            .map(|d| d.broker_setting)
     }
 
     fn get<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
@@ -215,10 +221,16 @@ impl TopicConfigs {
             retention_ms: self.get("retention.ms").unwrap_or(b.log_retention_ms),
             retention_bytes: self.get("retention.bytes").unwrap_or(b.log_retention_bytes),
             max_message_bytes: self.get("max.message.bytes").unwrap_or(b.message_max_bytes),
-            flush_messages: self.get("flush.messages").unwrap_or(b.log_flush_interval_messages),
+            flush_messages: self
+                .get("flush.messages")
+                .unwrap_or(b.log_flush_interval_messages),
             flush_ms: self.get("flush.ms").unwrap_or(b.log_flush_interval_ms),
-            index_interval_bytes: self.get("index.interval.bytes").unwrap_or(b.log_index_interval_bytes),
-            min_insync_replicas: self.get("min.insync.replicas").unwrap_or(b.min_insync_replicas),
+            index_interval_bytes: self
+                .get("index.interval.bytes")
+                .unwrap_or(b.log_index_interval_bytes),
+            min_insync_replicas: self
+                .get("min.insync.replicas")
+                .unwrap_or(b.min_insync_replicas),
         }
     }
 }
@@ -233,14 +245,22 @@ mod tests {
             TopicConfigs::from_pairs([("retention.msx", Some("1"))]),
             Err(ConfigError::Unknown("retention.msx".into()))
         );
-        let e = TopicConfigs::from_pairs([("retention.ms", Some("-7"))]).unwrap_err();
+        let e =
+            TopicConfigs::from_pairs([("retention.ms", Some("-7"))]).expect_err("must be refused");
         assert!(e.to_string().contains("retention.ms"));
-        let ok = TopicConfigs::from_pairs([("retention.ms", Some("1000")), ("cleanup.policy", Some("delete"))])
-            .expect("valid");
+        let ok = TopicConfigs::from_pairs([
+            ("retention.ms", Some("1000")),
+            ("cleanup.policy", Some("delete")),
+        ])
+        .expect("valid");
         let broker = BrokerConfig::default();
         assert_eq!(ok.log_config(&broker).retention_ms, 1000);
         let described = ok.describe(&broker);
         assert!(described.contains(&("retention.ms", "1000".into(), ConfigSource::Topic)));
-        assert!(described.iter().any(|(n, _, s)| *n == "segment.bytes" && *s == ConfigSource::Default));
+        assert!(
+            described
+                .iter()
+                .any(|(n, _, s)| *n == "segment.bytes" && *s == ConfigSource::Default)
+        );
     }
 }

@@ -90,7 +90,11 @@ mod tests {
         };
         for s in SUPPORTED {
             let r = codec_range(s.key);
-            assert!(r.min <= s.min_served && s.max <= r.max, "{:?} {s:?} vs codec {r}", s.key);
+            assert!(
+                r.min <= s.min_served && s.max <= r.max,
+                "{:?} {s:?} vs codec {r}",
+                s.key
+            );
         }
     }
 }

@@ -31,13 +31,18 @@ pub enum HeaderError {
 /// Reads the request header of a frame and checks the API and version.
 pub fn decode_header(frame: Bytes) -> Result<DecodedHeader, HeaderError> {
     if frame.len() < 8 {
-        return Err(HeaderError::Close(format!("request of {} bytes has no header", frame.len())));
+        return Err(HeaderError::Close(format!(
+            "request of {} bytes has no header",
+            frame.len()
+        )));
     }
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let key = ApiKey::try_from(raw_key).map_err(|_| HeaderError::Close(format!("unknown API key {raw_key}")))?;
-    let support: &Support = supported(key).ok_or_else(|| HeaderError::Close(format!("API {key:?} ({raw_key}) is not served")))?;
+    let key = ApiKey::try_from(raw_key)
+        .map_err(|_| HeaderError::Close(format!("unknown API key {raw_key}")))?;
+    let support: &Support = supported(key)
+        .ok_or_else(|| HeaderError::Close(format!("API {key:?} ({raw_key}) is not served")))?;
     if key == ApiKey::ApiVersions && version > support.max {
         return Err(HeaderError::ApiVersionsTooNew {
             version,
@@ -65,7 +70,8 @@ pub fn decode_header(frame: Bytes) -> Result<DecodedHeader, HeaderError> {
 /// Decodes a request body; trailing bytes are tolerated as Kafka does.
 pub fn decode_body<T: Decodable>(h: &DecodedHeader) -> Result<T, String> {
     let mut body = h.body.clone();
-    T::decode(&mut body, h.api_version).map_err(|e| format!("malformed {:?} v{} body: {e:#}", h.api_key, h.api_version))
+    T::decode(&mut body, h.api_version)
+        .map_err(|e| format!("malformed {:?} v{} body: {e:#}", h.api_key, h.api_version))
 }
 
 /// Encodes a response frame (size prefix, header, body) for `api_key` at
@@ -113,9 +119,13 @@ mod tests {
             .with_request_api_key(key)
             .with_request_api_version(version)
             .with_correlation_id(77);
-        let hv = ApiKey::try_from(key).map(|k| k.request_header_version(version)).unwrap_or(1);
+        let hv = ApiKey::try_from(key)
+            .map(|k| k.request_header_version(version))
+            .unwrap_or(1);
         header.encode(&mut b, hv).expect("encode header");
-        ApiVersionsRequest::default().encode(&mut b, version.min(4)).expect("encode body");
+        ApiVersionsRequest::default()
+            .encode(&mut b, version.min(4))
+            .expect("encode body");
         b.freeze()
     }
 
@@ -123,7 +133,10 @@ mod tests {
     fn apiversions_too_new_is_reported_with_correlation_id() {
         let f = request_frame(18, 9);
         match decode_header(f) {
-            Err(HeaderError::ApiVersionsTooNew { version: 9, correlation_id: 77 }) => {}
+            Err(HeaderError::ApiVersionsTooNew {
+                version: 9,
+                correlation_id: 77,
+            }) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -132,11 +145,17 @@ mod tests {
     fn unknown_key_and_old_produce_close() {
         let mut f = BytesMut::from(&request_frame(18, 3)[..]);
         f[0..2].copy_from_slice(&999i16.to_be_bytes());
-        assert!(matches!(decode_header(f.freeze()), Err(HeaderError::Close(_))));
+        assert!(matches!(
+            decode_header(f.freeze()),
+            Err(HeaderError::Close(_))
+        ));
         let mut f = BytesMut::from(&request_frame(18, 3)[..]);
         f[0..2].copy_from_slice(&0i16.to_be_bytes());
         f[2..4].copy_from_slice(&2i16.to_be_bytes());
-        assert!(matches!(decode_header(f.freeze()), Err(HeaderError::Close(_))));
+        assert!(matches!(
+            decode_header(f.freeze()),
+            Err(HeaderError::Close(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,10 @@ pub enum FrameError {
 const GROWTH_STEP: usize = 1 << 20;
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Bytes>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, FrameError> {
     let mut size = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -30,7 +33,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
             return if got == 0 {
                 Ok(None)
             } else {
-                Err(FrameError::Truncated { read: got, expected: 4 })
+                Err(FrameError::Truncated {
+                    read: got,
+                    expected: 4,
+                })
             };
         }
         got += n;
@@ -70,15 +76,30 @@ mod tests {
     #[tokio::test]
     async fn reads_frames_and_rejects_bad_sizes() {
         let mut data: &[u8] = &[0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 1, 9];
-        assert_eq!(read_frame(&mut data, 100).await.expect("ok").as_deref(), Some(&[1u8, 2, 3][..]));
-        assert_eq!(read_frame(&mut data, 100).await.expect("ok").as_deref(), Some(&[9u8][..]));
+        assert_eq!(
+            read_frame(&mut data, 100).await.expect("ok").as_deref(),
+            Some(&[1u8, 2, 3][..])
+        );
+        assert_eq!(
+            read_frame(&mut data, 100).await.expect("ok").as_deref(),
+            Some(&[9u8][..])
+        );
         assert!(read_frame(&mut data, 100).await.expect("eof").is_none());
 
         let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut huge, 100).await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut huge, 100).await,
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut neg: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut neg, 100).await, Err(FrameError::Negative(-1))));
+        assert!(matches!(
+            read_frame(&mut neg, 100).await,
+            Err(FrameError::Negative(-1))
+        ));
         let mut short: &[u8] = &[0, 0, 0, 10, 1, 2];
-        assert!(matches!(read_frame(&mut short, 100).await, Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            read_frame(&mut short, 100).await,
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

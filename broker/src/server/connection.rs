@@ -56,11 +56,17 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
         // Pipelined requests already buffered are served before flushing,
         // so their responses go out in one write.
         if reader.buffer().is_empty() {
-            writer.flush().await.map_err(|e| format!("write error: {e}"))?;
+            writer
+                .flush()
+                .await
+                .map_err(|e| format!("write error: {e}"))?;
         }
         if out.capacity() > 1 << 20 {
             out = BytesMut::with_capacity(64 * 1024);
         }
     }
-    writer.flush().await.map_err(|e| format!("write error: {e}"))
+    writer
+        .flush()
+        .await
+        .map_err(|e| format!("write error: {e}"))
 }

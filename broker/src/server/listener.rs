@@ -33,7 +33,9 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
         .map_err(|e| Error::config("listeners", format!("cannot bind {}: {e}", config.listener)))?;
     let http = metrics::bind(config.metrics_listener).await?;
     let kafka_addr = kafka.local_addr().map_err(|e| Error::io("listener", e))?;
-    let metrics_addr = http.local_addr().map_err(|e| Error::io("metrics listener", e))?;
+    let metrics_addr = http
+        .local_addr()
+        .map_err(|e| Error::io("metrics listener", e))?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(|e| Error::Metadata(format!("startup task failed: {e}")))??;
@@ -100,7 +102,10 @@ impl RunningBroker {
         self.broker.shutdown.cancel();
         self.connections.close();
         let timeout = Duration::from_millis(self.broker.config.shutdown_timeout_ms);
-        if tokio::time::timeout(timeout, self.connections.wait()).await.is_err() {
+        if tokio::time::timeout(timeout, self.connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still busy after shutdown.timeout.ms; closing them");
         }
         self.tasks.close();

@@ -38,7 +38,9 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
-    #[error("record batch has an invalid record count {count} for last offset delta {last_offset_delta}")]
+    #[error(
+        "record batch has an invalid record count {count} for last offset delta {last_offset_delta}"
+    )]
     BadRecordCount { count: i32, last_offset_delta: i32 },
     #[error("record batch uses unknown compression codec {0}")]
     UnknownCompression(i16),
@@ -175,7 +177,10 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Validates a produce request's `records` field: one or more complete
 /// batches, each within `max_batch_bytes`, whose record count matches its
 /// offset span (as a producer writes them). Returns the headers.
-pub fn validate_produce(records: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchHeader>, BatchError> {
+pub fn validate_produce(
+    records: &[u8],
+    max_batch_bytes: usize,
+) -> Result<Vec<BatchHeader>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -251,11 +256,15 @@ pub(crate) mod test_support {
         let len = (b.len() - layout::LOG_OVERHEAD) as i32;
         b[layout::LENGTH..layout::LENGTH + 4].copy_from_slice(&len.to_be_bytes());
         b[layout::MAGIC] = 2;
-        b[layout::LAST_OFFSET_DELTA..layout::LAST_OFFSET_DELTA + 4].copy_from_slice(&(n - 1).to_be_bytes());
-        b[layout::BASE_TIMESTAMP..layout::BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
-        b[layout::MAX_TIMESTAMP..layout::MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+        b[layout::LAST_OFFSET_DELTA..layout::LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&(n - 1).to_be_bytes());
+        b[layout::BASE_TIMESTAMP..layout::BASE_TIMESTAMP + 8]
+            .copy_from_slice(&timestamp.to_be_bytes());
+        b[layout::MAX_TIMESTAMP..layout::MAX_TIMESTAMP + 8]
+            .copy_from_slice(&timestamp.to_be_bytes());
         b[layout::PRODUCER_ID..layout::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        b[layout::PRODUCER_EPOCH..layout::PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        b[layout::PRODUCER_EPOCH..layout::PRODUCER_EPOCH + 2]
+            .copy_from_slice(&(-1i16).to_be_bytes());
         b[layout::BASE_SEQUENCE..layout::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
         b[layout::RECORDS_COUNT..layout::RECORDS_COUNT + 4].copy_from_slice(&n.to_be_bytes());
         let crc = compute_crc(&b);
@@ -296,13 +305,19 @@ mod tests {
         let mut b = batch(3, 1000);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert!(matches!(validate_produce(&b, 1 << 20), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate_produce(&b, 1 << 20),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
     fn oversized_batch_is_refused() {
         let b = batch(50, 1000);
-        assert!(matches!(validate_produce(&b, 100), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            validate_produce(&b, 100),
+            Err(BatchError::TooLarge { .. })
+        ));
     }
 
     #[test]

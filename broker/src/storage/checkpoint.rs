@@ -51,7 +51,10 @@ fn parse_lines(path: &Path, text: &str) -> Result<Vec<Vec<String>>> {
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();
     if entries.len() != count {
-        return Err(corrupt(format!("expected {count} entries, found {}", entries.len())));
+        return Err(corrupt(format!(
+            "expected {count} entries, found {}",
+            entries.len()
+        )));
     }
     Ok(entries)
 }

@@ -88,9 +88,9 @@ impl OffsetIndex {
                     position: u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
                 };
                 if u64::from(e.position) >= log_size.max(1)
-                    || entries
-                        .last()
-                        .is_some_and(|l: &OffsetEntry| l.relative_offset >= e.relative_offset || l.position >= e.position)
+                    || entries.last().is_some_and(|l: &OffsetEntry| {
+                        l.relative_offset >= e.relative_offset || l.position >= e.position
+                    })
                 {
                     sane = false;
                     break;
@@ -115,8 +115,14 @@ impl OffsetIndex {
 
     /// Position of the last indexed batch at or before `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> u32 {
-        let i = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
-        if i == 0 { 0 } else { self.entries[i - 1].position }
+        let i = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].position
+        }
     }
 
     /// Drops entries at or past `position` and rewrites the file.
@@ -172,10 +178,9 @@ impl TimeIndex {
                     timestamp: i64::from_be_bytes(ts),
                     relative_offset: u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
                 };
-                if entries
-                    .last()
-                    .is_some_and(|l: &TimeEntry| l.timestamp >= e.timestamp || l.relative_offset > e.relative_offset)
-                {
+                if entries.last().is_some_and(|l: &TimeEntry| {
+                    l.timestamp >= e.timestamp || l.relative_offset > e.relative_offset
+                }) {
                     sane = false;
                     break;
                 }
@@ -191,7 +196,11 @@ impl TimeIndex {
     /// Records that `relative_offset` is the first offset whose batch
     /// reached `timestamp`, if that is a new maximum.
     pub fn maybe_append(&mut self, timestamp: i64, relative_offset: u32) -> Result<()> {
-        if self.entries.last().is_some_and(|l| l.timestamp >= timestamp) {
+        if self
+            .entries
+            .last()
+            .is_some_and(|l| l.timestamp >= timestamp)
+        {
             return Ok(());
         }
         let mut b = [0u8; 12];
@@ -210,7 +219,11 @@ impl TimeIndex {
     /// timestamp is below it (batches before it cannot qualify).
     pub fn lookup(&self, timestamp: i64) -> u32 {
         let i = self.entries.partition_point(|e| e.timestamp < timestamp);
-        if i == 0 { 0 } else { self.entries[i - 1].relative_offset }
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].relative_offset
+        }
     }
 
     pub fn truncate_to_offset(&mut self, relative_offset: u32) -> Result<()> {
@@ -247,8 +260,16 @@ mod tests {
         let p = dir.path().join("0.index");
         let (mut idx, sane) = OffsetIndex::open(&p, 0).expect("open");
         assert!(sane);
-        idx.append(OffsetEntry { relative_offset: 10, position: 100 }).expect("a");
-        idx.append(OffsetEntry { relative_offset: 20, position: 200 }).expect("a");
+        idx.append(OffsetEntry {
+            relative_offset: 10,
+            position: 100,
+        })
+        .expect("a");
+        idx.append(OffsetEntry {
+            relative_offset: 20,
+            position: 200,
+        })
+        .expect("a");
         assert_eq!(idx.lookup(5), 0);
         assert_eq!(idx.lookup(10), 100);
         assert_eq!(idx.lookup(19), 100);
@@ -258,7 +279,10 @@ mod tests {
         assert!(sane);
         assert_eq!(idx.len(), 2);
         let (_, sane) = OffsetIndex::open(&p, 150).expect("reopen short log");
-        assert!(!sane, "positions past the log end must fail the sanity check");
+        assert!(
+            !sane,
+            "positions past the log end must fail the sanity check"
+        );
     }
 
     #[test]

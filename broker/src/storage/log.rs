@@ -280,7 +280,12 @@ impl PartitionLog {
         let base = self.log_end_offset();
         self.active().flush()?;
         self.recovery_point = base;
-        let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes as u64, now_ms)?;
+        let seg = LogSegment::create(
+            &self.dir,
+            base,
+            self.config.index_interval_bytes as u64,
+            now_ms,
+        )?;
         self.segments.insert(base, seg);
         checkpoint::sync_dir(&self.dir)
     }
@@ -362,8 +367,12 @@ impl PartitionLog {
                 best = Some((seg.max_timestamp(), seg));
             }
         }
-        let Some((ts, seg)) = best else { return Ok(None) };
-        Ok(seg.find_by_timestamp(ts)?.map(|(_, h)| (ts, h.last_offset())))
+        let Some((ts, seg)) = best else {
+            return Ok(None);
+        };
+        Ok(seg
+            .find_by_timestamp(ts)?
+            .map(|(_, h)| (ts, h.last_offset())))
     }
 
     /// Removes every record at or above `offset`.
@@ -383,8 +392,10 @@ impl PartitionLog {
         }
         if self.segments.is_empty() {
             let now = now_ms();
-            self.segments
-                .insert(offset, LogSegment::create(&self.dir, offset, interval, now)?);
+            self.segments.insert(
+                offset,
+                LogSegment::create(&self.dir, offset, interval, now)?,
+            );
             self.log_start_offset = offset;
         } else {
             self.active_mut().truncate_to(offset)?;
@@ -402,7 +413,9 @@ impl PartitionLog {
         let mut deleted = 0;
         let mut total = self.size_bytes() as i64;
         while self.segments.len() > 1 {
-            let Some((&base, oldest)) = self.segments.iter().next() else { break };
+            let Some((&base, oldest)) = self.segments.iter().next() else {
+                break;
+            };
             let expired_by_time = self.config.retention_ms >= 0
                 && oldest.max_timestamp() >= 0
                 && now_ms - oldest.max_timestamp() > self.config.retention_ms;
@@ -462,15 +475,22 @@ mod tests {
     #[test]
     fn append_assigns_offsets_and_reads_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        let (mut log, _) =
+            PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
         assert_eq!(append(&mut log, 3, 10).base_offset, 0);
         assert_eq!(append(&mut log, 2, 20).base_offset, 3);
         assert_eq!(log.log_end_offset(), 5);
         let hs = read_all(&log, 0);
-        assert_eq!(hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(
+            hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            vec![0, 3]
+        );
         // A read from the middle of a batch starts at that batch.
         assert_eq!(read_all(&log, 4)[0].base_offset, 3);
-        assert!(matches!(log.plan_read(6, 5), Err(Error::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.plan_read(6, 5),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
         assert!(log.plan_read(5, 5).expect("at end").is_none());
     }
 
@@ -500,7 +520,8 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_at_the_last_valid_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        let (mut log, _) =
+            PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
         for _ in 0..10 {
             append(&mut log, 3, 5);
         }
@@ -513,8 +534,13 @@ mod tests {
         bytes[n - 2] ^= 0xff;
         bytes.extend_from_slice(&[1, 2, 3]);
         std::fs::write(&path, &bytes).expect("write");
-        let (log, report) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("reopen");
-        assert_eq!(log.log_end_offset(), 27, "nine whole batches of three survive");
+        let (log, report) =
+            PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("reopen");
+        assert_eq!(
+            log.log_end_offset(),
+            27,
+            "nine whole batches of three survive"
+        );
         assert!(report.truncated_bytes > 3);
         assert!(std::fs::metadata(&path).expect("meta").len() < len);
         assert_eq!(read_all(&log, 0).len(), 9);
@@ -539,17 +565,24 @@ mod tests {
         assert!(deleted > 0);
         assert!(log.size_bytes() <= 400 + 200);
         assert!(log.log_start_offset() > 0);
-        assert!(matches!(log.plan_read(0, 16), Err(Error::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.plan_read(0, 16),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
     }
 
     #[test]
     fn timestamps_find_batches() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        let (mut log, _) =
+            PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
         append(&mut log, 2, 100);
         append(&mut log, 2, 200);
         append(&mut log, 2, 300);
-        let b = log.batch_for_timestamp(150).expect("lookup").expect("found");
+        let b = log
+            .batch_for_timestamp(150)
+            .expect("lookup")
+            .expect("found");
         assert_eq!(BatchHeader::parse(&b).expect("h").base_offset, 2);
         assert!(log.batch_for_timestamp(301).expect("lookup").is_none());
         assert_eq!(log.max_timestamp_offset().expect("max"), Some((300, 5)));

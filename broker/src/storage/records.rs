@@ -68,7 +68,10 @@ fn decompress(input: &mut Bytes, c: Compression) -> anyhow::Result<Bytes> {
 
 /// Offset and timestamp of the first record in `batch` whose timestamp is
 /// at least `timestamp`. The batch's base offset must already be assigned.
-pub fn first_record_at_or_after(batch: Bytes, timestamp: i64) -> Result<Option<(i64, i64)>, String> {
+pub fn first_record_at_or_after(
+    batch: Bytes,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, String> {
     let mut buf = batch;
     let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress))
         .map_err(|e| format!("stored batch could not be decoded: {e:#}"))?;
@@ -106,14 +109,35 @@ mod tests {
 
     #[test]
     fn finds_records_in_every_codec() {
-        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let recs = vec![record(10, 100), record(11, 300), record(12, 200)];
             let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: c })
-                .expect("encode");
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &recs,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: c,
+                },
+            )
+            .expect("encode");
             let b = buf.freeze();
-            assert_eq!(first_record_at_or_after(b.clone(), 150), Ok(Some((11, 300))), "{c:?}");
-            assert_eq!(first_record_at_or_after(b.clone(), 50), Ok(Some((10, 100))), "{c:?}");
+            assert_eq!(
+                first_record_at_or_after(b.clone(), 150),
+                Ok(Some((11, 300))),
+                "{c:?}"
+            );
+            assert_eq!(
+                first_record_at_or_after(b.clone(), 50),
+                Ok(Some((10, 100))),
+                "{c:?}"
+            );
             assert_eq!(first_record_at_or_after(b, 301), Ok(None), "{c:?}");
         }
     }

@@ -159,7 +159,11 @@ impl LogSegment {
             next_offset: base_offset,
             created_ms,
         };
-        if recover || !idx_ok || !tidx_ok || size > 0 && seg.offset_index.is_empty() && size > index_interval {
+        if recover
+            || !idx_ok
+            || !tidx_ok
+            || size > 0 && seg.offset_index.is_empty() && size > index_interval
+        {
             let outcome = seg.recover()?;
             return Ok((seg, outcome));
         }
@@ -209,7 +213,9 @@ impl LogSegment {
                 break;
             }
             reader.read_exact(&mut header).at(&self.log_path)?;
-            let Ok(h) = BatchHeader::parse(&header) else { break };
+            let Ok(h) = BatchHeader::parse(&header) else {
+                break;
+            };
             if h.size as u64 > self.size - pos || h.base_offset < self.next_offset {
                 break;
             }

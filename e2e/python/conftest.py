@@ -1,0 +1,116 @@
+"""Fixtures: a real sluice-broker process on loopback, started per test
+session (or per test where a test needs its own settings)."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def broker_bin():
+    env = os.environ.get("SLUICE_BROKER_BIN")
+    if env:
+        return env
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return os.path.join(target, "debug", "sluice-broker")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self, data_dir, extra=()):
+        self.data_dir = pathlib.Path(data_dir)
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.extra = list(extra)
+        self.log_path = self.data_dir.with_suffix(".log")
+        self.proc = None
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        binary = broker_bin()
+        assert os.path.exists(binary), f"{binary} missing: run cargo build -p sluice-broker"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--listeners", f"127.0.0.1:{self.port}",
+                "--metrics-listener", f"127.0.0.1:{self.metrics_port}",
+                "--log-dirs", str(self.data_dir),
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited: {self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"broker did not start: {self.log()}")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("broker") / "data", ["--num-partitions", "1"]).start()
+    yield b
+    b.stop()
+    assert "panicked" not in b.log(), b.log()
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    """A broker of the test's own, for tests that kill or reconfigure it."""
+    started = []
+
+    def make(*extra):
+        b = Broker(tmp_path / f"data{len(started)}", extra).start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def topic():
+    return f"t-{uuid.uuid4().hex[:12]}"

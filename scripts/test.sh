@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every Sluice test on a fresh Debian machine with a Rust toolchain.
+# Installs what the tests need first: kcat and build tools with apt-get,
+# the Python Kafka clients in a venv (.venv), crates with cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+missing=()
+for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+kcat -V 2>&1 | head -n 3
+
+step "python clients (.venv)"
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r e2e/python/requirements.txt
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+shellcheck scripts/*.sh .ci/run
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "rust tests (unit, and e2e with kcat and rdkafka against real broker processes)"
+cargo test --workspace --locked
+
+step "python client tests (confluent-kafka, kafka-python)"
+.venv/bin/pytest -q e2e/python

@@ -150,6 +150,12 @@ impl OffsetIndex {
         self.file.sync()
     }
 
+    /// Drops in-memory entries past `len` after a failed append. The file
+    /// may keep them; a restart's sanity check or recovery rebuilds it.
+    pub fn forget_after(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -243,6 +249,19 @@ impl TimeIndex {
 
     pub fn sync(&self) -> Result<()> {
         self.file.sync()
+    }
+
+    /// See [`OffsetIndex::forget_after`].
+    pub fn forget_after(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn last(&self) -> Option<TimeEntry> {

@@ -264,7 +264,35 @@ impl LogSegment {
 
     /// Appends batches whose offsets are already assigned. `headers` must
     /// describe `bytes` batch by batch.
+    ///
+    /// Either the whole append happens or, as far as readers and the next
+    /// append can tell, none of it: on an error (a full disk, say) the
+    /// in-memory state is rolled back and the next append overwrites
+    /// whatever partial bytes reached the file.
     pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<()> {
+        let saved = (
+            self.size,
+            self.next_offset,
+            self.max_timestamp,
+            self.bytes_since_index,
+            self.offset_index.len(),
+            self.time_index.len(),
+        );
+        let result = self.append_inner(bytes, headers);
+        if result.is_err() {
+            let (size, next, max_ts, since, idx_len, tidx_len) = saved;
+            self.size = size;
+            self.next_offset = next;
+            self.max_timestamp = max_ts;
+            self.bytes_since_index = since;
+            self.offset_index.forget_after(idx_len);
+            self.time_index.forget_after(tidx_len);
+            let _ = self.log.set_len(size);
+        }
+        result
+    }
+
+    fn append_inner(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<()> {
         self.log.write_all_at(bytes, self.size).at(&self.log_path)?;
         let mut pos = self.size;
         for h in headers {

@@ -1,0 +1,204 @@
+//! `sluice-bench`: measures a Kafka-compatible broker the way librdkafka
+//! users see it. Produce and consume throughput, end-to-end latency at a
+//! fixed rate, and (given the broker's pid) its peak RSS and CPU time.
+//! Works against any bootstrap address, so the same run can measure Sluice
+//! and another broker.
+
+mod consume;
+mod idle;
+mod latency;
+mod procstat;
+mod produce;
+mod report;
+mod suite;
+mod topic;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice-bench", version, about = "Benchmark a Kafka-compatible broker with librdkafka")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Produce throughput: MB/s and records/s until every record is acknowledged.
+    Produce(ProduceArgs),
+    /// Consume throughput from the beginning of a topic (fills it first unless --no-fill).
+    Consume(ConsumeArgs),
+    /// End-to-end latency (produce to consume) at a fixed offered rate.
+    Latency(LatencyArgs),
+    /// Broker CPU while many consumers long-poll idle partitions.
+    Idle(IdleArgs),
+    /// The standard set (produce, consume, latency, idle), written as a Markdown table.
+    Suite(SuiteArgs),
+}
+
+/// Options every mode shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Bootstrap address of any Kafka-compatible broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Topic to use; created (and deleted afterwards) by the tool.
+    #[arg(long, default_value = "sluice-bench")]
+    pub topic: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor of the topic.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Keep the topic after the run instead of deleting it.
+    #[arg(long)]
+    pub keep_topic: bool,
+    /// Broker process id: sample its peak RSS and CPU time during the run (Linux /proc).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Hard limit on the run's wall time, in seconds; every loop stops at it.
+    #[arg(long, default_value_t = 600)]
+    pub max_seconds: u64,
+}
+
+/// Producer settings.
+#[derive(Debug, Clone, Args)]
+pub struct ProducerOpts {
+    /// Record value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub message_size: usize,
+    /// Records to produce (per run, across producers).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Stop producing after this many seconds even if --count is not reached.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    pub acks: String,
+    /// Compression codec: none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// Producer batch.size in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub batch_size: usize,
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Number of producer instances (each its own librdkafka client).
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub producer: ProducerOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub producer: ProducerOpts,
+    /// Number of consumer instances; partitions are split between them.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Read the topic as it is (it must exist and hold data).
+    #[arg(long)]
+    pub no_fill: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Offered rate in records per second.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Measurement time in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Record value size in bytes (at least 8: the send time is stamped in it).
+    #[arg(long, default_value_t = 1024)]
+    pub message_size: usize,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    pub acks: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Idle consumers, each long-polling its share of the partitions.
+    #[arg(long, default_value_t = 100)]
+    pub consumers: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SuiteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Bytes to produce and then consume (1 KiB records).
+    #[arg(long, default_value_t = 2 << 30)]
+    pub bytes: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 30)]
+    pub latency_seconds: u64,
+    /// Partitions of the idle run.
+    #[arg(long, default_value_t = 1000)]
+    pub idle_partitions: i32,
+    /// Consumers of the idle run.
+    #[arg(long, default_value_t = 100)]
+    pub idle_consumers: usize,
+    /// Seconds of the idle run.
+    #[arg(long, default_value_t = 20)]
+    pub idle_seconds: u64,
+    /// Write the Markdown table here as well as to stdout.
+    #[arg(long)]
+    pub markdown: Option<std::path::PathBuf>,
+}
+
+impl Common {
+    pub fn deadline(&self) -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_secs(self.max_seconds)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Produce(a) => {
+            let r = produce::run(&a.common, &a.producer, true)?;
+            topic::delete(&a.common, &a.common.topic)?;
+            report::print(&a.common, &[r.into_row("produce")])
+        }
+        Cmd::Consume(a) => {
+            let rows = consume::run(&a)?;
+            report::print(&a.common, &rows)
+        }
+        Cmd::Latency(a) => {
+            let r = latency::run(&a)?;
+            report::print(&a.common, &[r])
+        }
+        Cmd::Idle(a) => {
+            let r = idle::run(&a)?;
+            report::print(&a.common, &[r])
+        }
+        Cmd::Suite(a) => suite::run(&a),
+    }
+}

@@ -137,6 +137,16 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         .with_responses(out)
 }
 
+/// The record data of a response, for zero-copy encoding.
+pub fn record_chunks(resp: &FetchResponse) -> Vec<Bytes> {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// Reads every wanted partition once. Returns the partition answers, the
 /// record bytes gathered and whether any partition answered an error.
 fn read_all(

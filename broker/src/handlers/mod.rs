@@ -14,7 +14,7 @@ pub mod produce;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -26,7 +26,7 @@ pub type Close = String;
 
 /// Decodes, handles and encodes one request frame, appending the response
 /// (if any: acks=0 produce has none) to `out`.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut BytesMut) -> Result<(), Close> {
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) -> Result<(), Close> {
     let started = Instant::now();
     let h = match protocol::decode_header(frame) {
         Ok(h) => h,
@@ -39,7 +39,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut BytesMut) -> R
                 "ApiVersions newer than served; answering v0 with UNSUPPORTED_VERSION"
             );
             let resp = api_versions::unsupported_version();
-            return encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &resp);
+            return encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &resp, Vec::new());
         }
         Err(HeaderError::Close(reason)) => {
             broker.metrics.malformed_requests.inc();
@@ -59,48 +59,49 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut BytesMut) -> R
             let req: ApiVersionsRequest = decode_body(&h).map_err(bad)?;
             let resp = api_versions::handle(&req, v, &h);
             count_error(broker, api, resp.error_code);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = decode_body(&h).map_err(bad)?;
             let resp = metadata::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::Produce => {
             let req: ProduceRequest = decode_body(&h).map_err(bad)?;
             if let Some(resp) = produce::handle(broker, req, v).await {
-                encode_response(out, key, v, corr, &resp)?;
+                encode_response(out, key, v, corr, &resp, Vec::new())?;
             }
         }
         ApiKey::Fetch => {
             let req: FetchRequest = decode_body(&h).map_err(bad)?;
             let resp = fetch::handle(broker, req, v).await;
-            encode_response(out, key, v, corr, &resp)?;
+            let records = fetch::record_chunks(&resp);
+            encode_response(out, key, v, corr, &resp, records)?;
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode_body(&h).map_err(bad)?;
             let resp = list_offsets::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::CreateTopics => {
             let req: CreateTopicsRequest = decode_body(&h).map_err(bad)?;
             let resp = create_topics::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DeleteTopics => {
             let req: DeleteTopicsRequest = decode_body(&h).map_err(bad)?;
             let resp = delete_topics::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DescribeConfigs => {
             let req: DescribeConfigsRequest = decode_body(&h).map_err(bad)?;
             let resp = describe_configs::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DescribeCluster => {
             let req: DescribeClusterRequest = decode_body(&h).map_err(bad)?;
             let resp = describe_cluster::handle(broker, req, v);
-            encode_response(out, key, v, corr, &resp)?;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         other => return Err(format!("{other:?} is not served")),
     }

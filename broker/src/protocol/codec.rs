@@ -1,10 +1,11 @@
 //! Request headers and bodies in, responses out.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::api::{Support, supported};
+use super::splice::ResponseBuf;
 
 /// A request whose header has been read.
 #[derive(Debug, Clone)]
@@ -75,13 +76,15 @@ pub fn decode_body<T: Decodable>(h: &DecodedHeader) -> Result<T, String> {
 }
 
 /// Encodes a response frame (size prefix, header, body) for `api_key` at
-/// `version`, appending it to `out`.
+/// `version`, appending its chunks to `out`. Any `Bytes` in `splice` that
+/// the body carries (Fetch records) are referenced, not copied.
 pub fn encode_response<T: Encodable>(
-    out: &mut BytesMut,
+    out: &mut Vec<Bytes>,
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &T,
+    splice: Vec<Bytes>,
 ) -> Result<(), String> {
     let header_version = if api_key == ApiKey::ApiVersions {
         0 // ApiVersions responses always use header v0 (KIP-511).
@@ -89,15 +92,22 @@ pub fn encode_response<T: Encodable>(
         api_key.response_header_version(version)
     };
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let start = out.len();
-    out.put_i32(0);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + body.compute_size(version)?))
+        .map_err(|e| format!("sizing {api_key:?} v{version} response: {e}"))?;
+    let spliced: usize = splice.iter().map(Bytes::len).sum();
+    let mut buf = ResponseBuf::new((size + 4).saturating_sub(spliced).min(1 << 20), splice);
+    buf.put_i32(i32::try_from(size).map_err(|_| format!("{api_key:?} response of {size} bytes is too large"))?);
     header
-        .encode(out, header_version)
+        .encode(&mut buf, header_version)
         .map_err(|e| format!("encoding {api_key:?} header: {e}"))?;
-    body.encode(out, version)
+    body.encode(&mut buf, version)
         .map_err(|e| format!("encoding {api_key:?} v{version} response: {e}"))?;
-    let size = (out.len() - start - 4) as i32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    if buf.len() != size + 4 {
+        return Err(format!("{api_key:?} v{version} response: sized {size} bytes, encoded {}", buf.len() - 4));
+    }
+    out.extend(buf.finish());
     Ok(())
 }
 
@@ -110,6 +120,7 @@ pub fn correlation_id(frame: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use kafka_protocol::messages::ApiVersionsRequest;
     use proptest::prelude::*;
 

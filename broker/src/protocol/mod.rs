@@ -5,6 +5,7 @@
 pub mod api;
 pub mod codec;
 pub mod frame;
+pub mod splice;
 
 pub use api::{SUPPORTED, Support, supported};
 pub use codec::{DecodedHeader, HeaderError, decode_body, decode_header, encode_response};

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
@@ -28,7 +27,7 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
     let (rd, wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut writer = BufWriter::with_capacity(64 * 1024, wr);
-    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut out = Vec::new();
     loop {
         let frame = tokio::select! {
             // On shutdown, stop taking new requests; the one in progress
@@ -47,9 +46,9 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
         };
         out.clear();
         handlers::handle(broker, frame, &mut out).await?;
-        if !out.is_empty() {
+        for chunk in out.drain(..) {
             writer
-                .write_all(&out)
+                .write_all(&chunk)
                 .await
                 .map_err(|e| format!("write error: {e}"))?;
         }
@@ -60,9 +59,6 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
                 .flush()
                 .await
                 .map_err(|e| format!("write error: {e}"))?;
-        }
-        if out.capacity() > 1 << 20 {
-            out = BytesMut::with_capacity(64 * 1024);
         }
     }
     writer

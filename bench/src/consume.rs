@@ -83,7 +83,9 @@ pub fn read_all(c: &Common, partitions: i32, consumers: usize) -> Result<Row> {
                     Some(Err(e)) => bail!("consume error: {e}"),
                     Some(Ok(m)) => {
                         counters.acked.fetch_add(1, Ordering::Relaxed);
-                        counters.bytes.fetch_add(m.payload_len() as u64, Ordering::Relaxed);
+                        counters
+                            .bytes
+                            .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
                         if let Some(end) = remaining.get(&m.partition()) {
                             if m.offset() + 1 >= *end {
                                 remaining.remove(&m.partition());
@@ -96,7 +98,8 @@ pub fn read_all(c: &Common, partitions: i32, consumers: usize) -> Result<Row> {
         }));
     }
     for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+        t.join()
+            .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
@@ -114,7 +117,10 @@ pub fn read_all(c: &Common, partitions: i32, consumers: usize) -> Result<Row> {
 pub fn run(a: &ConsumeArgs) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     if !a.no_fill {
-        eprintln!("filling {} with {} records", a.common.topic, a.producer.count);
+        eprintln!(
+            "filling {} with {} records",
+            a.common.topic, a.producer.count
+        );
         rows.push(produce::run(&a.common, &a.producer, true)?.into_row("produce (fill)"));
     }
     rows.push(read_all(&a.common, a.common.partitions, a.consumers)?);

@@ -43,7 +43,9 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
                 if let Some(Ok(m)) = cons.poll(Duration::from_millis(50)) {
                     let now = epoch.elapsed().as_nanos() as u64;
                     let Some(v) = m.payload() else { continue };
-                    let Ok(stamp) = <[u8; 8]>::try_from(&v[..8]) else { continue };
+                    let Ok(stamp) = <[u8; 8]>::try_from(&v[..8]) else {
+                        continue;
+                    };
                     let sent = u64::from_be_bytes(stamp);
                     if sent >= measured_from {
                         h.saturating_record(now.saturating_sub(sent) / 1000);
@@ -74,24 +76,20 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
     let mut errors = 0u64;
     for i in 0..total {
         let due = start + interval.mul_f64(i as f64);
-        loop {
-            let now = Instant::now();
-            if now >= due {
-                break;
-            }
-            let left = due - now;
-            if left > Duration::from_micros(300) {
-                std::thread::sleep(left - Duration::from_micros(200));
-            } else {
-                std::hint::spin_loop();
-            }
+        // Sleep (never spin) until the record is due: a spinning sender
+        // would take a core from the broker on a small machine.
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
         }
         if Instant::now() > deadline {
             break;
         }
         let stamp = epoch.elapsed().as_nanos() as u64;
         value[..8].copy_from_slice(&stamp.to_be_bytes());
-        if p.send(BaseRecord::<(), [u8]>::to(&c.topic).payload(&value[..])).is_err() {
+        if p.send(BaseRecord::<(), [u8]>::to(&c.topic).payload(&value[..]))
+            .is_err()
+        {
             errors += 1;
         } else if stamp >= measured_from {
             sent_measured += 1;
@@ -106,7 +104,9 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
-    let h = reader.join().map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+    let h = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     let got = received.load(Ordering::Relaxed);
     let ms = |q: f64| Some(h.value_at_quantile(q) as f64 / 1000.0);
     let mut row = Row {

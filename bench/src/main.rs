@@ -19,7 +19,11 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-bench", version, about = "Benchmark a Kafka-compatible broker with librdkafka")]
+#[command(
+    name = "sluice-bench",
+    version,
+    about = "Benchmark a Kafka-compatible broker with librdkafka"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -168,6 +172,12 @@ pub struct SuiteArgs {
     /// Seconds of the idle run.
     #[arg(long, default_value_t = 20)]
     pub idle_seconds: u64,
+    /// Producer clients in the produce run (librdkafka is one thread per client).
+    #[arg(long, default_value_t = 2)]
+    pub producers: usize,
+    /// Consumer clients in the consume run.
+    #[arg(long, default_value_t = 2)]
+    pub consumers: usize,
     /// Write the Markdown table here as well as to stdout.
     #[arg(long)]
     pub markdown: Option<std::path::PathBuf>,

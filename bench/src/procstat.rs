@@ -65,7 +65,8 @@ impl Sampler {
         let peak = Arc::new(AtomicU64::new(0));
         let peak_anon = Arc::new(AtomicU64::new(0));
         let handle = {
-            let (stop, peak, peak_anon) = (Arc::clone(&stop), Arc::clone(&peak), Arc::clone(&peak_anon));
+            let (stop, peak, peak_anon) =
+                (Arc::clone(&stop), Arc::clone(&peak), Arc::clone(&peak_anon));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(kb) = status_kb(pid, "VmRSS:") {

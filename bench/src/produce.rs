@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
 
 use crate::procstat::{Sampler, Usage};
 use crate::report::Row;
@@ -32,7 +32,9 @@ impl ProducerContext for Ctx {
         match r {
             Ok(m) => {
                 self.0.acked.fetch_add(1, Ordering::Relaxed);
-                self.0.bytes.fetch_add(m.payload_len() as u64, Ordering::Relaxed);
+                self.0
+                    .bytes
+                    .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
             }
             Err((e, _)) => {
                 self.0.errors.fetch_add(1, Ordering::Relaxed);
@@ -53,7 +55,11 @@ pub fn payload(size: usize) -> Vec<u8> {
             x ^= x >> 7;
             x ^= x << 17;
             // Half random, half text-like, so codecs have work to do.
-            if i % 2 == 0 { b'a' + (x % 26) as u8 } else { (x >> 24) as u8 }
+            if i % 2 == 0 {
+                b'a' + (x % 26) as u8
+            } else {
+                (x >> 24) as u8
+            }
         })
         .collect()
 }
@@ -109,13 +115,19 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
     let per = o.count / o.producers.max(1) as u64;
     let mut threads = Vec::new();
     for n in 0..o.producers.max(1) {
-        let count = if n == 0 { o.count - per * (o.producers.max(1) as u64 - 1) } else { per };
+        let count = if n == 0 {
+            o.count - per * (o.producers.max(1) as u64 - 1)
+        } else {
+            per
+        };
         let cfg = producer_config(&c.bootstrap, o);
         let counters = Arc::clone(&counters);
         let value = Arc::clone(&value);
         let topic = c.topic.clone();
         threads.push(std::thread::spawn(move || -> Result<()> {
-            let p: BaseProducer<Ctx> = cfg.create_with_context(Ctx(counters)).context("creating producer")?;
+            let p: BaseProducer<Ctx> = cfg
+                .create_with_context(Ctx(counters))
+                .context("creating producer")?;
             for _ in 0..count {
                 let now = Instant::now();
                 if now > deadline || stop_at.is_some_and(|s| now > s) {
@@ -137,13 +149,16 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
                 }
                 p.poll(Duration::ZERO);
             }
-            let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(120));
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(120));
             p.flush(left).context("flushing producer")?;
             Ok(())
         }));
     }
     for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+        t.join()
+            .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
@@ -161,7 +176,11 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
 }
 
 /// Prints progress to stderr once a second on runs longer than that.
-pub fn spawn_progress(counters: Arc<Counters>, done: Arc<AtomicBool>, started: Instant) -> std::thread::JoinHandle<()> {
+pub fn spawn_progress(
+    counters: Arc<Counters>,
+    done: Arc<AtomicBool>,
+    started: Instant,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut last = 0u64;
         while !done.load(Ordering::Relaxed) {

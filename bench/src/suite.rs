@@ -5,7 +5,9 @@ use anyhow::Result;
 
 use crate::procstat::Sampler;
 use crate::report::{self, Row};
-use crate::{Common, IdleArgs, LatencyArgs, ProducerOpts, SuiteArgs, consume, idle, latency, produce, topic};
+use crate::{
+    Common, IdleArgs, LatencyArgs, ProducerOpts, SuiteArgs, consume, idle, latency, produce, topic,
+};
 
 pub fn run(a: &SuiteArgs) -> Result<()> {
     let c = &a.common;
@@ -20,21 +22,27 @@ pub fn run(a: &SuiteArgs) -> Result<()> {
         compression: "none".into(),
         batch_size: 1_000_000,
         linger_ms: 5,
-        producers: 1,
+        producers: a.producers,
     };
-    eprintln!("[1/4] produce {count} records of {record} B, acks=1, {} partitions", c.partitions);
+    eprintln!(
+        "[1/4] produce {count} records of {record} B, acks=1, {} partitions, {} producers",
+        c.partitions, a.producers
+    );
     // One sampler spans produce and consume for the RSS target.
     let rss = Sampler::start(c.broker_pid);
     let prod = produce::run(c, &popts, true)?;
-    rows.push(prod.into_row("produce 1 KiB acks=1"));
+    rows.push(prod.into_row(&format!("produce 1 KiB acks=1, {} producers", a.producers)));
     eprintln!("[2/4] consume the topic from the beginning");
-    let mut cons = consume::read_all(c, c.partitions, 1)?;
-    cons.name = "consume from start".into();
+    let mut cons = consume::read_all(c, c.partitions, a.consumers)?;
+    cons.name = format!("consume from start, {} consumers", a.consumers);
     rows.push(cons);
     let rss = rss.map(Sampler::finish);
     topic::delete(c, &c.topic)?;
 
-    eprintln!("[3/4] latency at 10,000 records/s for {} s", a.latency_seconds);
+    eprintln!(
+        "[3/4] latency at 10,000 records/s for {} s",
+        a.latency_seconds
+    );
     let lat = latency::run(&LatencyArgs {
         common: Common {
             topic: format!("{}-latency", c.topic),
@@ -48,7 +56,10 @@ pub fn run(a: &SuiteArgs) -> Result<()> {
     rows.push(lat);
 
     let idle_row = if c.broker_pid.is_some() {
-        eprintln!("[4/4] idle: {} partitions, {} consumers", a.idle_partitions, a.idle_consumers);
+        eprintln!(
+            "[4/4] idle: {} partitions, {} consumers",
+            a.idle_partitions, a.idle_consumers
+        );
         Some(idle::run(&IdleArgs {
             common: Common {
                 topic: format!("{}-idle", c.topic),
@@ -66,14 +77,30 @@ pub fn run(a: &SuiteArgs) -> Result<()> {
         rows.push(r.clone());
     }
 
-    let fmt = |v: Option<f64>, unit: &str| v.map(|v| format!("{v:.2} {unit}")).unwrap_or_else(|| "not measured".into());
+    let fmt = |v: Option<f64>, unit: &str| {
+        v.map(|v| format!("{v:.2} {unit}"))
+            .unwrap_or_else(|| "not measured".into())
+    };
     let mut md = String::from("| measure | result | target |\n|---|---:|---:|\n");
-    md.push_str(&format!("| produce, acks=1, 1 KiB | {} | ≥ 800 MB/s |\n", fmt(rows[0].mb_per_s, "MB/s")));
-    md.push_str(&format!("| consume from start | {} | ≥ 1000 MB/s |\n", fmt(rows[1].mb_per_s, "MB/s")));
-    md.push_str(&format!("| e2e latency p99 @ 10k/s | {} | ≤ 2 ms |\n", fmt(rows[2].p99_ms, "ms")));
+    md.push_str(&format!(
+        "| produce, acks=1, 1 KiB | {} | ≥ 800 MB/s |\n",
+        fmt(rows[0].mb_per_s, "MB/s")
+    ));
+    md.push_str(&format!(
+        "| consume from start | {} | ≥ 1000 MB/s |\n",
+        fmt(rows[1].mb_per_s, "MB/s")
+    ));
+    md.push_str(&format!(
+        "| e2e latency p99 @ 10k/s | {} | ≤ 2 ms |\n",
+        fmt(rows[2].p99_ms, "ms")
+    ));
     md.push_str(&format!(
         "| broker peak RSS, produce + consume | {} | ≤ 128 MiB |\n",
-        fmt(rss.as_ref().map(|u| u.peak_rss_bytes as f64 / (1 << 20) as f64), "MiB")
+        fmt(
+            rss.as_ref()
+                .map(|u| u.peak_rss_bytes as f64 / (1 << 20) as f64),
+            "MiB"
+        )
     ));
     md.push_str(&format!(
         "| idle broker CPU, {} partitions, {} consumers | {} | < 2 % |\n",

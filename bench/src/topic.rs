@@ -28,11 +28,17 @@ pub fn recreate(c: &Common, name: &str, partitions: i32) -> Result<()> {
     let _ = block_on(a.delete_topics(&[name], &opts));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let t = NewTopic::new(name, partitions, TopicReplication::Fixed(c.replication_factor));
+        let t = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(c.replication_factor),
+        );
         let res = block_on(a.create_topics(&[t], &opts)).context("CreateTopics")?;
         match res.first() {
             Some(Ok(_)) => return Ok(()),
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if std::time::Instant::now() < deadline => {
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))
+                if std::time::Instant::now() < deadline =>
+            {
                 // Deletion in progress on some brokers.
                 std::thread::sleep(Duration::from_millis(200));
             }

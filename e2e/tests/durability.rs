@@ -132,7 +132,7 @@ async fn torn_tail_is_truncated_on_restart() -> Result<()> {
         let mut broker = BrokerProcess::start(&data, TOPIC_ARGS)?;
         let topic = "torn";
         let p = producer(&broker.bootstrap(), &[("acks", "all"), ("linger.ms", "0")])?;
-        // Ten batches of ten records: each produce_n call is flushed alone.
+        // Ten flushed calls of ten records (one or more batches each).
         for _ in 0..10 {
             produce_n(&p, topic, 0, 10).await?;
             p.flush(Duration::from_secs(10))?;
@@ -141,6 +141,18 @@ async fn torn_tail_is_truncated_on_restart() -> Result<()> {
         broker.kill9()?;
         let seg = data.join("torn-0").join("00000000000000000000.log");
         let mut bytes = std::fs::read(&seg)?;
+        // The producer may split a call into several batches: find where
+        // the last batch starts (base offset, then length, per batch).
+        let mut pos = 0usize;
+        let mut last_base = 0i64;
+        while pos + 12 <= bytes.len() {
+            last_base = i64::from_be_bytes(bytes[pos..pos + 8].try_into()?);
+            pos += 12 + i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into()?) as usize;
+        }
+        ensure!(
+            pos == bytes.len(),
+            "segment does not end on a batch boundary"
+        );
         match damage {
             Damage::Cut(n) => bytes.truncate(bytes.len() - n),
             Damage::Garble => {
@@ -152,11 +164,16 @@ async fn torn_tail_is_truncated_on_restart() -> Result<()> {
         }
         std::fs::write(&seg, &bytes)?;
         broker.restart()?;
+        // Damage inside the last batch loses exactly that batch.
         let expected = if matches!(damage, Damage::Junk) {
             100
         } else {
-            90
+            last_base as usize
         };
+        ensure!(
+            expected >= 90,
+            "{damage:?}: last batch starts at {last_base}"
+        );
         let bootstrap = broker.bootstrap();
         let got = tokio::task::spawn_blocking(move || {
             consume(&bootstrap, topic, 1, expected, Duration::from_secs(30))

@@ -87,7 +87,8 @@ fn pread_into(file: &File, buf: &mut BytesMut, max: usize, offset: u64) -> std::
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let want = max.min(spare.len());
-    let offset = libc::off_t::try_from(offset).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let offset = libc::off_t::try_from(offset)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: `spare` is valid for writes of `want` bytes, and pread writes
     // at most that many through the raw pointer (no reference to
     // uninitialised memory is made).

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::group::offsets_log;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMeta, ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
 use crate::metrics::Metrics;
 use crate::replica::{ReplicaManager, TopicPartition};
@@ -62,6 +64,9 @@ pub struct Broker {
     pub metadata: Mutex<MetadataStore>,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
+    pub groups: GroupCoordinator,
+    /// Serialises creation of the offsets topic.
+    offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
 }
@@ -138,14 +143,106 @@ impl Broker {
         );
         let metrics = Metrics::new();
         metrics.partitions.set(replicas.len() as i64);
-        Ok(Arc::new(Broker {
+        let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
+        let broker = Broker {
             config,
             cluster_id: meta.cluster_id,
             metadata: Mutex::new(store),
             replicas,
             metrics,
+            groups,
+            offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
-        }))
+        };
+        broker.load_offsets()?;
+        Ok(Arc::new(broker))
+    }
+
+    /// Rebuilds committed offsets by replaying `__consumer_offsets`.
+    fn load_offsets(&self) -> Result<()> {
+        let Some(meta) = self.metadata.lock().get(OFFSETS_TOPIC).cloned() else {
+            return Ok(());
+        };
+        let mut records = 0usize;
+        for p in 0..meta.partitions {
+            let Some(part) = self.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, p)) else {
+                continue;
+            };
+            let mut offset = part.offsets().log_start;
+            loop {
+                let (plan, _) = part.plan_read(offset)?;
+                let Some(plan) = plan else { break };
+                let data = plan.execute(1 << 20)?;
+                if data.records.is_empty() {
+                    break;
+                }
+                let recs = crate::storage::records::decode_all(data.records).map_err(|reason| {
+                    Error::Corrupt {
+                        path: self.config.data_dir.join(format!("{OFFSETS_TOPIC}-{p}")),
+                        reason,
+                    }
+                })?;
+                let Some(last) = recs.last().map(|r| r.offset) else {
+                    break;
+                };
+                for r in &recs {
+                    if let Some(rec) = offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                        self.groups.replay(rec);
+                        records += 1;
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        tracing::info!(records, "replayed committed offsets");
+        Ok(())
+    }
+
+    /// Creates `__consumer_offsets` on first use. Returns its partition count.
+    pub fn ensure_offsets_topic(&self) -> Result<i32, CreateTopicError> {
+        let _guard = self.offsets_topic.lock();
+        if let Some(t) = self.metadata.lock().get(OFFSETS_TOPIC) {
+            return Ok(t.partitions);
+        }
+        // Offsets must outlive any retention; until compaction exists the
+        // topic keeps everything (see docs/decisions/0007).
+        let configs = TopicConfigs::from_pairs([
+            ("retention.ms", Some("-1")),
+            ("segment.bytes", Some("104857600")),
+        ])?;
+        let t = self.create_topic(
+            NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: self.config.offsets_topic_num_partitions,
+                replication_factor: 1,
+                configs,
+            },
+            false,
+        )?;
+        Ok(t.partitions)
+    }
+
+    /// Appends offset records for `group` to its `__consumer_offsets`
+    /// partition. Returns once they are in the log.
+    pub fn persist_offsets(
+        &self,
+        group: &str,
+        records: &[(bytes::Bytes, Option<bytes::Bytes>)],
+    ) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partitions = self.ensure_offsets_topic().map_err(|e| e.to_string())?;
+        let p = offsets_log::partition_for(group, partitions);
+        let part = self
+            .replicas
+            .get(&TopicPartition::new(OFFSETS_TOPIC, p))
+            .ok_or_else(|| format!("{OFFSETS_TOPIC}-{p} is not hosted here"))?;
+        let batch = offsets_log::batch(records, now_ms()).map_err(|e| e.to_string())?;
+        let headers = crate::storage::batch::validate_produce(&batch, usize::MAX)
+            .map_err(|e| e.to_string())?;
+        part.append(&batch, &headers).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Creates a topic: validates, persists the metadata, creates the logs.
@@ -269,12 +366,24 @@ impl Broker {
         let mut checkpoint_tick = tokio::time::interval(checkpoint_every);
         let mut retention_tick = tokio::time::interval(retention_every);
         let mut flush_tick = tokio::time::interval(Duration::from_millis(1000));
-        for t in [&mut checkpoint_tick, &mut retention_tick, &mut flush_tick] {
+        let mut group_tick = tokio::time::interval(Duration::from_millis(100));
+        for t in [
+            &mut checkpoint_tick,
+            &mut retention_tick,
+            &mut flush_tick,
+            &mut group_tick,
+        ] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = self.shutdown.cancelled() => {
+                    // Parked JoinGroup/SyncGroup requests: NOT_COORDINATOR
+                    // sends the clients to look for the coordinator again.
+                    self.groups.release_all(16);
+                    return;
+                }
+                _ = group_tick.tick() => self.groups.tick(),
                 _ = flush_tick.tick() => {
                     let b = Arc::clone(&self);
                     let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;

@@ -142,6 +142,22 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS", value_parser = clap::value_parser!(i64).range(1..))]
     pub replica_high_watermark_checkpoint_interval_ms: Option<i64>,
 
+    /// Partitions of the internal `__consumer_offsets` topic (fixed once created). [default: 50]
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_num_partitions: Option<i32>,
+
+    /// How long the first rebalance of a new group waits for more members. [default: 3000]
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", value_parser = clap::value_parser!(u64).range(0..=300_000))]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+
+    /// Smallest session timeout a group member may ask for. [default: 6000]
+    #[arg(long, env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(i32).range(1..))]
+    pub group_min_session_timeout_ms: Option<i32>,
+
+    /// Largest session timeout a group member may ask for. [default: 1800000]
+    #[arg(long, env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(i32).range(1..))]
+    pub group_max_session_timeout_ms: Option<i32>,
+
     /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
@@ -176,6 +192,10 @@ pub struct BrokerConfig {
     pub max_connections: u32,
     pub fetch_max_bytes: i32,
     pub checkpoint_interval_ms: i64,
+    pub offsets_topic_num_partitions: i32,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -282,6 +302,10 @@ impl BrokerConfig {
             checkpoint_interval_ms: c
                 .replica_high_watermark_checkpoint_interval_ms
                 .unwrap_or(5000),
+            offsets_topic_num_partitions: c.offsets_topic_num_partitions.unwrap_or(50),
+            group_initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            group_min_session_timeout_ms: c.group_min_session_timeout_ms.unwrap_or(6000),
+            group_max_session_timeout_ms: c.group_max_session_timeout_ms.unwrap_or(1_800_000),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
         };
         if cfg.message_max_bytes > cfg.socket_request_max_bytes {
@@ -415,6 +439,10 @@ fn merge(over: Cli, under: Cli) -> Cli {
         max_connections,
         fetch_max_bytes,
         replica_high_watermark_checkpoint_interval_ms,
+        offsets_topic_num_partitions,
+        group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms,
+        group_max_session_timeout_ms,
         shutdown_timeout_ms,
     )
 }
@@ -423,7 +451,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 27] = [
+        let rows: [(&str, String); 31] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -478,6 +506,22 @@ impl fmt::Display for BrokerConfig {
             (
                 "replica.high.watermark.checkpoint.interval.ms",
                 self.checkpoint_interval_ms.to_string(),
+            ),
+            (
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+            ),
+            (
+                "group.min.session.timeout.ms",
+                self.group_min_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.max.session.timeout.ms",
+                self.group_max_session_timeout_ms.to_string(),
             ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),

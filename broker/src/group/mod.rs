@@ -7,6 +7,9 @@
 //! rebalance completes, and the persistence of offsets in
 //! `__consumer_offsets`, sit on top of it (issue 5; not served yet).
 
+pub mod coordinator;
+pub mod offsets_log;
 pub mod state;
 
+pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC, Pending};
 pub use state::{Group, GroupState, JoinRequest, JoinResult, Joined, Synced};

@@ -111,6 +111,10 @@ pub struct Group {
     members: BTreeMap<String, Member>,
     static_members: HashMap<String, String>,
     rebalance_deadline_ms: Option<u64>,
+    /// The first rebalance of an empty group waits this long for more
+    /// members (`group.initial.rebalance.delay.ms`).
+    pub initial_delay_ms: u64,
+    join_not_before_ms: Option<u64>,
     next_member: u64,
 }
 
@@ -126,6 +130,8 @@ impl Group {
             members: BTreeMap::new(),
             static_members: HashMap::new(),
             rebalance_deadline_ms: None,
+            initial_delay_ms: 0,
+            join_not_before_ms: None,
             next_member: 0,
         }
     }
@@ -185,6 +191,8 @@ impl Group {
         if self.state == GroupState::PreparingRebalance {
             return;
         }
+        self.join_not_before_ms = (self.state == GroupState::Empty && self.initial_delay_ms > 0)
+            .then(|| now_ms + self.initial_delay_ms);
         self.state = GroupState::PreparingRebalance;
         for m in self.members.values_mut() {
             m.joined = false;
@@ -316,7 +324,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return None;
         }
-        let all_joined = self.members.values().all(|m| m.joined);
+        let delay_over = self.join_not_before_ms.is_none_or(|t| now_ms >= t);
+        let all_joined = delay_over && self.members.values().all(|m| m.joined);
         let timed_out = self.rebalance_deadline_ms.is_some_and(|d| now_ms >= d);
         if !all_joined && !timed_out {
             return None;
@@ -624,6 +633,26 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].generation, 2);
         assert_eq!(g.leader.as_deref(), Some(a.as_str()));
+    }
+
+    #[test]
+    fn initial_delay_gathers_members_of_a_new_group() {
+        let mut g = Group::new("g");
+        g.initial_delay_ms = 3000;
+        let a = join(&mut g, &["range"], 0);
+        assert!(g.complete_join(100).is_none(), "waiting for more members");
+        let b = join(&mut g, &["range"], 1000);
+        assert!(g.complete_join(2999).is_none());
+        let r = g.complete_join(3000).expect("delay over");
+        assert_eq!(r.len(), 2);
+        assert!(g.is_member(&a) && g.is_member(&b));
+        // Later rebalances are not delayed.
+        assert_eq!(g.leave(&b, None, 4000), 0);
+        assert!(matches!(
+            g.join(req(&a, &["range"]), 4000),
+            Joined::Wait { .. }
+        ));
+        assert!(g.complete_join(4000).is_some());
     }
 
     #[test]

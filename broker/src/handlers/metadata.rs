@@ -66,6 +66,16 @@ fn by_name(broker: &Broker, name: &str, may_create: bool) -> MetadataResponseTop
         tracing::debug!(topic = name, %reason, "metadata for an invalid topic name");
         return error(code::INVALID_TOPIC_EXCEPTION);
     }
+    if name == crate::group::OFFSETS_TOPIC {
+        // Internal: created with its own settings, never auto-created.
+        return match broker.ensure_offsets_topic() {
+            Ok(_) => match broker.metadata.lock().get(name).cloned() {
+                Some(t) => describe(broker, &t),
+                None => error(code::UNKNOWN_TOPIC_OR_PARTITION),
+            },
+            Err(_) => error(code::UNKNOWN_TOPIC_OR_PARTITION),
+        };
+    }
     if !may_create {
         return error(code::UNKNOWN_TOPIC_OR_PARTITION);
     }

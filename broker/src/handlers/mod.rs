@@ -7,8 +7,10 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 
 use std::sync::Arc;
@@ -110,6 +112,67 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) ->
             let resp = describe_cluster::handle(broker, req, v);
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::FindCoordinator => {
+            let req: FindCoordinatorRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::find_coordinator(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::JoinGroup => {
+            let req: JoinGroupRequest = decode_body(&h).map_err(bad)?;
+            let client = h
+                .header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            let resp = groups::join_group(broker, req, v, client).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::SyncGroup => {
+            let req: SyncGroupRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::sync_group(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::Heartbeat => {
+            let req: HeartbeatRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::heartbeat(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::LeaveGroup => {
+            let req: LeaveGroupRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::leave_group(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::DescribeGroups => {
+            let req: DescribeGroupsRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::describe_groups(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::ListGroups => {
+            let req: ListGroupsRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::list_groups(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::DeleteGroups => {
+            let req: DeleteGroupsRequest = decode_body(&h).map_err(bad)?;
+            let resp = groups::delete_groups(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::OffsetCommit => {
+            let req: OffsetCommitRequest = decode_body(&h).map_err(bad)?;
+            let resp = offsets::offset_commit(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::OffsetFetch => {
+            let req: OffsetFetchRequest = decode_body(&h).map_err(bad)?;
+            let resp = offsets::offset_fetch(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::OffsetDelete => {
+            let req: OffsetDeleteRequest = decode_body(&h).map_err(bad)?;
+            let resp = offsets::offset_delete(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         other => return Err(format!("{other:?} is not served")),
     }
     broker.metrics.requests.with_label_values(&[api]).inc();
@@ -133,6 +196,17 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(h).map(drop),
         ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(h).map(drop),
         ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(h).map(drop),
+        ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(h).map(drop),
+        ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(h).map(drop),
+        ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(h).map(drop),
+        ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(h).map(drop),
+        ApiKey::LeaveGroup => decode_body::<LeaveGroupRequest>(h).map(drop),
+        ApiKey::DescribeGroups => decode_body::<DescribeGroupsRequest>(h).map(drop),
+        ApiKey::ListGroups => decode_body::<ListGroupsRequest>(h).map(drop),
+        ApiKey::DeleteGroups => decode_body::<DeleteGroupsRequest>(h).map(drop),
+        ApiKey::OffsetCommit => decode_body::<OffsetCommitRequest>(h).map(drop),
+        ApiKey::OffsetFetch => decode_body::<OffsetFetchRequest>(h).map(drop),
+        ApiKey::OffsetDelete => decode_body::<OffsetDeleteRequest>(h).map(drop),
         other => Err(format!("{other:?} is not served")),
     }
 }

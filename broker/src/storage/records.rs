@@ -82,6 +82,19 @@ pub fn first_record_at_or_after(
         .map(|r| (r.offset, r.timestamp)))
 }
 
+/// Every record of every batch in `data` (whole batches, as a log read
+/// returns them).
+pub fn decode_all(data: Bytes) -> Result<Vec<kafka_protocol::records::Record>, String> {
+    let mut buf = data;
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress))
+            .map_err(|e| format!("stored batch could not be decoded: {e:#}"))?;
+        out.extend(set.records);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,265 @@
+//! Committed offsets: OffsetCommit (8), OffsetFetch (9), OffsetDelete (47).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+
+use super::{code, count_error, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::group::GroupState;
+use crate::group::coordinator::{CommittedOffsetView, MAX_OFFSET_METADATA};
+use crate::group::offsets_log::{self, CommittedOffset};
+use crate::replica::TopicPartition;
+use crate::storage::log::now_ms;
+
+const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+
+pub fn offset_commit(
+    broker: &Arc<Broker>,
+    req: OffsetCommitRequest,
+    _version: i16,
+) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let group_error = broker.groups.validate_commit(
+        &group,
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+        req.generation_id_or_member_epoch,
+    );
+    let now = now_ms();
+    let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+    let mut changes = Vec::new();
+    // (topic index, partition index, error) in request order.
+    let mut answers: Vec<Vec<(i32, i16)>> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let error = if group_error != code::NONE {
+                group_error
+            } else if metadata.len() > MAX_OFFSET_METADATA {
+                OFFSET_METADATA_TOO_LARGE
+            } else if broker
+                .replicas
+                .get(&TopicPartition::new(name.clone(), p.partition_index))
+                .is_none()
+            {
+                code::UNKNOWN_TOPIC_OR_PARTITION
+            } else {
+                let v = CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                };
+                records.push((
+                    offsets_log::commit_key(&group, &name, p.partition_index),
+                    Some(offsets_log::commit_value(&v)),
+                ));
+                changes.push(((name.clone(), p.partition_index), Some(v)));
+                code::NONE
+            };
+            parts.push((p.partition_index, error));
+        }
+        answers.push(parts);
+    }
+    // Durable first, visible second: a crash never loses an acknowledged
+    // commit, and a failed append changes nothing.
+    let persisted = broker.persist_offsets(&group, &records);
+    if let Err(e) = &persisted {
+        tracing::error!(group = %group, error = %e, "persisting offsets failed");
+    } else {
+        broker.groups.apply(&group, changes);
+    }
+    let topics = req
+        .topics
+        .into_iter()
+        .zip(answers)
+        .map(|(t, parts)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, e)| {
+                            let e = if e == code::NONE && persisted.is_err() {
+                                COORDINATOR_NOT_AVAILABLE
+                            } else {
+                                e
+                            };
+                            count_error(broker, "OffsetCommit", e);
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(e)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+fn view(v: &Option<CommittedOffset>) -> CommittedOffsetView {
+    match v {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub fn offset_fetch(
+    broker: &Arc<Broker>,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect::<Vec<_>>()
+                });
+                let topics = broker
+                    .groups
+                    .offsets(&g.group_id.0, wanted)
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, v)| {
+                                        let (offset, epoch, meta) = view(&v);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(meta)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect::<Vec<_>>()
+    });
+    let topics = broker
+        .groups
+        .offsets(&req.group_id.0, wanted)
+        .into_iter()
+        .map(|(t, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(t))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, v)| {
+                            let (offset, epoch, meta) = view(&v);
+                            let r = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(str_bytes(meta)));
+                            if version >= 5 {
+                                r.with_committed_leader_epoch(epoch)
+                            } else {
+                                r
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub fn offset_delete(
+    broker: &Arc<Broker>,
+    req: OffsetDeleteRequest,
+    _version: i16,
+) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let Some((state, subscribed)) = broker.groups.subscriptions(&group) else {
+        count_error(broker, "OffsetDelete", super::groups::group_not_found());
+        return OffsetDeleteResponse::default().with_error_code(super::groups::group_not_found());
+    };
+    let mut tombstones = Vec::new();
+    let mut keys = Vec::new();
+    let mut answers = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let busy = state != GroupState::Empty && subscribed.contains(&name);
+        let parts: Vec<(i32, i16)> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                if busy {
+                    (p.partition_index, GROUP_SUBSCRIBED_TO_TOPIC)
+                } else {
+                    tombstones.push((
+                        offsets_log::commit_key(&group, &name, p.partition_index),
+                        None,
+                    ));
+                    keys.push(((name.clone(), p.partition_index), None));
+                    (p.partition_index, code::NONE)
+                }
+            })
+            .collect();
+        answers.push(parts);
+    }
+    if let Err(e) = broker.persist_offsets(&group, &tombstones) {
+        tracing::error!(group = %group, error = %e, "deleting offsets failed");
+        return OffsetDeleteResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+    }
+    broker.groups.apply(&group, keys);
+    let topics = req
+        .topics
+        .into_iter()
+        .zip(answers)
+        .map(|(t, parts)| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, e)| {
+                            count_error(broker, "OffsetDelete", e);
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(e)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}

@@ -65,6 +65,7 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
+    pub producer_ids: crate::producer_ids::ProducerIdManager,
     /// Serialises creation of the offsets topic.
     offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
@@ -151,6 +152,7 @@ impl Broker {
             replicas,
             metrics,
             groups,
+            producer_ids: crate::producer_ids::ProducerIdManager::open(&dir)?,
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
         };
@@ -353,6 +355,11 @@ impl Broker {
 
     /// Writes the high-watermark and recovery-point checkpoints.
     pub fn write_checkpoints(&self) -> Result<()> {
+        for p in self.replicas.all() {
+            if let Err(e) = p.with_log(|l| l.snapshot_producers()) {
+                tracing::warn!(partition = %p.tp, error = %e, "producer state snapshot failed");
+            }
+        }
         let (hw, rp) = self.replicas.checkpoints();
         checkpoint::write_offsets(&self.config.data_dir.join(HW_CHECKPOINT), &hw)?;
         checkpoint::write_offsets(&self.config.data_dir.join(RECOVERY_CHECKPOINT), &rp)

@@ -26,6 +26,20 @@ pub enum Error {
     },
     #[error("metadata error: {0}")]
     Metadata(String),
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id} epoch {got} is older than its current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    #[error("an idempotent produce must carry exactly one batch per partition")]
+    MultipleIdempotentBatches,
 }
 
 impl Error {

@@ -16,6 +16,7 @@ pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;
+pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
 pub mod server;

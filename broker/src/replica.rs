@@ -67,6 +67,9 @@ impl Partition {
     pub fn append(&self, records: &[u8], headers: &[BatchHeader]) -> Result<AppendInfo> {
         let mut log = self.log.lock();
         let info = log.append_as_leader(records, headers, self.leader_epoch, now_ms())?;
+        if info.duplicate {
+            return Ok(info);
+        }
         // One replica: the ISR is this broker, so the high watermark
         // follows the log end at once.
         let end = log.log_end_offset();

@@ -14,7 +14,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def broker_bin():
+def broker_bin():  # noqa: D103
     env = os.environ.get("SLUICE_BROKER_BIN")
     if env:
         return env

@@ -31,15 +31,9 @@ def read(bootstrap, topic, n, partition=0):
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_each_codec_round_trips(broker, topic, codec):
-    # kafka-python 3 turns on idempotence with acks=all; InitProducerId is
-    # not served yet (see docs/compatibility.md), so ask for it off.
-    p = KafkaProducer(
-        bootstrap_servers=broker.bootstrap,
-        compression_type=codec,
-        acks="all",
-        linger_ms=20,
-        enable_idempotence=False,
-    )
+    # kafka-python 3 turns on idempotence with acks=all (InitProducerId,
+    # sequence numbers): its default is what is tested here.
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, acks="all", linger_ms=20)
     sent = [(f"k{i}".encode(), (f"v{i}-" + "xyz" * 40).encode()) for i in range(300)]
     futures = [p.send(topic, key=k, value=v, headers=[("h", b"1")], partition=0) for k, v in sent]
     offsets = [f.get(timeout=30).offset for f in futures]

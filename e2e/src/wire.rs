@@ -93,6 +93,17 @@ pub fn closed_by_peer(s: &mut TcpStream) -> bool {
 
 /// A valid v2 record batch of `n` records with `value_len`-byte values.
 pub fn batch(n: usize, value_len: usize) -> Result<Bytes> {
+    producer_batch(n, value_len, -1, -1, -1)
+}
+
+/// A batch from an idempotent producer: id, epoch and base sequence set.
+pub fn producer_batch(
+    n: usize,
+    value_len: usize,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes> {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             transactional: false,
@@ -119,10 +130,11 @@ pub fn batch(n: usize, value_len: usize) -> Result<Bytes> {
             compression: Compression::None,
         },
     )?;
-    // The encoder writes a real producer id field; make it "none" (-1)
-    // like a non-idempotent producer, and fix the CRC.
-    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    // Producer id, epoch and base sequence as asked (-1: a plain producer);
+    // then fix the CRC, which covers them.
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(b.freeze())

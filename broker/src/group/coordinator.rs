@@ -319,11 +319,7 @@ impl GroupCoordinator {
     }
 
     /// Committed offsets of a group: all of them, or those asked for.
-    pub fn offsets(
-        &self,
-        group_id: &str,
-        wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> TopicOffsets {
+    pub fn offsets(&self, group_id: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> TopicOffsets {
         let groups = self.groups.lock();
         let offsets = groups.get(group_id).map(|e| &e.offsets);
         match wanted {

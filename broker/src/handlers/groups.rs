@@ -40,8 +40,9 @@ pub fn find_coordinator(
     let port = i32::from(broker.config.advertised_port);
     let answer = |key: &str| -> (i16, Option<String>) {
         if req.key_type != 0 {
+            // Not retriable: transactions are not served at all yet.
             return (
-                COORDINATOR_NOT_AVAILABLE,
+                super::code::UNSUPPORTED_VERSION,
                 Some("transactions are not supported yet".into()),
             );
         }

@@ -8,6 +8,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
 pub mod groups;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -112,6 +113,11 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) ->
             let resp = describe_cluster::handle(broker, req, v);
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::InitProducerId => {
+            let req: InitProducerIdRequest = decode_body(&h).map_err(bad)?;
+            let resp = init_producer_id::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         ApiKey::FindCoordinator => {
             let req: FindCoordinatorRequest = decode_body(&h).map_err(bad)?;
             let resp = groups::find_coordinator(broker, req, v);
@@ -197,6 +203,7 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(h).map(drop),
         ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(h).map(drop),
         ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(h).map(drop),
+        ApiKey::InitProducerId => decode_body::<InitProducerIdRequest>(h).map(drop),
         ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(h).map(drop),
         ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(h).map(drop),
         ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(h).map(drop),
@@ -254,4 +261,6 @@ pub mod code {
     pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
     pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 }

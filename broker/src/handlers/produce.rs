@@ -99,12 +99,12 @@ fn append(
     };
     if headers
         .iter()
-        .any(|h| h.is_control() || h.is_transactional() || h.producer_id >= 0)
+        .any(|h| h.is_control() || h.is_transactional())
     {
         return failed(
             index,
             code::INVALID_RECORD,
-            "control, transactional and idempotent batches are not supported yet",
+            "control and transactional batches are not supported yet",
         );
     }
     if acks == -1 && partition.min_insync_replicas() > 1 {
@@ -117,14 +117,28 @@ fn append(
     }
     match partition.append(records, &headers) {
         Ok(info) => {
-            broker.metrics.bytes_in.inc_by(records.len() as u64);
-            let n: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
-            broker.metrics.messages_in.inc_by(n as u64);
+            if info.duplicate {
+                tracing::debug!(partition = %tp, offset = info.base_offset, "duplicate batch from an idempotent producer");
+            } else {
+                broker.metrics.bytes_in.inc_by(records.len() as u64);
+                let n: i64 = headers.iter().map(|h| i64::from(h.records_count)).sum();
+                broker.metrics.messages_in.inc_by(n as u64);
+            }
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.base_offset)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(info.log_start_offset)
+        }
+        Err(e @ crate::Error::OutOfOrderSequence { .. }) => {
+            tracing::debug!(partition = %tp, error = %e, "refused produce");
+            failed(index, code::OUT_OF_ORDER_SEQUENCE_NUMBER, e.to_string())
+        }
+        Err(e @ crate::Error::InvalidProducerEpoch { .. }) => {
+            failed(index, code::INVALID_PRODUCER_EPOCH, e.to_string())
+        }
+        Err(e @ crate::Error::MultipleIdempotentBatches) => {
+            failed(index, code::INVALID_RECORD, e.to_string())
         }
         Err(e) => {
             tracing::error!(partition = %tp, error = %e, "append failed");

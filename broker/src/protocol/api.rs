@@ -55,6 +55,7 @@ pub const SUPPORTED: &[Support] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The advertised range for `key`, if served.
@@ -85,6 +86,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "Other",
     }
 }
@@ -119,6 +121,7 @@ mod tests {
             ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
             ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
             ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
             other => panic!("no codec range listed for {other:?}"),
         };
         for s in SUPPORTED {

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader};
 use super::checkpoint::{self, LeaderEpochCache};
+use super::producer_state::{ProducerStateManager, SequenceCheck};
 use super::segment::{LogSegment, RecoveryOutcome, SegmentReader};
 use crate::error::{Error, IoContext, Result};
 
@@ -48,6 +49,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// The batch was a producer's retry of one already in the log; the
+    /// offsets are the original ones and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Bytes read for a fetch, whole batches only (except that the first batch
@@ -92,6 +96,7 @@ pub struct PartitionLog {
     unflushed_messages: i64,
     oldest_unflushed_ms: Option<i64>,
     recovery_point: i64,
+    producers: ProducerStateManager,
 }
 
 /// What opening a log found.
@@ -151,6 +156,11 @@ impl PartitionLog {
         report.segments = segments.len();
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
         let mut leader_epochs = LeaderEpochCache::open(dir)?;
+        let log_end = segments
+            .values()
+            .next_back()
+            .map_or(0, LogSegment::next_offset);
+        let (producers, replay_from) = ProducerStateManager::load(dir, log_start_offset, log_end)?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -160,7 +170,14 @@ impl PartitionLog {
             unflushed_messages: 0,
             oldest_unflushed_ms: None,
             recovery_point: 0,
+            producers,
         };
+        // Bring producer state up to the log end from its snapshot.
+        let mut replayed = Vec::new();
+        log.scan_headers(replay_from, |h| replayed.push(*h))?;
+        for h in &replayed {
+            log.producers.record(h);
+        }
         // Epochs that start past the recovered end no longer describe the log.
         leader_epochs.truncate_from_end(log.log_end_offset() + 1)?;
         log.leader_epochs = leader_epochs;
@@ -223,9 +240,33 @@ impl PartitionLog {
         &self.leader_epochs
     }
 
-    /// Appends validated producer batches as leader: assigns offsets and the
-    /// leader epoch, rolls the segment when due, and fsyncs when the flush
-    /// policy says so.
+    /// Calls `f` with the header of every batch holding offsets at or after
+    /// `from`, in order.
+    fn scan_headers(&self, from: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        for seg in self.segments.values() {
+            if seg.next_offset() <= from {
+                continue;
+            }
+            let reader = seg.reader();
+            let mut pos = match seg.find(from)? {
+                Some((p, _)) => p,
+                None => continue,
+            };
+            while let Some(h) = reader.header_at(pos)? {
+                if pos + h.size as u64 > reader.end {
+                    break;
+                }
+                f(&h);
+                pos += h.size as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends validated producer batches as leader: checks idempotent
+    /// producers' sequences, assigns offsets and the leader epoch, rolls the
+    /// segment when due, and fsyncs when the flush policy says so. A retried
+    /// batch is answered with its original offsets and not written again.
     pub fn append_as_leader(
         &mut self,
         records: &[u8],
@@ -233,6 +274,36 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        if let Some(h) = headers.iter().find(|h| h.producer_id >= 0) {
+            if headers.len() != 1 {
+                return Err(Error::MultipleIdempotentBatches);
+            }
+            match self.producers.check(h) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(meta) => {
+                    return Ok(AppendInfo {
+                        base_offset: meta.first_offset,
+                        last_offset: meta.last_offset,
+                        log_start_offset: self.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    return Err(Error::OutOfOrderSequence {
+                        producer_id: h.producer_id,
+                        expected,
+                        got,
+                    });
+                }
+                SequenceCheck::StaleEpoch { current, got } => {
+                    return Err(Error::InvalidProducerEpoch {
+                        producer_id: h.producer_id,
+                        current,
+                        got,
+                    });
+                }
+            }
+        }
         self.maybe_roll(records.len() as u64, now_ms)?;
         let base_offset = self.log_end_offset();
         let mut buf = BytesMut::from(records);
@@ -252,6 +323,9 @@ impl PartitionLog {
         }
         self.leader_epochs.assign(leader_epoch, base_offset)?;
         self.active_mut().append(&buf, &assigned)?;
+        for h in &assigned {
+            self.producers.record(h);
+        }
         self.unflushed_messages += messages;
         self.oldest_unflushed_ms.get_or_insert(now_ms);
         if self.unflushed_messages >= self.config.flush_messages {
@@ -261,6 +335,7 @@ impl PartitionLog {
             base_offset,
             last_offset: next - 1,
             log_start_offset: self.log_start_offset,
+            duplicate: false,
         })
     }
 
@@ -299,6 +374,11 @@ impl PartitionLog {
             }
         }
         Ok(())
+    }
+
+    /// Writes the producer-state snapshot if it changed.
+    pub fn snapshot_producers(&mut self) -> Result<()> {
+        self.producers.snapshot()
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -402,6 +482,7 @@ impl PartitionLog {
         }
         let end = self.log_end_offset();
         self.leader_epochs.truncate_from_end(end)?;
+        self.producers.truncate_to(end);
         self.recovery_point = self.recovery_point.min(end);
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod index;
 pub mod log;
+pub mod producer_state;
 pub mod records;
 pub mod segment;
 

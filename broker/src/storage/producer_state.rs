@@ -1,0 +1,308 @@
+//! Idempotent producer state of one partition: for every producer id, its
+//! epoch and the sequence ranges and offsets of its last five batches, as
+//! Kafka keeps them. A retried batch is recognised and answered with its
+//! original offset instead of being written twice.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::batch::BatchHeader;
+use super::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+
+/// Batches remembered per producer (Kafka's `max.in.flight` ceiling for
+/// idempotence is 5).
+pub const REMEMBERED_BATCHES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMeta>,
+}
+
+/// The verdict on an incoming idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Write it.
+    Append,
+    /// Already written: answer with this batch's original offsets.
+    Duplicate(BatchMeta),
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
+    OutOfOrder { expected: i32, got: i32 },
+    /// INVALID_PRODUCER_EPOCH: an older epoch than the producer's latest.
+    StaleEpoch { current: i16, got: i16 },
+}
+
+fn next_seq(s: i32) -> i32 {
+    if s == i32::MAX { 0 } else { s + 1 }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Snapshot {
+    /// State as of this offset: batches below it are included.
+    end_offset: i64,
+    producers: BTreeMap<i64, ProducerEntry>,
+}
+
+#[derive(Debug)]
+pub struct ProducerStateManager {
+    path: PathBuf,
+    producers: BTreeMap<i64, ProducerEntry>,
+    /// The log offset up to which `producers` reflects the log.
+    end_offset: i64,
+    dirty: bool,
+}
+
+impl ProducerStateManager {
+    pub const FILE: &'static str = "producer-state.json";
+
+    /// Loads the snapshot, if any, valid for a log ending at `log_end`.
+    /// Returns the manager and the offset from which the log must be
+    /// replayed to bring it up to date.
+    pub fn load(dir: &Path, log_start: i64, log_end: i64) -> Result<(Self, i64)> {
+        let path = dir.join(Self::FILE);
+        let snap: Option<Snapshot> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let (producers, from) = match snap {
+            // A snapshot past the log end (the log was truncated) or before
+            // its start (segments deleted) cannot be trusted.
+            Some(s) if s.end_offset <= log_end && s.end_offset >= log_start => {
+                (s.producers, s.end_offset)
+            }
+            _ => (BTreeMap::new(), log_start),
+        };
+        Ok((
+            ProducerStateManager {
+                path,
+                producers,
+                end_offset: from,
+                dirty: false,
+            },
+            from,
+        ))
+    }
+
+    /// Checks an idempotent batch (producer id >= 0) before it is written.
+    pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        let count = h.last_offset_delta;
+        let first = h.base_sequence;
+        let last = if first > i32::MAX - count {
+            count - (i32::MAX - first) - 1
+        } else {
+            first + count
+        };
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return if first == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    got: first,
+                }
+            };
+        };
+        if h.producer_epoch < entry.epoch {
+            return SequenceCheck::StaleEpoch {
+                current: entry.epoch,
+                got: h.producer_epoch,
+            };
+        }
+        if h.producer_epoch > entry.epoch {
+            // A new epoch starts its sequences at 0.
+            return if first == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    got: first,
+                }
+            };
+        }
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first && b.last_seq == last)
+        {
+            return SequenceCheck::Duplicate(*dup);
+        }
+        let expected = entry.batches.back().map_or(0, |b| next_seq(b.last_seq));
+        if first == expected {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::OutOfOrder {
+                expected,
+                got: first,
+            }
+        }
+    }
+
+    /// Records a written batch (as leader, or when replaying the log).
+    pub fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 {
+            self.end_offset = self.end_offset.max(h.last_offset() + 1);
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        let count = h.last_offset_delta;
+        let first = h.base_sequence;
+        let last = if first > i32::MAX - count {
+            count - (i32::MAX - first) - 1
+        } else {
+            first + count
+        };
+        entry.batches.push_back(BatchMeta {
+            first_seq: first,
+            last_seq: last,
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        });
+        while entry.batches.len() > REMEMBERED_BATCHES {
+            entry.batches.pop_front();
+        }
+        self.end_offset = self.end_offset.max(h.last_offset() + 1);
+        self.dirty = true;
+    }
+
+    /// Forgets everything at or past `offset` (the log was truncated).
+    pub fn truncate_to(&mut self, offset: i64) {
+        for e in self.producers.values_mut() {
+            e.batches.retain(|b| b.last_offset < offset);
+        }
+        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.end_offset = self.end_offset.min(offset);
+        self.dirty = true;
+    }
+
+    /// Writes the snapshot if anything changed since the last one.
+    pub fn snapshot(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let snap = Snapshot {
+            end_offset: self.end_offset,
+            producers: self.producers.clone(),
+        };
+        let bytes = serde_json::to_vec(&snap).map_err(|e| Error::Metadata(e.to_string()))?;
+        write_atomic(&self.path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, n: i32, base: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: base,
+            size: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: n - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: n,
+        }
+    }
+
+    #[test]
+    fn duplicates_and_gaps_are_recognised() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, from) = ProducerStateManager::load(dir.path(), 0, 0).expect("load");
+        assert_eq!(from, 0);
+        let b0 = header(7, 0, 0, 3, 0);
+        assert_eq!(s.check(&b0), SequenceCheck::Append);
+        s.record(&b0);
+        let b1 = header(7, 0, 3, 2, 3);
+        assert_eq!(s.check(&b1), SequenceCheck::Append);
+        s.record(&b1);
+        // The same batch again: answered with its first offsets.
+        assert!(
+            matches!(s.check(&header(7, 0, 0, 3, 99)), SequenceCheck::Duplicate(m) if m.first_offset == 0)
+        );
+        assert!(
+            matches!(s.check(&header(7, 0, 3, 2, 99)), SequenceCheck::Duplicate(m) if m.first_offset == 3)
+        );
+        assert_eq!(
+            s.check(&header(7, 0, 9, 1, 5)),
+            SequenceCheck::OutOfOrder {
+                expected: 5,
+                got: 9
+            }
+        );
+        assert_eq!(
+            s.check(&header(8, 0, 4, 1, 5)),
+            SequenceCheck::OutOfOrder {
+                expected: 0,
+                got: 4
+            }
+        );
+        // A bumped epoch restarts at 0; the old epoch is then stale.
+        s.record(&header(7, 1, 0, 1, 5));
+        assert_eq!(
+            s.check(&header(7, 0, 5, 1, 6)),
+            SequenceCheck::StaleEpoch { current: 1, got: 0 }
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _) = ProducerStateManager::load(dir.path(), 0, 0).expect("load");
+        for i in 0..7 {
+            s.record(&header(1, 0, i * 2, 2, i64::from(i) * 2));
+        }
+        s.snapshot().expect("snapshot");
+        let (s2, from) = ProducerStateManager::load(dir.path(), 0, 14).expect("reload");
+        assert_eq!(from, 14);
+        assert!(matches!(
+            s2.check(&header(1, 0, 12, 2, 0)),
+            SequenceCheck::Duplicate(_)
+        ));
+        // Only the last five batches are remembered.
+        assert_eq!(
+            s2.check(&header(1, 0, 0, 2, 0)),
+            SequenceCheck::OutOfOrder {
+                expected: 14,
+                got: 0
+            }
+        );
+        // A log shorter than the snapshot: the snapshot is ignored.
+        let (_, from) = ProducerStateManager::load(dir.path(), 0, 10).expect("reload short");
+        assert_eq!(from, 0);
+        let mut s3 = s2;
+        s3.truncate_to(10);
+        assert_eq!(s3.check(&header(1, 0, 10, 2, 10)), SequenceCheck::Append);
+    }
+}

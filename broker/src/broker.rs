@@ -23,6 +23,7 @@ use crate::storage::log::now_ms;
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 const RECOVERY_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -111,6 +112,10 @@ impl Broker {
             tracing::warn!(error = %e, "recovery-point checkpoint unreadable; recovering every segment");
             Default::default()
         });
+        let log_starts = checkpoint::read_offsets(&dir.join(LOG_START_CHECKPOINT)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "log-start checkpoint unreadable; logs start at their first segment");
+            Default::default()
+        });
         remove_leftovers(&dir, &store)?;
         let replicas = ReplicaManager::new(&dir);
         let mut truncated = 0u64;
@@ -118,12 +123,17 @@ impl Broker {
             let log_config = t.configs.log_config(&config);
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(&t.name, p);
-                let rp = recovery_points
-                    .get(&(t.name.clone(), p))
-                    .copied()
-                    .unwrap_or(0);
-                let report =
-                    replicas.open_partition(tp.clone(), t.id, log_config.clone(), rp, clean)?;
+                let key = (t.name.clone(), p);
+                let rp = recovery_points.get(&key).copied().unwrap_or(0);
+                let start = log_starts.get(&key).copied().unwrap_or(0);
+                let report = replicas.open_partition(
+                    tp.clone(),
+                    t.id,
+                    log_config.clone(),
+                    rp,
+                    clean,
+                    start,
+                )?;
                 if report.truncated_bytes > 0 {
                     tracing::warn!(partition = %tp, bytes = report.truncated_bytes, "truncated a torn or corrupt log tail");
                 }
@@ -294,9 +304,9 @@ impl Broker {
         let log_config = meta.configs.log_config(&self.config);
         for p in 0..meta.partitions {
             let tp = TopicPartition::new(&meta.name, p);
-            if let Err(e) = self
-                .replicas
-                .open_partition(tp, meta.id, log_config.clone(), 0, false)
+            if let Err(e) =
+                self.replicas
+                    .open_partition(tp, meta.id, log_config.clone(), 0, false, 0)
             {
                 // Undo: a topic exists whole or not at all.
                 for q in 0..p {
@@ -312,6 +322,135 @@ impl Broker {
         self.metrics.partitions.set(self.replicas.len() as i64);
         tracing::info!(topic = %meta.name, id = %meta.id, partitions = meta.partitions, "created topic");
         Ok(meta)
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        const UNKNOWN: i16 = 3;
+        const INVALID_PARTITIONS: i16 = 37;
+        let mut store = self.metadata.lock();
+        let Some(mut meta) = store.get(name).cloned() else {
+            return Err((UNKNOWN, format!("Topic {name} does not exist")));
+        };
+        if count <= meta.partitions {
+            return Err((
+                INVALID_PARTITIONS,
+                format!(
+                    "Topic currently has {} partitions, which is higher than or equal to the requested {count}.",
+                    meta.partitions
+                ),
+            ));
+        }
+        if count > MAX_PARTITIONS {
+            return Err((
+                INVALID_PARTITIONS,
+                format!("{count} partitions is more than the limit of {MAX_PARTITIONS}"),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let old = meta.partitions;
+        let log_config = meta.configs.log_config(&self.config);
+        for p in old..count {
+            let tp = TopicPartition::new(&meta.name, p);
+            if let Err(e) =
+                self.replicas
+                    .open_partition(tp, meta.id, log_config.clone(), 0, false, 0)
+            {
+                for q in old..p {
+                    let _ = self
+                        .replicas
+                        .delete_partition(&TopicPartition::new(&meta.name, q));
+                }
+                return Err((56, format!("creating partition {p}: {e}")));
+            }
+        }
+        meta.partitions = count;
+        if let Err(e) = store.update(meta) {
+            for q in old..count {
+                let _ = self
+                    .replicas
+                    .delete_partition(&TopicPartition::new(name, q));
+            }
+            return Err((56, e.to_string()));
+        }
+        drop(store);
+        self.metrics.partitions.set(self.replicas.len() as i64);
+        tracing::info!(topic = %name, from = old, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// IncrementalAlterConfigs on a topic: applies `(name, op, value)`
+    /// changes (0 set, 1 delete, 2 append, 3 subtract), validates the
+    /// result, persists it and makes it effective at once.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, i8, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        const UNKNOWN: i16 = 3;
+        const INVALID_CONFIG: i16 = 40;
+        let mut store = self.metadata.lock();
+        let Some(mut meta) = store.get(name).cloned() else {
+            return Err((UNKNOWN, format!("Topic {name} does not exist")));
+        };
+        let mut map = meta.configs.0.clone();
+        for (key, op, value) in changes {
+            match op {
+                0 => {
+                    map.insert(key.clone(), value.clone().unwrap_or_default());
+                }
+                1 => {
+                    map.remove(key);
+                }
+                2 | 3 => {
+                    // Only list-valued configs take APPEND/SUBTRACT; of those
+                    // supported, cleanup.policy is the one.
+                    if key != "cleanup.policy" {
+                        return Err((
+                            INVALID_CONFIG,
+                            format!("Config {key} is not a list: APPEND and SUBTRACT do not apply"),
+                        ));
+                    }
+                    let current = map.get(key).cloned().unwrap_or_else(|| "delete".into());
+                    let mut items: Vec<String> = current
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    let v = value.clone().unwrap_or_default();
+                    if *op == 2 {
+                        if !items.contains(&v) {
+                            items.push(v);
+                        }
+                    } else {
+                        items.retain(|i| *i != v);
+                    }
+                    map.insert(key.clone(), items.join(","));
+                }
+                other => return Err((INVALID_CONFIG, format!("Unknown config operation {other}"))),
+            }
+        }
+        let configs =
+            TopicConfigs::from_pairs(map.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
+                .map_err(|e| (INVALID_CONFIG, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        meta.configs = configs;
+        let log_config = meta.configs.log_config(&self.config);
+        store.update(meta).map_err(|e| (56, e.to_string()))?;
+        drop(store);
+        self.replicas.reconfigure(name, &log_config);
+        tracing::info!(topic = %name, "altered topic configs");
+        Ok(())
     }
 
     /// Deletes a topic and its data. Returns the deleted topic, or `None`
@@ -360,8 +499,9 @@ impl Broker {
                 tracing::warn!(partition = %p.tp, error = %e, "producer state snapshot failed");
             }
         }
-        let (hw, rp) = self.replicas.checkpoints();
+        let (hw, rp, ls) = self.replicas.checkpoints();
         checkpoint::write_offsets(&self.config.data_dir.join(HW_CHECKPOINT), &hw)?;
+        checkpoint::write_offsets(&self.config.data_dir.join(LOG_START_CHECKPOINT), &ls)?;
         checkpoint::write_offsets(&self.config.data_dir.join(RECOVERY_CHECKPOINT), &rp)
     }
 

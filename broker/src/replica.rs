@@ -108,6 +108,13 @@ impl Partition {
         f(&mut self.log.lock())
     }
 
+    /// DeleteRecords up to `offset` (-1: the high watermark).
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        let hw = *self.high_watermark.borrow();
+        let target = if offset == -1 { hw } else { offset };
+        self.log.lock().delete_records_before(target, hw)
+    }
+
     pub fn min_insync_replicas(&self) -> i32 {
         self.log.lock().config().min_insync_replicas
     }
@@ -158,9 +165,17 @@ impl ReplicaManager {
         config: LogConfig,
         recovery_point: i64,
         clean: bool,
+        log_start: i64,
     ) -> Result<OpenReport> {
         let dir = self.data_dir.join(tp.dir_name());
-        let (log, report) = PartitionLog::open(&dir, config, recovery_point, clean, now_ms())?;
+        let (log, report) = PartitionLog::open_with_start(
+            &dir,
+            config,
+            recovery_point,
+            clean,
+            now_ms(),
+            log_start,
+        )?;
         write_partition_metadata(&dir, topic_id)?;
         let end = log.log_end_offset();
         let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
@@ -211,15 +226,18 @@ impl ReplicaManager {
 
     /// High watermarks and recovery points of every partition, for the
     /// data-directory checkpoints.
-    pub fn checkpoints(&self) -> (OffsetMap, OffsetMap) {
+    pub fn checkpoints(&self) -> (OffsetMap, OffsetMap, OffsetMap) {
         let mut hw = BTreeMap::new();
         let mut rp = BTreeMap::new();
+        let mut ls = BTreeMap::new();
         for p in self.all() {
             let key = (p.tp.topic.clone(), p.tp.partition);
             hw.insert(key.clone(), *p.high_watermark.borrow());
-            rp.insert(key, p.with_log(|l| l.recovery_point()));
+            let (recovery, start) = p.with_log(|l| (l.recovery_point(), l.log_start_offset()));
+            rp.insert(key.clone(), recovery);
+            ls.insert(key, start);
         }
-        (hw, rp)
+        (hw, rp, ls)
     }
 }
 

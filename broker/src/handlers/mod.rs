@@ -1,6 +1,7 @@
 //! One module per Kafka API. `handle` decodes a frame, routes it, and
 //! encodes the response; an `Err` closes the connection.
 
+pub mod admin;
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
@@ -113,6 +114,31 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) ->
             let resp = describe_cluster::handle(broker, req, v);
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::CreatePartitions => {
+            let req: CreatePartitionsRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::create_partitions(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req: IncrementalAlterConfigsRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::incremental_alter_configs(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::DeleteRecords => {
+            let req: DeleteRecordsRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::delete_records(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::DescribeLogDirs => {
+            let req: DescribeLogDirsRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::describe_log_dirs(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::ElectLeaders => {
+            let req: ElectLeadersRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::elect_leaders(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         ApiKey::InitProducerId => {
             let req: InitProducerIdRequest = decode_body(&h).map_err(bad)?;
             let resp = init_producer_id::handle(broker, req, v);
@@ -204,6 +230,13 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(h).map(drop),
         ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(h).map(drop),
         ApiKey::InitProducerId => decode_body::<InitProducerIdRequest>(h).map(drop),
+        ApiKey::CreatePartitions => decode_body::<CreatePartitionsRequest>(h).map(drop),
+        ApiKey::IncrementalAlterConfigs => {
+            decode_body::<IncrementalAlterConfigsRequest>(h).map(drop)
+        }
+        ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(h).map(drop),
+        ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(h).map(drop),
+        ApiKey::ElectLeaders => decode_body::<ElectLeadersRequest>(h).map(drop),
         ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(h).map(drop),
         ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(h).map(drop),
         ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(h).map(drop),

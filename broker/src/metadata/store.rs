@@ -103,6 +103,22 @@ impl MetadataStore {
         Ok(())
     }
 
+    /// Replaces a topic's record and persists; on failure nothing changes.
+    pub fn update(&mut self, topic: TopicMetadata) -> Result<()> {
+        let Some(old) = self.topics.insert(topic.name.clone(), topic.clone()) else {
+            self.topics.remove(&topic.name);
+            return Err(Error::Metadata(format!(
+                "topic {} does not exist",
+                topic.name
+            )));
+        };
+        if let Err(e) = self.persist() {
+            self.topics.insert(old.name.clone(), old);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Removes a topic and persists; on failure nothing changes.
     pub fn remove(&mut self, name: &str) -> Result<Option<TopicMetadata>> {
         let Some(t) = self.topics.remove(name) else {

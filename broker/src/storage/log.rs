@@ -120,6 +120,19 @@ impl PartitionLog {
         clean: bool,
         now_ms: i64,
     ) -> Result<(Self, OpenReport)> {
+        Self::open_with_start(dir, config, recovery_point, clean, now_ms, 0)
+    }
+
+    /// Like [`open`](Self::open), with the log start offset last
+    /// checkpointed (DeleteRecords may have moved it into a segment).
+    pub fn open_with_start(
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: i64,
+        clean: bool,
+        now_ms: i64,
+        log_start_hint: i64,
+    ) -> Result<(Self, OpenReport)> {
         std::fs::create_dir_all(dir).at(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
@@ -154,7 +167,16 @@ impl PartitionLog {
             segments.insert(0, LogSegment::create(dir, 0, interval, now_ms)?);
         }
         report.segments = segments.len();
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let log_end_hint = segments
+            .values()
+            .next_back()
+            .map_or(0, LogSegment::next_offset);
+        let log_start_offset = segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(0)
+            .max(log_start_hint.min(log_end_hint));
         let mut leader_epochs = LeaderEpochCache::open(dir)?;
         let log_end = segments
             .values()
@@ -485,6 +507,35 @@ impl PartitionLog {
         self.producers.truncate_to(end);
         self.recovery_point = self.recovery_point.min(end);
         Ok(())
+    }
+
+    /// DeleteRecords: makes `offset` the log start offset and deletes the
+    /// segments wholly below it. `offset` must not pass `upper` (the high
+    /// watermark). Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64, upper: i64) -> Result<i64> {
+        if offset > upper || offset < 0 {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: upper,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        while self.segments.len() > 1 {
+            let Some((&base, first)) = self.segments.iter().next() else {
+                break;
+            };
+            if first.next_offset() > offset {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete(&self.dir)?;
+            }
+        }
+        Ok(self.log_start_offset)
     }
 
     /// Deletes whole segments past `retention.ms` (by their largest

@@ -1,0 +1,247 @@
+//! Admin APIs beyond topic creation: CreatePartitions (37),
+//! IncrementalAlterConfigs (44), DeleteRecords (21), DescribeLogDirs (35),
+//! ElectLeaders (43).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::*;
+
+use super::{code, count_error, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::replica::TopicPartition;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const ELECTION_NOT_NEEDED: i16 = 84;
+
+pub fn create_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let me = broker.config.node_id;
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != me)
+            });
+            let outcome = if bad_assignment {
+                Err((
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("replicas must be [{me}] on a one-broker cluster"),
+                ))
+            } else {
+                broker.create_partitions(&name, t.count, req.validate_only)
+            };
+            let r = CreatePartitionsTopicResult::default().with_name(t.name);
+            match outcome {
+                Ok(()) => r,
+                Err((c, m)) => {
+                    count_error(broker, "CreatePartitions", c);
+                    r.with_error_code(c).with_error_message(Some(str_bytes(m)))
+                }
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+pub fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    req: IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let base = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let outcome = match r.resource_type {
+                TOPIC => {
+                    let changes: Vec<(String, i8, Option<String>)> = r
+                        .configs
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                        .collect();
+                    broker.alter_topic_configs(r.resource_name.as_str(), &changes, req.validate_only)
+                }
+                BROKER => Err((
+                    code::INVALID_REQUEST,
+                    "dynamic broker configs are not supported yet: set them in the broker's config and restart".into(),
+                )),
+                other => Err((code::INVALID_REQUEST, format!("Unsupported resource type {other}"))),
+            };
+            match outcome {
+                Ok(()) => base,
+                Err((c, m)) => {
+                    count_error(broker, "IncrementalAlterConfigs", c);
+                    base.with_error_code(c).with_error_message(Some(str_bytes(m)))
+                }
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub fn delete_records(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                    let r = match broker.replicas.get(&TopicPartition::new(name.clone(), p.partition_index)) {
+                        None => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_low_watermark(-1),
+                        Some(part) => match part.delete_records(p.offset) {
+                            Ok(low) => base.with_low_watermark(low),
+                            Err(Error::OffsetOutOfRange { .. }) => {
+                                base.with_error_code(code::OFFSET_OUT_OF_RANGE).with_low_watermark(-1)
+                            }
+                            Err(e) => {
+                                tracing::error!(partition = %part.tp, error = %e, "delete records failed");
+                                base.with_error_code(code::KAFKA_STORAGE_ERROR).with_low_watermark(-1)
+                            }
+                        },
+                    };
+                    count_error(broker, "DeleteRecords", r.error_code);
+                    r
+                })
+                .collect();
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    // The new log start offsets are durable before the answer.
+    if let Err(e) = broker.write_checkpoints() {
+        tracing::error!(error = %e, "writing checkpoints after DeleteRecords failed");
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+pub fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    req: DescribeLogDirsRequest,
+    version: i16,
+) -> DescribeLogDirsResponse {
+    let mut partitions: Vec<_> = broker.replicas.all();
+    partitions.sort_by(|a, b| a.tp.cmp(&b.tp));
+    let wanted = |tp: &TopicPartition| match &req.topics {
+        None => true,
+        Some(ts) => ts
+            .iter()
+            .any(|t| t.topic.0.as_str() == tp.topic && t.partitions.contains(&tp.partition)),
+    };
+    let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
+    for p in partitions.iter().filter(|p| wanted(&p.tp)) {
+        let size = p.with_log(|l| l.size_bytes()) as i64;
+        let entry = DescribeLogDirsPartition::default()
+            .with_partition_index(p.tp.partition)
+            .with_partition_size(size)
+            .with_offset_lag(0);
+        match topics.last_mut() {
+            Some(t) if t.name.0.as_str() == p.tp.topic => t.partitions.push(entry),
+            _ => topics.push(
+                DescribeLogDirsTopic::default()
+                    .with_name(topic_name(p.tp.topic.clone()))
+                    .with_partitions(vec![entry]),
+            ),
+        }
+    }
+    let dir = broker
+        .config
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| broker.config.data_dir.clone());
+    let mut result = DescribeLogDirsResult::default()
+        .with_log_dir(str_bytes(dir.display().to_string()))
+        .with_topics(topics);
+    if version >= 4 {
+        let (total, usable) = crate::storage::disk_space(&dir)
+            .map(|(t, u)| (t as i64, u as i64))
+            .unwrap_or((-1, -1));
+        result = result.with_total_bytes(total).with_usable_bytes(usable);
+    }
+    DescribeLogDirsResponse::default().with_results(vec![result])
+}
+
+pub fn elect_leaders(
+    broker: &Arc<Broker>,
+    req: ElectLeadersRequest,
+    _version: i16,
+) -> ElectLeadersResponse {
+    // One broker: it leads every partition it hosts, which is also every
+    // partition's preferred (and only) replica, so no election is needed.
+    let requested: Vec<(String, Vec<i32>)> = match req.topic_partitions {
+        Some(tps) => tps
+            .into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect(),
+        None => {
+            let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+            for p in broker.replicas.all() {
+                by_topic
+                    .entry(p.tp.topic.clone())
+                    .or_default()
+                    .push(p.tp.partition);
+            }
+            by_topic.into_iter().collect()
+        }
+    };
+    let results = requested
+        .into_iter()
+        .map(|(topic, parts)| {
+            let partition_result = parts
+                .into_iter()
+                .map(|p| {
+                    let (c, m) = if broker
+                        .replicas
+                        .get(&TopicPartition::new(topic.clone(), p))
+                        .is_some()
+                    {
+                        (
+                            ELECTION_NOT_NEEDED,
+                            "Leader election not needed for topic partition.",
+                        )
+                    } else {
+                        (
+                            code::UNKNOWN_TOPIC_OR_PARTITION,
+                            "The partition does not exist.",
+                        )
+                    };
+                    count_error(broker, "ElectLeaders", c);
+                    PartitionResult::default()
+                        .with_partition_id(p)
+                        .with_error_code(c)
+                        .with_error_message(Some(str_bytes(m)))
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(topic_name(topic))
+                .with_partition_result(partition_result)
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(results)
+}

@@ -216,10 +216,10 @@ impl Broker {
         if let Some(t) = self.metadata.lock().get(OFFSETS_TOPIC) {
             return Ok(t.partitions);
         }
-        // Offsets must outlive any retention; until compaction exists the
-        // topic keeps everything (see docs/decisions/0007).
+        // Compacted: the latest commit of every group and partition stays,
+        // superseded ones are cleaned away (see docs/decisions/0007).
         let configs = TopicConfigs::from_pairs([
-            ("retention.ms", Some("-1")),
+            ("cleanup.policy", Some("compact")),
             ("segment.bytes", Some("104857600")),
         ])?;
         let t = self.create_topic(
@@ -503,6 +503,48 @@ impl Broker {
         checkpoint::write_offsets(&self.config.data_dir.join(HW_CHECKPOINT), &hw)?;
         checkpoint::write_offsets(&self.config.data_dir.join(LOG_START_CHECKPOINT), &ls)?;
         checkpoint::write_offsets(&self.config.data_dir.join(RECOVERY_CHECKPOINT), &rp)
+    }
+
+    /// The log cleaner: passes over compacted partitions, one at a time, on
+    /// a blocking thread, until shutdown.
+    pub async fn run_cleaner(self: Arc<Self>) {
+        if !self.config.log_cleaner_enable {
+            return;
+        }
+        let backoff = Duration::from_millis(self.config.log_cleaner_backoff_ms);
+        let max_keys = (self.config.log_cleaner_dedupe_buffer_size / 24).max(1) as usize;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            let b = Arc::clone(&self);
+            let _ = tokio::task::spawn_blocking(move || {
+                for p in b.replicas.all() {
+                    if b.shutdown.is_cancelled() {
+                        return;
+                    }
+                    if !p.with_log(|l| l.config().compact) {
+                        continue;
+                    }
+                    match crate::storage::cleaner::clean(p.log(), now_ms(), max_keys) {
+                        Ok(Some(s)) => tracing::info!(
+                            partition = %p.tp,
+                            segments = s.segments,
+                            bytes_before = s.bytes_before,
+                            bytes_after = s.bytes_after,
+                            records_removed = s.records_before - s.records_after,
+                            "cleaned log"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(partition = %p.tp, error = %e, "log cleaning failed")
+                        }
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     /// Periodic work: flush by time, checkpoints, retention, gauges.

@@ -158,6 +158,18 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(i32).range(1..))]
     pub group_max_session_timeout_ms: Option<i32>,
 
+    /// Run the log cleaner for compacted topics. [default: true]
+    #[arg(long, env = "SLUICE_LOG_CLEANER_ENABLE")]
+    pub log_cleaner_enable: Option<bool>,
+
+    /// Pause between cleaner passes when nothing was dirty enough. [default: 15000]
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub log_cleaner_backoff_ms: Option<u64>,
+
+    /// Memory for the cleaner's key map, in bytes (24 bytes per key, as Kafka counts). [default: 33554432]
+    #[arg(long, env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub log_cleaner_dedupe_buffer_size: Option<u64>,
+
     /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
@@ -196,6 +208,9 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    pub log_cleaner_enable: bool,
+    pub log_cleaner_backoff_ms: u64,
+    pub log_cleaner_dedupe_buffer_size: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -306,6 +321,9 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms.unwrap_or(3000),
             group_min_session_timeout_ms: c.group_min_session_timeout_ms.unwrap_or(6000),
             group_max_session_timeout_ms: c.group_max_session_timeout_ms.unwrap_or(1_800_000),
+            log_cleaner_enable: c.log_cleaner_enable.unwrap_or(true),
+            log_cleaner_backoff_ms: c.log_cleaner_backoff_ms.unwrap_or(15_000),
+            log_cleaner_dedupe_buffer_size: c.log_cleaner_dedupe_buffer_size.unwrap_or(32 << 20),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
         };
         if cfg.message_max_bytes > cfg.socket_request_max_bytes {
@@ -443,6 +461,9 @@ fn merge(over: Cli, under: Cli) -> Cli {
         group_initial_rebalance_delay_ms,
         group_min_session_timeout_ms,
         group_max_session_timeout_ms,
+        log_cleaner_enable,
+        log_cleaner_backoff_ms,
+        log_cleaner_dedupe_buffer_size,
         shutdown_timeout_ms,
     )
 }
@@ -451,7 +472,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 31] = [
+        let rows: [(&str, String); 34] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -522,6 +543,15 @@ impl fmt::Display for BrokerConfig {
             (
                 "group.max.session.timeout.ms",
                 self.group_max_session_timeout_ms.to_string(),
+            ),
+            ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            (
+                "log.cleaner.backoff.ms",
+                self.log_cleaner_backoff_ms.to_string(),
+            ),
+            (
+                "log.cleaner.dedupe.buffer.size",
+                self.log_cleaner_dedupe_buffer_size.to_string(),
             ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),

@@ -115,6 +115,11 @@ impl Partition {
         self.log.lock().delete_records_before(target, hw)
     }
 
+    /// The log, for the cleaner (which takes the lock only briefly).
+    pub fn log(&self) -> &Mutex<PartitionLog> {
+        &self.log
+    }
+
     pub fn min_insync_replicas(&self) -> i32 {
         self.log.lock().config().min_insync_replicas
     }

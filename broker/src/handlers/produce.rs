@@ -107,6 +107,23 @@ fn append(
             "control and transactional batches are not supported yet",
         );
     }
+    if partition.with_log(|l| l.config().compact) {
+        // A compacted topic keeps records by key: a record without one
+        // could never be cleaned (Kafka refuses it the same way).
+        match crate::storage::records::decode_all(bytes::Bytes::copy_from_slice(records)) {
+            Ok(recs) if recs.iter().any(|r| r.key.is_none()) => {
+                return failed(
+                    index,
+                    code::CORRUPT_MESSAGE,
+                    format!(
+                        "Compacted topic cannot accept message without key in topic partition {tp}."
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
+        }
+    }
     if acks == -1 && partition.min_insync_replicas() > 1 {
         let min = partition.min_insync_replicas();
         return failed(

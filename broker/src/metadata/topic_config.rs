@@ -49,13 +49,31 @@ const DEFS: &[Def] = &[
         name: "cleanup.policy",
         broker_setting: "log.cleanup.policy",
         check: |v| match v.trim() {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => {
-                Err("compaction is not supported yet".into())
-            }
-            _ => Err("must be one of [delete, compact]".into()),
+            "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
+            _ => Err("must be a list of [delete, compact]".into()),
         },
         default: |_| "delete".into(),
+    },
+    Def {
+        name: "min.cleanable.dirty.ratio",
+        broker_setting: "log.cleaner.min.cleanable.ratio",
+        check: |v| match v.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err("must be a number between 0 and 1".into()),
+        },
+        default: |_| "0.5".into(),
+    },
+    Def {
+        name: "delete.retention.ms",
+        broker_setting: "log.cleaner.delete.retention.ms",
+        check: |v| long_at_least(0)(v),
+        default: |_| "86400000".into(),
+    },
+    Def {
+        name: "min.compaction.lag.ms",
+        broker_setting: "log.cleaner.min.compaction.lag.ms",
+        check: |v| long_at_least(0)(v),
+        default: |_| "0".into(),
     },
     Def {
         name: "compression.type",
@@ -215,6 +233,12 @@ impl TopicConfigs {
     }
 
     pub fn log_config(&self, b: &BrokerConfig) -> LogConfig {
+        let policy = self
+            .0
+            .get("cleanup.policy")
+            .map(String::as_str)
+            .unwrap_or("delete");
+        let ratio: f64 = self.get("min.cleanable.dirty.ratio").unwrap_or(0.5);
         LogConfig {
             segment_bytes: self.get("segment.bytes").unwrap_or(b.log_segment_bytes),
             segment_ms: self.get("segment.ms").unwrap_or(b.log_roll_ms),
@@ -231,6 +255,11 @@ impl TopicConfigs {
             min_insync_replicas: self
                 .get("min.insync.replicas")
                 .unwrap_or(b.min_insync_replicas),
+            delete: policy.contains("delete"),
+            compact: policy.contains("compact"),
+            min_cleanable_dirty_permille: (ratio * 1000.0).round() as u32,
+            delete_retention_ms: self.get("delete.retention.ms").unwrap_or(86_400_000),
+            min_compaction_lag_ms: self.get("min.compaction.lag.ms").unwrap_or(0),
         }
     }
 }

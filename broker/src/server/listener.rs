@@ -51,6 +51,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     };
     tasks.spawn(metrics::serve(http, state, broker.shutdown.clone()));
     tasks.spawn(Arc::clone(&broker).run_background());
+    tasks.spawn(Arc::clone(&broker).run_cleaner());
     tasks.spawn(accept_loop(Arc::clone(&broker), kafka, connections.clone()));
     ready.cancel();
     tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");

@@ -25,6 +25,17 @@ pub struct LogConfig {
     pub flush_ms: i64,
     pub index_interval_bytes: i32,
     pub min_insync_replicas: i32,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub delete: bool,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest
+    /// record per key.
+    pub compact: bool,
+    /// `min.cleanable.dirty.ratio`, in thousandths.
+    pub min_cleanable_dirty_permille: u32,
+    /// `delete.retention.ms`: how long tombstones survive cleaning.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -39,6 +50,11 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             index_interval_bytes: 4096,
             min_insync_replicas: 1,
+            delete: true,
+            compact: false,
+            min_cleanable_dirty_permille: 500,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -97,6 +113,30 @@ pub struct PartitionLog {
     oldest_unflushed_ms: Option<i64>,
     recovery_point: i64,
     producers: ProducerStateManager,
+}
+
+/// Name of the per-partition file holding the cleaner's progress.
+pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+
+/// A non-active segment, as the cleaner sees it.
+#[derive(Debug, Clone)]
+pub struct CleanableSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub reader: SegmentReader,
+}
+
+/// A consistent view of a log for the cleaner, taken under the lock.
+#[derive(Debug, Clone)]
+pub struct CleaningView {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub first_dirty: i64,
+    /// When a tombstone kept by an earlier pass may be removed.
+    pub tombstones_due_ms: Option<i64>,
+    pub segments: Vec<CleanableSegment>,
 }
 
 /// What opening a log found.
@@ -398,6 +438,89 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// What the cleaner may clean: every segment but the active one.
+    pub fn cleaning_view(&self) -> CleaningView {
+        let active = self.active().base_offset();
+        CleaningView {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            first_dirty: self.cleaner_point().0.max(self.log_start_offset),
+            tombstones_due_ms: self.cleaner_point().1,
+            segments: self
+                .segments
+                .values()
+                .filter(|s| s.base_offset() != active)
+                .map(|s| CleanableSegment {
+                    base_offset: s.base_offset(),
+                    next_offset: s.next_offset(),
+                    size: s.size(),
+                    max_timestamp: s.max_timestamp(),
+                    reader: s.reader(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The first offset the cleaner has not yet seen, and when the oldest
+    /// tombstone it kept becomes removable (if any).
+    pub fn cleaner_point(&self) -> (i64, Option<i64>) {
+        let text = std::fs::read_to_string(self.dir.join(CLEANER_CHECKPOINT)).unwrap_or_default();
+        let mut parts = text.split_whitespace();
+        let offset = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let due = parts.next().and_then(|v| v.parse().ok());
+        (offset, due)
+    }
+
+    pub fn set_cleaner_point(&mut self, offset: i64, tombstones_due_ms: Option<i64>) -> Result<()> {
+        let text = match tombstones_due_ms {
+            Some(t) => format!("{offset} {t}\n"),
+            None => format!("{offset}\n"),
+        };
+        checkpoint::write_atomic(&self.dir.join(CLEANER_CHECKPOINT), text.as_bytes())
+    }
+
+    /// Replaces segment `base` (if it is still `expected_size` bytes: no
+    /// retention or truncation raced the cleaner) with the cleaned files
+    /// in `cleaned_dir`. Readers holding the old file keep reading it.
+    pub fn replace_segment(
+        &mut self,
+        base: i64,
+        expected_size: u64,
+        cleaned_dir: &Path,
+    ) -> Result<bool> {
+        let Some(old) = self.segments.get(&base) else {
+            return Ok(false);
+        };
+        if old.size() != expected_size || old.base_offset() == self.active().base_offset() {
+            return Ok(false);
+        }
+        let (log, idx, tidx) = LogSegment::paths(&self.dir, base);
+        let (new_log, new_idx, new_tidx) = LogSegment::paths(cleaned_dir, base);
+        // Old indexes go first: a crash part-way leaves a segment without
+        // indexes, which the next start rebuilds, never indexes that
+        // describe another file.
+        for p in [&idx, &tidx] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, e)),
+            }
+        }
+        std::fs::rename(&new_log, &log).at(&log)?;
+        std::fs::rename(&new_idx, &idx).at(&idx)?;
+        std::fs::rename(&new_tidx, &tidx).at(&tidx)?;
+        checkpoint::sync_dir(&self.dir)?;
+        let (seg, _) = LogSegment::open(
+            &self.dir,
+            base,
+            self.config.index_interval_bytes as u64,
+            false,
+            now_ms(),
+        )?;
+        self.segments.insert(base, seg);
+        Ok(true)
+    }
+
     /// Writes the producer-state snapshot if it changed.
     pub fn snapshot_producers(&mut self) -> Result<()> {
         self.producers.snapshot()
@@ -426,10 +549,21 @@ impl PartitionLog {
         if offset >= upper {
             return Ok(None);
         }
-        let Some((_, seg)) = self.segments.range(..=offset).next_back() else {
-            return Ok(None);
-        };
-        let Some((position, header)) = seg.find(offset)? else {
+        // The segment holding `offset`, or (after compaction emptied or
+        // thinned segments) the first later one with data.
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        let mut found = None;
+        for seg in self.segments.range(floor..).map(|(_, s)| s) {
+            if let Some(hit) = seg.find(offset)? {
+                found = Some((seg, hit));
+                break;
+            }
+        }
+        let Some((seg, (position, header))) = found else {
             return Ok(None);
         };
         let mut reader = seg.reader();
@@ -542,6 +676,9 @@ impl PartitionLog {
     /// timestamp) or beyond `retention.bytes`; never the active segment.
     /// Returns how many segments were deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        if !self.config.delete {
+            return Ok(0);
+        }
         let mut deleted = 0;
         let mut total = self.size_bytes() as i64;
         while self.segments.len() > 1 {

@@ -218,3 +218,47 @@ def test_kcat_balanced_consumer(own_broker, topic):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()
     assert len(lines) == 100 and len(set(lines)) == 100, out.stdout
+
+
+def test_static_member_restart_keeps_partitions_without_rebalance(own_broker, topic):
+    broker = own_broker("--group-initial-rebalance-delay-ms", "300")
+    create_topic(broker.bootstrap, topic, 4)
+    group = "static-" + topic
+    assigns = {"a": 0, "b": 0}
+
+    def member(name):
+        c = consumer(broker.bootstrap, group, **{"group.instance.id": f"pod-{name}", "session.timeout.ms": 30000})
+
+        def on_assign(cons, parts):
+            assigns[name] += 1
+
+        c.subscribe([topic], on_assign=on_assign)
+        return c
+
+    members = {"a": member("a"), "b": member("b")}
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for c in members.values():
+            c.poll(0.05)
+        owned = assignments(members)
+        if all(owned.values()) and sorted(p for ps in owned.values() for p in ps) == [0, 1, 2, 3]:
+            break
+    owned = assignments(members)
+    assert sorted(p for ps in owned.values() for p in ps) == [0, 1, 2, 3], owned
+    b_assigns = assigns["b"]
+
+    # "Pod a" restarts: a static member does not leave on close, and its
+    # replacement with the same instance id gets the same partitions.
+    members.pop("a").close()
+    members["a"] = member("a")
+    deadline = time.time() + 30
+    while not members["a"].assignment() and time.time() < deadline:
+        for c in members.values():
+            c.poll(0.05)
+    for _ in range(20):
+        for c in members.values():
+            c.poll(0.05)
+    assert sorted(tp.partition for tp in members["a"].assignment()) == owned["a"]
+    assert assigns["b"] == b_assigns, "the other member was not rebalanced"
+    for c in members.values():
+        c.close()

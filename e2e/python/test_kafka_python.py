@@ -93,3 +93,28 @@ def test_admin_topics_and_configs(broker, topic):
     with pytest.raises(UnknownTopicOrPartitionError):
         admin.delete_topics([topic])
     admin.close()
+
+
+def test_admin_partitions_and_incremental_configs(broker, topic):
+    from kafka.admin import AlterConfigOp, NewPartitions
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.create_partitions({topic: NewPartitions(total_count=3)})
+    [desc] = admin.describe_topics([topic])
+    assert len(desc["partitions"]) == 3
+    with pytest.raises(InvalidPartitionsError):
+        admin.create_partitions({topic: NewPartitions(total_count=2)})
+
+    res = ConfigResource(ConfigResourceType.TOPIC, topic, configs={
+        "retention.ms": (AlterConfigOp.SET, "7200000"),
+        "cleanup.policy": (AlterConfigOp.APPEND, "compact"),
+    })
+    admin.alter_configs([res], incremental=True)
+    text = str(admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]))
+    assert "7200000" in text and "delete,compact" in text, text
+    res = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": (AlterConfigOp.DELETE, None)})
+    admin.alter_configs([res], incremental=True)
+    text = str(admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]))
+    assert "7200000" not in text, text
+    admin.close()

@@ -133,6 +133,7 @@ pub async fn join_group(
     req: JoinGroupRequest,
     version: i16,
     client_id: String,
+    peer: std::net::SocketAddr,
 ) -> JoinGroupResponse {
     let group = group_id(&req.group_id);
     let error = |e: i16| {
@@ -170,7 +171,8 @@ pub async fn join_group(
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id,
-        client_host: "/127.0.0.1".into(),
+        // Kafka reports the client address as "/ip".
+        client_host: format!("/{}", peer.ip()),
         protocol_type: req.protocol_type.to_string(),
         protocols: req
             .protocols

@@ -30,7 +30,12 @@ pub type Close = String;
 
 /// Decodes, handles and encodes one request frame, appending the response
 /// (if any: acks=0 produce has none) to `out`.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) -> Result<(), Close> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    out: &mut Vec<Bytes>,
+    peer: std::net::SocketAddr,
+) -> Result<(), Close> {
     let started = Instant::now();
     let h = match protocol::decode_header(frame) {
         Ok(h) => h,
@@ -157,7 +162,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, out: &mut Vec<Bytes>) ->
                 .as_ref()
                 .map(|c| c.to_string())
                 .unwrap_or_default();
-            let resp = groups::join_group(broker, req, v, client).await;
+            let resp = groups::join_group(broker, req, v, client, peer).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::SyncGroup => {

@@ -14,7 +14,7 @@ use crate::protocol::{FrameError, read_frame};
 
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     broker.metrics.connections.inc();
-    let result = run(&broker, stream).await;
+    let result = run(&broker, stream, peer).await;
     broker.metrics.connections.dec();
     match result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
@@ -22,7 +22,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
+async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), String> {
     let max = broker.config.socket_request_max_bytes.max(0) as usize;
     let (rd, wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
@@ -45,7 +45,7 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream) -> Result<(), String> {
             }
         };
         out.clear();
-        handlers::handle(broker, frame, &mut out).await?;
+        handlers::handle(broker, frame, &mut out, peer).await?;
         for chunk in out.drain(..) {
             writer
                 .write_all(&chunk)

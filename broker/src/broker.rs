@@ -67,6 +67,8 @@ pub struct Broker {
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
     pub producer_ids: crate::producer_ids::ProducerIdManager,
+    /// Broker-wide topic defaults changed at run time.
+    pub dynamic: Mutex<crate::dynamic_config::DynamicConfigs>,
     /// Serialises creation of the offsets topic.
     offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
@@ -106,6 +108,8 @@ impl Broker {
         std::fs::create_dir_all(&dir).at(&dir)?;
         let meta = ClusterMeta::load_or_format(&dir, config.node_id)?;
         let store = MetadataStore::open(&dir)?;
+        let dynamic = crate::dynamic_config::DynamicConfigs::open(&dir)?;
+        let effective = dynamic.apply(&config);
         let clean_marker = dir.join(CLEAN_SHUTDOWN);
         let clean = clean_marker.exists();
         let recovery_points = checkpoint::read_offsets(&dir.join(RECOVERY_CHECKPOINT)).unwrap_or_else(|e| {
@@ -120,7 +124,7 @@ impl Broker {
         let replicas = ReplicaManager::new(&dir);
         let mut truncated = 0u64;
         for t in store.topics() {
-            let log_config = t.configs.log_config(&config);
+            let log_config = t.configs.log_config(&effective);
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(&t.name, p);
                 let key = (t.name.clone(), p);
@@ -163,6 +167,7 @@ impl Broker {
             metrics,
             groups,
             producer_ids: crate::producer_ids::ProducerIdManager::open(&dir)?,
+            dynamic: Mutex::new(dynamic),
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
         };
@@ -301,7 +306,7 @@ impl Broker {
             return Ok(meta);
         }
         store.insert(meta.clone())?;
-        let log_config = meta.configs.log_config(&self.config);
+        let log_config = meta.configs.log_config(&self.effective_config());
         for p in 0..meta.partitions {
             let tp = TopicPartition::new(&meta.name, p);
             if let Err(e) =
@@ -356,7 +361,7 @@ impl Broker {
             return Ok(());
         }
         let old = meta.partitions;
-        let log_config = meta.configs.log_config(&self.config);
+        let log_config = meta.configs.log_config(&self.effective_config());
         for p in old..count {
             let tp = TopicPartition::new(&meta.name, p);
             if let Err(e) =
@@ -445,11 +450,39 @@ impl Broker {
             return Ok(());
         }
         meta.configs = configs;
-        let log_config = meta.configs.log_config(&self.config);
+        let log_config = meta.configs.log_config(&self.effective_config());
         store.update(meta).map_err(|e| (56, e.to_string()))?;
         drop(store);
         self.replicas.reconfigure(name, &log_config);
         tracing::info!(topic = %name, "altered topic configs");
+        Ok(())
+    }
+
+    /// The static config with the dynamic broker configs applied: the
+    /// defaults every topic without its own override uses.
+    pub fn effective_config(&self) -> BrokerConfig {
+        self.dynamic.lock().apply(&self.config)
+    }
+
+    /// IncrementalAlterConfigs on the broker resource: changes broker-wide
+    /// topic defaults, persists them, and applies them to every topic at
+    /// once.
+    pub fn alter_broker_configs(
+        &self,
+        changes: &[(String, i8, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), crate::dynamic_config::Refusal> {
+        self.dynamic.lock().alter(changes, validate_only)?;
+        if validate_only {
+            return Ok(());
+        }
+        let effective = self.effective_config();
+        let topics: Vec<TopicMetadata> = self.metadata.lock().topics().cloned().collect();
+        for t in topics {
+            self.replicas
+                .reconfigure(&t.name, &t.configs.log_config(&effective));
+        }
+        tracing::info!(?changes, "altered dynamic broker configs");
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 pub mod alloc_guard;
 pub mod broker;
 pub mod config;
+pub mod dynamic_config;
 pub mod error;
 pub mod group;
 pub mod handlers;

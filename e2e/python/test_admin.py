@@ -121,3 +121,33 @@ def test_elect_leaders_and_log_dirs(broker, topic):
     text = str(dirs)
     assert topic in text, text
     kp.close()
+
+
+def test_dynamic_broker_configs(own_broker, topic):
+    b = own_broker()
+    a = admin(b)
+    wait(a.create_topics([NewTopic(topic, 1, 1)]))
+    broker_res = lambda *entries: ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=list(entries))  # noqa: E731
+
+    wait(a.incremental_alter_configs([broker_res(
+        ConfigEntry("log.retention.ms", "600000", incremental_operation=AlterConfigOpType.SET),
+    )]))
+    # The broker-wide default applies at once to a topic without an override.
+    [cfg] = wait(a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])).values()
+    assert cfg["retention.ms"].value == "600000"
+    [bcfg] = wait(a.describe_configs([ConfigResource(ConfigResource.Type.BROKER, "1")])).values()
+    assert bcfg["log.retention.ms"].value == "600000" and not bcfg["log.retention.ms"].is_read_only
+
+    assert error_code(a.incremental_alter_configs([broker_res(
+        ConfigEntry("log.retention.ms", "-42", incremental_operation=AlterConfigOpType.SET),
+    )])) == KafkaError.INVALID_CONFIG
+    assert error_code(a.incremental_alter_configs([broker_res(
+        ConfigEntry("num.partitions", "9", incremental_operation=AlterConfigOpType.SET),
+    )])) == KafkaError.INVALID_REQUEST
+
+    # Persisted: still in force after kill -9.
+    b.kill9()
+    b.start()
+    a = admin(b)
+    [cfg] = wait(a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])).values()
+    assert cfg["retention.ms"].value == "600000"

@@ -77,21 +77,56 @@ pub fn incremental_alter_configs(
                     let changes: Vec<(String, i8, Option<String>)> = r
                         .configs
                         .iter()
-                        .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                        .map(|c| {
+                            (
+                                c.name.to_string(),
+                                c.config_operation,
+                                c.value.as_ref().map(|v| v.to_string()),
+                            )
+                        })
                         .collect();
-                    broker.alter_topic_configs(r.resource_name.as_str(), &changes, req.validate_only)
+                    broker.alter_topic_configs(
+                        r.resource_name.as_str(),
+                        &changes,
+                        req.validate_only,
+                    )
                 }
-                BROKER => Err((
+                BROKER => {
+                    let me = broker.config.node_id.to_string();
+                    if !r.resource_name.is_empty() && r.resource_name.as_str() != me {
+                        Err((
+                            code::INVALID_REQUEST,
+                            format!(
+                                "Unexpected broker id {}, this is broker {me}",
+                                r.resource_name.as_str()
+                            ),
+                        ))
+                    } else {
+                        let changes: Vec<(String, i8, Option<String>)> = r
+                            .configs
+                            .iter()
+                            .map(|c| {
+                                (
+                                    c.name.to_string(),
+                                    c.config_operation,
+                                    c.value.as_ref().map(|v| v.to_string()),
+                                )
+                            })
+                            .collect();
+                        broker.alter_broker_configs(&changes, req.validate_only)
+                    }
+                }
+                other => Err((
                     code::INVALID_REQUEST,
-                    "dynamic broker configs are not supported yet: set them in the broker's config and restart".into(),
+                    format!("Unsupported resource type {other}"),
                 )),
-                other => Err((code::INVALID_REQUEST, format!("Unsupported resource type {other}"))),
             };
             match outcome {
                 Ok(()) => base,
                 Err((c, m)) => {
                     count_error(broker, "IncrementalAlterConfigs", c);
-                    base.with_error_code(c).with_error_message(Some(str_bytes(m)))
+                    base.with_error_code(c)
+                        .with_error_message(Some(str_bytes(m)))
                 }
             }
         })

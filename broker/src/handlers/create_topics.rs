@@ -123,7 +123,7 @@ fn create_one(
             if version >= 5 {
                 let configs = meta
                     .configs
-                    .describe(&broker.config)
+                    .describe(&broker.effective_config())
                     .into_iter()
                     .map(|(name, value, source)| {
                         CreatableTopicConfigs::default()

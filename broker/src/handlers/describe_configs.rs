@@ -16,6 +16,8 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// ConfigSource STATIC_BROKER_CONFIG.
 const STATIC_BROKER: i8 = 4;
+/// ConfigSource DYNAMIC_BROKER_CONFIG.
+const DYNAMIC_BROKER: i8 = 2;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -43,7 +45,7 @@ pub fn handle(
                             )))),
                         Some(m) => base.with_configs(
                             m.configs
-                                .describe(&broker.config)
+                                .describe(&broker.effective_config())
                                 .into_iter()
                                 .filter(|(n, _, _)| wanted(n))
                                 .map(|(n, v, s)| entry(n, v, false, s.code()))
@@ -60,12 +62,19 @@ pub fn handle(
                                 r.resource_name.as_str()
                             ))))
                     } else {
-                        let text = broker.config.to_string();
+                        // Effective values; the dynamic ones are writable
+                        // and say so (DYNAMIC_BROKER_CONFIG).
+                        let text = broker.effective_config().to_string();
+                        let dynamic = broker.dynamic.lock().values().clone();
                         base.with_configs(
                             text.lines()
                                 .filter_map(|l| l.trim().split_once(" = "))
                                 .filter(|(n, _)| wanted(n))
-                                .map(|(n, v)| entry(n, v.to_string(), true, STATIC_BROKER))
+                                .map(|(n, v)| {
+                                    let is_dynamic = crate::dynamic_config::DYNAMIC.iter().any(|(d, _)| *d == n);
+                                    let source = if dynamic.contains_key(n) { DYNAMIC_BROKER } else { STATIC_BROKER };
+                                    entry(n, v.to_string(), !is_dynamic, source)
+                                })
                                 .collect(),
                         )
                     }

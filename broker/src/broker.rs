@@ -560,7 +560,11 @@ impl Broker {
                     if !p.with_log(|l| l.config().compact) {
                         continue;
                     }
-                    match crate::storage::cleaner::clean(p.log(), now_ms(), max_keys) {
+                    let mut throttle = crate::storage::cleaner::Throttle::new(
+                        b.config.log_cleaner_io_max_bytes_per_second,
+                    );
+                    match crate::storage::cleaner::clean(p.log(), now_ms(), max_keys, &mut throttle)
+                    {
                         Ok(Some(s)) => tracing::info!(
                             partition = %p.tp,
                             segments = s.segments,

@@ -170,6 +170,10 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE", value_parser = clap::value_parser!(u64).range(1024..))]
     pub log_cleaner_dedupe_buffer_size: Option<u64>,
 
+    /// Most bytes per second the cleaner reads and writes; unset means no limit.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+
     /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
@@ -211,6 +215,7 @@ pub struct BrokerConfig {
     pub log_cleaner_enable: bool,
     pub log_cleaner_backoff_ms: u64,
     pub log_cleaner_dedupe_buffer_size: u64,
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -324,6 +329,7 @@ impl BrokerConfig {
             log_cleaner_enable: c.log_cleaner_enable.unwrap_or(true),
             log_cleaner_backoff_ms: c.log_cleaner_backoff_ms.unwrap_or(15_000),
             log_cleaner_dedupe_buffer_size: c.log_cleaner_dedupe_buffer_size.unwrap_or(32 << 20),
+            log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
         };
         if cfg.message_max_bytes > cfg.socket_request_max_bytes {
@@ -464,6 +470,7 @@ fn merge(over: Cli, under: Cli) -> Cli {
         log_cleaner_enable,
         log_cleaner_backoff_ms,
         log_cleaner_dedupe_buffer_size,
+        log_cleaner_io_max_bytes_per_second,
         shutdown_timeout_ms,
     )
 }
@@ -472,7 +479,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 34] = [
+        let rows: [(&str, String); 35] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -552,6 +559,12 @@ impl fmt::Display for BrokerConfig {
             (
                 "log.cleaner.dedupe.buffer.size",
                 self.log_cleaner_dedupe_buffer_size.to_string(),
+            ),
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                self.log_cleaner_io_max_bytes_per_second
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),

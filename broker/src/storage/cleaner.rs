@@ -35,6 +35,36 @@ pub struct CleanStats {
     pub cleaned_up_to: i64,
 }
 
+/// Paces the cleaner's reads and writes to a byte rate
+/// (`log.cleaner.io.max.bytes.per.second`), so a big pass cannot starve
+/// clients of disk bandwidth.
+#[derive(Debug)]
+pub struct Throttle {
+    rate: Option<u64>,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_second: Option<u64>) -> Self {
+        Throttle {
+            rate: bytes_per_second.filter(|r| *r > 0),
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn account(&mut self, n: usize) {
+        let Some(rate) = self.rate else { return };
+        self.bytes += n as u64;
+        let due = std::time::Duration::from_secs_f64(self.bytes as f64 / rate as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
 /// A 128-bit key digest (two SipHash passes): the map holds digests, not
 /// keys, so its memory does not depend on key sizes.
 fn digest(key: &[u8]) -> u128 {
@@ -152,6 +182,7 @@ pub fn clean(
     log: &Mutex<PartitionLog>,
     now_ms: i64,
     max_keys: usize,
+    throttle: &mut Throttle,
 ) -> Result<Option<CleanStats>> {
     let view = log.lock().cleaning_view();
     let cfg = &view.config;
@@ -192,6 +223,7 @@ pub fn clean(
             if h.last_offset() < view.first_dirty {
                 return Ok(true);
             }
+            throttle.account(bytes.len());
             let records = decode(h, bytes, &seg.reader.path)?;
             let new_keys = records
                 .iter()
@@ -257,6 +289,7 @@ pub fn clean(
         )?;
         let (mut before, mut after) = (0u64, 0u64);
         for_each_batch(&seg.reader, |h, bytes| {
+            throttle.account(bytes.len());
             let records = decode(h, bytes.clone(), &seg.reader.path)?;
             before += records.len() as u64;
             let kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
@@ -391,7 +424,7 @@ mod tests {
         let end = log.lock().log_end_offset();
         let before = read_all(&log).len();
         // Tombstones are young (now = 500 < 100 + 1000): kept this time.
-        let stats = clean(&log, 500, 1000)
+        let stats = clean(&log, 500, 1000, &mut Throttle::new(None))
             .expect("clean")
             .expect("dirty enough");
         assert!(stats.records_after < stats.records_before);
@@ -416,7 +449,9 @@ mod tests {
             produce(&log, rec("y", Some(&format!("y{i}")), 100));
         }
         log.lock().set_cleaner_point(0, None).expect("reset");
-        clean(&log, 5_000, 1000).expect("clean").expect("dirty");
+        clean(&log, 5_000, 1000, &mut Throttle::new(None))
+            .expect("clean")
+            .expect("dirty");
         let after = read_all(&log);
         assert!(
             !after.iter().any(|(_, k, _)| k == "b"),
@@ -443,7 +478,9 @@ mod tests {
         for i in 0..40 {
             produce(&log, rec(&format!("k{i}"), Some("v"), 1));
         }
-        let stats = clean(&log, 2, 10).expect("clean").expect("ran");
+        let stats = clean(&log, 2, 10, &mut Throttle::new(Some(1 << 30)))
+            .expect("clean")
+            .expect("ran");
         assert!(
             stats.cleaned_up_to <= 11,
             "at most 10 keys mapped: {stats:?}"

@@ -67,6 +67,8 @@ pub struct Broker {
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
     pub producer_ids: crate::producer_ids::ProducerIdManager,
+    /// Budget for fetch data in memory, in KiB permits.
+    pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Broker-wide topic defaults changed at run time.
     pub dynamic: Mutex<crate::dynamic_config::DynamicConfigs>,
     /// Serialises creation of the offsets topic.
@@ -159,6 +161,7 @@ impl Broker {
         let metrics = Metrics::new();
         metrics.partitions.set(replicas.len() as i64);
         let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
+        let fetch_permits = (config.fetch_memory_max_bytes / 1024) as usize;
         let broker = Broker {
             config,
             cluster_id: meta.cluster_id,
@@ -168,6 +171,7 @@ impl Broker {
             groups,
             producer_ids: crate::producer_ids::ProducerIdManager::open(&dir)?,
             dynamic: Mutex::new(dynamic),
+            fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
         };

@@ -174,6 +174,10 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
 
+    /// Memory for fetch responses being read and sent, across all connections; a fetch that finds none free waits for the next round. [default: 67108864]
+    #[arg(long, env = "SLUICE_FETCH_MEMORY_MAX_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub fetch_memory_max_bytes: Option<u64>,
+
     /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
@@ -216,6 +220,7 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     pub log_cleaner_dedupe_buffer_size: u64,
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    pub fetch_memory_max_bytes: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -330,8 +335,18 @@ impl BrokerConfig {
             log_cleaner_backoff_ms: c.log_cleaner_backoff_ms.unwrap_or(15_000),
             log_cleaner_dedupe_buffer_size: c.log_cleaner_dedupe_buffer_size.unwrap_or(32 << 20),
             log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
+            fetch_memory_max_bytes: c.fetch_memory_max_bytes.unwrap_or(64 << 20),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
         };
+        if (cfg.message_max_bytes as u64) > cfg.fetch_memory_max_bytes {
+            return Err(Error::config(
+                "fetch.memory.max.bytes",
+                format!(
+                    "{} is smaller than message.max.bytes ({}): the largest batch could never be served",
+                    cfg.fetch_memory_max_bytes, cfg.message_max_bytes
+                ),
+            ));
+        }
         if cfg.message_max_bytes > cfg.socket_request_max_bytes {
             return Err(Error::config(
                 "message.max.bytes",
@@ -471,6 +486,7 @@ fn merge(over: Cli, under: Cli) -> Cli {
         log_cleaner_backoff_ms,
         log_cleaner_dedupe_buffer_size,
         log_cleaner_io_max_bytes_per_second,
+        fetch_memory_max_bytes,
         shutdown_timeout_ms,
     )
 }
@@ -479,7 +495,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 35] = [
+        let rows: [(&str, String); 36] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -565,6 +581,10 @@ impl fmt::Display for BrokerConfig {
                 self.log_cleaner_io_max_bytes_per_second
                     .map(|v| v.to_string())
                     .unwrap_or_default(),
+            ),
+            (
+                "fetch.memory.max.bytes",
+                self.fetch_memory_max_bytes.to_string(),
             ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
             ("version", env!("CARGO_PKG_VERSION").to_string()),

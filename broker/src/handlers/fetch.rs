@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
 use super::{code, count_error};
@@ -29,11 +29,21 @@ struct Wanted {
     found: Result<Arc<Partition>, i16>,
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+/// Memory a response holds until it is written: released when dropped.
+pub type Held = Option<OwnedSemaphorePermit>;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Held) {
     if req.session_id != 0 {
         // We never hand out session ids, so a client cannot hold one.
         count_error(broker, "Fetch", code::FETCH_SESSION_ID_NOT_FOUND);
-        return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
+        return (
+            FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND),
+            None,
+        );
     }
     let by_id = version >= 13;
     let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(req.topics.len());
@@ -89,15 +99,19 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         .collect();
     let wait_started = Instant::now();
     let mut waited = false;
-    let results = loop {
+    let memory = &broker.fetch_memory;
+    let (results, held) = loop {
         for w in &mut watchers {
             w.borrow_and_update();
         }
-        let (results, total, any_error) = read_all(&wanted, response_max, read_committed);
+        let (results, total, any_error, held) =
+            read_all(&wanted, response_max, read_committed, memory);
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || watchers.is_empty() {
-            break results;
+            break (results, held);
         }
+        // Not enough yet: give the memory back while waiting.
+        drop(held);
         waited = true;
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
@@ -106,8 +120,8 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
             _ = broker.shutdown.cancelled() => {}
         }
         if broker.shutdown.is_cancelled() {
-            let (results, _, _) = read_all(&wanted, response_max, read_committed);
-            break results;
+            let (results, _, _, held) = read_all(&wanted, response_max, read_committed, memory);
+            break (results, held);
         }
     };
     if waited {
@@ -132,9 +146,12 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         out[w.topic_index].partitions.push(pd);
     }
     broker.metrics.bytes_out.inc_by(bytes_out);
-    FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(out)
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(out),
+        held,
+    )
 }
 
 /// The record data of a response, for zero-copy encoding.
@@ -147,15 +164,18 @@ pub fn record_chunks(resp: &FetchResponse) -> Vec<Bytes> {
         .collect()
 }
 
-/// Reads every wanted partition once. Returns the partition answers, the
-/// record bytes gathered and whether any partition answered an error.
+/// Reads every wanted partition once, within the broker's fetch memory
+/// budget. Returns the partition answers, the record bytes gathered,
+/// whether any partition answered an error, and the memory they hold.
 fn read_all(
     wanted: &[Wanted],
     response_max: usize,
     read_committed: bool,
-) -> (Vec<PartitionData>, usize, bool) {
+    memory: &Arc<Semaphore>,
+) -> (Vec<PartitionData>, usize, bool, Held) {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut held: Held = None;
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let pd = read_one(
@@ -163,6 +183,8 @@ fn read_all(
             response_max.saturating_sub(total),
             total == 0,
             read_committed,
+            memory,
+            &mut held,
         );
         if pd.error_code != code::NONE {
             any_error = true;
@@ -170,10 +192,19 @@ fn read_all(
         total += pd.records.as_ref().map_or(0, Bytes::len);
         out.push(pd);
     }
-    (out, total, any_error)
+    (out, total, any_error, held)
 }
 
-fn read_one(w: &Wanted, budget: usize, first: bool, read_committed: bool) -> PartitionData {
+const KIB: usize = 1024;
+
+fn read_one(
+    w: &Wanted,
+    budget: usize,
+    first: bool,
+    read_committed: bool,
+    memory: &Arc<Semaphore>,
+    held: &mut Held,
+) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(w.partition)
         .with_records(Some(Bytes::new()))
@@ -204,8 +235,25 @@ fn read_one(w: &Wanted, budget: usize, first: bool, read_committed: bool) -> Par
             if !first && plan.first_batch_size() > limit {
                 return with_offsets(base, offsets);
             }
+            // Reserve the memory this read may take; when the broker-wide
+            // budget is used up, the partition is skipped this round and
+            // the client fetches it again.
+            let want = limit.min(plan.available()).max(plan.first_batch_size());
+            let Ok(mut permit) =
+                Arc::clone(memory).try_acquire_many_owned(want.div_ceil(KIB) as u32)
+            else {
+                return with_offsets(base, offsets);
+            };
             match plan.execute(limit) {
-                Ok(data) => with_offsets(base.with_records(Some(data.records)), offsets),
+                Ok(data) => {
+                    let used = data.records.len().div_ceil(KIB);
+                    drop(permit.split(permit.num_permits().saturating_sub(used)));
+                    match held {
+                        Some(h) => h.merge(permit),
+                        None => *held = Some(permit),
+                    }
+                    with_offsets(base.with_records(Some(data.records)), offsets)
+                }
                 Err(e) => {
                     tracing::error!(partition = %partition.tp, error = %e, "read failed");
                     base.with_error_code(code::KAFKA_STORAGE_ERROR)

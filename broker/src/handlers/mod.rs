@@ -29,13 +29,14 @@ use crate::protocol::{self, DecodedHeader, HeaderError, decode_body, encode_resp
 pub type Close = String;
 
 /// Decodes, handles and encodes one request frame, appending the response
-/// (if any: acks=0 produce has none) to `out`.
+/// (if any: acks=0 produce has none) to `out`. Returns the fetch memory the
+/// response holds, to be released once it is written.
 pub async fn handle(
     broker: &Arc<Broker>,
     frame: Bytes,
     out: &mut Vec<Bytes>,
     peer: std::net::SocketAddr,
-) -> Result<(), Close> {
+) -> Result<fetch::Held, Close> {
     let started = Instant::now();
     let h = match protocol::decode_header(frame) {
         Ok(h) => h,
@@ -55,13 +56,15 @@ pub async fn handle(
                 correlation_id,
                 &resp,
                 Vec::new(),
-            );
+            )
+            .map(|()| None);
         }
         Err(HeaderError::Close(reason)) => {
             broker.metrics.malformed_requests.inc();
             return Err(reason);
         }
     };
+    let mut held: fetch::Held = None;
     let key = h.api_key;
     let v = h.api_version;
     let corr = h.header.correlation_id;
@@ -90,9 +93,10 @@ pub async fn handle(
         }
         ApiKey::Fetch => {
             let req: FetchRequest = decode_body(&h).map_err(bad)?;
-            let resp = fetch::handle(broker, req, v).await;
+            let (resp, memory) = fetch::handle(broker, req, v).await;
             let records = fetch::record_chunks(&resp);
             encode_response(out, key, v, corr, &resp, records)?;
+            held = memory;
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode_body(&h).map_err(bad)?;
@@ -218,7 +222,7 @@ pub async fn handle(
         .request_latency
         .with_label_values(&[api])
         .observe(started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(held)
 }
 
 /// Decodes the body of any served request, for decoder fuzzing.

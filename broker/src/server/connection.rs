@@ -45,7 +45,8 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
             }
         };
         out.clear();
-        handlers::handle(broker, frame, &mut out, peer).await?;
+        // The fetch memory this response holds is released once written.
+        let _held = handlers::handle(broker, frame, &mut out, peer).await?;
         for chunk in out.drain(..) {
             writer
                 .write_all(&chunk)

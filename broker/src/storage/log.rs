@@ -90,6 +90,11 @@ impl ReadPlan {
         self.first_batch_size
     }
 
+    /// Bytes readable from the plan's position.
+    pub fn available(&self) -> usize {
+        self.reader.end.saturating_sub(self.position) as usize
+    }
+
     /// Performs the read: at least the first batch, then whole batches up
     /// to `max_bytes`.
     pub fn execute(&self, max_bytes: usize) -> Result<FetchData> {

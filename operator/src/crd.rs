@@ -1,0 +1,325 @@
+//! The custom resources, group `sluice.dev`, version `v1alpha1`:
+//! `KafkaCluster` (short name `kc`) and `Topic` (short name `kt`).
+//! `crdgen` prints their CRDs into `crds/`; a test fails on drift.
+
+// `printcolumn(type_ = ..)` repeats per column by design of kube's derive.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A Sluice cluster: brokers run as a StatefulSet that the operator owns,
+/// scales, rolls and repairs.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    namespaced,
+    shortname = "kc",
+    category = "sluice",
+    status = "KafkaClusterStatus",
+    doc = "A Sluice cluster: Kafka-compatible brokers run as a StatefulSet managed by the operator.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.readyReplicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "brokers asked for"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "brokers ready"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "the Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Number of brokers. Scaling down first moves every replica off the
+    /// brokers that will go.
+    #[x_kube(validation = Rule::new("self >= 1").message("a cluster needs at least one broker"))]
+    pub replicas: i32,
+    /// Broker container image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Sluice version the image carries; informational, shown in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Broker settings by their Kafka names (for example
+    /// `log.retention.ms: "3600000"`), passed to every broker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// One persistent volume per broker.
+    pub storage: StorageSpec,
+    /// CPU and memory for each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Spread brokers over racks (zones) by this node label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+    /// Where clients connect.
+    #[serde(default)]
+    pub listeners: ListenersSpec,
+    /// How configuration and image changes roll through the brokers.
+    #[serde(default)]
+    pub rolling_update: RollingUpdateSpec,
+    /// Overrides for the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateOverrides>,
+}
+
+fn default_image() -> String {
+    "sluice/broker:latest".to_string()
+}
+
+/// Per-broker persistent storage.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, as a Kubernetes quantity (for example `10Gi`).
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')").message("size must be a quantity such as 10Gi"))]
+    pub size: String,
+    /// Storage class of the volumes; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Delete the volumes when the KafkaCluster is deleted (default: keep them).
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+/// Rack awareness.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is a broker's rack, for example
+    /// `topology.kubernetes.io/zone`.
+    pub topology_key: String,
+}
+
+/// Client listener.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// Kafka protocol port.
+    #[serde(default = "default_client_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub client_port: i32,
+    /// Prometheus metrics port.
+    #[serde(default = "default_metrics_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub metrics_port: i32,
+}
+
+fn default_client_port() -> i32 {
+    9092
+}
+
+fn default_metrics_port() -> i32 {
+    9464
+}
+
+impl Default for ListenersSpec {
+    fn default() -> Self {
+        ListenersSpec {
+            client_port: default_client_port(),
+            metrics_port: default_metrics_port(),
+        }
+    }
+}
+
+/// Rolling restarts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdateSpec {
+    /// Brokers restarted at once.
+    #[serde(default = "one")]
+    #[x_kube(validation = Rule::new("self >= 1").message("at least one broker must be allowed to restart"))]
+    pub max_unavailable: i32,
+    /// Restart a broker only when every partition it hosts stays at or
+    /// above `min.insync.replicas` without it.
+    #[serde(default = "yes")]
+    pub require_min_isr: bool,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RollingUpdateSpec {
+    fn default() -> Self {
+        RollingUpdateSpec {
+            max_unavailable: 1,
+            require_min_isr: true,
+        }
+    }
+}
+
+/// What the broker pods may carry beyond what the operator sets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Extra environment variables for the broker container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the operator observed and is doing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// Ready, Reconciling, Degraded, ScalingUp, ScalingDown, RollingRestart,
+    /// with reasons and messages naming the blocking partition or broker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the broker pods, for the /scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<BrokerStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}
+
+/// One broker as the operator sees it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    pub id: i32,
+    pub pod: String,
+    /// Running, Starting, Restarting, Draining, Missing.
+    pub state: String,
+    #[serde(default)]
+    pub leader_count: i32,
+    #[serde(default)]
+    pub under_replicated: i32,
+}
+
+/// A topic on a KafkaCluster in the same namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Topic",
+    namespaced,
+    shortname = "kt",
+    category = "sluice",
+    status = "TopicStatus",
+    doc = "A topic on a Sluice KafkaCluster, created and kept in line by the operator.",
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef"),
+    printcolumn(name = "Partitions", type_ = "integer", json_path = ".spec.partitions"),
+    printcolumn(
+        name = "Replication",
+        type_ = "integer",
+        json_path = ".spec.replicationFactor"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!has(oldSelf.topicName) || has(self.topicName) && self.topicName == oldSelf.topicName").message("topicName cannot be changed"))]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Name of the KafkaCluster (same namespace).
+    #[x_kube(validation = Rule::new("self != ''").message("clusterRef is required"))]
+    pub cluster_ref: String,
+    /// Topic name in Kafka; the object's name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z0-9._-]{1,249}$')").message("a Kafka topic name is 1-249 of [a-zA-Z0-9._-]"))]
+    pub topic_name: Option<String>,
+    /// Partitions; can grow, never shrink.
+    #[x_kube(validation = Rule::new("self >= 1").message("a topic needs at least one partition"))]
+    pub partitions: i32,
+    /// Replicas per partition; changed through reassignment.
+    #[x_kube(validation = Rule::new("self >= 1").message("replicationFactor must be at least 1"))]
+    pub replication_factor: i32,
+    /// Topic configs by their Kafka names, for example `cleanup.policy`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// What happens to the Kafka topic when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Whether deleting a Topic object deletes the topic and its data.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum DeletionPolicy {
+    /// Keep the topic and its data (the default).
+    #[default]
+    Retain,
+    /// Delete the topic and its data.
+    Delete,
+}
+
+/// The topic as found on the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Effective topic configs as the cluster reports them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// The Kafka topic name: `spec.topicName`, else the object's name.
+    pub fn kafka_name(&self) -> Option<String> {
+        self.spec
+            .topic_name
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+    }
+}

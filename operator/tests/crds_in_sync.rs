@@ -1,0 +1,43 @@
+//! `crds/` must be exactly what `crdgen` prints: regenerate with
+//! `cargo run -p sluice-operator --bin crdgen -- --write crds`.
+
+use std::path::Path;
+
+#[test]
+fn committed_crds_match_crdgen() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("crds");
+    let rendered = sluice_operator::crdgen::render().expect("render");
+    assert_eq!(rendered.len(), 2);
+    for (name, yaml) in rendered {
+        let committed = std::fs::read_to_string(dir.join(&name))
+            .unwrap_or_else(|e| panic!("crds/{name} missing ({e}): run crdgen --write crds"));
+        assert!(
+            committed == yaml,
+            "crds/{name} differs from crdgen's output: run `cargo run -p sluice-operator --bin crdgen -- --write crds`"
+        );
+    }
+}
+
+#[test]
+fn crds_have_scale_short_names_and_validation() {
+    let all: String = sluice_operator::crdgen::render()
+        .expect("render")
+        .into_iter()
+        .map(|(_, y)| y)
+        .collect();
+    for needle in [
+        "name: kafkaclusters.sluice.dev",
+        "name: topics.sluice.dev",
+        "- kc",
+        "- kt",
+        "specReplicasPath: .spec.replicas",
+        "statusReplicasPath: .status.readyReplicas",
+        "x-kubernetes-validations",
+        "a cluster needs at least one broker",
+        "topicName cannot be changed",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?}");
+    }
+}

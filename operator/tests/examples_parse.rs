@@ -1,0 +1,40 @@
+//! The example resources under `examples/` are valid for the Rust types
+//! (field names, types and defaults), so `kubectl apply` of them matches
+//! what the operator reads.
+
+use std::path::Path;
+
+use sluice_operator::crd::DeletionPolicy;
+use sluice_operator::{KafkaCluster, Topic};
+
+fn read(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("examples")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn example_kafkacluster_parses_with_defaults() {
+    let kc: KafkaCluster =
+        serde_yaml_ng::from_str(&read("kafkacluster.yaml")).expect("KafkaCluster");
+    assert_eq!(kc.spec.replicas, 3);
+    assert_eq!(kc.spec.storage.size, "10Gi");
+    assert_eq!(kc.spec.listeners.client_port, 9092, "defaulted");
+    assert_eq!(
+        kc.spec
+            .config
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("2")
+    );
+}
+
+#[test]
+fn example_topic_parses() {
+    let t: Topic = serde_yaml_ng::from_str(&read("topic.yaml")).expect("Topic");
+    assert_eq!(t.kafka_name().as_deref(), Some("orders"));
+    assert_eq!(t.spec.partitions, 6);
+    assert_eq!(t.spec.deletion_policy, DeletionPolicy::Retain);
+}

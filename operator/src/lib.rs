@@ -5,5 +5,6 @@
 
 pub mod crd;
 pub mod crdgen;
+pub mod resources;
 
 pub use crd::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, Topic, TopicSpec, TopicStatus};

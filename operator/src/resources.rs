@@ -1,0 +1,612 @@
+//! The Kubernetes objects a KafkaCluster owns, rendered from its spec as
+//! pure functions: the reconciler server-side-applies what these return,
+//! and the tests check them without an API server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+
+use crate::crd::KafkaCluster;
+
+/// Settings the operator sets itself; a `spec.config` entry naming one is
+/// refused, since the brokers would not be reachable or addressable.
+pub const OWNED_SETTINGS: &[&str] = &[
+    "node.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "metrics.listener",
+    "broker.rack",
+    "config",
+];
+
+/// Where the broker keeps its data inside the pod.
+pub const DATA_DIR: &str = "/var/lib/sluice/data";
+const CONFIG_DIR: &str = "/etc/sluice";
+/// Annotation carrying a hash of the rendered config: a change rolls the
+/// brokers.
+pub const CONFIG_HASH: &str = "sluice.dev/config-hash";
+
+/// Why a spec cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("spec.config sets {0}, which the operator manages")]
+    OwnedSetting(String),
+    #[error("the KafkaCluster has no name")]
+    Unnamed,
+}
+
+fn name(kc: &KafkaCluster) -> Result<String, RenderError> {
+    kc.metadata.name.clone().ok_or(RenderError::Unnamed)
+}
+
+/// Labels every owned object carries.
+pub fn labels(kc: &KafkaCluster) -> BTreeMap<String, String> {
+    let mut l = selector_labels(kc);
+    l.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "sluice-operator".into(),
+    );
+    l
+}
+
+/// Labels that select the broker pods.
+pub fn selector_labels(kc: &KafkaCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "sluice".to_string()),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            kc.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "broker".to_string(),
+        ),
+    ])
+}
+
+/// The `/scale` label selector string for status.
+pub fn selector_string(kc: &KafkaCluster) -> String {
+    selector_labels(kc)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn meta(kc: &KafkaCluster, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: kc.metadata.namespace.clone(),
+        labels: Some(labels(kc)),
+        owner_references: kc
+            .controller_owner_ref(&())
+            .map(|o: OwnerReference| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+pub fn headless_service_name(kc: &KafkaCluster) -> String {
+    format!(
+        "{}-brokers",
+        kc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+pub fn bootstrap_service_name(kc: &KafkaCluster) -> String {
+    format!(
+        "{}-bootstrap",
+        kc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `host:port` clients bootstrap from, inside the cluster.
+pub fn bootstrap_servers(kc: &KafkaCluster) -> String {
+    format!(
+        "{}.{}.svc:{}",
+        bootstrap_service_name(kc),
+        kc.metadata.namespace.as_deref().unwrap_or("default"),
+        kc.spec.listeners.client_port
+    )
+}
+
+fn kafka_port(kc: &KafkaCluster) -> ServicePort {
+    ServicePort {
+        name: Some("kafka".into()),
+        port: kc.spec.listeners.client_port,
+        target_port: Some(IntOrString::String("kafka".into())),
+        ..ServicePort::default()
+    }
+}
+
+/// Stable DNS for every broker pod, ready or not (brokers must find each
+/// other while starting).
+pub fn headless_service(kc: &KafkaCluster) -> Result<Service, RenderError> {
+    name(kc)?;
+    Ok(Service {
+        metadata: meta(kc, headless_service_name(kc)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(kc)),
+            ports: Some(vec![kafka_port(kc)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The address clients bootstrap from.
+pub fn bootstrap_service(kc: &KafkaCluster) -> Result<Service, RenderError> {
+    name(kc)?;
+    Ok(Service {
+        metadata: meta(kc, bootstrap_service_name(kc)),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(kc)),
+            ports: Some(vec![kafka_port(kc)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// `server.properties` for every broker: the user's settings plus the
+/// operator's own (per-pod values come from the environment).
+pub fn server_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
+    if let Some(k) = kc
+        .spec
+        .config
+        .keys()
+        .find(|k| OWNED_SETTINGS.contains(&k.as_str()))
+    {
+        return Err(RenderError::OwnedSetting(k.clone()));
+    }
+    let mut out = String::from("# Rendered by sluice-operator from the KafkaCluster spec.\n");
+    out.push_str(&format!(
+        "listeners=0.0.0.0:{}\n",
+        kc.spec.listeners.client_port
+    ));
+    out.push_str(&format!(
+        "metrics.listener=0.0.0.0:{}\n",
+        kc.spec.listeners.metrics_port
+    ));
+    out.push_str(&format!("log.dirs={DATA_DIR}\n"));
+    for (k, v) in &kc.spec.config {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    Ok(out)
+}
+
+pub fn config_map_name(kc: &KafkaCluster) -> String {
+    format!("{}-config", kc.metadata.name.as_deref().unwrap_or_default())
+}
+
+pub fn config_map(kc: &KafkaCluster) -> Result<ConfigMap, RenderError> {
+    name(kc)?;
+    Ok(ConfigMap {
+        metadata: meta(kc, config_map_name(kc)),
+        data: Some(BTreeMap::from([(
+            "server.properties".to_string(),
+            server_properties(kc)?,
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+/// FNV-1a of the rendered config and image: stable across operator
+/// versions (unlike std's hasher), so an unchanged spec never rolls.
+pub fn config_hash(kc: &KafkaCluster) -> Result<String, RenderError> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in server_properties(kc)?.bytes().chain(kc.spec.image.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+pub fn service_account_name(kc: &KafkaCluster) -> String {
+    format!("{}-broker", kc.metadata.name.as_deref().unwrap_or_default())
+}
+
+pub fn service_account(kc: &KafkaCluster) -> Result<ServiceAccount, RenderError> {
+    name(kc)?;
+    Ok(ServiceAccount {
+        metadata: meta(kc, service_account_name(kc)),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    })
+}
+
+/// The brokers. Updates are `OnDelete`: the operator restarts brokers one
+/// at a time, only when every partition stays at `min.insync.replicas`.
+pub fn statefulset(kc: &KafkaCluster) -> Result<StatefulSet, RenderError> {
+    let n = name(kc)?;
+    let spec = &kc.spec;
+    let client_port = spec.listeners.client_port;
+    let metrics_port = spec.listeners.metrics_port;
+    let headless = headless_service_name(kc);
+    let ns = kc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut pod_labels = selector_labels(kc);
+    let overrides = spec.pod_template.clone().unwrap_or_default();
+    pod_labels.extend(overrides.labels.clone());
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(CONFIG_HASH.into(), config_hash(kc)?);
+
+    let mut env_vars = vec![
+        env_from_field("POD_NAME", "metadata.name"),
+        // The StatefulSet controller labels each pod with its ordinal
+        // (Kubernetes 1.28+): the broker's node id.
+        env_from_field(
+            "SLUICE_NODE_ID",
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        ),
+        env(
+            "SLUICE_ADVERTISED_LISTENERS",
+            format!("$(POD_NAME).{headless}.{ns}.svc:{client_port}"),
+        ),
+        env("SLUICE_CONFIG", format!("{CONFIG_DIR}/server.properties")),
+        env("SLUICE_LOGGING_FORMAT", "json".into()),
+    ];
+    env_vars.extend(overrides.env.iter().map(|(k, v)| env(k, v.clone())));
+
+    let http_probe = |path: &str, initial: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "broker".into(),
+        image: Some(spec.image.clone()),
+        env: Some(env_vars),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("kafka".into()),
+                container_port: client_port,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: metrics_port,
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        liveness_probe: Some(http_probe("/healthz", 30)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: "/var/lib/sluice".into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+
+    // Spread brokers over nodes, and over racks when asked.
+    let anti_affinity = Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(kc)),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    };
+    let spread = spec.rack.as_ref().map(|r| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: r.topology_key.clone(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(kc)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+
+    let pod = PodSpec {
+        service_account_name: Some(service_account_name(kc)),
+        // Longer than the broker's own shutdown.timeout.ms (30 s) so that a
+        // controlled shutdown always completes.
+        termination_grace_period_seconds: Some(60),
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(kc),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        affinity: Some(anti_affinity),
+        topology_spread_constraints: spread,
+        node_selector: (!overrides.node_selector.is_empty())
+            .then(|| overrides.node_selector.clone()),
+        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        priority_class_name: overrides.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            fs_group: Some(65532),
+            ..PodSecurityContext::default()
+        }),
+        ..PodSpec::default()
+    };
+
+    let mut requests = BTreeMap::new();
+    requests.insert("storage".to_string(), Quantity(spec.storage.size.clone()));
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(selector_labels(kc)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(requests),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+
+    Ok(StatefulSet {
+        metadata: meta(kc, n),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(headless),
+            // Brokers start together; ordering is the quorum's business.
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(kc)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(
+                        if spec.storage.delete_claim {
+                            "Delete"
+                        } else {
+                            "Retain"
+                        }
+                        .into(),
+                    ),
+                    // Volumes of brokers removed by a scale-down are kept: the
+                    // operator has moved their replicas away first.
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    })
+}
+
+/// At most `rollingUpdate.maxUnavailable` brokers voluntarily down.
+pub fn pod_disruption_budget(kc: &KafkaCluster) -> Result<PodDisruptionBudget, RenderError> {
+    name(kc)?;
+    Ok(PodDisruptionBudget {
+        metadata: meta(
+            kc,
+            format!(
+                "{}-brokers",
+                kc.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(kc.spec.rolling_update.max_unavailable)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(kc)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{KafkaClusterSpec, RackSpec};
+
+    fn cluster() -> KafkaCluster {
+        let spec: KafkaClusterSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 3,
+            "config": {"min.insync.replicas": "2"},
+            "storage": {"size": "20Gi", "storageClass": "fast"}
+        }))
+        .expect("spec");
+        let mut kc = KafkaCluster::new("demo", spec);
+        kc.metadata.namespace = Some("kafka".into());
+        kc.metadata.uid = Some("1234".into());
+        kc
+    }
+
+    #[test]
+    fn statefulset_has_stable_identity_volumes_and_probes() {
+        let kc = cluster();
+        let sts = statefulset(&kc).expect("render");
+        let spec = sts.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("demo-brokers"));
+        assert_eq!(
+            spec.update_strategy.and_then(|u| u.type_).as_deref(),
+            Some("OnDelete")
+        );
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.termination_grace_period_seconds, Some(60));
+        let c = &pod.containers[0];
+        let envs = c.env.clone().unwrap_or_default();
+        let adv = envs
+            .iter()
+            .find(|e| e.name == "SLUICE_ADVERTISED_LISTENERS")
+            .and_then(|e| e.value.clone());
+        assert_eq!(
+            adv.as_deref(),
+            Some("$(POD_NAME).demo-brokers.kafka.svc:9092")
+        );
+        assert!(
+            envs.iter()
+                .any(|e| e.name == "SLUICE_NODE_ID" && e.value_from.is_some())
+        );
+        assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
+        let claim = &spec.volume_claim_templates.expect("claims")[0];
+        let claim_spec = claim.spec.clone().expect("claim spec");
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .and_then(|r| r.requests)
+                .and_then(|r| r.get("storage").cloned()),
+            Some(Quantity("20Gi".into()))
+        );
+        // Owned by the KafkaCluster.
+        let owners = sts.metadata.owner_references.expect("owner");
+        assert_eq!(owners[0].kind, "KafkaCluster");
+        assert_eq!(owners[0].controller, Some(true));
+    }
+
+    #[test]
+    fn config_renders_and_owned_settings_are_refused() {
+        let mut kc = cluster();
+        let props = server_properties(&kc).expect("render");
+        assert!(props.contains("min.insync.replicas=2\n"));
+        assert!(props.contains("log.dirs=/var/lib/sluice/data\n"));
+        let h1 = config_hash(&kc).expect("hash");
+        kc.spec
+            .config
+            .insert("log.retention.ms".into(), "1000".into());
+        assert_ne!(
+            config_hash(&kc).expect("hash"),
+            h1,
+            "a config change rolls the brokers"
+        );
+        kc.spec
+            .config
+            .insert("listeners".into(), "0.0.0.0:1".into());
+        assert_eq!(
+            server_properties(&kc),
+            Err(RenderError::OwnedSetting("listeners".into()))
+        );
+    }
+
+    #[test]
+    fn services_pdb_and_racks() {
+        let mut kc = cluster();
+        let h = headless_service(&kc).expect("headless");
+        assert_eq!(
+            h.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()),
+            Some("None")
+        );
+        assert_eq!(bootstrap_servers(&kc), "demo-bootstrap.kafka.svc:9092");
+        let pdb = pod_disruption_budget(&kc).expect("pdb");
+        assert_eq!(
+            pdb.spec.and_then(|s| s.max_unavailable),
+            Some(IntOrString::Int(1))
+        );
+        kc.spec.rack = Some(RackSpec {
+            topology_key: "topology.kubernetes.io/zone".into(),
+        });
+        let sts = statefulset(&kc).expect("render");
+        let spread = sts
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.topology_spread_constraints);
+        assert_eq!(
+            spread.map(|s| s[0].topology_key.clone()).as_deref(),
+            Some("topology.kubernetes.io/zone")
+        );
+        assert_eq!(
+            selector_string(&kc),
+            "app.kubernetes.io/component=broker,app.kubernetes.io/instance=demo,app.kubernetes.io/name=sluice"
+        );
+    }
+}

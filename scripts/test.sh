@@ -12,6 +12,10 @@ missing=()
 for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
   sudo=""
   [[ "$(id -u)" == 0 ]] || sudo="sudo"

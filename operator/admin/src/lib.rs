@@ -1,0 +1,365 @@
+//! A small async Kafka admin client, written on the `kafka-protocol` crate
+//! so that it speaks to any Kafka-compatible broker the same way other
+//! clients do. The operator manages topics with it; tests use it too.
+//!
+//! One connection, one request in flight (as the broker serves a
+//! connection), versions negotiated with ApiVersions at connect time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Errors of the admin client. Kafka error codes are kept as numbers with
+/// the broker's message, so callers can act on them.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("I/O with the broker: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the broker does not serve {api:?} in a version this client knows")]
+    Unsupported { api: ApiKey },
+    #[error("Kafka error {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Kafka { code: i16, message: Option<String> },
+}
+
+/// Kafka error codes callers commonly match on.
+pub mod code {
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+}
+
+fn kafka(code: i16, message: Option<&StrBytes>) -> Result<(), AdminError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(AdminError::Kafka {
+            code,
+            message: message.map(|m| m.to_string()),
+        })
+    }
+}
+
+/// A topic as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+/// A connected admin client.
+#[derive(Debug)]
+pub struct AdminClient {
+    stream: TcpStream,
+    versions: HashMap<i16, (i16, i16)>,
+    correlation: i32,
+    timeout: Duration,
+    client_id: StrBytes,
+}
+
+impl AdminClient {
+    /// Connects and negotiates API versions.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, AdminError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| AdminError::Timeout(timeout))?
+            .map_err(|source| AdminError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut c = AdminClient {
+            stream,
+            versions: HashMap::new(),
+            correlation: 0,
+            timeout,
+            client_id: StrBytes::from_static_str("sluice-admin"),
+        };
+        // ApiVersions v3 is what recent clients send; any broker that knows
+        // KIP-511 answers it or falls back.
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice-admin"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = c.call_version(req, 3).await?;
+        kafka(resp.error_code, None)?;
+        c.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(c)
+    }
+
+    /// The highest version both sides know.
+    fn version<R: Request>(&self) -> Result<i16, AdminError> {
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|_| AdminError::Protocol(format!("unknown key {}", R::KEY)))?;
+        let (min, max) = self
+            .versions
+            .get(&R::KEY)
+            .copied()
+            .ok_or(AdminError::Unsupported { api: key })?;
+        let v = max.min(R::VERSIONS.max);
+        if v < min.max(R::VERSIONS.min) {
+            return Err(AdminError::Unsupported { api: key });
+        }
+        Ok(v)
+    }
+
+    async fn call<R: Request>(&mut self, req: R) -> Result<R::Response, AdminError> {
+        let v = self.version::<R>()?;
+        self.call_version(req, v).await
+    }
+
+    async fn call_version<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut body = BytesMut::new();
+        body.put_i32(0);
+        header
+            .encode(&mut body, R::header_version(version))
+            .map_err(|e| AdminError::Protocol(e.to_string()))?;
+        req.encode(&mut body, version)
+            .map_err(|e| AdminError::Protocol(e.to_string()))?;
+        let size = (body.len() - 4) as i32;
+        body[..4].copy_from_slice(&size.to_be_bytes());
+        let timeout = self.timeout;
+        let frame = tokio::time::timeout(timeout, async {
+            self.stream.write_all(&body).await?;
+            let n = self.stream.read_i32().await?;
+            if !(0..=(100 << 20)).contains(&n) {
+                return Err(AdminError::Protocol(format!("response size {n}")));
+            }
+            let mut buf = vec![0u8; n as usize];
+            self.stream.read_exact(&mut buf).await?;
+            Ok::<_, AdminError>(Bytes::from(buf))
+        })
+        .await
+        .map_err(|_| AdminError::Timeout(timeout))??;
+        let mut frame = frame;
+        // ApiVersions answers always use response header v0 (KIP-511).
+        let hv = if R::KEY == ApiKey::ApiVersions as i16 {
+            0
+        } else {
+            <R::Response as HeaderVersion>::header_version(version)
+        };
+        let h = ResponseHeader::decode(&mut frame, hv)
+            .map_err(|e| AdminError::Protocol(e.to_string()))?;
+        if h.correlation_id != self.correlation {
+            return Err(AdminError::Protocol(format!(
+                "correlation id {} for request {}",
+                h.correlation_id, self.correlation
+            )));
+        }
+        R::Response::decode(&mut frame, version).map_err(|e| AdminError::Protocol(e.to_string()))
+    }
+
+    /// Every topic, or the named ones (unknown names are left out).
+    pub async fn describe_topics(
+        &mut self,
+        names: Option<&[&str]>,
+    ) -> Result<Vec<TopicInfo>, AdminError> {
+        let topics = names.map(|ns| {
+            ns.iter()
+                .map(|n| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(n.to_string()))))
+                })
+                .collect()
+        });
+        let req = MetadataRequest::default()
+            .with_topics(topics)
+            .with_allow_auto_topic_creation(false);
+        let resp = self.call(req).await?;
+        Ok(resp
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0)
+            .map(|t| TopicInfo {
+                name: t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(),
+                id: t.topic_id.to_string(),
+                partitions: t.partitions.len() as i32,
+                replication_factor: t
+                    .partitions
+                    .first()
+                    .map_or(0, |p| p.replica_nodes.len() as i32),
+            })
+            .collect())
+    }
+
+    /// Creates a topic; `configs` by Kafka name.
+    pub async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.clone()))
+                            .with_value(Some(StrBytes::from_string(v.clone())))
+                    })
+                    .collect(),
+            );
+        let resp = self
+            .call(
+                CreateTopicsRequest::default()
+                    .with_topics(vec![topic])
+                    .with_timeout_ms(30_000),
+            )
+            .await?;
+        let t = resp
+            .topics
+            .first()
+            .ok_or_else(|| AdminError::Protocol("empty CreateTopics answer".into()))?;
+        kafka(t.error_code, t.error_message.as_ref())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(&mut self, name: &str, count: i32) -> Result<(), AdminError> {
+        let req = CreatePartitionsRequest::default()
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                    .with_count(count)
+                    .with_assignments(None),
+            ])
+            .with_timeout_ms(30_000);
+        let resp = self.call(req).await?;
+        let r = resp
+            .results
+            .first()
+            .ok_or_else(|| AdminError::Protocol("empty CreatePartitions answer".into()))?;
+        kafka(r.error_code, r.error_message.as_ref())
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&mut self, name: &str) -> Result<(), AdminError> {
+        let v = self.version::<DeleteTopicsRequest>()?;
+        let tn = TopicName(StrBytes::from_string(name.to_string()));
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(tn)),
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![tn])
+        }
+        .with_timeout_ms(30_000);
+        let resp = self.call_version(req, v).await?;
+        let r = resp
+            .responses
+            .first()
+            .ok_or_else(|| AdminError::Protocol("empty DeleteTopics answer".into()))?;
+        kafka(r.error_code, r.error_message.as_ref())
+    }
+
+    /// A topic's configs: `name -> (value, is it set on the topic)`.
+    pub async fn topic_configs(
+        &mut self,
+        name: &str,
+    ) -> Result<BTreeMap<String, (String, bool)>, AdminError> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let resp = self.call(req).await?;
+        let r = resp
+            .results
+            .first()
+            .ok_or_else(|| AdminError::Protocol("empty DescribeConfigs answer".into()))?;
+        kafka(r.error_code, r.error_message.as_ref())?;
+        Ok(r.configs
+            .iter()
+            .map(|c| {
+                // Source 1 is DYNAMIC_TOPIC_CONFIG: set on the topic itself.
+                (
+                    c.name.to_string(),
+                    (
+                        c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                        c.config_source == 1,
+                    ),
+                )
+            })
+            .collect())
+    }
+
+    /// Sets (Some) or removes (None) topic configs, incrementally.
+    pub async fn alter_topic_configs(
+        &mut self,
+        name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), AdminError> {
+        let configs = changes
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(if v.is_some() { 0 } else { 1 })
+                    .with_value(v.clone().map(StrBytes::from_string))
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configs(configs),
+        ]);
+        let resp = self.call(req).await?;
+        let r = resp
+            .responses
+            .first()
+            .ok_or_else(|| AdminError::Protocol("empty IncrementalAlterConfigs answer".into()))?;
+        kafka(r.error_code, r.error_message.as_ref())
+    }
+}
+
+/// The code of a Kafka error, if that is what `e` is.
+pub fn error_code(e: &AdminError) -> Option<i16> {
+    match e {
+        AdminError::Kafka { code, .. } => Some(*code),
+        _ => None,
+    }
+}

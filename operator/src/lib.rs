@@ -6,5 +6,6 @@
 pub mod crd;
 pub mod crdgen;
 pub mod resources;
+pub mod topic_plan;
 
 pub use crd::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, Topic, TopicSpec, TopicStatus};

@@ -22,17 +22,29 @@ def broker_bin():  # noqa: D103
     return os.path.join(target, "debug", "sluice-broker")
 
 
+def free_ports(n):
+    """`n` distinct free ports on 127.0.0.1 (all held until all are chosen,
+    so they cannot repeat; another process may still take one later)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class Broker:
     def __init__(self, data_dir, extra=()):
         self.data_dir = pathlib.Path(data_dir)
-        self.port = free_port()
-        self.metrics_port = free_port()
+        self.port, self.metrics_port = free_ports(2)
         self.extra = list(extra)
         self.log_path = self.data_dir.with_suffix(".log")
         self.proc = None

@@ -6,15 +6,17 @@ import threading
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from conftest import Broker, free_port
+from conftest import Broker
 
 
 class LinkCutter:
     """A TCP proxy in front of the broker that cuts every connection through
     it every `interval` seconds, `cuts` times (bounded)."""
 
-    def __init__(self, listen_port, target_port, interval=0.3, cuts=12):
-        self.target_port = target_port
+    def __init__(self, interval=0.3, cuts=12):
+        # Bound at once on an ephemeral port, before the broker picks its
+        # own ports, so the two can never collide.
+        self.target_port = None
         self.interval = interval
         self.cuts_left = cuts
         self.cuts_done = 0
@@ -23,8 +25,9 @@ class LinkCutter:
         self.stopped = False
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", listen_port))
+        self.server.bind(("127.0.0.1", 0))
         self.server.listen(64)
+        self.port = self.server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _pump(self, src, dst):
@@ -77,10 +80,11 @@ class LinkCutter:
 
 
 def test_idempotent_producer_through_cut_links(tmp_path, topic):
-    proxy_port = free_port()
+    proxy = LinkCutter()
+    proxy_port = proxy.port
     broker = Broker(tmp_path / "data", ["--num-partitions", "1", "--advertised-listeners", f"127.0.0.1:{proxy_port}"])
     broker.start()
-    proxy = LinkCutter(proxy_port, broker.port)
+    proxy.target_port = broker.port
     try:
         n = 20000
         errors = []

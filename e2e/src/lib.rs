@@ -32,10 +32,23 @@ pub fn broker_bin() -> PathBuf {
     target.join(profile).join("sluice-broker")
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks; a tiny race is accepted).
+/// A free TCP port on 127.0.0.1 (the OS picks; another process could take
+/// it before the broker binds it, a race these tests accept).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
-    Ok(l.local_addr()?.port())
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free ports: all are held until all are chosen, so they
+/// cannot repeat.
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// A broker process with its own data directory and ports.
@@ -52,11 +65,12 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts a broker on fresh ports with `data_dir`, plus extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        let [port, metrics_port] = free_ports::<2>()?;
         let mut b = BrokerProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
-            port: free_port()?,
-            metrics_port: free_port()?,
+            port,
+            metrics_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_path: data_dir.with_extension("log"),
         };

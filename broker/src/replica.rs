@@ -120,12 +120,9 @@ impl Partition {
         &self.log
     }
 
-    pub fn min_insync_replicas(&self) -> i32 {
-        self.log.lock().config().min_insync_replicas
-    }
-
-    pub fn max_message_bytes(&self) -> i32 {
-        self.log.lock().config().max_message_bytes
+    /// The partition's effective log settings (one lock, no allocation).
+    pub fn config(&self) -> LogConfig {
+        self.log.lock().config().clone()
     }
 }
 

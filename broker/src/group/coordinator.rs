@@ -371,12 +371,7 @@ impl GroupCoordinator {
             members: g
                 .members()
                 .map(|m| {
-                    let meta = m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default();
+                    let meta = m.metadata_for(&protocol);
                     (
                         m.id.clone(),
                         m.instance_id.clone(),

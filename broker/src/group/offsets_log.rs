@@ -176,12 +176,8 @@ pub fn batch(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> anyhow::Resu
             compression: Compression::None,
         },
     )?;
-    // A non-idempotent batch: no producer id, no sequence; fix the CRC.
-    use crate::storage::batch::{compute_crc, layout};
-    b[layout::PRODUCER_ID..layout::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-    b[layout::BASE_SEQUENCE..layout::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
-    let crc = compute_crc(&b);
-    b[layout::CRC..layout::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    // A non-idempotent batch: no producer id, epoch or sequence.
+    crate::storage::batch::set_producer(&mut b, -1, -1, -1);
     Ok(b.freeze())
 }
 

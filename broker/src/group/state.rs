@@ -52,6 +52,17 @@ pub struct Member {
     joined: bool,
 }
 
+impl Member {
+    /// This member's metadata for `protocol` (empty if it does not support it).
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A JoinGroup request, decoded.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
@@ -362,13 +373,11 @@ impl Group {
             .members
             .values()
             .map(|m| {
-                let meta = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
-                (m.id.clone(), m.instance_id.clone(), meta)
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
             })
             .collect();
         Some(

@@ -57,7 +57,7 @@ pub async fn handle(
                     "transactions are not supported yet",
                 )
             } else {
-                append(broker, &name, pd.index, pd.records.as_deref(), acks)
+                append(broker, &name, pd.index, pd.records.as_ref(), acks)
             };
             count_error(broker, "Produce", resp.error_code);
             parts.push(resp);
@@ -75,7 +75,7 @@ fn append(
     broker: &Broker,
     topic: &str,
     index: i32,
-    records: Option<&[u8]>,
+    records: Option<&bytes::Bytes>,
     acks: i16,
 ) -> PartitionProduceResponse {
     let tp = TopicPartition::new(topic, index);
@@ -89,7 +89,8 @@ fn append(
     let Some(records) = records else {
         return failed(index, code::INVALID_RECORD, "records are null");
     };
-    let max = partition.max_message_bytes().max(0) as usize;
+    let config = partition.config();
+    let max = config.max_message_bytes.max(0) as usize;
     let headers = match batch::validate_produce(records, max) {
         Ok(h) => h,
         Err(e) => {
@@ -107,10 +108,10 @@ fn append(
             "control and transactional batches are not supported yet",
         );
     }
-    if partition.with_log(|l| l.config().compact) {
+    if config.compact {
         // A compacted topic keeps records by key: a record without one
         // could never be cleaned (Kafka refuses it the same way).
-        match crate::storage::records::decode_all(bytes::Bytes::copy_from_slice(records)) {
+        match crate::storage::records::decode_all(records.clone()) {
             Ok(recs) if recs.iter().any(|r| r.key.is_none()) => {
                 return failed(
                     index,
@@ -124,8 +125,8 @@ fn append(
             Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
         }
     }
-    if acks == -1 && partition.min_insync_replicas() > 1 {
-        let min = partition.min_insync_replicas();
+    if acks == -1 && config.min_insync_replicas > 1 {
+        let min = config.min_insync_replicas;
         return failed(
             index,
             code::NOT_ENOUGH_REPLICAS,

@@ -216,6 +216,20 @@ pub fn assign(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
         .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Rewrites a batch's producer id, epoch and base sequence (-1, -1, -1 for
+/// a non-idempotent batch) and recomputes its CRC, which covers them.
+/// `RecordBatchEncoder` derives these fields from its records; callers that
+/// encode batches themselves set the values the log must carry with this.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[layout::PRODUCER_ID..layout::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[layout::PRODUCER_EPOCH..layout::PRODUCER_EPOCH + 2]
+        .copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[layout::BASE_SEQUENCE..layout::BASE_SEQUENCE + 4]
+        .copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[layout::CRC..layout::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Walks complete batches in `buf` and returns the length of the prefix that
 /// holds only whole batches.
 pub fn whole_batches_len(buf: &[u8]) -> usize {

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use parking_lot::Mutex;
 
-use super::batch::{self, BatchHeader, layout};
+use super::batch::{self, BatchHeader};
 use super::log::{CleanableSegment, PartitionLog};
 use super::records::decode_all;
 use super::segment::{LogSegment, SegmentReader};
@@ -158,13 +158,7 @@ fn reencode(h: &BatchHeader, kept: &[Record]) -> Result<Bytes> {
     } else {
         -1
     };
-    b[layout::PRODUCER_ID..layout::PRODUCER_ID + 8].copy_from_slice(&h.producer_id.to_be_bytes());
-    b[layout::PRODUCER_EPOCH..layout::PRODUCER_EPOCH + 2]
-        .copy_from_slice(&h.producer_epoch.to_be_bytes());
-    b[layout::BASE_SEQUENCE..layout::BASE_SEQUENCE + 4]
-        .copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = batch::compute_crc(&b);
-    b[layout::CRC..layout::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch::set_producer(&mut b, h.producer_id, h.producer_epoch, base_sequence);
     Ok(b.freeze())
 }
 
@@ -366,10 +360,7 @@ mod tests {
             },
         )
         .expect("encode");
-        b[layout::PRODUCER_ID..layout::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        b[layout::BASE_SEQUENCE..layout::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
-        let crc = batch::compute_crc(&b);
-        b[layout::CRC..layout::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch::set_producer(&mut b, -1, -1, -1);
         let hs = batch::validate_produce(&b, 1 << 20).expect("valid");
         log.lock()
             .append_as_leader(&b, &hs, 0, r.timestamp)

@@ -446,11 +446,12 @@ impl PartitionLog {
     /// What the cleaner may clean: every segment but the active one.
     pub fn cleaning_view(&self) -> CleaningView {
         let active = self.active().base_offset();
+        let (cleaned_to, tombstones_due_ms) = self.cleaner_point();
         CleaningView {
             dir: self.dir.clone(),
             config: self.config.clone(),
-            first_dirty: self.cleaner_point().0.max(self.log_start_offset),
-            tombstones_due_ms: self.cleaner_point().1,
+            first_dirty: cleaned_to.max(self.log_start_offset),
+            tombstones_due_ms,
             segments: self
                 .segments
                 .values()

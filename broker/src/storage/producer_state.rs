@@ -43,6 +43,18 @@ pub enum SequenceCheck {
     StaleEpoch { current: i16, got: i16 },
 }
 
+/// First and last sequence of a batch; sequences wrap from i32::MAX to 0.
+fn sequence_range(h: &BatchHeader) -> (i32, i32) {
+    let first = h.base_sequence;
+    let count = h.last_offset_delta;
+    let last = if first > i32::MAX - count {
+        count - (i32::MAX - first) - 1
+    } else {
+        first + count
+    };
+    (first, last)
+}
+
 fn next_seq(s: i32) -> i32 {
     if s == i32::MAX { 0 } else { s + 1 }
 }
@@ -97,13 +109,7 @@ impl ProducerStateManager {
 
     /// Checks an idempotent batch (producer id >= 0) before it is written.
     pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
-        let count = h.last_offset_delta;
-        let first = h.base_sequence;
-        let last = if first > i32::MAX - count {
-            count - (i32::MAX - first) - 1
-        } else {
-            first + count
-        };
+        let (first, last) = sequence_range(h);
         let Some(entry) = self.producers.get(&h.producer_id) else {
             return if first == 0 {
                 SequenceCheck::Append
@@ -160,13 +166,7 @@ impl ProducerStateManager {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
-        let count = h.last_offset_delta;
-        let first = h.base_sequence;
-        let last = if first > i32::MAX - count {
-            count - (i32::MAX - first) - 1
-        } else {
-            first + count
-        };
+        let (first, last) = sequence_range(h);
         entry.batches.push_back(BatchMeta {
             first_seq: first,
             last_seq: last,

@@ -228,8 +228,13 @@ pub struct BrokerStatus {
     pub pod: String,
     /// Running, Starting, Restarting, Draining, Missing.
     pub state: String,
+    /// The broker appears in the cluster's metadata.
+    #[serde(default)]
+    pub registered: bool,
+    /// Partitions it leads.
     #[serde(default)]
     pub leader_count: i32,
+    /// Partitions it hosts whose ISR is short of their replicas.
     #[serde(default)]
     pub under_replicated: i32,
 }

@@ -1,11 +1,18 @@
 //! Sluice operator: reconciles `KafkaCluster` and `Topic` resources.
 //!
-//! This first step holds the resource types and the CRD generator; the
-//! reconcilers build on them.
+//! Pure parts (resource rendering, status, topic plans) are separate from
+//! the reconcilers that apply them, so that each is tested on its own.
 
+pub mod conditions;
+pub mod context;
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod error;
+pub mod metrics;
 pub mod resources;
+pub mod run;
+pub mod status;
 pub mod topic_plan;
 
 pub use crd::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, Topic, TopicSpec, TopicStatus};

@@ -71,7 +71,53 @@ pub struct TopicInfo {
     pub replication_factor: i32,
 }
 
-/// A connected admin client.
+/// A broker as Metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// One partition's placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// The cluster as one Metadata answer shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl ClusterInfo {
+    /// Partitions this broker leads.
+    pub fn leader_count(&self, broker: i32) -> i32 {
+        self.partitions
+            .iter()
+            .filter(|p| p.leader == broker)
+            .count() as i32
+    }
+
+    /// Partitions with a replica on this broker whose ISR is short of the
+    /// replica set.
+    pub fn under_replicated(&self, broker: i32) -> i32 {
+        self.partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&broker) && p.isr.len() < p.replicas.len())
+            .count() as i32
+    }
+}
+
 #[derive(Debug)]
 pub struct AdminClient {
     stream: TcpStream,
@@ -217,6 +263,44 @@ impl AdminClient {
                     .map_or(0, |p| p.replica_nodes.len() as i32),
             })
             .collect())
+    }
+
+    /// Brokers, cluster id, controller and every partition's leader,
+    /// replicas and ISR, from one Metadata request for all topics.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterInfo, AdminError> {
+        let req = MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false);
+        let resp = self.call(req).await?;
+        let brokers = resp
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        let mut partitions = Vec::new();
+        for t in resp.topics.iter().filter(|t| t.error_code == 0) {
+            let topic = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            for p in &t.partitions {
+                partitions.push(PartitionInfo {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                    isr: p.isr_nodes.iter().map(|r| r.0).collect(),
+                });
+            }
+        }
+        Ok(ClusterInfo {
+            cluster_id: resp.cluster_id.as_ref().map(|c| c.to_string()),
+            controller_id: resp.controller_id.0,
+            brokers,
+            partitions,
+        })
     }
 
     /// Creates a topic; `configs` by Kafka name.

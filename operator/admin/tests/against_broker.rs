@@ -67,6 +67,20 @@ async fn manages_topics_on_a_real_broker() {
         .expect_err("invalid");
     assert_eq!(error_code(&e), Some(code::INVALID_CONFIG));
 
+    let cluster = a.describe_cluster().await.expect("cluster");
+    assert_eq!(cluster.brokers.len(), 1, "{cluster:?}");
+    let me = cluster.brokers[0].id;
+    assert!(cluster.cluster_id.as_deref().is_some_and(|c| !c.is_empty()));
+    let orders: Vec<_> = cluster
+        .partitions
+        .iter()
+        .filter(|p| p.topic == "orders")
+        .collect();
+    assert_eq!(orders.len(), 5, "five partitions after the grow");
+    assert!(orders.iter().all(|p| p.leader == me && p.isr == vec![me]));
+    assert!(cluster.leader_count(me) >= 5);
+    assert_eq!(cluster.under_replicated(me), 0);
+
     a.delete_topic("orders").await.expect("delete");
     let e = a.delete_topic("orders").await.expect_err("gone");
     assert_eq!(error_code(&e), Some(code::UNKNOWN_TOPIC_OR_PARTITION));

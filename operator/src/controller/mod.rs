@@ -1,0 +1,4 @@
+//! The two reconcilers and how they run.
+
+pub mod cluster;
+pub mod topic;

@@ -1,0 +1,442 @@
+//! The KafkaCluster status as a pure function of what the operator saw:
+//! the StatefulSet, the broker pods and the cluster's own metadata (read
+//! through the Kafka admin protocol).
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use sluice_admin::ClusterInfo;
+
+use crate::conditions::{self, Wanted};
+use crate::crd::{BrokerStatus, KafkaCluster, KafkaClusterStatus};
+use crate::resources;
+
+/// Everything the status is computed from.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    pub statefulset: Option<&'a StatefulSet>,
+    pub pods: &'a [Pod],
+    /// The cluster's metadata, or why it could not be read.
+    pub cluster: Result<&'a ClusterInfo, String>,
+}
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const DEGRADED: &str = "Degraded";
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Under-replicated partitions named for a message: at most three.
+fn name_under_replicated(c: &ClusterInfo) -> (usize, String) {
+    let short: Vec<String> = c
+        .partitions
+        .iter()
+        .filter(|p| p.isr.len() < p.replicas.len())
+        .map(|p| {
+            format!(
+                "{}-{} (ISR {:?} of {:?})",
+                p.topic, p.partition, p.isr, p.replicas
+            )
+        })
+        .collect();
+    let n = short.len();
+    let mut msg = short.into_iter().take(3).collect::<Vec<_>>().join(", ");
+    if n > 3 {
+        msg.push_str(&format!(" and {} more", n - 3));
+    }
+    (n, msg)
+}
+
+/// Computes the new status from the previous one and what was observed.
+pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaClusterStatus {
+    let previous = kc.status.clone().unwrap_or_default();
+    let generation = kc.metadata.generation;
+    let desired = kc.spec.replicas.max(0);
+    let sts_status = seen.statefulset.and_then(|s| s.status.as_ref());
+    let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let sts_current = seen
+        .statefulset
+        .and_then(|s| s.metadata.generation)
+        .zip(sts_status.and_then(|s| s.observed_generation))
+        .is_some_and(|(g, o)| o >= g);
+
+    let name = kc.metadata.name.clone().unwrap_or_default();
+    let cluster = seen.cluster.as_ref().ok();
+    let brokers: Vec<BrokerStatus> = (0..desired)
+        .map(|id| {
+            let pod_name = format!("{name}-{id}");
+            let pod = seen
+                .pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()));
+            let state = match pod {
+                None => "Missing",
+                Some(p) if p.metadata.deletion_timestamp.is_some() => "Restarting",
+                Some(p) if pod_ready(p) => "Running",
+                Some(_) => "Starting",
+            };
+            BrokerStatus {
+                id,
+                pod: pod_name,
+                state: state.to_string(),
+                registered: cluster.is_some_and(|c| c.brokers.iter().any(|b| b.id == id)),
+                leader_count: cluster.map_or(0, |c| c.leader_count(id)),
+                under_replicated: cluster.map_or(0, |c| c.under_replicated(id)),
+            }
+        })
+        .collect();
+
+    let mut conds = previous.conditions.clone();
+    let waiting = ready < desired || !sts_current;
+    let reconciling = if seen.statefulset.is_none() {
+        Wanted {
+            type_: RECONCILING,
+            status: true,
+            reason: "Creating",
+            message: "creating the broker StatefulSet".into(),
+        }
+    } else if waiting {
+        Wanted {
+            type_: RECONCILING,
+            status: true,
+            reason: "WaitingForBrokers",
+            message: format!("{ready} of {desired} brokers ready"),
+        }
+    } else {
+        Wanted {
+            type_: RECONCILING,
+            status: false,
+            reason: "Reconciled",
+            message: format!("{desired} brokers as specified"),
+        }
+    };
+    conditions::set(&mut conds, reconciling, generation, now);
+
+    let degraded = match &seen.cluster {
+        Err(why) => Wanted {
+            type_: DEGRADED,
+            status: true,
+            reason: "ClusterUnreachable",
+            message: format!("cannot read the cluster's metadata: {why}"),
+        },
+        Ok(c) => {
+            let (n, named) = name_under_replicated(c);
+            if n > 0 {
+                Wanted {
+                    type_: DEGRADED,
+                    status: true,
+                    reason: "UnderReplicated",
+                    message: format!("{n} partitions below their replica count: {named}"),
+                }
+            } else {
+                Wanted {
+                    type_: DEGRADED,
+                    status: false,
+                    reason: "AllInSync",
+                    message: "every partition has its full ISR".into(),
+                }
+            }
+        }
+    };
+    let reachable = seen.cluster.is_ok();
+    conditions::set(&mut conds, degraded, generation, now);
+
+    let ready_cond = if !waiting && reachable {
+        Wanted {
+            type_: READY,
+            status: true,
+            reason: "BrokersReady",
+            message: format!("{ready} of {desired} brokers ready"),
+        }
+    } else if waiting {
+        Wanted {
+            type_: READY,
+            status: false,
+            reason: "BrokersNotReady",
+            message: format!("{ready} of {desired} brokers ready"),
+        }
+    } else {
+        Wanted {
+            type_: READY,
+            status: false,
+            reason: "ClusterUnreachable",
+            message: "the brokers run but the cluster's metadata cannot be read".into(),
+        }
+    };
+    conditions::set(&mut conds, ready_cond, generation, now);
+
+    KafkaClusterStatus {
+        conditions: conds,
+        observed_generation: generation,
+        ready_replicas: ready,
+        selector: Some(resources::selector_string(kc)),
+        brokers,
+        bootstrap_servers: Some(resources::bootstrap_servers(kc)),
+        cluster_id: cluster
+            .and_then(|c| c.cluster_id.clone())
+            .or(previous.cluster_id),
+    }
+}
+
+/// The status when the spec cannot be rendered: nothing is applied.
+pub fn invalid_spec(kc: &KafkaCluster, why: &str, now: Timestamp) -> KafkaClusterStatus {
+    let mut status = kc.status.clone().unwrap_or_default();
+    let generation = kc.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        Wanted {
+            type_: READY,
+            status: false,
+            reason: "InvalidSpec",
+            message: why.to_string(),
+        },
+        generation,
+        now,
+    );
+    status.observed_generation = generation;
+    status.selector = Some(resources::selector_string(kc));
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use sluice_admin::{BrokerInfo, PartitionInfo};
+
+    fn kc(replicas: i32) -> KafkaCluster {
+        let mut kc: KafkaCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "KafkaCluster",
+            "metadata": {"name": "demo", "namespace": "ns", "generation": 4},
+            "spec": {"replicas": replicas, "storage": {"size": "1Gi"}}
+        }))
+        .expect("kc");
+        kc.status = None;
+        kc
+    }
+
+    fn sts(ready: i32, generation: i64, observed: i64) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                ready_replicas: Some(ready),
+                observed_generation: Some(observed),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        }
+    }
+
+    fn pod(name: &str, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn cluster(isr_short: bool) -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: Some("abc".into()),
+            controller_id: 0,
+            brokers: (0..3)
+                .map(|id| BrokerInfo {
+                    id,
+                    host: format!("demo-{id}"),
+                    port: 9092,
+                    rack: None,
+                })
+                .collect(),
+            partitions: vec![
+                PartitionInfo {
+                    topic: "orders".into(),
+                    partition: 0,
+                    leader: 0,
+                    replicas: vec![0, 1, 2],
+                    isr: if isr_short { vec![0, 1] } else { vec![0, 1, 2] },
+                },
+                PartitionInfo {
+                    topic: "orders".into(),
+                    partition: 1,
+                    leader: 1,
+                    replicas: vec![1, 2, 0],
+                    isr: vec![1, 2, 0],
+                },
+            ],
+        }
+    }
+
+    fn cond<'a>(s: &'a KafkaClusterStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap_or_else(|| panic!("no {t} condition in {s:?}"));
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn fresh_cluster_is_creating_and_not_ready() {
+        let k = kc(3);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: None,
+                pods: &[],
+                cluster: Err("connection refused".into()),
+            },
+            Timestamp::now(),
+        );
+        assert_eq!(cond(&s, READY), ("False", "BrokersNotReady"));
+        assert_eq!(cond(&s, RECONCILING), ("True", "Creating"));
+        assert_eq!(cond(&s, DEGRADED), ("True", "ClusterUnreachable"));
+        assert_eq!(s.ready_replicas, 0);
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(s.brokers.len(), 3);
+        assert!(
+            s.brokers
+                .iter()
+                .all(|b| b.state == "Missing" && !b.registered)
+        );
+        assert_eq!(
+            s.selector.as_deref(),
+            Some(
+                "app.kubernetes.io/component=broker,app.kubernetes.io/instance=demo,app.kubernetes.io/name=sluice"
+            )
+        );
+        assert_eq!(
+            s.bootstrap_servers.as_deref(),
+            Some("demo-bootstrap.ns.svc:9092")
+        );
+    }
+
+    #[test]
+    fn all_ready_and_in_sync_is_ready() {
+        let k = kc(3);
+        let set = sts(3, 2, 2);
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", true),
+        ];
+        let c = cluster(false);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &pods,
+                cluster: Ok(&c),
+            },
+            Timestamp::now(),
+        );
+        assert_eq!(cond(&s, READY), ("True", "BrokersReady"));
+        assert_eq!(cond(&s, RECONCILING), ("False", "Reconciled"));
+        assert_eq!(cond(&s, DEGRADED), ("False", "AllInSync"));
+        assert_eq!(s.cluster_id.as_deref(), Some("abc"));
+        assert_eq!(s.ready_replicas, 3);
+        let b0 = &s.brokers[0];
+        assert_eq!(
+            (b0.state.as_str(), b0.registered, b0.leader_count),
+            ("Running", true, 1)
+        );
+    }
+
+    #[test]
+    fn short_isr_is_degraded_and_named() {
+        let k = kc(3);
+        let set = sts(3, 2, 2);
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", false),
+        ];
+        let c = cluster(true);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &pods,
+                cluster: Ok(&c),
+            },
+            Timestamp::now(),
+        );
+        let d = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == DEGRADED)
+            .expect("degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "UnderReplicated")
+        );
+        assert!(d.message.contains("orders-0"), "{}", d.message);
+        assert_eq!(s.brokers[2].state, "Starting");
+        assert_eq!(s.brokers[2].under_replicated, 1);
+    }
+
+    #[test]
+    fn scaled_statefulset_not_yet_observed_is_reconciling() {
+        let k = kc(5);
+        let set = sts(3, 3, 2);
+        let c = cluster(false);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &[],
+                cluster: Ok(&c),
+            },
+            Timestamp::now(),
+        );
+        assert_eq!(cond(&s, RECONCILING), ("True", "WaitingForBrokers"));
+        assert_eq!(cond(&s, READY), ("False", "BrokersNotReady"));
+        let r = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .expect("ready");
+        assert_eq!(r.message, "3 of 5 brokers ready");
+    }
+
+    #[test]
+    fn cluster_id_survives_an_unreachable_cluster() {
+        let mut k = kc(1);
+        k.status = Some(KafkaClusterStatus {
+            cluster_id: Some("kept".into()),
+            ..KafkaClusterStatus::default()
+        });
+        let set = sts(1, 1, 1);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &[],
+                cluster: Err("timed out".into()),
+            },
+            Timestamp::now(),
+        );
+        assert_eq!(s.cluster_id.as_deref(), Some("kept"));
+        assert_eq!(cond(&s, READY), ("False", "ClusterUnreachable"));
+    }
+}

@@ -1,0 +1,671 @@
+//! Reconcilers against a mocked Kubernetes API server (`tower-test`): each
+//! test asserts the exact requests the operator sends, in order, and
+//! answers them as the API server would. Where the operator talks Kafka,
+//! it talks to a real sluice-broker process on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use sluice_admin::AdminClient;
+use sluice_e2e::BrokerProcess;
+use sluice_operator::context::{Context, Settings};
+use sluice_operator::controller::{cluster, topic};
+use sluice_operator::metrics::Metrics;
+use sluice_operator::{KafkaCluster, Topic};
+use tower_test::mock::{self, Handle, SendResponse};
+
+type MockHandle = Handle<Request<Body>, Response<Body>>;
+
+/// One request as the mock API server received it.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    body: Value,
+}
+
+struct ApiServer {
+    handle: MockHandle,
+}
+
+impl ApiServer {
+    /// The next request; fails the test if none comes within 10 s.
+    async fn next(&mut self) -> (Seen, SendResponse<Response<Body>>) {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(10), self.handle.next_request())
+            .await
+            .expect("the operator sent no further request within 10 s")
+            .expect("service dropped");
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let query = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let bytes = req.into_body().collect_bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("request body is JSON")
+        };
+        (
+            Seen {
+                method,
+                path,
+                query,
+                body,
+            },
+            send,
+        )
+    }
+
+    /// Expects `method path`, answers `reply` with 200, returns the request.
+    async fn expect(
+        &mut self,
+        method: &str,
+        path: &str,
+        reply: impl FnOnce(&Seen) -> Value,
+    ) -> Seen {
+        let (seen, send) = self.next().await;
+        assert_eq!(
+            (seen.method.as_str(), seen.path.as_str()),
+            (method, path),
+            "unexpected request {seen:?}"
+        );
+        let body = reply(&seen);
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&body).expect("json")))
+                .expect("response"),
+        );
+        seen
+    }
+
+    /// Nothing more is sent.
+    async fn done(mut self) {
+        let more =
+            tokio::time::timeout(Duration::from_millis(300), self.handle.next_request()).await;
+        if let Ok(Some((req, _))) = more {
+            panic!("unexpected extra request {} {}", req.method(), req.uri());
+        }
+    }
+}
+
+fn context(overrides: &[(&str, String)]) -> (Arc<Context>, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let settings = Settings {
+        bootstrap_overrides: overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        admin_timeout: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    let ctx = Context::new(
+        client,
+        Some("test-operator".into()),
+        Arc::new(Metrics::new()),
+        settings,
+    );
+    (Arc::new(ctx), ApiServer { handle })
+}
+
+fn kafka_cluster(config: Value) -> KafkaCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "KafkaCluster",
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-kc", "generation": 2},
+        "spec": {"replicas": 1, "storage": {"size": "1Gi"}, "config": config}
+    }))
+    .expect("KafkaCluster")
+}
+
+/// Checks a server-side apply: field manager, force, and the object.
+fn assert_apply(seen: &Seen, kind: &str, name: &str) {
+    assert_eq!(
+        seen.query.get("fieldManager").map(String::as_str),
+        Some("sluice-operator")
+    );
+    assert_eq!(seen.query.get("force").map(String::as_str), Some("true"));
+    assert_eq!(seen.body["kind"], kind, "{:?}", seen.body);
+    assert_eq!(seen.body["metadata"]["name"], name);
+    assert_eq!(seen.body["metadata"]["namespace"], "ns");
+    let owner = &seen.body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].as_str(),
+            owner["name"].as_str(),
+            owner["uid"].as_str(),
+            owner["controller"].as_bool()
+        ),
+        (
+            Some("KafkaCluster"),
+            Some("demo"),
+            Some("uid-kc"),
+            Some(true)
+        ),
+        "{kind} {name} is owned by its KafkaCluster"
+    );
+}
+
+fn echo(seen: &Seen) -> Value {
+    seen.body.clone()
+}
+
+/// The API server's answer to a status write: the whole object with the
+/// new status.
+fn with_status(object: Value) -> impl FnOnce(&Seen) -> Value {
+    move |seen| {
+        let mut o = object;
+        o["status"] = seen.body["status"].clone();
+        o
+    }
+}
+
+/// The API server's answer to a finalizer patch: the object.
+fn object(o: Value) -> impl FnOnce(&Seen) -> Value {
+    move |_| o
+}
+
+/// Drives one KafkaCluster reconcile through every owned object and the
+/// status; returns the status body and the Action.
+async fn cluster_round(kc: KafkaCluster, ctx: Arc<Context>, mut api: ApiServer) -> (Value, Action) {
+    let task = tokio::spawn(cluster::reconcile(Arc::new(kc), ctx));
+    let s = api
+        .expect(
+            "PATCH",
+            "/api/v1/namespaces/ns/serviceaccounts/demo-broker",
+            echo,
+        )
+        .await;
+    assert_apply(&s, "ServiceAccount", "demo-broker");
+    let s = api
+        .expect(
+            "PATCH",
+            "/api/v1/namespaces/ns/configmaps/demo-config",
+            echo,
+        )
+        .await;
+    assert_apply(&s, "ConfigMap", "demo-config");
+    assert!(
+        s.body["data"]["server.properties"]
+            .as_str()
+            .is_some_and(|p| p.contains("log.dirs=/var/lib/sluice/data")),
+        "{:?}",
+        s.body["data"]
+    );
+    let s = api
+        .expect("PATCH", "/api/v1/namespaces/ns/services/demo-brokers", echo)
+        .await;
+    assert_apply(&s, "Service", "demo-brokers");
+    assert_eq!(s.body["spec"]["clusterIP"], "None");
+    assert_eq!(s.body["spec"]["publishNotReadyAddresses"], true);
+    let s = api
+        .expect(
+            "PATCH",
+            "/api/v1/namespaces/ns/services/demo-bootstrap",
+            echo,
+        )
+        .await;
+    assert_apply(&s, "Service", "demo-bootstrap");
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/demo-brokers",
+            echo,
+        )
+        .await;
+    assert_apply(&s, "PodDisruptionBudget", "demo-brokers");
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/apps/v1/namespaces/ns/statefulsets/demo",
+            |seen| {
+                let mut sts = seen.body.clone();
+                sts["metadata"]["generation"] = json!(1);
+                sts["status"] = json!({"replicas": 1, "readyReplicas": 1, "observedGeneration": 1});
+                sts
+            },
+        )
+        .await;
+    assert_apply(&s, "StatefulSet", "demo");
+    assert_eq!(s.body["spec"]["replicas"], 1);
+    assert_eq!(s.body["spec"]["serviceName"], "demo-brokers");
+    let s = api
+        .expect("GET", "/api/v1/namespaces/ns/pods", |_| {
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "demo-0", "namespace": "ns"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            }]})
+        })
+        .await;
+    assert_eq!(
+        s.query.get("labelSelector").map(String::as_str),
+        Some(
+            "app.kubernetes.io%2Fcomponent%3Dbroker%2Capp.kubernetes.io%2Finstance%3Ddemo%2Capp.kubernetes.io%2Fname%3Dsluice"
+        )
+    );
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo/status",
+            with_status(kc_json()),
+        )
+        .await;
+    assert_eq!(
+        s.query.get("fieldManager").map(String::as_str),
+        Some("sluice-operator")
+    );
+    let status = s.body["status"].clone();
+    let (api_after, action) = (api, task);
+    let action = tokio::time::timeout(Duration::from_secs(20), async {
+        // A Ready transition records one event.
+        let mut api = api_after;
+        if status["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        }) {
+            let e = api
+                .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+                .await;
+            assert_eq!(e.body["reason"], "Ready");
+            assert_eq!(e.body["type"], "Normal");
+            assert_eq!(e.body["regarding"]["name"], "demo");
+        }
+        let a = action.await.expect("join").expect("reconcile ok");
+        api.done().await;
+        a
+    })
+    .await
+    .expect("reconcile finished");
+    (status, action)
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+#[tokio::test]
+async fn cluster_applies_owned_objects_and_reports_an_unreachable_cluster() {
+    // Port 1 on loopback: nothing listens, connect fails at once.
+    let (ctx, api) = context(&[("ns/demo", "127.0.0.1:1".into())]);
+    let (status, action) = cluster_round(kafka_cluster(json!({})), ctx.clone(), api).await;
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "ClusterUnreachable");
+    assert_eq!(
+        condition(&status, "Degraded")["reason"],
+        "ClusterUnreachable"
+    );
+    assert_eq!(status["readyReplicas"], 1);
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["bootstrapServers"], "demo-bootstrap.ns.svc:9092");
+    assert_eq!(status["brokers"][0]["state"], "Running");
+    assert_eq!(status["brokers"][0]["registered"], false);
+    assert_eq!(
+        action,
+        Action::requeue(ctx.settings.poll),
+        "not settled: poll again"
+    );
+}
+
+#[tokio::test]
+async fn cluster_status_comes_from_the_real_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Node id 0, as the pod with ordinal 0 gets.
+    let broker =
+        BrokerProcess::start(&dir.path().join("data"), &["--node-id", "0"]).expect("broker");
+    let (ctx, api) = context(&[("ns/demo", broker.bootstrap())]);
+    let (status, action) = cluster_round(kafka_cluster(json!({})), ctx.clone(), api).await;
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    assert_eq!(status["brokers"][0]["registered"], true);
+    let mut admin = AdminClient::connect(&broker.bootstrap(), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let info = admin.describe_cluster().await.expect("describe");
+    assert_eq!(status["clusterId"].as_str(), info.cluster_id.as_deref());
+    assert_eq!(
+        action,
+        Action::requeue(ctx.settings.resync),
+        "settled: resync later"
+    );
+    let text = ctx.metrics.render();
+    assert!(
+        text.contains("sluice_operator_reconciles_total{controller=\"kafkacluster\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_cluster_spec_changes_nothing_and_says_why() {
+    let (ctx, mut api) = context(&[]);
+    let kc = kafka_cluster(json!({"node.id": "7"}));
+    let task = tokio::spawn(cluster::reconcile(Arc::new(kc), ctx));
+    // No object is applied: the first request is the status.
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo/status",
+            with_status(kc_json()),
+        )
+        .await;
+    let ready = condition(&s.body["status"], "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("node.id")),
+        "{ready}"
+    );
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(
+        (e.body["type"].as_str(), e.body["reason"].as_str()),
+        (Some("Warning"), Some("InvalidSpec"))
+    );
+    let action = task.await.expect("join").expect("reconcile ok");
+    assert_eq!(action, Action::await_change());
+    api.done().await;
+}
+
+fn topic_object(spec: Value, finalizers: &[&str], deleting: bool) -> Topic {
+    let mut meta = json!({"name": "orders", "namespace": "ns", "uid": "uid-t", "generation": 3});
+    if !finalizers.is_empty() {
+        meta["finalizers"] = json!(finalizers);
+    }
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": meta,
+        "spec": spec,
+    }))
+    .expect("Topic")
+}
+
+/// A Topic as the API server would return it.
+fn topic_json() -> Value {
+    let spec = json!({"clusterRef": "demo", "partitions": 1, "replicationFactor": 1});
+    serde_json::to_value(topic_object(spec, &["sluice.dev/topic"], false)).expect("json")
+}
+
+fn kc_json() -> Value {
+    serde_json::to_value(kafka_cluster(json!({}))).expect("json")
+}
+
+#[tokio::test]
+async fn topic_gets_a_finalizer_then_becomes_a_real_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("broker");
+    let (ctx, mut api) = context(&[("ns/demo", broker.bootstrap())]);
+    let spec = json!({"clusterRef": "demo", "partitions": 3, "replicationFactor": 1,
+                      "config": {"retention.ms": "3600000"}});
+
+    // Round 1: no finalizer yet; the operator adds it and waits.
+    let t = topic_object(spec.clone(), &[], false);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders",
+            object(topic_json()),
+        )
+        .await;
+    let ops = s.body.as_array().expect("JSON patch");
+    assert!(
+        ops.iter()
+            .any(|op| op["op"] == "add" && op["value"] == json!(["sluice.dev/topic"])),
+        "{ops:?}"
+    );
+    let _ = task.await.expect("join");
+
+    // Round 2: with the finalizer, the topic is created on the broker.
+    let t = topic_object(spec, &["sluice.dev/topic"], false);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    api.expect(
+        "GET",
+        "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo",
+        |_| kc_json(),
+    )
+    .await;
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(e.body["reason"], "Created");
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders/status",
+            with_status(topic_json()),
+        )
+        .await;
+    let action = task.await.expect("join").expect("reconcile ok");
+    api.done().await;
+    assert_eq!(action, Action::requeue(ctx.settings.resync));
+
+    let status = &s.body["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True", "{status}");
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["config"]["retention.ms"], "3600000");
+    let mut admin = AdminClient::connect(&broker.bootstrap(), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let topics = admin
+        .describe_topics(Some(&["orders"]))
+        .await
+        .expect("describe");
+    assert_eq!(topics.len(), 1, "the topic exists on the broker");
+    assert_eq!(topics[0].partitions, 3);
+    assert_eq!(status["topicId"].as_str(), Some(topics[0].id.as_str()));
+    let configs = admin.topic_configs("orders").await.expect("configs");
+    assert_eq!(configs["retention.ms"], ("3600000".to_string(), true));
+}
+
+#[tokio::test]
+async fn topic_partition_decrease_is_refused_without_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("broker");
+    let mut admin = AdminClient::connect(&broker.bootstrap(), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    // An existing topic of the same name is adopted.
+    admin
+        .create_topic("orders", 4, 1, &BTreeMap::new())
+        .await
+        .expect("create");
+    let (ctx, mut api) = context(&[("ns/demo", broker.bootstrap())]);
+    let spec = json!({"clusterRef": "demo", "partitions": 2, "replicationFactor": 1,
+                      "config": {"cleanup.policy": "compact"}});
+    let t = topic_object(spec, &["sluice.dev/topic"], false);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    api.expect(
+        "GET",
+        "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo",
+        |_| kc_json(),
+    )
+    .await;
+    // The config change still applies; the decrease is refused.
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(e.body["reason"], "ConfigChanged");
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(
+        (e.body["type"].as_str(), e.body["reason"].as_str()),
+        (Some("Warning"), Some("ChangeRefused"))
+    );
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders/status",
+            with_status(topic_json()),
+        )
+        .await;
+    task.await.expect("join").expect("reconcile ok");
+    api.done().await;
+    let ready = condition(&s.body["status"], "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ChangeRefused"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4 partitions")),
+        "{ready}"
+    );
+    let topics = admin
+        .describe_topics(Some(&["orders"]))
+        .await
+        .expect("describe");
+    assert_eq!(topics[0].partitions, 4, "partitions untouched");
+    assert_eq!(
+        admin.topic_configs("orders").await.expect("configs")["cleanup.policy"].0,
+        "compact"
+    );
+}
+
+#[tokio::test]
+async fn topic_with_missing_cluster_waits_with_a_condition() {
+    let (ctx, mut api) = context(&[]);
+    let spec = json!({"clusterRef": "nope", "partitions": 1, "replicationFactor": 1});
+    let t = topic_object(spec, &["sluice.dev/topic"], false);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    let (seen, send) = api.next().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        (
+            "GET",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/nope"
+        )
+    );
+    send.send_response(
+        Response::builder()
+            .status(404)
+            .body(Body::from(
+                serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "code": 404, "message": "kafkaclusters \"nope\" not found"}))
+                .expect("json"),
+            ))
+            .expect("response"),
+    );
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(e.body["reason"], "ClusterNotFound");
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders/status",
+            with_status(topic_json()),
+        )
+        .await;
+    assert_eq!(
+        condition(&s.body["status"], "Ready")["reason"],
+        "ClusterNotFound"
+    );
+    let action = task.await.expect("join").expect("reconcile ok");
+    assert_eq!(action, Action::requeue(ctx.settings.poll));
+    api.done().await;
+}
+
+#[tokio::test]
+async fn deleting_a_topic_with_delete_policy_deletes_it_then_drops_the_finalizer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("broker");
+    let mut admin = AdminClient::connect(&broker.bootstrap(), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    admin
+        .create_topic("orders", 1, 1, &BTreeMap::new())
+        .await
+        .expect("create");
+    let (ctx, mut api) = context(&[("ns/demo", broker.bootstrap())]);
+    let spec = json!({"clusterRef": "demo", "partitions": 1, "replicationFactor": 1,
+                      "deletionPolicy": "Delete"});
+    let t = topic_object(spec, &["sluice.dev/topic"], true);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    api.expect(
+        "GET",
+        "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo",
+        |_| kc_json(),
+    )
+    .await;
+    let e = api
+        .expect("POST", "/apis/events.k8s.io/v1/namespaces/ns/events", echo)
+        .await;
+    assert_eq!(e.body["reason"], "Deleted");
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders",
+            object(topic_json()),
+        )
+        .await;
+    let ops = s.body.as_array().expect("JSON patch");
+    assert!(
+        ops.iter()
+            .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+        "{ops:?}"
+    );
+    task.await.expect("join").expect("reconcile ok");
+    api.done().await;
+    assert!(
+        admin
+            .describe_topics(Some(&["orders"]))
+            .await
+            .expect("describe")
+            .is_empty(),
+        "the topic is gone from the broker"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_topic_with_retain_policy_keeps_it() {
+    let (ctx, mut api) = context(&[]);
+    let spec = json!({"clusterRef": "demo", "partitions": 1, "replicationFactor": 1});
+    let t = topic_object(spec, &["sluice.dev/topic"], true);
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    // No cluster lookup, no Kafka call: only the finalizer goes.
+    let s = api
+        .expect(
+            "PATCH",
+            "/apis/sluice.dev/v1alpha1/namespaces/ns/topics/orders",
+            object(topic_json()),
+        )
+        .await;
+    assert!(
+        s.body
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op["op"] == "remove"))
+    );
+    task.await.expect("join").expect("reconcile ok");
+    api.done().await;
+}

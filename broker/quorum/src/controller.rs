@@ -111,6 +111,7 @@ mod tests {
         for id in 0..n {
             let Outcome::Registered { epoch } = img.apply(&Command::RegisterBroker {
                 id,
+                incarnation: 1,
                 kafka_address: String::new(),
                 internal_address: String::new(),
                 rack: None,
@@ -188,6 +189,7 @@ mod tests {
         // get a leader again.
         let Outcome::Registered { epoch } = img.apply(&Command::RegisterBroker {
             id: 0,
+            incarnation: 2,
             kafka_address: String::new(),
             internal_address: String::new(),
             rack: None,

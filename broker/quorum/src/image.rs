@@ -13,6 +13,9 @@ pub struct BrokerRegistration {
     /// Bumped at every registration: a restarted broker is a new
     /// incarnation, and stale requests of the old one are refused.
     pub epoch: u64,
+    /// Chosen by the broker process at start: a repeated registration of
+    /// the same incarnation (a retry) gets the same epoch back.
+    pub incarnation: u64,
     /// Kafka listener advertised to clients, `host:port`.
     pub kafka_address: String,
     /// Internal (gRPC) listener, `host:port`.
@@ -62,6 +65,7 @@ pub enum Command {
     },
     RegisterBroker {
         id: i32,
+        incarnation: u64,
         kafka_address: String,
         internal_address: String,
         rack: Option<String>,
@@ -124,6 +128,8 @@ pub enum Refusal {
     StalePartitionEpoch { got: i32, current: i32 },
     #[error("invalid change: {0}")]
     Invalid(String),
+    #[error("broker {0} is fenced or unknown and cannot join an ISR")]
+    IneligibleReplica(i32),
 }
 
 impl MetadataImage {
@@ -147,12 +153,18 @@ impl MetadataImage {
             },
             Command::RegisterBroker {
                 id,
+                incarnation,
                 kafka_address,
                 internal_address,
                 rack,
             } => {
                 if *id < 0 {
                     return Err(Refusal::Invalid(format!("broker id {id}")));
+                }
+                if let Some(b) = self.brokers.get(id) {
+                    if b.incarnation == *incarnation {
+                        return Ok(Outcome::Registered { epoch: b.epoch });
+                    }
                 }
                 self.next_broker_epoch += 1;
                 let epoch = self.next_broker_epoch;
@@ -163,6 +175,7 @@ impl MetadataImage {
                     BrokerRegistration {
                         id: *id,
                         epoch,
+                        incarnation: *incarnation,
                         kafka_address: kafka_address.clone(),
                         internal_address: internal_address.clone(),
                         rack: rack.clone(),
@@ -274,6 +287,15 @@ impl MetadataImage {
                 if isr.is_empty() {
                     return Err(Refusal::Invalid("an ISR cannot be empty".into()));
                 }
+                // Only live brokers join an ISR (Kafka's INELIGIBLE_REPLICA):
+                // a fenced broker may have fetched, but the controller has
+                // not heard from its current incarnation.
+                if let Some(r) = isr
+                    .iter()
+                    .find(|r| !p.isr.contains(r) && self.brokers.get(r).is_none_or(|b| b.fenced))
+                {
+                    return Err(Refusal::IneligibleReplica(*r));
+                }
                 if *leader != p.leader {
                     p.leader_epoch += 1;
                 }
@@ -296,8 +318,10 @@ mod tests {
     use super::*;
 
     fn register(img: &mut MetadataImage, id: i32) -> u64 {
+        let incarnation = img.brokers.get(&id).map_or(1, |b| b.incarnation + 1);
         match img.apply(&Command::RegisterBroker {
             id,
+            incarnation,
             kafka_address: format!("b{id}:9092"),
             internal_address: format!("b{id}:9093"),
             rack: None,
@@ -358,6 +382,64 @@ mod tests {
             Outcome::Refused(Refusal::StaleBrokerEpoch { .. })
         ));
         assert!(img.brokers[&1].fenced);
+    }
+
+    #[test]
+    fn a_retried_registration_keeps_its_epoch() {
+        let mut img = MetadataImage::default();
+        let reg = Command::RegisterBroker {
+            id: 4,
+            incarnation: 77,
+            kafka_address: String::new(),
+            internal_address: String::new(),
+            rack: None,
+        };
+        let first = img.apply(&reg);
+        assert_eq!(img.apply(&reg), first);
+        assert!(matches!(first, Outcome::Registered { epoch: 1 }));
+    }
+
+    #[test]
+    fn fenced_brokers_cannot_join_an_isr() {
+        let mut img = MetadataImage::default();
+        live(&mut img, 0);
+        live(&mut img, 1);
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            assignment: vec![vec![0, 1]],
+            configs: BTreeMap::new(),
+        });
+        let e = img.brokers[&1].epoch;
+        img.apply(&Command::SetFenced {
+            id: 1,
+            epoch: e,
+            fenced: true,
+        });
+        img.apply(&Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            expected_partition_epoch: 0,
+            leader: 0,
+            isr: vec![0],
+        });
+        let grow = Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            expected_partition_epoch: 1,
+            leader: 0,
+            isr: vec![0, 1],
+        };
+        assert_eq!(
+            img.apply(&grow),
+            Outcome::Refused(Refusal::IneligibleReplica(1))
+        );
+        img.apply(&Command::SetFenced {
+            id: 1,
+            epoch: e,
+            fenced: false,
+        });
+        assert_eq!(img.apply(&grow), Outcome::Ok);
     }
 
     #[test]

@@ -45,6 +45,7 @@ async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
 fn register(id: i32) -> Command {
     Command::RegisterBroker {
         id,
+        incarnation: 1,
         kafka_address: format!("127.0.0.1:{}", 9000 + id),
         internal_address: format!("127.0.0.1:{}", 9100 + id),
         rack: None,

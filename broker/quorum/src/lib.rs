@@ -13,6 +13,7 @@
 pub mod controller;
 pub mod image;
 pub mod log_store;
+pub mod member;
 pub mod network;
 pub mod node;
 pub mod placement;
@@ -26,4 +27,5 @@ pub mod pb {
 }
 
 pub use image::{Command, MetadataImage, Outcome, Refusal};
-pub use node::{QuorumConfig, QuorumError, QuorumNode};
+pub use member::{Member, MemberConfig};
+pub use node::{HeartbeatReply, QuorumConfig, QuorumError, QuorumNode};

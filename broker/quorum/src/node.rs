@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::controller::Heartbeats;
 use crate::image::{Command, MetadataImage, Outcome};
 use crate::log_store::LogStore;
 use crate::network::{self, Network, decode, encode};
@@ -83,14 +84,17 @@ pub enum QuorumError {
     Forward { address: String, message: String },
 }
 
-/// A write as sent between members.
+/// A request as sent between members; `hops` counts forwards so that a
+/// request never circles while leadership moves.
 #[derive(Debug, Serialize, Deserialize)]
-struct WriteRequest {
-    command: Command,
-    /// Set by the member that forwarded it: the receiver does not forward
-    /// again (no loops while leadership moves).
-    forwarded: bool,
+struct Forwarded<T> {
+    request: T,
+    hops: u8,
 }
+
+/// Most forwards of one request: a member that knows no leader asks a
+/// voter, which forwards once more to the leader it knows.
+const MAX_HOPS: u8 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 enum WriteReply {
@@ -99,9 +103,51 @@ enum WriteReply {
     Failed(String),
 }
 
+/// A broker's heartbeat to the controller.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub broker: i32,
+    pub epoch: u64,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeartbeatReply {
+    /// Recorded; `fenced` is the broker's state after it.
+    Ok { fenced: bool },
+    /// The controller knows another incarnation (or none): register again.
+    Stale,
+    /// No leader could be reached.
+    NotLeader,
+}
+
+/// What the node and its service share.
+struct Shared {
+    id: NodeId,
+    raft: Raft,
+    voters: BTreeMap<NodeId, String>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    /// Heartbeats received while this member leads; cleared when it
+    /// becomes leader.
+    heartbeats: parking_lot::Mutex<Heartbeats>,
+    clock: std::time::Instant,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.id) && m.state == openraft::ServerState::Leader
+    }
+}
+
 /// The tonic service; shares the Raft handle with the node.
 struct Service {
-    raft: Raft,
+    shared: Arc<Shared>,
 }
 
 fn bad_request(e: serde_json::Error) -> tonic::Status {
@@ -114,48 +160,121 @@ fn reply<T: Serialize>(v: &T) -> Result<tonic::Response<Payload>, tonic::Status>
         .map_err(|e| tonic::Status::internal(e.to_string()))
 }
 
-/// Writes through the local Raft node, forwarding to the leader once when
-/// this member is not it.
-async fn write(raft: &Raft, command: Command, forwarded: bool) -> WriteReply {
-    match raft.client_write(command.clone()).await {
-        Ok(r) => WriteReply::Done(r.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            let (Some(leader), Some(node), false) = (f.leader_id, f.leader_node.clone(), forwarded)
-            else {
-                return WriteReply::NotLeader {
-                    leader: f.leader_id,
-                };
-            };
-            match forward(&node.address, command).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(leader, error = %e, "forwarding a metadata write");
-                    WriteReply::NotLeader {
-                        leader: Some(leader),
-                    }
-                }
-            }
-        }
-        Err(e) => WriteReply::Failed(e.to_string()),
+/// Where to forward a request this member cannot serve: the leader it
+/// knows, else every other voter in turn.
+fn forward_targets(shared: &Shared, leader: Option<(NodeId, String)>) -> Vec<String> {
+    match leader {
+        Some((id, address)) if id != shared.id => vec![address],
+        _ => shared
+            .voters
+            .iter()
+            .filter(|(id, _)| **id != shared.id)
+            .map(|(_, a)| a.clone())
+            .collect(),
     }
 }
 
-async fn forward(address: &str, command: Command) -> Result<WriteReply, QuorumError> {
+/// Writes through the local Raft node, forwarding toward the leader when
+/// this member is not it.
+async fn write(shared: &Shared, command: Command, hops: u8) -> WriteReply {
+    let f = match shared.raft.client_write(command.clone()).await {
+        Ok(r) => return WriteReply::Done(r.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+        Err(e) => return WriteReply::Failed(e.to_string()),
+    };
+    if hops >= MAX_HOPS {
+        return WriteReply::NotLeader {
+            leader: f.leader_id,
+        };
+    }
+    let leader = f.leader_id.zip(f.leader_node.map(|n| n.address));
+    for address in forward_targets(shared, leader) {
+        let req = Forwarded {
+            request: command.clone(),
+            hops: hops + 1,
+        };
+        match call(&address, "write", &req).await {
+            Ok(WriteReply::NotLeader { .. }) => continue,
+            Ok(r) => return r,
+            Err(e) => tracing::debug!(%address, error = %e, "forwarding a metadata write"),
+        }
+    }
+    WriteReply::NotLeader {
+        leader: f.leader_id,
+    }
+}
+
+/// Records a heartbeat on the leader (unfencing a broker that heartbeats
+/// in its current epoch), or forwards it there.
+async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
+    if shared.is_leader() {
+        let reg = shared.image.borrow().brokers.get(&hb.broker).cloned();
+        let Some(reg) = reg.filter(|r| r.epoch == hb.epoch) else {
+            return HeartbeatReply::Stale;
+        };
+        shared
+            .heartbeats
+            .lock()
+            .insert(hb.broker, (hb.epoch, shared.now_ms()));
+        if !reg.fenced {
+            return HeartbeatReply::Ok { fenced: false };
+        }
+        let unfence = Command::SetFenced {
+            id: hb.broker,
+            epoch: hb.epoch,
+            fenced: false,
+        };
+        return match shared.raft.client_write(unfence).await {
+            Ok(r) if r.data == Outcome::Ok => HeartbeatReply::Ok { fenced: false },
+            Ok(_) => HeartbeatReply::Stale,
+            Err(_) => HeartbeatReply::NotLeader,
+        };
+    }
+    if hops >= MAX_HOPS {
+        return HeartbeatReply::NotLeader;
+    }
+    let leader = {
+        let m = shared.raft.metrics();
+        let m = m.borrow();
+        m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| (l, n.address.clone()))
+        })
+    };
+    for address in forward_targets(shared, leader) {
+        let req = Forwarded {
+            request: hb,
+            hops: hops + 1,
+        };
+        match call(&address, "heartbeat", &req).await {
+            Ok(HeartbeatReply::NotLeader) => continue,
+            Ok(r) => return r,
+            Err(e) => tracing::debug!(%address, error = %e, "forwarding a heartbeat"),
+        }
+    }
+    HeartbeatReply::NotLeader
+}
+
+/// One unary call to another member.
+async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+    address: &str,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, QuorumError> {
     let fwd = |message: String| QuorumError::Forward {
         address: address.to_string(),
         message,
     };
-    let mut client = network::connect(address, Duration::from_secs(1), Duration::from_secs(10))
+    let mut client = network::connect(address, Duration::from_millis(500), Duration::from_secs(5))
         .map_err(|e| fwd(e.to_string()))?;
-    let payload = encode(&WriteRequest {
-        command,
-        forwarded: true,
-    })
+    let payload = encode(req).map_err(|e| fwd(e.to_string()))?;
+    let r = match method {
+        "write" => client.write(payload).await,
+        _ => client.heartbeat(payload).await,
+    }
     .map_err(|e| fwd(e.to_string()))?;
-    let r = client
-        .write(payload)
-        .await
-        .map_err(|e| fwd(e.to_string()))?;
     decode(&r.into_inner()).map_err(|e| fwd(e.to_string()))
 }
 
@@ -166,7 +285,7 @@ impl Quorum for Service {
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.raft.append_entries(req).await)
+        reply(&self.shared.raft.append_entries(req).await)
     }
 
     async fn vote(
@@ -174,7 +293,7 @@ impl Quorum for Service {
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.raft.vote(req).await)
+        reply(&self.shared.raft.vote(req).await)
     }
 
     async fn install_snapshot(
@@ -182,15 +301,23 @@ impl Quorum for Service {
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.raft.install_snapshot(req).await)
+        reply(&self.shared.raft.install_snapshot(req).await)
     }
 
     async fn write(
         &self,
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
-        let req: WriteRequest = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&write(&self.raft, req.command, req.forwarded).await)
+        let req: Forwarded<Command> = decode(request.get_ref()).map_err(bad_request)?;
+        reply(&write(&self.shared, req.request, req.hops).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        request: tonic::Request<Payload>,
+    ) -> Result<tonic::Response<Payload>, tonic::Status> {
+        let req: Forwarded<Heartbeat> = decode(request.get_ref()).map_err(bad_request)?;
+        reply(&heartbeat(&self.shared, req.request, req.hops).await)
     }
 }
 
@@ -198,6 +325,7 @@ impl Quorum for Service {
 pub struct QuorumNode {
     id: NodeId,
     raft: Raft,
+    shared: Arc<Shared>,
     image: watch::Receiver<Arc<MetadataImage>>,
     server: JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -245,7 +373,17 @@ impl QuorumNode {
                 source,
             })?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let service = QuorumServer::new(Service { raft: raft.clone() });
+        let shared = Arc::new(Shared {
+            id: cfg.node_id,
+            raft: raft.clone(),
+            voters: cfg.voters.clone(),
+            image: image.clone(),
+            heartbeats: parking_lot::Mutex::new(Heartbeats::new()),
+            clock: std::time::Instant::now(),
+        });
+        let service = QuorumServer::new(Service {
+            shared: shared.clone(),
+        });
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(async move {
@@ -282,6 +420,7 @@ impl QuorumNode {
         Ok(QuorumNode {
             id: cfg.node_id,
             raft,
+            shared,
             image,
             server,
             stop: Some(stop_tx),
@@ -315,11 +454,37 @@ impl QuorumNode {
     /// Writes a command through the quorum (forwarded to the leader when
     /// this member does not lead); returns once it is committed and applied.
     pub async fn write(&self, command: Command) -> Result<Outcome, QuorumError> {
-        match write(&self.raft, command, false).await {
+        match write(&self.shared, command, 0).await {
             WriteReply::Done(o) => Ok(o),
             WriteReply::NotLeader { .. } => Err(QuorumError::NoLeader),
             WriteReply::Failed(e) => Err(QuorumError::Raft(e)),
         }
+    }
+
+    /// Sends a broker heartbeat to the controller (through this member).
+    pub async fn heartbeat(&self, broker: i32, epoch: u64) -> HeartbeatReply {
+        heartbeat(&self.shared, Heartbeat { broker, epoch }, 0).await
+    }
+
+    /// True while this member is the quorum leader (the controller).
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// Milliseconds on this member's monotonic clock (the heartbeat clock).
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
+    }
+
+    /// The heartbeats recorded while leading.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.shared.heartbeats.lock().clone()
+    }
+
+    /// Forgets recorded heartbeats (on becoming leader: a new controller
+    /// starts from a full session for every broker).
+    pub fn clear_heartbeats(&self) {
+        self.shared.heartbeats.lock().clear();
     }
 
     /// Stops Raft and the listener.

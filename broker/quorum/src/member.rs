@@ -1,0 +1,287 @@
+//! A broker's membership in the cluster: it runs its quorum member,
+//! registers (one incarnation per process start), heartbeats to the
+//! controller, and, while its quorum member leads, runs the controller:
+//! fences brokers that stop heartbeating, moves leadership and shrinks ISRs
+//! away from fenced brokers, and adds observers to the quorum as learners so
+//! that every broker replicates the metadata.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller;
+use crate::image::{Command, MetadataImage, Outcome};
+use crate::node::{HeartbeatReply, QuorumConfig, QuorumError, QuorumNode};
+use crate::types::Node;
+
+/// How a broker takes part.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub quorum: QuorumConfig,
+    pub broker_id: i32,
+    /// Advertised Kafka listener.
+    pub kafka_address: String,
+    /// This member's internal listener as other brokers reach it.
+    pub internal_address: String,
+    pub rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub session_timeout: Duration,
+}
+
+/// A running member.
+pub struct Member {
+    node: Arc<QuorumNode>,
+    broker_id: i32,
+    epoch: watch::Receiver<Option<u64>>,
+    /// Stops heartbeats (first, at a controlled shutdown: a heartbeat would
+    /// unfence the broker again).
+    stop_liveness: CancellationToken,
+    /// Stops the controller loop.
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("broker", &self.broker_id)
+            .finish()
+    }
+}
+
+fn incarnation() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+impl Member {
+    pub async fn start(cfg: MemberConfig) -> Result<Member, QuorumError> {
+        let node = Arc::new(QuorumNode::start(cfg.quorum.clone()).await?);
+        let stop = CancellationToken::new();
+        let stop_liveness = stop.child_token();
+        let (epoch_tx, epoch_rx) = watch::channel(None);
+        let liveness = tokio::spawn(liveness_loop(
+            node.clone(),
+            cfg.clone(),
+            incarnation(),
+            epoch_tx,
+            stop_liveness.clone(),
+        ));
+        let ctl = tokio::spawn(controller_loop(node.clone(), cfg.clone(), stop.clone()));
+        Ok(Member {
+            node,
+            broker_id: cfg.broker_id,
+            epoch: epoch_rx,
+            stop_liveness,
+            stop,
+            tasks: vec![liveness, ctl],
+        })
+    }
+
+    pub fn node(&self) -> &QuorumNode {
+        &self.node
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.node.image()
+    }
+
+    /// This broker's registration epoch, once registered.
+    pub fn epoch(&self) -> Option<u64> {
+        *self.epoch.borrow()
+    }
+
+    /// Controlled shutdown: fence this broker so the controller moves its
+    /// leaderships to other ISR members, wait (up to `timeout`) until it
+    /// leads nothing, then stop. Returns the partitions it still led.
+    pub async fn shutdown(self, timeout: Duration) -> usize {
+        // Heartbeats stop first; the controller loop keeps running during
+        // the hand-off: this broker may be the controller that has to move
+        // its partitions.
+        self.stop_liveness.cancel();
+        if let Some(t) = self.tasks.first() {
+            t.abort();
+        }
+        let mut still_leading = leading(&self.node.image(), self.broker_id);
+        if let Some(epoch) = self.epoch() {
+            let fence = Command::SetFenced {
+                id: self.broker_id,
+                epoch,
+                fenced: true,
+            };
+            let deadline = tokio::time::Instant::now() + timeout;
+            // Retried while the quorum has no leader (an election).
+            loop {
+                match self.node.write(fence.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "controlled shutdown: fencing, retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "controlled shutdown: could not fence this broker");
+                        break;
+                    }
+                }
+            }
+            let mut image = self.node.subscribe();
+            while still_leading > 0 {
+                match tokio::time::timeout_at(deadline, image.changed()).await {
+                    Ok(Ok(())) => still_leading = leading(&image.borrow(), self.broker_id),
+                    _ => break,
+                }
+            }
+        }
+        self.stop.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+        match Arc::try_unwrap(self.node) {
+            Ok(node) => node.shutdown().await,
+            Err(node) => node.raft().shutdown().await.unwrap_or_default(),
+        }
+        still_leading
+    }
+
+    /// Stops at once, as a crash would (no fencing, no hand-over).
+    pub async fn kill(self) {
+        self.stop.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+        match Arc::try_unwrap(self.node) {
+            Ok(node) => node.shutdown().await,
+            Err(node) => node.raft().shutdown().await.unwrap_or_default(),
+        }
+    }
+}
+
+/// Partitions `broker` leads.
+pub fn leading(img: &MetadataImage, broker: i32) -> usize {
+    img.topics
+        .values()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.leader == broker)
+        .count()
+}
+
+/// Registers, then heartbeats; registers again when the controller no
+/// longer knows this incarnation.
+async fn liveness_loop(
+    node: Arc<QuorumNode>,
+    cfg: MemberConfig,
+    incarnation: u64,
+    epoch_tx: watch::Sender<Option<u64>>,
+    stop: CancellationToken,
+) {
+    let register = Command::RegisterBroker {
+        id: cfg.broker_id,
+        incarnation,
+        kafka_address: cfg.kafka_address.clone(),
+        internal_address: cfg.internal_address.clone(),
+        rack: cfg.rack.clone(),
+    };
+    loop {
+        let epoch = *epoch_tx.borrow();
+        match epoch {
+            None => match node.write(register.clone()).await {
+                Ok(Outcome::Registered { epoch }) => {
+                    tracing::info!(
+                        broker = cfg.broker_id,
+                        epoch,
+                        "registered with the controller"
+                    );
+                    epoch_tx.send_replace(Some(epoch));
+                    continue;
+                }
+                Ok(o) => tracing::warn!(outcome = ?o, "registration refused"),
+                Err(e) => tracing::debug!(error = %e, "registration: no controller yet"),
+            },
+            Some(epoch) => match node.heartbeat(cfg.broker_id, epoch).await {
+                HeartbeatReply::Ok { .. } | HeartbeatReply::NotLeader => {}
+                HeartbeatReply::Stale => {
+                    epoch_tx.send_replace(None);
+                    continue;
+                }
+            },
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
+        }
+    }
+}
+
+/// While this member leads the quorum: fence silent brokers, repair
+/// partitions, add observers as learners.
+async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: CancellationToken) {
+    let tick = (cfg.heartbeat_interval / 2).max(Duration::from_millis(10));
+    let session = cfg.session_timeout.as_millis() as u64;
+    let mut leading_since: Option<u64> = None;
+    let mut learners_added: BTreeSet<u64> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if !node.is_leader() {
+            leading_since = None;
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(|| {
+            // A new controller has heard no heartbeat: every broker gets a
+            // full session before it can be fenced.
+            node.clear_heartbeats();
+            learners_added.clear();
+            node.now_ms()
+        });
+        let img = node.image();
+        let mut commands =
+            controller::brokers_to_fence(&img, &node.heartbeats(), node.now_ms(), since, session);
+        commands.extend(controller::partition_changes(&img));
+        for c in commands {
+            match node.write(c.clone()).await {
+                Ok(Outcome::Ok) => tracing::info!(command = ?c, "controller"),
+                Ok(o) => tracing::debug!(command = ?c, outcome = ?o, "controller command refused"),
+                Err(e) => tracing::debug!(error = %e, "controller write"),
+            }
+        }
+        // Observers replicate the metadata log as learners.
+        let members: BTreeSet<u64> = {
+            let m = node.raft().metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for b in img.brokers.values() {
+            let id = b.id as u64;
+            if members.contains(&id)
+                || learners_added.contains(&id)
+                || b.internal_address.is_empty()
+            {
+                continue;
+            }
+            let node_info = Node {
+                address: b.internal_address.clone(),
+            };
+            match node.raft().add_learner(id, node_info, false).await {
+                Ok(_) => {
+                    tracing::info!(broker = b.id, "added as a metadata learner");
+                    learners_added.insert(id);
+                }
+                Err(e) => tracing::debug!(broker = b.id, error = %e, "adding a learner"),
+            }
+        }
+    }
+}

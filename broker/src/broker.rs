@@ -38,6 +38,10 @@ pub enum CreateTopicError {
     InvalidPartitions { got: i32, max: i32 },
     #[error("Replication factor {got} is invalid: this cluster has {brokers} broker(s).")]
     InvalidReplicationFactor { got: i16, brokers: i16 },
+    #[error(
+        "Replication factor {0} is not available yet: partitions of a multi-broker cluster have one replica until replication lands."
+    )]
+    ReplicationNotAvailable(i16),
     #[error("{0}")]
     InvalidConfig(#[from] ConfigError),
     #[error("Manual replica assignment is not supported on a single-node broker.")]
@@ -54,6 +58,12 @@ pub struct NewTopic {
     pub replication_factor: i16,
     pub configs: TopicConfigs,
 }
+
+const INVALID_REQUEST: i16 = 42;
+/// Topic changes that go through the metadata quorum in a cluster and are
+/// not wired in yet: refused with this message rather than applied to one
+/// broker only.
+const NOT_IN_CLUSTER_YET: &str = "changing an existing topic's partitions or configs is not available in a multi-broker cluster yet";
 
 /// The most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 100_000;
@@ -75,6 +85,8 @@ pub struct Broker {
     offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
+    /// Set at start when the broker runs in a cluster.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Checks a topic name as Kafka does: 1-249 of `[a-zA-Z0-9._-]`, not `.`
@@ -103,6 +115,19 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl Broker {
+    /// The cluster this broker runs in, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// The cluster id clients see.
+    pub fn cluster_id(&self) -> String {
+        match self.cluster() {
+            Some(c) => c.cluster_id.clone(),
+            None => self.cluster_id.clone(),
+        }
+    }
+
     /// Opens the data directory: identity, topics, and every partition log
     /// (recovering what an unclean stop left behind).
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>> {
@@ -174,6 +199,7 @@ impl Broker {
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
+            cluster: std::sync::OnceLock::new(),
         };
         broker.load_offsets()?;
         Ok(Arc::new(broker))
@@ -222,25 +248,41 @@ impl Broker {
     /// Creates `__consumer_offsets` on first use. Returns its partition count.
     pub fn ensure_offsets_topic(&self) -> Result<i32, CreateTopicError> {
         let _guard = self.offsets_topic.lock();
+        if let Some(c) = self.cluster() {
+            // In a cluster it is created through the quorum (by the
+            // Metadata or FindCoordinator path); here it must exist.
+            return c
+                .image()
+                .topics
+                .get(OFFSETS_TOPIC)
+                .map(|t| t.partitions.len() as i32)
+                .ok_or_else(|| {
+                    CreateTopicError::Storage(Error::Metadata(
+                        "the offsets topic is being created".into(),
+                    ))
+                });
+        }
         if let Some(t) = self.metadata.lock().get(OFFSETS_TOPIC) {
             return Ok(t.partitions);
         }
-        // Compacted: the latest commit of every group and partition stays,
-        // superseded ones are cleaned away (see docs/decisions/0007).
+        let t = self.create_topic(self.offsets_topic_spec()?, false)?;
+        Ok(t.partitions)
+    }
+
+    /// How `__consumer_offsets` is created. Compacted: the latest commit of
+    /// every group and partition stays, superseded ones are cleaned away
+    /// (see docs/decisions/0007).
+    pub fn offsets_topic_spec(&self) -> Result<NewTopic, CreateTopicError> {
         let configs = TopicConfigs::from_pairs([
             ("cleanup.policy", Some("compact")),
             ("segment.bytes", Some("104857600")),
         ])?;
-        let t = self.create_topic(
-            NewTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: self.config.offsets_topic_num_partitions,
-                replication_factor: 1,
-                configs,
-            },
-            false,
-        )?;
-        Ok(t.partitions)
+        Ok(NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: 1,
+            configs,
+        })
     }
 
     /// Appends offset records for `group` to its `__consumer_offsets`
@@ -286,7 +328,7 @@ impl Broker {
                 brokers,
             });
         }
-        let mut store = self.metadata.lock();
+        let store = self.metadata.lock();
         if store.get(&t.name).is_some() {
             return Err(CreateTopicError::AlreadyExists(t.name));
         }
@@ -308,6 +350,18 @@ impl Broker {
         };
         if validate_only {
             return Ok(meta);
+        }
+        drop(store);
+        self.open_topic(meta.clone())?;
+        Ok(meta)
+    }
+
+    /// Records a topic and opens its partition logs: whole or not at all.
+    pub fn open_topic(&self, meta: TopicMetadata) -> Result<TopicMetadata, CreateTopicError> {
+        let mut store = self.metadata.lock();
+        // Checked again under this lock: two creations of one name race.
+        if store.get(&meta.name).is_some() {
+            return Err(CreateTopicError::AlreadyExists(meta.name));
         }
         store.insert(meta.clone())?;
         let log_config = meta.configs.log_config(&self.effective_config());
@@ -342,6 +396,9 @@ impl Broker {
     ) -> Result<(), (i16, String)> {
         const UNKNOWN: i16 = 3;
         const INVALID_PARTITIONS: i16 = 37;
+        if self.cluster().is_some() {
+            return Err((INVALID_REQUEST, NOT_IN_CLUSTER_YET.into()));
+        }
         let mut store = self.metadata.lock();
         let Some(mut meta) = store.get(name).cloned() else {
             return Err((UNKNOWN, format!("Topic {name} does not exist")));
@@ -406,6 +463,9 @@ impl Broker {
     ) -> Result<(), (i16, String)> {
         const UNKNOWN: i16 = 3;
         const INVALID_CONFIG: i16 = 40;
+        if self.cluster().is_some() {
+            return Err((INVALID_REQUEST, NOT_IN_CLUSTER_YET.into()));
+        }
         let mut store = self.metadata.lock();
         let Some(mut meta) = store.get(name).cloned() else {
             return Err((UNKNOWN, format!("Topic {name} does not exist")));

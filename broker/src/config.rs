@@ -181,6 +181,62 @@ pub struct Cli {
     /// Time given to in-flight requests on SIGTERM before the broker exits. [default: 30000]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
+
+    /// The metadata quorum's voters, `id@host:port,...` (their internal listeners). Unset: a single-node broker with local metadata.
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+
+    /// Address the internal (quorum) listener binds. [default: the Kafka listener's address, port 9093]
+    #[arg(long, env = "SLUICE_INTERNAL_LISTENER")]
+    pub internal_listener: Option<SocketAddr>,
+
+    /// Internal listener address other brokers dial. [default: the advertised host, the internal port]
+    #[arg(long, env = "SLUICE_INTERNAL_ADVERTISED_LISTENER")]
+    pub internal_advertised_listener: Option<String>,
+
+    /// How often a broker heartbeats to the controller. [default: 100]
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+
+    /// A broker silent this long is fenced and its leaderships move. [default: 600]
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(50..))]
+    pub broker_session_timeout_ms: Option<u64>,
+}
+
+/// The cluster settings of a broker that runs in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Voter node id -> internal `host:port`.
+    pub voters: BTreeMap<i32, String>,
+    pub internal_listener: SocketAddr,
+    pub internal_advertised: String,
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
+}
+
+/// Parses `id@host:port,id@host:port`.
+fn parse_voters(text: &str) -> std::result::Result<BTreeMap<i32, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("`{part}` is not id@host:port"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i >= 0)
+            .ok_or_else(|| format!("`{id}` in `{part}` is not a node id"))?;
+        parse_host_port(addr.trim())
+            .ok_or_else(|| format!("`{addr}` in `{part}` is not host:port"))?;
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no voters listed".into());
+    }
+    Ok(out)
 }
 
 /// The effective broker configuration.
@@ -222,6 +278,8 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
     pub fetch_memory_max_bytes: u64,
     pub shutdown_timeout_ms: u64,
+    /// Set when the broker runs in a cluster (`controller.quorum.voters`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -337,7 +395,56 @@ impl BrokerConfig {
             log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
             fetch_memory_max_bytes: c.fetch_memory_max_bytes.unwrap_or(64 << 20),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
+            cluster: None,
         };
+        let mut cfg = cfg;
+        if let Some(text) = &c.controller_quorum_voters {
+            let voters =
+                parse_voters(text).map_err(|e| Error::config("controller.quorum.voters", e))?;
+            let internal_listener = c
+                .internal_listener
+                .unwrap_or_else(|| SocketAddr::new(cfg.listener.ip(), 9093));
+            let internal_advertised = match &c.internal_advertised_listener {
+                Some(a) => {
+                    parse_host_port(a).ok_or_else(|| {
+                        Error::config(
+                            "internal.advertised.listener",
+                            format!("`{a}` is not host:port"),
+                        )
+                    })?;
+                    a.clone()
+                }
+                None => format!("{}:{}", cfg.advertised_host, internal_listener.port()),
+            };
+            let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
+            let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(600);
+            if session_timeout_ms <= 2 * heartbeat_interval_ms {
+                return Err(Error::config(
+                    "broker.session.timeout.ms",
+                    format!(
+                        "{session_timeout_ms} must exceed two heartbeat intervals ({heartbeat_interval_ms} ms each)"
+                    ),
+                ));
+            }
+            if let Some(addr) = voters.get(&cfg.node_id) {
+                if addr != &internal_advertised {
+                    return Err(Error::config(
+                        "controller.quorum.voters",
+                        format!(
+                            "lists node {} at {addr}, but this broker's internal listener is advertised as {internal_advertised}",
+                            cfg.node_id
+                        ),
+                    ));
+                }
+            }
+            cfg.cluster = Some(ClusterConfig {
+                voters,
+                internal_listener,
+                internal_advertised,
+                heartbeat_interval_ms,
+                session_timeout_ms,
+            });
+        }
         if (cfg.message_max_bytes as u64) > cfg.fetch_memory_max_bytes {
             return Err(Error::config(
                 "fetch.memory.max.bytes",
@@ -488,6 +595,11 @@ fn merge(over: Cli, under: Cli) -> Cli {
         log_cleaner_io_max_bytes_per_second,
         fetch_memory_max_bytes,
         shutdown_timeout_ms,
+        controller_quorum_voters,
+        internal_listener,
+        internal_advertised_listener,
+        broker_heartbeat_interval_ms,
+        broker_session_timeout_ms,
     )
 }
 
@@ -495,7 +607,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 36] = [
+        let rows: [(&str, String); 41] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -587,6 +699,47 @@ impl fmt::Display for BrokerConfig {
                 self.fetch_memory_max_bytes.to_string(),
             ),
             ("shutdown.timeout.ms", self.shutdown_timeout_ms.to_string()),
+            (
+                "controller.quorum.voters",
+                self.cluster
+                    .as_ref()
+                    .map(|c| {
+                        c.voters
+                            .iter()
+                            .map(|(id, a)| format!("{id}@{a}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+            ),
+            (
+                "internal.listener",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.internal_listener.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "internal.advertised.listener",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.internal_advertised.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "broker.heartbeat.interval.ms",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.heartbeat_interval_ms.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "broker.session.timeout.ms",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.session_timeout_ms.to_string())
+                    .unwrap_or_default(),
+            ),
             ("version", env!("CARGO_PKG_VERSION").to_string()),
         ];
         for (k, v) in rows {
@@ -604,6 +757,70 @@ mod tests {
         let mut a = vec!["sluice-broker"];
         a.extend_from_slice(args);
         BrokerConfig::load_from(a, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn cluster_settings_parse_and_bad_ones_are_named() {
+        let c = load(&[], &[]).expect("defaults");
+        assert!(c.cluster.is_none(), "single-node without voters");
+        let c = load(
+            &[
+                "--node-id",
+                "1",
+                "--internal-listener",
+                "127.0.0.1:9193",
+                "--controller-quorum-voters",
+                "0@127.0.0.1:9093, 1@127.0.0.1:9193,2@127.0.0.1:9293",
+            ],
+            &[],
+        )
+        .expect("cluster");
+        let cc = c.cluster.expect("cluster settings");
+        assert_eq!(cc.voters.len(), 3);
+        assert_eq!(cc.internal_advertised, "127.0.0.1:9193");
+        assert_eq!(
+            (cc.heartbeat_interval_ms, cc.session_timeout_ms),
+            (100, 600)
+        );
+        for (args, needle) in [
+            (
+                vec!["--controller-quorum-voters", "0-127.0.0.1:9093"],
+                "id@host:port",
+            ),
+            (
+                vec!["--controller-quorum-voters", "x@127.0.0.1:9093"],
+                "not a node id",
+            ),
+            (
+                vec!["--controller-quorum-voters", "0@nohost"],
+                "not host:port",
+            ),
+            (
+                vec!["--controller-quorum-voters", "0@a:1,0@b:2"],
+                "listed twice",
+            ),
+            (
+                vec![
+                    "--controller-quorum-voters",
+                    "1@127.0.0.1:7777",
+                    "--internal-listener",
+                    "127.0.0.1:9093",
+                ],
+                "advertised as 127.0.0.1:9093",
+            ),
+            (
+                vec![
+                    "--controller-quorum-voters",
+                    "0@127.0.0.1:9093",
+                    "--broker-session-timeout-ms",
+                    "150",
+                ],
+                "two heartbeat intervals",
+            ),
+        ] {
+            let e = load(&args, &[]).expect_err("refused").to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 pub mod alloc_guard;
 pub mod broker;
+pub mod cluster;
+pub mod cluster_topics;
 pub mod config;
 pub mod dynamic_config;
 pub mod error;

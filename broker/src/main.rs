@@ -9,7 +9,14 @@ use sluice_broker::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(cfg: &BrokerConfig) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&cfg.logging_level)
+    // The Raft library logs every vote and heartbeat at info: quiet it
+    // unless the filter names it.
+    let level = if cfg.logging_level.contains("openraft") {
+        cfg.logging_level.clone()
+    } else {
+        format!("{},openraft=warn", cfg.logging_level)
+    };
+    let filter = EnvFilter::try_new(&level)
         .with_context(|| format!("invalid setting `logging.level`: {:?}", cfg.logging_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

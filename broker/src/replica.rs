@@ -49,7 +49,9 @@ pub type OffsetMap = BTreeMap<(String, i32), i64>;
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
-    pub leader_epoch: i32,
+    /// The current leader epoch: from the log on one node, from the
+    /// metadata quorum in a cluster.
+    leader_epoch: std::sync::atomic::AtomicI32,
     log: Mutex<PartitionLog>,
     /// Carries the high watermark; fetches wait on it.
     high_watermark: watch::Sender<i64>,
@@ -64,9 +66,19 @@ pub struct Offsets {
 }
 
 impl Partition {
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes the leader epoch the metadata assigned (never goes back).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch
+            .fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
+    }
+
     pub fn append(&self, records: &[u8], headers: &[BatchHeader]) -> Result<AppendInfo> {
         let mut log = self.log.lock();
-        let info = log.append_as_leader(records, headers, self.leader_epoch, now_ms())?;
+        let info = log.append_as_leader(records, headers, self.leader_epoch(), now_ms())?;
         if info.duplicate {
             return Ok(info);
         }
@@ -185,7 +197,7 @@ impl ReplicaManager {
         let partition = Arc::new(Partition {
             tp: tp.clone(),
             topic_id,
-            leader_epoch,
+            leader_epoch: std::sync::atomic::AtomicI32::new(leader_epoch),
             log: Mutex::new(log),
             high_watermark: tx,
         });

@@ -51,6 +51,53 @@ pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     Ok(ports)
 }
 
+/// `n` distinct free ports, held until all are chosen.
+pub fn free_port_list(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Starts `n` brokers on loopback as one cluster: node ids `0..n`, the
+/// first three (or fewer) the metadata quorum's voters, each with its own
+/// data directory under `dir`, plus `extra` flags for all.
+pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<BrokerProcess>> {
+    let ports = free_port_list(3 * n)?;
+    let internal = |i: usize| ports[3 * i + 2];
+    let voters = (0..n.min(3))
+        .map(|i| format!("{i}@127.0.0.1:{}", internal(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut brokers = Vec::with_capacity(n);
+    for i in 0..n {
+        let data_dir = dir.join(format!("broker-{i}"));
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            i.to_string(),
+            "--internal-listener".into(),
+            format!("127.0.0.1:{}", internal(i)),
+            "--controller-quorum-voters".into(),
+            voters.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut b = BrokerProcess {
+            child: None,
+            log_path: data_dir.with_extension("log"),
+            data_dir,
+            port: ports[3 * i],
+            metrics_port: ports[3 * i + 1],
+            extra: args,
+        };
+        b.spawn()?;
+        brokers.push(b);
+    }
+    Ok(brokers)
+}
+
 /// A broker process with its own data directory and ports.
 #[derive(Debug)]
 pub struct BrokerProcess {

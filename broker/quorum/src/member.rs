@@ -90,6 +90,11 @@ impl Member {
         &self.node
     }
 
+    /// A shared handle on the quorum member.
+    pub fn node_arc(&self) -> Arc<QuorumNode> {
+        self.node.clone()
+    }
+
     pub fn image(&self) -> Arc<MetadataImage> {
         self.node.image()
     }

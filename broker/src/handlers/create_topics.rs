@@ -19,11 +19,12 @@ fn error_code(e: &CreateTopicError) -> i16 {
         CreateTopicError::InvalidReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
         CreateTopicError::Assignment => code::INVALID_REPLICA_ASSIGNMENT,
+        CreateTopicError::ReplicationNotAvailable(_) => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
     }
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
@@ -33,29 +34,26 @@ pub fn handle(
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_insert(0) += 1;
     }
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = CreatableTopicResult::default().with_name(t.name.clone());
-            let r = if seen.get(&name).copied().unwrap_or(0) > 1 {
-                result
-                    .with_error_code(code::INVALID_REQUEST)
-                    .with_error_message(Some(str_bytes(format!(
-                        "Create topics request from client contains a duplicate topic: {name}"
-                    ))))
-            } else {
-                create_one(broker, t, req.validate_only, version, result)
-            };
-            count_error(broker, "CreateTopics", r.error_code);
-            r
-        })
-        .collect();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        let r = if seen.get(&name).copied().unwrap_or(0) > 1 {
+            result
+                .with_error_code(code::INVALID_REQUEST)
+                .with_error_message(Some(str_bytes(format!(
+                    "Create topics request from client contains a duplicate topic: {name}"
+                ))))
+        } else {
+            create_one(broker, t, req.validate_only, version, result).await
+        };
+        count_error(broker, "CreateTopics", r.error_code);
+        topics.push(r);
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(
+async fn create_one(
     broker: &Broker,
     t: kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
@@ -68,6 +66,10 @@ fn create_one(
             .with_error_code(error_code(&e))
             .with_error_message(Some(str_bytes(e.to_string())))
     };
+    if !t.assignments.is_empty() && broker.cluster().is_some() {
+        // Manual placement comes with replica reassignment.
+        return fail(CreateTopicError::Assignment);
+    }
     if !t.assignments.is_empty() {
         // One broker: the only valid assignment is [this broker] per partition.
         let me = broker.config.node_id;
@@ -114,7 +116,7 @@ fn create_one(
         replication_factor,
         configs,
     };
-    match broker.create_topic(new, validate_only) {
+    match broker.create_topic_in_cluster(new, validate_only).await {
         Ok(meta) => {
             let mut r = result
                 .with_topic_id(meta.id)

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     version: i16,
@@ -26,21 +26,25 @@ pub fn handle(
             .map(|n| (Some(n.0.to_string()), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let r = delete_one(broker, name, id);
-            count_error(broker, "DeleteTopics", r.error_code);
-            r
-        })
-        .collect();
+    let mut responses = Vec::new();
+    for (name, id) in targets {
+        let r = delete_one(broker, name, id).await;
+        count_error(broker, "DeleteTopics", r.error_code);
+        responses.push(r);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
-    let resolved = match &name {
-        Some(n) => Some(n.clone()),
-        None => broker.metadata.lock().name_of(&id).map(str::to_string),
+async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
+    let resolved = match (&name, broker.cluster()) {
+        (Some(n), _) => Some(n.clone()),
+        (None, Some(c)) => c
+            .image()
+            .topics
+            .iter()
+            .find(|(_, t)| Uuid::from_bytes(t.id) == id)
+            .map(|(n, _)| n.clone()),
+        (None, None) => broker.metadata.lock().name_of(&id).map(str::to_string),
     };
     let base = DeletableTopicResult::default()
         .with_name(resolved.clone().or(name.clone()).map(topic_name))
@@ -50,7 +54,7 @@ fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopic
             .with_error_code(code::UNKNOWN_TOPIC_ID)
             .with_error_message(Some(str_bytes(format!("Topic id {id} does not exist."))));
     };
-    match broker.delete_topic(&n) {
+    match broker.delete_topic_in_cluster(&n).await {
         Ok(Some(meta)) => base.with_topic_id(meta.id),
         Ok(None) => base
             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)

@@ -14,8 +14,26 @@ pub fn handle(
     _version: i16,
 ) -> DescribeClusterResponse {
     let me = BrokerId(broker.config.node_id);
+    if let Some(c) = broker.cluster() {
+        let img = c.image();
+        let brokers = super::cluster_metadata::brokers(&img)
+            .into_iter()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(b.node_id)
+                    .with_host(b.host)
+                    .with_port(b.port)
+                    .with_rack(b.rack)
+            })
+            .collect();
+        return DescribeClusterResponse::default()
+            .with_cluster_id(str_bytes(broker.cluster_id()))
+            .with_controller_id(BrokerId(c.controller_id().unwrap_or(-1)))
+            .with_endpoint_type(1)
+            .with_brokers(brokers);
+    }
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_cluster_id(str_bytes(broker.cluster_id()))
         .with_controller_id(me)
         .with_endpoint_type(1)
         .with_brokers(vec![

@@ -71,10 +71,7 @@ pub async fn handle(
         for p in &t.partitions {
             let found = match &name {
                 None => Err(code::UNKNOWN_TOPIC_ID),
-                Some(n) => broker
-                    .replicas
-                    .get(&TopicPartition::new(n.clone(), p.partition))
-                    .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(n) => broker.led_partition(&TopicPartition::new(n.clone(), p.partition)),
             };
             wanted.push(Wanted {
                 topic_index: ti,
@@ -213,8 +210,8 @@ fn read_one(
         Ok(p) => p,
         Err(c) => return base.with_error_code(*c).with_high_watermark(-1),
     };
-    if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch {
-        let c = if w.current_leader_epoch < partition.leader_epoch {
+    if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch() {
+        let c = if w.current_leader_epoch < partition.leader_epoch() {
             code::FENCED_LEADER_EPOCH
         } else {
             code::UNKNOWN_LEADER_EPOCH

@@ -14,6 +14,7 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
 use super::{count_error, str_bytes};
@@ -35,10 +36,7 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let me = BrokerId(broker.config.node_id);
-    let host = str_bytes(broker.config.advertised_host.clone());
-    let port = i32::from(broker.config.advertised_port);
-    let answer = |key: &str| -> (i16, Option<String>) {
+    let answer_error = |key: &str| -> (i16, Option<String>) {
         if req.key_type != 0 {
             // Not retriable: transactions are not served at all yet.
             return (
@@ -49,9 +47,28 @@ pub fn find_coordinator(
         if key.is_empty() {
             return (INVALID_GROUP_ID, Some("the group id is empty".into()));
         }
+        if broker.cluster().is_some() {
+            return (0, None);
+        }
         match broker.ensure_offsets_topic() {
             Ok(_) => (0, None),
             Err(e) => (COORDINATOR_NOT_AVAILABLE, Some(e.to_string())),
+        }
+    };
+    let answer = |key: &str| -> (i16, Option<String>, BrokerId, StrBytes, i32) {
+        let (error, message) = answer_error(key);
+        if error != 0 {
+            return (error, message, BrokerId(-1), Default::default(), -1);
+        }
+        match broker.group_coordinator(key) {
+            Ok((id, host, port)) => (0, None, BrokerId(id), str_bytes(host), port),
+            Err(e) => (
+                e,
+                Some("the group's coordinator is not available yet".into()),
+                BrokerId(-1),
+                Default::default(),
+                -1,
+            ),
         }
     };
     if version >= 4 {
@@ -59,30 +76,26 @@ pub fn find_coordinator(
             .coordinator_keys
             .iter()
             .map(|k| {
-                let (error, message) = answer(k.as_str());
+                let (error, message, node, host, port) = answer(k.as_str());
                 count_error(broker, "FindCoordinator", error);
                 Coordinator::default()
                     .with_key(k.clone())
-                    .with_node_id(if error == 0 { me } else { BrokerId(-1) })
-                    .with_host(if error == 0 {
-                        host.clone()
-                    } else {
-                        Default::default()
-                    })
-                    .with_port(if error == 0 { port } else { -1 })
+                    .with_node_id(node)
+                    .with_host(host)
+                    .with_port(port)
                     .with_error_code(error)
                     .with_error_message(message.map(str_bytes))
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, message) = answer(req.key.as_str());
+    let (error, message, node, host, port) = answer(req.key.as_str());
     count_error(broker, "FindCoordinator", error);
     let r = FindCoordinatorResponse::default()
         .with_error_code(error)
-        .with_node_id(if error == 0 { me } else { BrokerId(-1) })
-        .with_host(if error == 0 { host } else { Default::default() })
-        .with_port(if error == 0 { port } else { -1 });
+        .with_node_id(node)
+        .with_host(host)
+        .with_port(port);
     if version >= 1 {
         r.with_error_message(message.map(str_bytes))
     } else {
@@ -157,6 +170,9 @@ pub async fn join_group(
     {
         return error(gcode::INVALID_SESSION_TIMEOUT);
     }
+    if let Some(e) = broker.coordinator_error(&group) {
+        return error(e);
+    }
     if let Err(e) = broker.ensure_offsets_topic() {
         tracing::warn!(error = %e, "offsets topic unavailable");
         return error(COORDINATOR_NOT_AVAILABLE);
@@ -211,6 +227,10 @@ pub async fn sync_group(
     version: i16,
 ) -> SyncGroupResponse {
     let group = group_id(&req.group_id);
+    if let Some(e) = broker.coordinator_error(&group) {
+        count_error(broker, "SyncGroup", e);
+        return SyncGroupResponse::default().with_error_code(e);
+    }
     let assignments: Vec<(String, Bytes)> = req
         .assignments
         .iter()
@@ -246,6 +266,10 @@ pub async fn sync_group(
 }
 
 pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    if let Some(e) = broker.coordinator_error(&group_id(&req.group_id)) {
+        count_error(broker, "Heartbeat", e);
+        return HeartbeatResponse::default().with_error_code(e);
+    }
     let e = broker.groups.heartbeat(
         &group_id(&req.group_id),
         req.member_id.as_str(),
@@ -261,6 +285,10 @@ pub fn leave_group(
     version: i16,
 ) -> LeaveGroupResponse {
     let group = group_id(&req.group_id);
+    if let Some(e) = broker.coordinator_error(&group) {
+        count_error(broker, "LeaveGroup", e);
+        return LeaveGroupResponse::default().with_error_code(e);
+    }
     if version < 3 {
         let [e] = broker
             .groups

@@ -23,7 +23,7 @@ pub fn handle(
         // id with epoch 0 (there is no state to fence).
         match broker.producer_ids.next_id() {
             Ok(id) => InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(id))
+                .with_producer_id(ProducerId(cluster_unique(broker, id)))
                 .with_producer_epoch(0),
             Err(e) => {
                 tracing::error!(error = %e, "allocating a producer id failed");
@@ -36,4 +36,13 @@ pub fn handle(
     };
     count_error(broker, "InitProducerId", resp.error_code);
     resp
+}
+
+/// In a cluster every broker hands out ids: each gets its own range, above
+/// the ids a single-node broker uses, keyed by node id (2^40 ids each).
+fn cluster_unique(broker: &Broker, id: i64) -> i64 {
+    match broker.cluster() {
+        Some(_) => ((i64::from(broker.config.node_id) + 1) << 40) | (id & ((1 << 40) - 1)),
+        None => id,
+    }
 }

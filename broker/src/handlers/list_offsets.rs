@@ -31,11 +31,10 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Li
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let r = match broker
-                        .replicas
-                        .get(&TopicPartition::new(name.clone(), p.partition_index))
+                        .led_partition(&TopicPartition::new(name.clone(), p.partition_index))
                     {
-                        None => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(part) => {
+                        Err(c) => base.with_error_code(c),
+                        Ok(part) => {
                             lookup(&part, p.timestamp, p.current_leader_epoch, version, base)
                         }
                     };
@@ -58,8 +57,8 @@ fn lookup(
     version: i16,
     base: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
-    if current_leader_epoch >= 0 && current_leader_epoch != part.leader_epoch {
-        let c = if current_leader_epoch < part.leader_epoch {
+    if current_leader_epoch >= 0 && current_leader_epoch != part.leader_epoch() {
+        let c = if current_leader_epoch < part.leader_epoch() {
             code::FENCED_LEADER_EPOCH
         } else {
             code::UNKNOWN_LEADER_EPOCH
@@ -68,7 +67,7 @@ fn lookup(
     }
     // The leader epoch field exists from v4.
     let base = if version >= 4 {
-        base.with_leader_epoch(part.leader_epoch)
+        base.with_leader_epoch(part.leader_epoch())
     } else {
         base
     };

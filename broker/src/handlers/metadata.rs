@@ -47,7 +47,7 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
     }
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(node))
         .with_topics(topics)
 }
@@ -110,7 +110,7 @@ fn describe(broker: &Broker, t: &TopicMetadata) -> MetadataResponseTopic {
             let epoch = broker
                 .replicas
                 .get(&crate::replica::TopicPartition::new(&t.name, p))
-                .map(|part| part.leader_epoch)
+                .map(|part| part.leader_epoch())
                 .unwrap_or(0);
             MetadataResponsePartition::default()
                 .with_partition_index(p)

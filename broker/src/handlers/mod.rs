@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod cluster_metadata;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
@@ -82,7 +83,10 @@ pub async fn handle(
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = decode_body(&h).map_err(bad)?;
-            let resp = metadata::handle(broker, req, v);
+            let resp = match broker.cluster() {
+                Some(_) => cluster_metadata::handle(broker, req, v).await,
+                None => metadata::handle(broker, req, v),
+            };
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::Produce => {
@@ -105,12 +109,12 @@ pub async fn handle(
         }
         ApiKey::CreateTopics => {
             let req: CreateTopicsRequest = decode_body(&h).map_err(bad)?;
-            let resp = create_topics::handle(broker, req, v);
+            let resp = create_topics::handle(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DeleteTopics => {
             let req: DeleteTopicsRequest = decode_body(&h).map_err(bad)?;
-            let resp = delete_topics::handle(broker, req, v);
+            let resp = delete_topics::handle(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DescribeConfigs => {

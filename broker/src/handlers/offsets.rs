@@ -33,12 +33,15 @@ pub fn offset_commit(
     _version: i16,
 ) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let group_error = broker.groups.validate_commit(
-        &group,
-        req.member_id.as_str(),
-        req.group_instance_id.as_deref(),
-        req.generation_id_or_member_epoch,
-    );
+    let group_error = match broker.coordinator_error(&group) {
+        Some(e) => e,
+        None => broker.groups.validate_commit(
+            &group,
+            req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
+            req.generation_id_or_member_epoch,
+        ),
+    };
     let now = now_ms();
     let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
     let mut changes = Vec::new();
@@ -161,12 +164,23 @@ pub fn offset_fetch(
                             )
                     })
                     .collect();
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id)
-                    .with_topics(topics)
+                match broker.coordinator_error(&g.group_id.0) {
+                    Some(e) => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e),
+                    None => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_topics(topics),
+                }
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Some(e) = broker.coordinator_error(&req.group_id.0) {
+        // v1 has no error field: its clients only meet single-node brokers.
+        if version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(e);
+        }
     }
     let wanted = req.topics.map(|ts| {
         ts.into_iter()

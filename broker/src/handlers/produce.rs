@@ -79,12 +79,12 @@ fn append(
     acks: i16,
 ) -> PartitionProduceResponse {
     let tp = TopicPartition::new(topic, index);
-    let Some(partition) = broker.replicas.get(&tp) else {
-        return failed(
-            index,
-            code::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("unknown partition {tp}"),
-        );
+    let partition = match broker.led_partition(&tp) {
+        Ok(p) => p,
+        Err(c) if c == code::NOT_LEADER_OR_FOLLOWER => {
+            return failed(index, c, format!("this broker does not lead {tp}"));
+        }
+        Err(c) => return failed(index, c, format!("unknown partition {tp}")),
     };
     let Some(records) = records else {
         return failed(index, code::INVALID_RECORD, "records are null");

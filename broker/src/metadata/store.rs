@@ -144,6 +144,15 @@ pub struct ClusterMeta {
 impl ClusterMeta {
     pub const FILE: &'static str = "meta.properties";
 
+    /// Writes `meta.properties` (atomically).
+    pub fn write(&self, data_dir: &Path) -> Result<()> {
+        let text = format!(
+            "# written by sluice-broker\nversion=1\ncluster.id={}\nnode.id={}\n",
+            self.cluster_id, self.node_id
+        );
+        write_atomic(&data_dir.join(Self::FILE), text.as_bytes())
+    }
+
     /// Loads the identity, or formats the directory on first start. A node
     /// id different from the one the data was written with is an error.
     pub fn load_or_format(data_dir: &Path, node_id: i32) -> Result<Self> {
@@ -185,11 +194,7 @@ impl ClusterMeta {
                     cluster_id: new_cluster_id(),
                     node_id,
                 };
-                let text = format!(
-                    "# written by sluice-broker\nversion=1\ncluster.id={}\nnode.id={}\n",
-                    meta.cluster_id, meta.node_id
-                );
-                write_atomic(&path, text.as_bytes())?;
+                meta.write(data_dir)?;
                 Ok(meta)
             }
             Err(e) => Err(Error::io(path, e)),

@@ -39,6 +39,34 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(|e| Error::Metadata(format!("startup task failed: {e}")))??;
+    if let Some(cc) = broker.config.cluster.clone() {
+        let fresh = broker.metadata.lock().is_empty();
+        // Topics of a single-node broker are not in any quorum's metadata:
+        // joining a cluster would delete them. Refused, not guessed.
+        let marker = broker.config.data_dir.join("meta").join("cluster-member");
+        if !fresh && !marker.exists() {
+            return Err(Error::config(
+                "controller.quorum.voters",
+                format!(
+                    "{} holds topics of a single-node broker; a cluster member needs a new data directory",
+                    broker.config.data_dir.display()
+                ),
+            ));
+        }
+        crate::storage::checkpoint::write_atomic(&marker, b"joined a cluster\n")?;
+        let local = broker.cluster_id.clone();
+        let (cluster, id) =
+            crate::cluster::Cluster::start(&broker.config, &cc, &local, fresh).await?;
+        if id != local {
+            crate::metadata::ClusterMeta {
+                cluster_id: id.clone(),
+                node_id: broker.config.node_id,
+            }
+            .write(&broker.config.data_dir)?;
+        }
+        let _ = broker.cluster.set(Arc::new(cluster));
+        tracing::info!(cluster_id = %id, internal = %cc.internal_listener, "joined the cluster");
+    }
 
     let tasks = TaskTracker::new();
     let connections = TaskTracker::new();
@@ -53,6 +81,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(Arc::clone(&broker).run_background());
     tasks.spawn(Arc::clone(&broker).run_cleaner());
     tasks.spawn(accept_loop(Arc::clone(&broker), kafka, connections.clone()));
+    tasks.spawn(Arc::clone(&broker).run_materializer());
     ready.cancel();
     tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");
     Ok(RunningBroker {
@@ -100,9 +129,16 @@ impl RunningBroker {
     /// (up to `shutdown.timeout.ms`), flush every log, write checkpoints.
     pub async fn shutdown(self) -> Result<()> {
         tracing::info!("shutting down");
+        let timeout = Duration::from_millis(self.broker.config.shutdown_timeout_ms);
+        if let Some(c) = self.broker.cluster() {
+            // Controlled shutdown first, while still serving: leaderships
+            // move to other in-sync replicas before the listener closes.
+            // Bounded well below the pod's grace period: with no quorum
+            // left (the whole cluster stopping) there is nobody to hand to.
+            c.shutdown(timeout.min(Duration::from_secs(5))).await;
+        }
         self.broker.shutdown.cancel();
         self.connections.close();
-        let timeout = Duration::from_millis(self.broker.config.shutdown_timeout_ms);
         if tokio::time::timeout(timeout, self.connections.wait())
             .await
             .is_err()

@@ -1,0 +1,304 @@
+//! Topics in a cluster: created, grown and deleted through the metadata
+//! quorum, with replicas placed across the live brokers; each broker then
+//! materializes the partitions it hosts from the metadata image.
+//!
+//! Until data replication is wired into the broker, a topic in a cluster has
+//! one replica per partition: partitions spread over the brokers, each led
+//! by the broker that holds it.
+
+use std::sync::Arc;
+
+use sluice_quorum::image::{Command, MetadataImage, Outcome, Refusal};
+use sluice_quorum::placement::{self, Candidate, PlacementError};
+use uuid::Uuid;
+
+use crate::broker::{Broker, CreateTopicError, MAX_PARTITIONS, NewTopic, validate_topic_name};
+use crate::metadata::{TopicConfigs, TopicMetadata};
+use crate::replica::TopicPartition;
+
+/// The most replicas a partition may have until data replication is wired
+/// in: a larger replication factor is refused rather than pretended.
+pub const MAX_REPLICATION_FACTOR_FOR_NOW: i16 = 1;
+
+fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -> TopicMetadata {
+    TopicMetadata {
+        name: name.to_string(),
+        id: Uuid::from_bytes(t.id),
+        partitions: t.partitions.len() as i32,
+        replication_factor: t.partitions.first().map_or(1, |p| p.replicas.len() as i16),
+        configs: TopicConfigs(t.configs.clone()),
+    }
+}
+
+/// Kafka's group coordinator errors.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const NOT_COORDINATOR: i16 = 16;
+
+impl Broker {
+    /// Where `group` is coordinated: the leader of its `__consumer_offsets`
+    /// partition, as `(node id, host, port)`, or the error to answer
+    /// (the offsets topic is created through the quorum on first use).
+    pub fn group_coordinator(self: &Arc<Self>, group: &str) -> Result<(i32, String, i32), i16> {
+        let Some(cluster) = self.cluster() else {
+            return Ok((
+                self.config.node_id,
+                self.config.advertised_host.clone(),
+                i32::from(self.config.advertised_port),
+            ));
+        };
+        let img = cluster.image();
+        let Some(t) = img.topics.get(crate::group::OFFSETS_TOPIC) else {
+            let b = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Ok(spec) = b.offsets_topic_spec() {
+                    match b.create_topic_in_cluster(spec, false).await {
+                        Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
+                        Err(e) => tracing::warn!(error = %e, "creating the offsets topic"),
+                    }
+                }
+            });
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        };
+        let p = crate::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+        let leader = usize::try_from(p)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .map_or(-1, |p| p.leader);
+        let Some(b) = img.brokers.get(&leader).filter(|b| !b.fenced) else {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        };
+        let (host, port) = b
+            .kafka_address
+            .rsplit_once(':')
+            .unwrap_or((b.kafka_address.as_str(), "-1"));
+        Ok((b.id, host.to_string(), port.parse().unwrap_or(-1)))
+    }
+
+    /// `None` when this broker coordinates `group`, else the error to answer.
+    pub fn coordinator_error(&self, group: &str) -> Option<i16> {
+        let cluster = self.cluster()?;
+        let img = cluster.image();
+        let Some(t) = img.topics.get(crate::group::OFFSETS_TOPIC) else {
+            return Some(COORDINATOR_NOT_AVAILABLE);
+        };
+        let p = crate::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+        let leads = usize::try_from(p)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .is_some_and(|p| p.leader == self.config.node_id);
+        let local = self
+            .replicas
+            .get(&TopicPartition::new(crate::group::OFFSETS_TOPIC, p))
+            .is_some();
+        match (leads, local) {
+            (true, true) => None,
+            (true, false) => Some(COORDINATOR_NOT_AVAILABLE),
+            (false, _) => Some(NOT_COORDINATOR),
+        }
+    }
+
+    /// The partition, if this broker leads it; else the Kafka error code a
+    /// client gets (UNKNOWN_TOPIC_OR_PARTITION, or NOT_LEADER_OR_FOLLOWER
+    /// so that it refreshes its metadata and goes to the leader).
+    pub fn led_partition(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Arc<crate::replica::Partition>, i16> {
+        const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+        const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+        let Some(cluster) = self.cluster() else {
+            return self.replicas.get(tp).ok_or(UNKNOWN_TOPIC_OR_PARTITION);
+        };
+        let Some(p) = cluster.partition(&tp.topic, tp.partition) else {
+            return Err(UNKNOWN_TOPIC_OR_PARTITION);
+        };
+        if p.leader != self.config.node_id {
+            return Err(NOT_LEADER_OR_FOLLOWER);
+        }
+        // Led here by the metadata, not opened yet: the client retries.
+        self.replicas.get(tp).ok_or(NOT_LEADER_OR_FOLLOWER)
+    }
+
+    /// CreateTopics in a cluster.
+    pub async fn create_topic_in_cluster(
+        &self,
+        t: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicMetadata, CreateTopicError> {
+        let Some(cluster) = self.cluster() else {
+            return self.create_topic(t, validate_only);
+        };
+        validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
+        if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
+            return Err(CreateTopicError::InvalidPartitions {
+                got: t.partitions,
+                max: MAX_PARTITIONS,
+            });
+        }
+        let img = cluster.image();
+        let live: Vec<Candidate> = img
+            .live_brokers()
+            .map(|b| Candidate {
+                id: b.id,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        if t.replication_factor > MAX_REPLICATION_FACTOR_FOR_NOW {
+            return Err(CreateTopicError::ReplicationNotAvailable(
+                t.replication_factor,
+            ));
+        }
+        if img.topics.contains_key(&t.name) {
+            return Err(CreateTopicError::AlreadyExists(t.name));
+        }
+        let folded = t.name.replace('.', "_");
+        if let Some(other) = img.topics.keys().find(|o| o.replace('.', "_") == folded) {
+            return Err(CreateTopicError::InvalidName(format!(
+                "Topic '{}' collides with existing topic: {other}",
+                t.name
+            )));
+        }
+        let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
+        let assignment = placement::assign(
+            &live,
+            t.partitions as usize,
+            t.replication_factor as usize,
+            0,
+            start,
+        )
+        .map_err(|e| match e {
+            PlacementError::NotEnoughBrokers { rf, brokers } => {
+                CreateTopicError::InvalidReplicationFactor {
+                    got: rf as i16,
+                    brokers: brokers as i16,
+                }
+            }
+            PlacementError::ZeroReplicationFactor => CreateTopicError::InvalidReplicationFactor {
+                got: 0,
+                brokers: live.len() as i16,
+            },
+        })?;
+        let id = Uuid::new_v4();
+        let meta = TopicMetadata {
+            name: t.name.clone(),
+            id,
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            configs: t.configs.clone(),
+        };
+        if validate_only {
+            return Ok(meta);
+        }
+        let cmd = Command::CreateTopic {
+            name: t.name.clone(),
+            id: *id.as_bytes(),
+            assignment,
+            configs: t.configs.0.clone(),
+        };
+        match cluster.write(cmd).await? {
+            Outcome::Ok => {
+                tracing::info!(topic = %t.name, %id, partitions = t.partitions, "created topic through the quorum");
+                Ok(meta)
+            }
+            Outcome::Refused(Refusal::TopicExists(n)) => Err(CreateTopicError::AlreadyExists(n)),
+            other => Err(CreateTopicError::Storage(crate::error::Error::Metadata(
+                format!("the quorum refused the topic: {other:?}"),
+            ))),
+        }
+    }
+
+    /// DeleteTopics in a cluster: `None` when there is no such topic.
+    pub async fn delete_topic_in_cluster(
+        &self,
+        name: &str,
+    ) -> crate::error::Result<Option<TopicMetadata>> {
+        let Some(cluster) = self.cluster() else {
+            return self.delete_topic(name);
+        };
+        let Some(meta) = cluster
+            .image()
+            .topics
+            .get(name)
+            .map(|t| topic_metadata(name, t))
+        else {
+            return Ok(None);
+        };
+        match cluster
+            .write(Command::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Outcome::Ok => Ok(Some(meta)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Brings the local partitions in line with the image: topics this
+    /// broker hosts are opened, deleted ones removed, leader epochs taken.
+    pub fn materialize(&self, img: &MetadataImage) {
+        let me = self.config.node_id;
+        let hosted: Vec<(&String, &sluice_quorum::image::TopicState)> = img
+            .topics
+            .iter()
+            .filter(|(_, t)| t.partitions.iter().any(|p| p.replicas.contains(&me)))
+            .collect();
+        let local: Vec<String> = self
+            .metadata
+            .lock()
+            .topics()
+            .map(|t| t.name.clone())
+            .collect();
+        for name in &local {
+            let keep = hosted.iter().any(|(n, t)| {
+                *n == name
+                    && self
+                        .metadata
+                        .lock()
+                        .get(name)
+                        .is_some_and(|m| m.id == Uuid::from_bytes(t.id))
+            });
+            if !keep {
+                if let Err(e) = self.delete_topic(name) {
+                    tracing::warn!(topic = %name, error = %e, "removing a deleted topic");
+                }
+            }
+        }
+        for (name, t) in hosted {
+            let exists = self.metadata.lock().get(name).is_some();
+            if !exists {
+                if let Err(e) = self.open_topic(topic_metadata(name, t)) {
+                    tracing::warn!(topic = %name, error = %e, "opening a topic from the metadata");
+                    continue;
+                }
+            }
+            for (i, p) in t.partitions.iter().enumerate() {
+                if let Some(part) = self
+                    .replicas
+                    .get(&TopicPartition::new(name.as_str(), i as i32))
+                {
+                    part.set_leader_epoch(p.leader_epoch);
+                }
+            }
+        }
+    }
+
+    /// Follows the image for as long as the broker runs.
+    pub async fn run_materializer(self: Arc<Self>) {
+        let Some(cluster) = self.cluster().cloned() else {
+            return;
+        };
+        let mut image = cluster.subscribe();
+        loop {
+            let img = image.borrow_and_update().clone();
+            let b = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || b.materialize(&img)).await {
+                tracing::error!(error = %e, "metadata materializer");
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                changed = image.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}

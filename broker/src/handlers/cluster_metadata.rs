@@ -1,0 +1,174 @@
+//! Metadata (3) in a cluster: brokers, controller, topics, leaders, epochs,
+//! replicas and ISR, all from the metadata quorum's image. Unknown topics
+//! are created through the quorum when auto-creation is on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use sluice_quorum::image::{MetadataImage, TopicState};
+use uuid::Uuid;
+
+use super::{code, count_error, str_bytes, topic_name};
+use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
+use crate::metadata::TopicConfigs;
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+/// `host:port` into its parts (registrations are validated at start).
+fn split(address: &str) -> (String, i32) {
+    match address.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(-1)),
+        None => (address.to_string(), -1),
+    }
+}
+
+pub fn brokers(img: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    img.live_brokers()
+        .map(|b| {
+            let (host, port) = split(&b.kafka_address);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let Some(cluster) = broker.cluster().cloned() else {
+        return MetadataResponse::default();
+    };
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let may_create =
+        broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    if all {
+        let img = cluster.image();
+        topics.extend(img.topics.iter().map(|(n, t)| describe(&img, n, t)));
+    } else {
+        for t in req.topics.unwrap_or_default() {
+            let r = match t.name {
+                Some(name) => by_name(broker, name.as_str(), may_create).await,
+                None => by_id(&cluster.image(), t.topic_id),
+            };
+            topics.push(r);
+        }
+    }
+    for t in &topics {
+        count_error(broker, "Metadata", t.error_code);
+    }
+    let img = cluster.image();
+    MetadataResponse::default()
+        .with_brokers(brokers(&img))
+        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
+        .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
+        .with_topics(topics)
+}
+
+async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> MetadataResponseTopic {
+    let error = |code: i16| {
+        MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_error_code(code)
+    };
+    let Some(cluster) = broker.cluster().cloned() else {
+        return error(code::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let img = cluster.image();
+    if let Some(t) = img.topics.get(name) {
+        return describe(&img, name, t);
+    }
+    if let Err(reason) = validate_topic_name(name) {
+        tracing::debug!(topic = name, %reason, "metadata for an invalid topic name");
+        return error(code::INVALID_TOPIC_EXCEPTION);
+    }
+    let internal = name == crate::group::OFFSETS_TOPIC;
+    if !may_create && !internal {
+        return error(code::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let new = if internal {
+        match broker.offsets_topic_spec() {
+            Ok(t) => t,
+            Err(_) => return error(code::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    } else {
+        NewTopic {
+            name: name.to_string(),
+            partitions: broker.config.num_partitions,
+            replication_factor: broker.config.default_replication_factor,
+            configs: TopicConfigs::default(),
+        }
+    };
+    match broker.create_topic_in_cluster(new, false).await {
+        Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
+        Err(CreateTopicError::InvalidName(_)) => return error(code::INVALID_TOPIC_EXCEPTION),
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "auto-creating topic failed");
+            return error(code::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+    }
+    // The write is committed; wait briefly for this broker's image.
+    let mut image = cluster.subscribe();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        image.wait_for(|img| img.topics.contains_key(name)),
+    )
+    .await;
+    let img = cluster.image();
+    match img.topics.get(name) {
+        Some(t) => describe(&img, name, t),
+        None => error(LEADER_NOT_AVAILABLE),
+    }
+}
+
+fn by_id(img: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+    match img
+        .topics
+        .iter()
+        .find(|(_, t)| Uuid::from_bytes(t.id) == id)
+    {
+        Some((n, t)) => describe(img, n, t),
+        None => MetadataResponseTopic::default()
+            .with_name(None)
+            .with_topic_id(id)
+            .with_error_code(code::UNKNOWN_TOPIC_ID),
+    }
+}
+
+fn describe(img: &MetadataImage, name: &str, t: &TopicState) -> MetadataResponseTopic {
+    let fenced = |r: &i32| img.brokers.get(r).is_none_or(|b| b.fenced);
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+            let offline: Vec<i32> = p.replicas.iter().copied().filter(|r| fenced(r)).collect();
+            MetadataResponsePartition::default()
+                .with_error_code(if p.leader < 0 {
+                    LEADER_NOT_AVAILABLE
+                } else {
+                    0
+                })
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name.to_string())))
+        .with_topic_id(Uuid::from_bytes(t.id))
+        .with_is_internal(name.starts_with("__"))
+        .with_partitions(partitions)
+}

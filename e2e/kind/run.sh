@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 keep=false
 [[ "${1:-}" == "--keep" ]] && keep=true
 name="${SLUICE_KIND_CLUSTER:-sluice-e2e}"
-brokers="${SLUICE_KIND_BROKERS:-1}"
+brokers="${SLUICE_KIND_BROKERS:-3}"
 kcat_image="${KCAT_IMAGE:-edenhill/kcat:1.7.1}"
 ns=kafka
 records=1000
@@ -67,7 +67,7 @@ kubectl -n sluice-system rollout status deploy/sluice-operator --timeout=120s
 step "apply the KafkaCluster and Topic"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$ns" apply -f e2e/kind/cluster.yaml
-if ((brokers != 1)); then
+if ((brokers != 3)); then
   kubectl -n "$ns" scale kc demo --replicas="$brokers"
 fi
 kubectl -n "$ns" wait kc/demo --for=condition=Ready --timeout=300s

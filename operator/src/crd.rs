@@ -128,6 +128,14 @@ pub struct ListenersSpec {
     #[serde(default = "default_metrics_port")]
     #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
     pub metrics_port: i32,
+    /// Internal port: the metadata quorum between brokers.
+    #[serde(default = "default_internal_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub internal_port: i32,
+}
+
+fn default_internal_port() -> i32 {
+    9093
 }
 
 fn default_client_port() -> i32 {
@@ -143,6 +151,7 @@ impl Default for ListenersSpec {
         ListenersSpec {
             client_port: default_client_port(),
             metrics_port: default_metrics_port(),
+            internal_port: default_internal_port(),
         }
     }
 }

@@ -33,7 +33,23 @@ pub const OWNED_SETTINGS: &[&str] = &[
     "metrics.listener",
     "broker.rack",
     "config",
+    "controller.quorum.voters",
+    "internal.listener",
+    "internal.advertised.listener",
 ];
+
+/// Voters of the metadata quorum: the first three ordinals (one on a
+/// one-broker cluster), at their stable pod addresses.
+pub fn quorum_voters(kc: &KafkaCluster) -> String {
+    let name = kc.metadata.name.as_deref().unwrap_or_default();
+    let ns = kc.metadata.namespace.as_deref().unwrap_or("default");
+    let headless = headless_service_name(kc);
+    let port = kc.spec.listeners.internal_port;
+    (0..kc.spec.replicas.clamp(1, 3))
+        .map(|i| format!("{i}@{name}-{i}.{headless}.{ns}.svc:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Where the broker keeps its data inside the pod.
 pub const DATA_DIR: &str = "/var/lib/sluice/data";
@@ -144,7 +160,15 @@ pub fn headless_service(kc: &KafkaCluster) -> Result<Service, RenderError> {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(kc)),
-            ports: Some(vec![kafka_port(kc)]),
+            ports: Some(vec![
+                kafka_port(kc),
+                ServicePort {
+                    name: Some("internal".into()),
+                    port: kc.spec.listeners.internal_port,
+                    target_port: Some(IntOrString::String("internal".into())),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -186,6 +210,11 @@ pub fn server_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
         kc.spec.listeners.metrics_port
     ));
     out.push_str(&format!("log.dirs={DATA_DIR}\n"));
+    out.push_str(&format!(
+        "internal.listener=0.0.0.0:{}\n",
+        kc.spec.listeners.internal_port
+    ));
+    out.push_str(&format!("controller.quorum.voters={}\n", quorum_voters(kc)));
     for (k, v) in &kc.spec.config {
         out.push_str(&format!("{k}={v}\n"));
     }
@@ -285,6 +314,13 @@ pub fn statefulset(kc: &KafkaCluster) -> Result<StatefulSet, RenderError> {
             "SLUICE_ADVERTISED_LISTENERS",
             format!("$(POD_NAME).{headless}.{ns}.svc:{client_port}"),
         ),
+        env(
+            "SLUICE_INTERNAL_ADVERTISED_LISTENER",
+            format!(
+                "$(POD_NAME).{headless}.{ns}.svc:{}",
+                spec.listeners.internal_port
+            ),
+        ),
         env("SLUICE_CONFIG", format!("{CONFIG_DIR}/server.properties")),
         env("SLUICE_LOGGING_FORMAT", "json".into()),
     ];
@@ -314,6 +350,11 @@ pub fn statefulset(kc: &KafkaCluster) -> Result<StatefulSet, RenderError> {
             ContainerPort {
                 name: Some("metrics".into()),
                 container_port: metrics_port,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("internal".into()),
+                container_port: spec.listeners.internal_port,
                 ..ContainerPort::default()
             },
         ]),
@@ -560,6 +601,23 @@ mod tests {
         let props = server_properties(&kc).expect("render");
         assert!(props.contains("min.insync.replicas=2\n"));
         assert!(props.contains("log.dirs=/var/lib/sluice/data\n"));
+        // One metadata quorum: the first three ordinals vote.
+        let voters = format!(
+            "controller.quorum.voters=0@demo-0.demo-brokers.{ns}.svc:9093,1@demo-1.demo-brokers.{ns}.svc:9093,2@demo-2.demo-brokers.{ns}.svc:9093\n",
+            ns = kc.metadata.namespace.as_deref().unwrap_or("default")
+        );
+        assert!(props.contains(&voters), "{props}");
+        assert!(props.contains("internal.listener=0.0.0.0:9093\n"));
+        let mut one = kc.clone();
+        one.spec.replicas = 1;
+        assert!(quorum_voters(&one).starts_with("0@demo-0.") && !quorum_voters(&one).contains(','));
+        let mut five = kc.clone();
+        five.spec.replicas = 5;
+        assert_eq!(
+            quorum_voters(&five).matches('@').count(),
+            3,
+            "observers beyond three"
+        );
         let h1 = config_hash(&kc).expect("hash");
         kc.spec
             .config

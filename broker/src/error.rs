@@ -40,6 +40,8 @@ pub enum Error {
     },
     #[error("an idempotent produce must carry exactly one batch per partition")]
     MultipleIdempotentBatches,
+    #[error("replicated batch at offset {got} does not continue the log, which ends at {expected}")]
+    ReplicaOffsetGap { expected: i64, got: i64 },
 }
 
 impl Error {

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 
@@ -101,6 +102,11 @@ pub async fn handle(
             let records = fetch::record_chunks(&resp);
             encode_response(out, key, v, corr, &resp, records)?;
             held = memory;
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req: OffsetForLeaderEpochRequest = decode_body(&h).map_err(bad)?;
+            let resp = offset_for_leader_epoch::handle(broker, req, v);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode_body(&h).map_err(bad)?;
@@ -237,6 +243,7 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::Produce => decode_body::<ProduceRequest>(h).map(drop),
         ApiKey::Fetch => decode_body::<FetchRequest>(h).map(drop),
         ApiKey::ListOffsets => decode_body::<ListOffsetsRequest>(h).map(drop),
+        ApiKey::OffsetForLeaderEpoch => decode_body::<OffsetForLeaderEpochRequest>(h).map(drop),
         ApiKey::CreateTopics => decode_body::<CreateTopicsRequest>(h).map(drop),
         ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(h).map(drop),
         ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(h).map(drop),

@@ -411,7 +411,12 @@ impl PartitionLog {
     /// The leader-epoch cache and producer state follow them, so that this
     /// replica can lead with the same view. The first batch must start at
     /// this log's end, and the batches must be contiguous.
-    pub fn append_replicated(&mut self, records: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<()> {
+    pub fn append_replicated(
+        &mut self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<()> {
         let mut next = self.log_end_offset();
         for h in headers {
             if h.base_offset != next {
@@ -428,7 +433,8 @@ impl PartitionLog {
         self.maybe_roll(records.len() as u64, now_ms)?;
         for h in headers {
             if self.leader_epochs.latest_epoch() != Some(h.partition_leader_epoch) {
-                self.leader_epochs.assign(h.partition_leader_epoch, h.base_offset)?;
+                self.leader_epochs
+                    .assign(h.partition_leader_epoch, h.base_offset)?;
             }
         }
         self.active_mut().append(records, headers)?;
@@ -809,13 +815,17 @@ mod tests {
     fn a_follower_log_is_the_leaders_byte_for_byte() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut leader, _) =
-            PartitionLog::open(&dir.path().join("l"), LogConfig::default(), 0, false, 0).expect("open");
+            PartitionLog::open(&dir.path().join("l"), LogConfig::default(), 0, false, 0)
+                .expect("open");
         let (mut follower, _) =
-            PartitionLog::open(&dir.path().join("f"), LogConfig::default(), 0, false, 0).expect("open");
+            PartitionLog::open(&dir.path().join("f"), LogConfig::default(), 0, false, 0)
+                .expect("open");
         for (epoch, n) in [(0, 3), (0, 2), (4, 5), (7, 1)] {
             let b = batch(n, 100);
             let hs = batch::validate_produce(&b, 1 << 20).expect("valid");
-            leader.append_as_leader(&b, &hs, epoch, 100).expect("append");
+            leader
+                .append_as_leader(&b, &hs, epoch, 100)
+                .expect("append");
         }
         // Replicated in two fetches.
         let (bytes, hs) = read_raw(&leader, 0);
@@ -826,16 +836,29 @@ mod tests {
         // A gap or an overlap is refused and changes nothing.
         assert!(matches!(
             follower.append_replicated(&bytes[cut + hs[2].size..], &hs[3..], 100),
-            Err(Error::ReplicaOffsetGap { expected: 5, got: 10 })
+            Err(Error::ReplicaOffsetGap {
+                expected: 5,
+                got: 10
+            })
         ));
-        assert!(follower.append_replicated(&bytes[..hs[0].size], &hs[..1], 100).is_err());
+        assert!(
+            follower
+                .append_replicated(&bytes[..hs[0].size], &hs[..1], 100)
+                .is_err()
+        );
         follower
             .append_replicated(&bytes[cut..], &hs[2..], 100)
             .expect("second fetch");
         assert_eq!(follower.log_end_offset(), leader.log_end_offset());
         assert_eq!(read_raw(&follower, 0).0, bytes, "same bytes");
-        assert_eq!(follower.leader_epochs().entries(), leader.leader_epochs().entries());
-        assert_eq!(follower.leader_epochs().entries(), &[(0, 0), (4, 5), (7, 10)]);
+        assert_eq!(
+            follower.leader_epochs().entries(),
+            leader.leader_epochs().entries()
+        );
+        assert_eq!(
+            follower.leader_epochs().entries(),
+            &[(0, 0), (4, 5), (7, 10)]
+        );
         // Truncating to an epoch boundary keeps the cache in line.
         follower.truncate_to(5).expect("truncate");
         assert_eq!(follower.leader_epochs().entries(), &[(0, 0)]);
@@ -845,15 +868,19 @@ mod tests {
     fn a_follower_that_becomes_leader_knows_its_producers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut leader, _) =
-            PartitionLog::open(&dir.path().join("l"), LogConfig::default(), 0, false, 0).expect("open");
+            PartitionLog::open(&dir.path().join("l"), LogConfig::default(), 0, false, 0)
+                .expect("open");
         let (mut follower, _) =
-            PartitionLog::open(&dir.path().join("f"), LogConfig::default(), 0, false, 0).expect("open");
+            PartitionLog::open(&dir.path().join("f"), LogConfig::default(), 0, false, 0)
+                .expect("open");
         let mut b = batch(4, 100);
         batch::set_producer(&mut b, 42, 0, 0);
         let hs = batch::validate_produce(&b, 1 << 20).expect("valid");
         leader.append_as_leader(&b, &hs, 1, 100).expect("append");
         let (bytes, headers) = read_raw(&leader, 0);
-        follower.append_replicated(&bytes, &headers, 100).expect("replicate");
+        follower
+            .append_replicated(&bytes, &headers, 100)
+            .expect("replicate");
         // The producer's retry reaches the new leader: recognised, not
         // written twice.
         let again = follower.append_as_leader(&b, &hs, 2, 200).expect("retry");

@@ -38,10 +38,7 @@ pub enum CreateTopicError {
     InvalidPartitions { got: i32, max: i32 },
     #[error("Replication factor {got} is invalid: this cluster has {brokers} broker(s).")]
     InvalidReplicationFactor { got: i16, brokers: i16 },
-    #[error(
-        "Replication factor {0} is not available yet: partitions of a multi-broker cluster have one replica until replication lands."
-    )]
-    ReplicationNotAvailable(i16),
+
     #[error("{0}")]
     InvalidConfig(#[from] ConfigError),
     #[error("Manual replica assignment is not supported on a single-node broker.")]
@@ -277,10 +274,16 @@ impl Broker {
             ("cleanup.policy", Some("compact")),
             ("segment.bytes", Some("104857600")),
         ])?;
+        // In a cluster: three replicas (Kafka's default), or as many as
+        // there are brokers.
+        let replication_factor = match self.cluster() {
+            Some(c) => c.image().live_brokers().count().clamp(1, 3) as i16,
+            None => 1,
+        };
         Ok(NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_num_partitions,
-            replication_factor: 1,
+            replication_factor,
             configs,
         })
     }

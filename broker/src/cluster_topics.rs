@@ -2,9 +2,9 @@
 //! quorum, with replicas placed across the live brokers; each broker then
 //! materializes the partitions it hosts from the metadata image.
 //!
-//! Until data replication is wired into the broker, a topic in a cluster has
-//! one replica per partition: partitions spread over the brokers, each led
-//! by the broker that holds it.
+//! Partitions are replicated: followers fetch from the leader
+//! (`crate::replication`), and the leader answers `acks=all` once every
+//! in-sync replica has the write.
 
 use std::sync::Arc;
 
@@ -15,10 +15,6 @@ use uuid::Uuid;
 use crate::broker::{Broker, CreateTopicError, MAX_PARTITIONS, NewTopic, validate_topic_name};
 use crate::metadata::{TopicConfigs, TopicMetadata};
 use crate::replica::TopicPartition;
-
-/// The most replicas a partition may have until data replication is wired
-/// in: a larger replication factor is refused rather than pretended.
-pub const MAX_REPLICATION_FACTOR_FOR_NOW: i16 = 1;
 
 fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -> TopicMetadata {
     TopicMetadata {
@@ -143,10 +139,11 @@ impl Broker {
                 rack: b.rack.clone(),
             })
             .collect();
-        if t.replication_factor > MAX_REPLICATION_FACTOR_FOR_NOW {
-            return Err(CreateTopicError::ReplicationNotAvailable(
-                t.replication_factor,
-            ));
+        if t.replication_factor < 1 {
+            return Err(CreateTopicError::InvalidReplicationFactor {
+                got: t.replication_factor,
+                brokers: live.len() as i16,
+            });
         }
         if img.topics.contains_key(&t.name) {
             return Err(CreateTopicError::AlreadyExists(t.name));
@@ -272,12 +269,33 @@ impl Broker {
                     continue;
                 }
             }
+            let lag = self
+                .config
+                .cluster
+                .as_ref()
+                .map_or(10_000, |c| c.replica_lag_time_max_ms);
             for (i, p) in t.partitions.iter().enumerate() {
-                if let Some(part) = self
+                let Some(part) = self
                     .replicas
                     .get(&TopicPartition::new(name.as_str(), i as i32))
-                {
-                    part.set_leader_epoch(p.leader_epoch);
+                else {
+                    continue;
+                };
+                if !p.replicas.contains(&me) {
+                    part.become_offline();
+                } else if p.leader == me {
+                    part.become_leader(
+                        me,
+                        p.leader_epoch,
+                        p.partition_epoch,
+                        p.replicas.clone(),
+                        p.isr.clone(),
+                        lag,
+                    );
+                } else if p.leader >= 0 {
+                    part.become_follower(p.leader, p.leader_epoch);
+                } else {
+                    part.become_offline();
                 }
             }
         }

@@ -201,6 +201,14 @@ pub struct Cli {
     /// A broker silent this long is fenced and its leaderships move. [default: 600]
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(50..))]
     pub broker_session_timeout_ms: Option<u64>,
+
+    /// A follower that has not caught up for this long leaves the ISR. [default: 10000]
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub replica_lag_time_max_ms: Option<u64>,
+
+    /// How long a follower's fetch waits at the leader for new records. [default: 500]
+    #[arg(long, env = "SLUICE_REPLICA_FETCH_WAIT_MAX_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub replica_fetch_wait_max_ms: Option<u64>,
 }
 
 /// The cluster settings of a broker that runs in a cluster.
@@ -212,6 +220,8 @@ pub struct ClusterConfig {
     pub internal_advertised: String,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    pub replica_lag_time_max_ms: u64,
+    pub replica_fetch_wait_max_ms: u64,
 }
 
 /// Parses `id@host:port,id@host:port`.
@@ -443,6 +453,8 @@ impl BrokerConfig {
                 internal_advertised,
                 heartbeat_interval_ms,
                 session_timeout_ms,
+                replica_lag_time_max_ms: c.replica_lag_time_max_ms.unwrap_or(10_000),
+                replica_fetch_wait_max_ms: c.replica_fetch_wait_max_ms.unwrap_or(500),
             });
         }
         if (cfg.message_max_bytes as u64) > cfg.fetch_memory_max_bytes {
@@ -600,6 +612,8 @@ fn merge(over: Cli, under: Cli) -> Cli {
         internal_advertised_listener,
         broker_heartbeat_interval_ms,
         broker_session_timeout_ms,
+        replica_lag_time_max_ms,
+        replica_fetch_wait_max_ms,
     )
 }
 

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod storage;
 

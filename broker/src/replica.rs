@@ -55,6 +55,28 @@ pub struct Partition {
     log: Mutex<PartitionLog>,
     /// Carries the high watermark; fetches wait on it.
     high_watermark: watch::Sender<i64>,
+    /// Carries the log end offset; followers' fetches wait on it.
+    log_end: watch::Sender<i64>,
+    /// This replica's part in the partition.
+    role: Mutex<Role>,
+}
+
+/// What this broker is for a partition.
+#[derive(Debug)]
+pub enum Role {
+    /// One node: the only replica; the high watermark is the log end.
+    Single,
+    /// Leads, tracking followers (cluster).
+    Leader(sluice_replication::leader::LeaderState),
+    /// Follows `leader` in `leader_epoch`; `truncated` once the log was cut
+    /// back to the end of the last epoch it shares with the leader.
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+        truncated: bool,
+    },
+    /// In the metadata, but not led by anyone reachable (no leader).
+    Offline,
 }
 
 /// Offsets a reader needs alongside data.
@@ -82,12 +104,209 @@ impl Partition {
         if info.duplicate {
             return Ok(info);
         }
-        // One replica: the ISR is this broker, so the high watermark
-        // follows the log end at once.
         let end = log.log_end_offset();
         drop(log);
-        self.high_watermark.send_replace(end);
+        self.log_end.send_replace(end);
+        let hw = match &mut *self.role.lock() {
+            Role::Leader(state) => {
+                state.on_append(end);
+                state.hw
+            }
+            // One replica: the ISR is this broker, so the high watermark
+            // follows the log end at once.
+            _ => end,
+        };
+        self.publish_hw(hw);
         Ok(info)
+    }
+
+    /// Moves the published high watermark forward (never back, except
+    /// through `reset_hw`).
+    fn publish_hw(&self, hw: i64) {
+        self.high_watermark.send_if_modified(|cur| {
+            if hw > *cur {
+                *cur = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Sets the high watermark (a follower that truncated below it).
+    fn reset_hw(&self, hw: i64) {
+        self.high_watermark.send_replace(hw);
+    }
+
+    /// The log end offset, followed by followers' long polls.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// The role, for reading.
+    pub fn with_role<T>(&self, f: impl FnOnce(&mut Role) -> T) -> T {
+        f(&mut self.role.lock())
+    }
+
+    /// Becomes leader at `leader_epoch` (idempotent for the same epoch:
+    /// then only the ISR and partition epoch are taken).
+    pub fn become_leader(
+        &self,
+        me: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        lag_max_ms: u64,
+    ) {
+        self.set_leader_epoch(leader_epoch);
+        let mut role = self.role.lock();
+        if let Role::Leader(s) = &mut *role {
+            if s.leader_epoch == leader_epoch {
+                if s.partition_epoch < partition_epoch {
+                    s.on_isr_committed(isr, partition_epoch);
+                    let hw = s.hw;
+                    drop(role);
+                    self.publish_hw(hw);
+                }
+                return;
+            }
+        }
+        let (leo, min_isr) = {
+            let mut log = self.log.lock();
+            let leo = log.log_end_offset();
+            // The new epoch starts at the log end, as Kafka records it.
+            if let Err(e) = log.assign_leader_epoch(leader_epoch, leo) {
+                tracing::warn!(partition = %self.tp, error = %e, "recording the leader epoch");
+            }
+            (leo, log.config().min_insync_replicas.max(1) as usize)
+        };
+        let hw = *self.high_watermark.borrow();
+        let state = sluice_replication::leader::LeaderState::new(
+            me,
+            leader_epoch,
+            partition_epoch,
+            replicas,
+            isr,
+            leo,
+            hw,
+            now_ms() as u64,
+            lag_max_ms,
+            min_isr,
+        );
+        let hw = state.hw;
+        *role = Role::Leader(state);
+        drop(role);
+        self.publish_hw(hw);
+        tracing::info!(partition = %self.tp, leader_epoch, "leading");
+    }
+
+    /// Follows `leader` at `leader_epoch` (idempotent for the same one).
+    pub fn become_follower(&self, leader: i32, leader_epoch: i32) {
+        self.set_leader_epoch(leader_epoch);
+        let mut role = self.role.lock();
+        if let Role::Follower {
+            leader_epoch: e, ..
+        } = &*role
+        {
+            if *e == leader_epoch {
+                return;
+            }
+        }
+        *role = Role::Follower {
+            leader,
+            leader_epoch,
+            truncated: false,
+        };
+        tracing::info!(partition = %self.tp, leader, leader_epoch, "following");
+    }
+
+    pub fn become_offline(&self) {
+        *self.role.lock() = Role::Offline;
+    }
+
+    /// A follower's fetch reached this leader at `fetch_offset`: its
+    /// progress moves the high watermark, and may call for an ISR change.
+    pub fn on_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+    ) -> Option<(sluice_replication::leader::IsrChange, i32)> {
+        let mut role = self.role.lock();
+        let Role::Leader(s) = &mut *role else {
+            return None;
+        };
+        let change = s.on_fetch(follower, fetch_offset, now_ms() as u64);
+        let (hw, epoch) = (s.hw, s.leader_epoch);
+        drop(role);
+        self.publish_hw(hw);
+        change.map(|c| (c, epoch))
+    }
+
+    /// A follower truncates to `offset` (the end of the last epoch it
+    /// shares with the leader) before it fetches.
+    pub fn truncate_for_leader(&self, offset: i64) -> Result<()> {
+        let mut log = self.log.lock();
+        let target = offset.min(log.log_end_offset());
+        log.truncate_to(target)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.log_end.send_replace(end);
+        let hw = (*self.high_watermark.borrow()).min(end);
+        self.reset_hw(hw);
+        if let Role::Follower { truncated, .. } = &mut *self.role.lock() {
+            *truncated = true;
+        }
+        Ok(())
+    }
+
+    /// A follower appends what it fetched and takes the leader's high
+    /// watermark (up to its own log end).
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        leader_hw: i64,
+    ) -> Result<()> {
+        let mut log = self.log.lock();
+        log.append_replicated(records, headers, now_ms())?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.log_end.send_replace(end);
+        self.publish_hw(leader_hw.min(end));
+        Ok(())
+    }
+
+    /// Whether an `acks=all` write ending at `end_offset` may be answered.
+    pub fn ack_state(&self, end_offset: i64) -> sluice_replication::leader::AckState {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.ack_state(end_offset),
+            Role::Single => sluice_replication::leader::AckState::Done,
+            _ => sluice_replication::leader::AckState::NotEnoughReplicas,
+        }
+    }
+
+    /// May an `acks=all` write be appended now (ISR at least
+    /// `min.insync.replicas`)?
+    pub fn can_append_acks_all(&self) -> bool {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.can_append_acks_all(),
+            Role::Single => true,
+            _ => false,
+        }
+    }
+
+    /// Reads up to the log end (for followers), not the high watermark.
+    pub fn plan_read_to_end(&self, offset: i64) -> Result<(Option<ReadPlan>, Offsets)> {
+        let log = self.log.lock();
+        let end = log.log_end_offset();
+        let plan = log.plan_read(offset, end)?;
+        let offsets = Offsets {
+            log_start: log.log_start_offset(),
+            high_watermark: *self.high_watermark.borrow(),
+            log_end: end,
+        };
+        Ok((plan, offsets))
     }
 
     pub fn offsets(&self) -> Offsets {
@@ -194,12 +413,15 @@ impl ReplicaManager {
         let end = log.log_end_offset();
         let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
         let (tx, _) = watch::channel(end);
+        let (end_tx, _) = watch::channel(end);
         let partition = Arc::new(Partition {
             tp: tp.clone(),
             topic_id,
             leader_epoch: std::sync::atomic::AtomicI32::new(leader_epoch),
             log: Mutex::new(log),
             high_watermark: tx,
+            log_end: end_tx,
+            role: Mutex::new(Role::Single),
         });
         self.partitions.write().insert(tp, partition);
         Ok(report)

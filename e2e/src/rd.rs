@@ -64,6 +64,12 @@ pub fn consume(
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            // A broker that is down (a cluster test killed it) is
+            // reported and retried by librdkafka; not a consume failure.
+            Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                | rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+            ))) => {}
             Some(Err(e)) => bail!("consume error: {e}"),
             Some(Ok(m)) => out.push(Consumed {
                 partition: m.partition(),

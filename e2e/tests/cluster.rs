@@ -1,11 +1,11 @@
 //! Three broker processes on loopback as one cluster (metadata quorum over
 //! the internal listeners), driven by the Rust `rdkafka` crate: the
-//! cluster's metadata, a topic spread over all brokers, produce and consume
-//! through any broker, a consumer group coordinated across brokers, a
-//! broker killed and restarted, and a controlled shutdown of a voter.
-//!
-//! Partitions have one replica until data replication is wired into the
-//! broker: a larger replication factor is refused with a clear error.
+//! cluster's metadata, a replicated topic (RF 3, `min.insync.replicas=2`)
+//! spread over all brokers, `acks=all` produce and consume through any
+//! broker, a consumer group coordinated across brokers, a broker killed with
+//! `kill -9` while an idempotent producer writes (no acknowledged record
+//! lost or duplicated), its return into every ISR, and a controlled
+//! shutdown after which `acks=all` goes on with two replicas.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -80,6 +80,86 @@ fn wait_for_leaders(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i32>> 
     }
 }
 
+/// Waits until every partition of `topic` has `n` in-sync replicas.
+fn wait_for_isr(bootstrap: &str, topic: &str, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(m) = metadata(bootstrap) {
+            if let Some(t) = m.topics().iter().find(|t| t.name() == topic) {
+                if t.partitions().len() == PARTITIONS as usize
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.isr().len() == n && p.leader() >= 0)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("partitions of {topic} without {n} in-sync replicas after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reads the whole topic and compares it with what was acknowledged.
+async fn check(bootstrap: &str, acked: &BTreeMap<(i32, i64), String>) -> Result<()> {
+    let b = bootstrap.to_string();
+    let n = acked.len();
+    let got = tokio::task::spawn_blocking(move || {
+        consume(&b, TOPIC, PARTITIONS, n, Duration::from_secs(60))
+    })
+    .await??;
+    let read: BTreeMap<(i32, i64), String> = got
+        .into_iter()
+        .map(|c| {
+            (
+                (c.partition, c.offset),
+                String::from_utf8_lossy(&c.value.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    ensure!(
+        &read == acked,
+        "every acknowledged record, once, at its offset"
+    );
+    Ok(())
+}
+
+/// Produces `values` with keys, waits for every acknowledgement; returns
+/// the acknowledged `(partition, offset) -> value` and the failures.
+async fn produce_all(
+    prod: &rdkafka::producer::FutureProducer,
+    values: Vec<String>,
+    mut on_half: impl FnMut() -> Result<()>,
+) -> Result<(BTreeMap<(i32, i64), String>, usize)> {
+    let half = values.len() / 3;
+    let mut futures = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        if i == half {
+            on_half()?;
+        }
+        futures.push(
+            prod.send_result(FutureRecord::to(TOPIC).key(v).payload(v))
+                .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?,
+        );
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let mut acked = BTreeMap::new();
+    let mut failed = 0;
+    for (f, v) in futures.into_iter().zip(values) {
+        match f.await.context("delivery future dropped")? {
+            Ok(d) => {
+                acked.insert((d.partition, d.offset), v);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    Ok((acked, failed))
+}
+
 /// A group consumer that reads until `want` records or the timeout, and
 /// commits what it read.
 fn group_read(bootstrap: &str, group: &str, want: usize, timeout: Duration) -> Result<usize> {
@@ -115,7 +195,7 @@ async fn three_brokers_one_cluster() -> Result<()> {
     let mut brokers = start_cluster(dir.path(), 3, &[])?;
     let all = bootstrap_all(&brokers);
 
-    // One cluster: every broker reports the same three brokers and cluster id.
+    // One cluster: every broker reports the same three brokers.
     let m = tokio::task::block_in_place(|| wait_for_brokers(&brokers[0].bootstrap(), 3))?;
     let ids: BTreeSet<i32> = m.brokers().iter().map(|b| b.id()).collect();
     ensure!(ids == BTreeSet::from([0, 1, 2]), "brokers {ids:?}");
@@ -123,21 +203,18 @@ async fn three_brokers_one_cluster() -> Result<()> {
         tokio::task::block_in_place(|| wait_for_brokers(&b.bootstrap(), 3))?;
     }
 
-    // Topics are created through any broker and spread over all of them.
+    // A replicated topic, created through any broker, spread over all.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers[1].bootstrap())
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let res = admin
-        .create_topics(
-            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))],
-            &opts,
-        )
-        .await?;
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))
+        .set("min.insync.replicas", "2");
+    let res = admin.create_topics(&[topic], &opts).await?;
     ensure!(res[0].is_ok(), "{res:?}");
     let res = admin
         .create_topics(
-            &[NewTopic::new("rf3", 3, TopicReplication::Fixed(3))],
+            &[NewTopic::new("rf4", 3, TopicReplication::Fixed(4))],
             &opts,
         )
         .await?;
@@ -146,73 +223,31 @@ async fn three_brokers_one_cluster() -> Result<()> {
             &res[0],
             Err((_, RDKafkaErrorCode::InvalidReplicationFactor))
         ),
-        "replication factor 3 is refused until replication lands: {res:?}"
+        "four replicas on three brokers are refused: {res:?}"
     );
     let leaders = tokio::task::block_in_place(|| wait_for_leaders(&all, TOPIC))?;
     let leading: BTreeSet<i32> = leaders.values().copied().collect();
     ensure!(
         leading == BTreeSet::from([0, 1, 2]),
-        "partitions spread over all brokers: {leaders:?}"
+        "leaders spread over all brokers: {leaders:?}"
     );
+    tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
 
-    // Produce through one broker's address; the client routes each record
+    // acks=all through one broker's address; the client routes each record
     // to its partition's leader.
     let prod = producer(&brokers[0].bootstrap(), &[("acks", "all")])?;
-    let mut futures = Vec::with_capacity(RECORDS);
-    for i in 0..RECORDS {
-        let key = format!("key-{i}");
-        let value = format!("value-{i}");
-        futures.push(
-            prod.send_result(FutureRecord::to(TOPIC).key(&key).payload(&value))
-                .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?,
-        );
-    }
-    let mut acked: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    for (i, f) in futures.into_iter().enumerate() {
-        let d = f
-            .await
-            .context("delivery future dropped")?
-            .map_err(|(e, _)| anyhow::anyhow!("delivery failed: {e}"))?;
-        acked.insert((d.partition, d.offset), format!("value-{i}"));
-    }
-    ensure!(acked.len() == RECORDS);
+    let values: Vec<String> = (0..RECORDS).map(|i| format!("value-{i}")).collect();
+    let (mut acked, failed) = produce_all(&prod, values, || Ok(())).await?;
+    ensure!(failed == 0 && acked.len() == RECORDS, "{failed} failed");
     let used: BTreeSet<i32> = acked.keys().map(|(p, _)| *p).collect();
     ensure!(
         used.len() == PARTITIONS as usize,
         "keys spread over all partitions: {used:?}"
     );
+    check(&all, &acked).await?;
 
-    let check = |bootstrap: String, acked: BTreeMap<(i32, i64), String>| async move {
-        let got = tokio::task::spawn_blocking(move || {
-            consume(
-                &bootstrap,
-                TOPIC,
-                PARTITIONS,
-                RECORDS,
-                Duration::from_secs(60),
-            )
-        })
-        .await??;
-        let read: BTreeMap<(i32, i64), String> = got
-            .into_iter()
-            .map(|c| {
-                (
-                    (c.partition, c.offset),
-                    String::from_utf8_lossy(&c.value.unwrap_or_default()).into_owned(),
-                )
-            })
-            .collect();
-        ensure!(
-            read == acked,
-            "every acknowledged record, once, at its offset"
-        );
-        Ok::<_, anyhow::Error>(())
-    };
-    check(all.clone(), acked.clone()).await?;
-
-    // A consumer group: its coordinator is the leader of its offsets
-    // partition, on whichever broker that is; the second reader of the
-    // group finds everything committed.
+    // A consumer group: coordinated by the leader of its offsets partition;
+    // the second reader of the group finds everything committed.
     let a = all.clone();
     let first = tokio::task::spawn_blocking(move || {
         group_read(&a, "g-cluster", RECORDS, Duration::from_secs(60))
@@ -228,17 +263,44 @@ async fn three_brokers_one_cluster() -> Result<()> {
         "committed offsets were found: nothing left to read, got {second}"
     );
 
-    // kill -9 a broker and restart it: it rejoins with its partitions and
-    // their data.
-    brokers[2].kill9()?;
+    // kill -9 a broker while an idempotent producer writes: its leaderships
+    // move inside the ISR, the producer retries, and every acknowledged
+    // record is read back once, at its offset.
+    let prod = producer(&all, &[("acks", "all"), ("enable.idempotence", "true")])?;
+    let values: Vec<String> = (RECORDS..2 * RECORDS)
+        .map(|i| format!("value-{i}"))
+        .collect();
+    let victim = &mut brokers[2];
+    let (more, failed) = produce_all(&prod, values, || victim.kill9()).await?;
+    ensure!(
+        failed == 0,
+        "{failed} records were not acknowledged through the failover"
+    );
+    acked.extend(more);
+    ensure!(acked.len() == 2 * RECORDS);
+    check(&all, &acked).await?;
+    let m = tokio::task::block_in_place(|| metadata(&all))?;
+    let t = m
+        .topics()
+        .iter()
+        .find(|t| t.name() == TOPIC)
+        .context("topic")?;
+    ensure!(
+        t.partitions()
+            .iter()
+            .all(|p| p.leader() != 2 && !p.isr().contains(&2)),
+        "broker 2 leads nothing and left every ISR"
+    );
+
+    // It comes back, truncates to the leaders' epochs, catches up and
+    // rejoins every ISR.
     brokers[2].restart()?;
     tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
-    tokio::task::block_in_place(|| wait_for_leaders(&all, TOPIC))?;
-    check(all.clone(), acked.clone()).await?;
+    tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
+    check(&all, &acked).await?;
 
-    // SIGTERM a quorum voter: a controlled shutdown (exit 0); the other two
-    // keep a quorum (electing a new controller if it was the one) and keep
-    // serving metadata.
+    // SIGTERM: a controlled shutdown (exit 0). Two of three replicas still
+    // meet min.insync.replicas=2, so acks=all goes on.
     let code = brokers[0].terminate()?;
     ensure!(code == Some(0), "controlled shutdown exits 0, got {code:?}");
     let rest = format!("{},{}", brokers[1].bootstrap(), brokers[2].bootstrap());
@@ -247,9 +309,17 @@ async fn three_brokers_one_cluster() -> Result<()> {
         m.brokers().iter().all(|b| b.id() != 0),
         "broker 0 left the metadata"
     );
+    let prod = producer(&rest, &[("acks", "all")])?;
+    let values: Vec<String> = (0..300).map(|i| format!("after-{i}")).collect();
+    let (more, failed) = produce_all(&prod, values, || Ok(())).await?;
+    ensure!(
+        failed == 0,
+        "acks=all on two of three replicas: {failed} failed"
+    );
+    acked.extend(more);
     brokers[0].restart()?;
     tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
-    tokio::task::block_in_place(|| wait_for_leaders(&all, TOPIC))?;
-    check(all, acked).await?;
+    tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
+    check(&all, &acked).await?;
     Ok(())
 }

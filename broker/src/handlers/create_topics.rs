@@ -19,7 +19,6 @@ fn error_code(e: &CreateTopicError) -> i16 {
         CreateTopicError::InvalidReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
         CreateTopicError::Assignment => code::INVALID_REPLICA_ASSIGNMENT,
-        CreateTopicError::ReplicationNotAvailable(_) => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
     }
 }

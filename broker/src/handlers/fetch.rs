@@ -83,6 +83,23 @@ pub async fn handle(
             });
         }
     }
+    // A follower's fetch (a replica id): it reads up to the log end, and
+    // its fetch offset is its progress, which moves the high watermark.
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica >= 0 && broker.cluster().is_some()).then_some(replica);
+    if let Some(f) = follower {
+        for w in &wanted {
+            if let Ok(p) = &w.found {
+                if let Some((change, leader_epoch)) = p.on_follower_fetch(f, w.fetch_offset) {
+                    crate::replication::propose_isr(broker, p, change, leader_epoch);
+                }
+            }
+        }
+    }
     let response_max = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes as usize);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -92,7 +109,12 @@ pub async fn handle(
     // reading and waiting.
     let mut watchers: Vec<watch::Receiver<i64>> = wanted
         .iter()
-        .filter_map(|w| w.found.as_ref().ok().map(|p| p.subscribe()))
+        .filter_map(|w| {
+            w.found.as_ref().ok().map(|p| match follower {
+                Some(_) => p.subscribe_log_end(),
+                None => p.subscribe(),
+            })
+        })
         .collect();
     let wait_started = Instant::now();
     let mut waited = false;
@@ -101,8 +123,13 @@ pub async fn handle(
         for w in &mut watchers {
             w.borrow_and_update();
         }
-        let (results, total, any_error, held) =
-            read_all(&wanted, response_max, read_committed, memory);
+        let (results, total, any_error, held) = read_all(
+            &wanted,
+            response_max,
+            read_committed,
+            memory,
+            follower.is_some(),
+        );
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || watchers.is_empty() {
             break (results, held);
@@ -117,7 +144,13 @@ pub async fn handle(
             _ = broker.shutdown.cancelled() => {}
         }
         if broker.shutdown.is_cancelled() {
-            let (results, _, _, held) = read_all(&wanted, response_max, read_committed, memory);
+            let (results, _, _, held) = read_all(
+                &wanted,
+                response_max,
+                read_committed,
+                memory,
+                follower.is_some(),
+            );
             break (results, held);
         }
     };
@@ -169,6 +202,7 @@ fn read_all(
     response_max: usize,
     read_committed: bool,
     memory: &Arc<Semaphore>,
+    to_end: bool,
 ) -> (Vec<PartitionData>, usize, bool, Held) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -182,6 +216,7 @@ fn read_all(
             read_committed,
             memory,
             &mut held,
+            to_end,
         );
         if pd.error_code != code::NONE {
             any_error = true;
@@ -201,6 +236,7 @@ fn read_one(
     read_committed: bool,
     memory: &Arc<Semaphore>,
     held: &mut Held,
+    to_end: bool,
 ) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(w.partition)
@@ -223,7 +259,12 @@ fn read_one(
             .with_last_stable_offset(o.high_watermark)
             .with_log_start_offset(o.log_start)
     };
-    match partition.plan_read(w.fetch_offset) {
+    let planned = if to_end {
+        partition.plan_read_to_end(w.fetch_offset)
+    } else {
+        partition.plan_read(w.fetch_offset)
+    };
+    match planned {
         Ok((None, offsets)) => with_offsets(base, offsets),
         Ok((Some(plan), offsets)) => {
             // The first batch of the response is returned whole even when it

@@ -39,7 +39,12 @@ pub async fn handle(
     _version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    // acks=all writes waiting for their followers: (topic, partition slot,
+    // partition, end offset, index).
+    let mut waits = Vec::new();
+    let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
@@ -57,7 +62,11 @@ pub async fn handle(
                     "transactions are not supported yet",
                 )
             } else {
-                append(broker, &name, pd.index, pd.records.as_ref(), acks)
+                let (resp, wait) = append(broker, &name, pd.index, pd.records.as_ref(), acks);
+                if let Some((partition, end)) = wait {
+                    waits.push((responses.len(), parts.len(), partition, end, pd.index));
+                }
+                resp
             };
             count_error(broker, "Produce", resp.error_code);
             parts.push(resp);
@@ -68,8 +77,48 @@ pub async fn handle(
                 .with_partition_responses(parts),
         );
     }
+    for (ti, pi, partition, end, index) in waits {
+        if let Some(error) = wait_for_replicas(broker, &partition, end, deadline).await {
+            let message = match error {
+                code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+                    "written on the leader, but the in-sync replicas fell below min.insync.replicas"
+                }
+                _ => {
+                    "written on the leader, not yet on every in-sync replica within the request timeout"
+                }
+            };
+            count_error(broker, "Produce", error);
+            responses[ti].partition_responses[pi] = failed(index, error, message);
+        }
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
+
+/// Waits until the high watermark passes `end` (every in-sync replica has
+/// the write). `None` on success, else the error for the client.
+async fn wait_for_replicas(
+    broker: &Broker,
+    partition: &crate::replica::Partition,
+    end: i64,
+    deadline: tokio::time::Instant,
+) -> Option<i16> {
+    use sluice_replication::leader::AckState;
+    let mut hw = partition.subscribe();
+    loop {
+        match partition.ack_state(end) {
+            AckState::Done => return None,
+            AckState::NotEnoughReplicas => return Some(code::NOT_ENOUGH_REPLICAS_AFTER_APPEND),
+            AckState::Waiting => {}
+        }
+        if tokio::time::Instant::now() >= deadline || broker.shutdown.is_cancelled() {
+            return Some(code::REQUEST_TIMED_OUT);
+        }
+        // ISR changes do not move the watermark: look again now and then.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), hw.changed()).await;
+    }
+}
+
+type Wait = Option<(Arc<crate::replica::Partition>, i64)>;
 
 fn append(
     broker: &Broker,
@@ -77,6 +126,22 @@ fn append(
     index: i32,
     records: Option<&bytes::Bytes>,
     acks: i16,
+) -> (PartitionProduceResponse, Wait) {
+    let mut wait = None;
+    let resp = append_one(broker, topic, index, records, acks, &mut wait);
+    if resp.error_code != code::NONE {
+        wait = None;
+    }
+    (resp, wait)
+}
+
+fn append_one(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<&bytes::Bytes>,
+    acks: i16,
+    wait: &mut Wait,
 ) -> PartitionProduceResponse {
     let tp = TopicPartition::new(topic, index);
     let partition = match broker.led_partition(&tp) {
@@ -125,7 +190,8 @@ fn append(
             Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
         }
     }
-    if acks == -1 && config.min_insync_replicas > 1 {
+    let replicated = partition.with_role(|r| matches!(r, crate::replica::Role::Leader(_)));
+    if acks == -1 && !replicated && config.min_insync_replicas > 1 {
         let min = config.min_insync_replicas;
         return failed(
             index,
@@ -133,8 +199,19 @@ fn append(
             format!("in-sync replicas (1) are fewer than min.insync.replicas ({min})"),
         );
     }
+    if acks == -1 && replicated && !partition.can_append_acks_all() {
+        let min = config.min_insync_replicas;
+        return failed(
+            index,
+            code::NOT_ENOUGH_REPLICAS,
+            format!("the in-sync replicas are fewer than min.insync.replicas ({min})"),
+        );
+    }
     match partition.append(records, &headers) {
         Ok(info) => {
+            if acks == -1 && replicated {
+                *wait = Some((Arc::clone(&partition), info.last_offset + 1));
+            }
             if info.duplicate {
                 tracing::debug!(partition = %tp, offset = info.base_offset, "duplicate batch from an idempotent producer");
             } else {

@@ -82,6 +82,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(Arc::clone(&broker).run_cleaner());
     tasks.spawn(accept_loop(Arc::clone(&broker), kafka, connections.clone()));
     tasks.spawn(Arc::clone(&broker).run_materializer());
+    if broker.cluster().is_some() {
+        tasks.spawn(crate::replication::run_fetchers(Arc::clone(&broker)));
+        tasks.spawn(crate::replication::run_isr_ticker(Arc::clone(&broker)));
+    }
     ready.cancel();
     tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");
     Ok(RunningBroker {

@@ -307,6 +307,11 @@ impl PartitionLog {
         &self.leader_epochs
     }
 
+    /// Records that `epoch` starts at `offset` (a new leader's epoch).
+    pub fn assign_leader_epoch(&mut self, epoch: i32, offset: i64) -> Result<()> {
+        self.leader_epochs.assign(epoch, offset)
+    }
+
     /// Calls `f` with the header of every batch holding offsets at or after
     /// `from`, in order.
     fn scan_headers(&self, from: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {

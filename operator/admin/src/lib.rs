@@ -181,6 +181,23 @@ impl AdminClient {
         self.call_version(req, v).await
     }
 
+    /// Sends any request at the highest version both sides know, for
+    /// callers that speak other APIs than the admin ones (the broker's
+    /// replica fetcher uses Fetch and OffsetForLeaderEpoch).
+    pub async fn send<R: Request>(&mut self, req: R) -> Result<R::Response, AdminError> {
+        self.call(req).await
+    }
+
+    /// Sends a request at a chosen version (it must be one the broker
+    /// serves).
+    pub async fn send_version<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        self.call_version(req, version).await
+    }
+
     async fn call_version<R: Request>(
         &mut self,
         req: R,

@@ -1,0 +1,354 @@
+//! Replication in the broker: followers fetch from their leaders over the
+//! Kafka protocol (Fetch with a replica id, after OffsetForLeaderEpoch to
+//! find where to truncate), leaders track them (`sluice_replication`'s
+//! state machines inside each partition) and propose ISR changes to the
+//! controller through the metadata quorum.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_admin::AdminClient;
+use sluice_quorum::image::{Command, Outcome};
+use sluice_replication::epochs::{EpochCache, EpochEnd};
+use sluice_replication::follower;
+use sluice_replication::leader::IsrChange;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::replica::{Partition, Role};
+use crate::storage::batch;
+
+/// The Fetch version followers send: topics by name, `replica_id` in the
+/// request body.
+const REPLICA_FETCH_VERSION: i16 = 12;
+
+/// Sends an ISR change the leader's state machine asked for to the
+/// controller; a refused change (stale partition epoch) is forgotten and
+/// proposed again from the next metadata.
+pub fn propose_isr(
+    broker: &Arc<Broker>,
+    partition: &Arc<Partition>,
+    change: IsrChange,
+    leader_epoch: i32,
+) {
+    let Some(cluster) = broker.cluster().cloned() else {
+        return;
+    };
+    let partition = Arc::clone(partition);
+    let me = broker.config.node_id;
+    tokio::spawn(async move {
+        let cmd = Command::ChangePartition {
+            topic: partition.tp.topic.clone(),
+            partition: partition.tp.partition,
+            expected_partition_epoch: change.partition_epoch,
+            leader: me,
+            isr: change.isr.clone(),
+        };
+        let accepted = matches!(cluster.write(cmd).await, Ok(Outcome::Ok));
+        if accepted {
+            tracing::info!(partition = %partition.tp, isr = ?change.isr, leader_epoch, "ISR changed");
+        } else {
+            partition.with_role(|r| {
+                if let Role::Leader(s) = r {
+                    if s.leader_epoch == leader_epoch {
+                        s.on_isr_refused();
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Shrinks ISRs of followers that stopped catching up, every 100 ms.
+pub async fn run_isr_ticker(broker: Arc<Broker>) {
+    loop {
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let now = crate::storage::log::now_ms() as u64;
+        for p in broker.replicas.all() {
+            let proposal = p.with_role(|r| match r {
+                Role::Leader(s) => s.tick(now).map(|c| (c, s.leader_epoch)),
+                _ => None,
+            });
+            if let Some((change, epoch)) = proposal {
+                propose_isr(&broker, &p, change, epoch);
+            }
+        }
+    }
+}
+
+/// Keeps one fetcher per leader this broker follows.
+pub async fn run_fetchers(broker: Arc<Broker>) {
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        fetchers.retain(|_, h| !h.is_finished());
+        for leader in followed_leaders(&broker) {
+            fetchers
+                .entry(leader)
+                .or_insert_with(|| tokio::spawn(fetch_from(Arc::clone(&broker), leader)));
+        }
+    }
+    for (_, h) in fetchers {
+        h.abort();
+    }
+}
+
+fn followed_leaders(broker: &Broker) -> Vec<i32> {
+    let mut out: Vec<i32> = broker
+        .replicas
+        .all()
+        .iter()
+        .filter_map(|p| {
+            p.with_role(|r| match r {
+                Role::Follower { leader, .. } => Some(*leader),
+                _ => None,
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `(partition, leader epoch, truncated)` of every partition following
+/// `leader`.
+fn following(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, i32, bool)> {
+    broker
+        .replicas
+        .all()
+        .into_iter()
+        .filter_map(|p| {
+            let r = p.with_role(|r| match r {
+                Role::Follower {
+                    leader: l,
+                    leader_epoch,
+                    truncated,
+                } if *l == leader => Some((*leader_epoch, *truncated)),
+                _ => None,
+            });
+            r.map(|(e, t)| (p, e, t))
+        })
+        .collect()
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// Fetches from `leader` while this broker follows it for some partition.
+async fn fetch_from(broker: Arc<Broker>, leader: i32) {
+    let Some(cluster) = broker.cluster().cloned() else {
+        return;
+    };
+    let wait_ms = broker
+        .config
+        .cluster
+        .as_ref()
+        .map_or(500, |c| c.replica_fetch_wait_max_ms);
+    let mut client: Option<AdminClient> = None;
+    loop {
+        if broker.shutdown.is_cancelled() {
+            return;
+        }
+        let parts = following(&broker, leader);
+        if parts.is_empty() {
+            return;
+        }
+        if client.is_none() {
+            let Some(address) = cluster
+                .image()
+                .brokers
+                .get(&leader)
+                .map(|b| b.kafka_address.clone())
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match AdminClient::connect(&address, Duration::from_millis(wait_ms + 5000)).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "replica fetcher: connecting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let result = round(&broker, c, &parts, wait_ms).await;
+        if let Err(e) = result {
+            tracing::debug!(leader, error = %e, "replica fetcher");
+            client = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One round: truncate what needs it, then fetch the rest.
+async fn round(
+    broker: &Broker,
+    client: &mut AdminClient,
+    parts: &[(Arc<Partition>, i32, bool)],
+    wait_ms: u64,
+) -> Result<(), sluice_admin::AdminError> {
+    let (untruncated, ready): (Vec<_>, Vec<_>) = parts.iter().partition(|(_, _, t)| !*t);
+    if !untruncated.is_empty() {
+        truncate(client, &untruncated).await?;
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+    for (p, epoch, _) in &ready {
+        let leo = p.offsets().log_end;
+        by_topic.entry(p.tp.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(p.tp.partition)
+                .with_current_leader_epoch(*epoch)
+                .with_fetch_offset(leo)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20),
+        );
+        index.insert((p.tp.topic.clone(), p.tp.partition), Arc::clone(p));
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_max_wait_ms(wait_ms as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(8 << 20)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    FetchTopic::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let resp = client.send_version(req, REPLICA_FETCH_VERSION).await?;
+    for t in resp.responses {
+        let name = t.topic.0.to_string();
+        for pd in t.partitions {
+            let Some(p) = index.get(&(name.clone(), pd.partition_index)) else {
+                continue;
+            };
+            if pd.error_code != 0 {
+                // Leadership moved or the epoch is stale: the metadata will
+                // say where to go next.
+                tracing::debug!(partition = %p.tp, error = pd.error_code, "replica fetch refused");
+                continue;
+            }
+            let records = pd.records.unwrap_or_default();
+            let mut headers = Vec::new();
+            let mut pos = 0;
+            while pos < records.len() {
+                match batch::validate_batch(&records[pos..]) {
+                    Ok(h) => {
+                        pos += h.size;
+                        headers.push(h);
+                    }
+                    // A partial last batch: fetched again next round.
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = p.append_replicated(&records[..pos], &headers, pd.high_watermark) {
+                tracing::warn!(partition = %p.tp, error = %e, "appending replicated batches");
+                // Out of line with the leader: find the divergence again.
+                p.with_role(|r| {
+                    if let Role::Follower { truncated, .. } = r {
+                        *truncated = false;
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asks the leader where each partition's last shared epoch ends, and cuts
+/// the local log there.
+async fn truncate(
+    client: &mut AdminClient,
+    parts: &[&(Arc<Partition>, i32, bool)],
+) -> Result<(), sluice_admin::AdminError> {
+    let mut by_topic: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+    let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+    for (p, epoch, _) in parts {
+        let latest = p.with_log(|l| l.latest_epoch());
+        let Some(latest) = latest else {
+            // An empty log has nothing to cut.
+            let _ = p.truncate_for_leader(0);
+            continue;
+        };
+        by_topic.entry(p.tp.topic.clone()).or_default().push(
+            OffsetForLeaderPartition::default()
+                .with_partition(p.tp.partition)
+                .with_current_leader_epoch(*epoch)
+                .with_leader_epoch(latest),
+        );
+        index.insert((p.tp.topic.clone(), p.tp.partition), Arc::clone(p));
+    }
+    if by_topic.is_empty() {
+        return Ok(());
+    }
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-2))
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetForLeaderTopic::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let resp = client.send(req).await?;
+    for t in resp.topics {
+        let name = t.topic.0.to_string();
+        for e in t.partitions {
+            let Some(p) = index.get(&(name.clone(), e.partition)) else {
+                continue;
+            };
+            if e.error_code != 0 {
+                continue;
+            }
+            let answer = (e.leader_epoch >= 0).then_some(EpochEnd {
+                epoch: e.leader_epoch,
+                end_offset: e.end_offset,
+            });
+            let (ours, leo, start) = p.with_log(|l| {
+                (
+                    EpochCache::from_entries(l.leader_epochs().entries().to_vec()),
+                    l.log_end_offset(),
+                    l.log_start_offset(),
+                )
+            });
+            let to = follower::truncation_offset(&ours, leo, answer, start);
+            if to < leo {
+                tracing::info!(partition = %p.tp, from = leo, to, "truncating to the leader's epoch boundary");
+            }
+            if let Err(err) = p.truncate_for_leader(to) {
+                tracing::warn!(partition = %p.tp, error = %err, "truncating");
+            }
+        }
+    }
+    Ok(())
+}

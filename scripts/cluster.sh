@@ -7,6 +7,9 @@
 #   1       127.0.0.1:19092   127.0.0.1:19093    127.0.0.1:19464   ./sluice-cluster/1
 #   2       127.0.0.1:29092   127.0.0.1:29093    127.0.0.1:29464   ./sluice-cluster/2
 #
+# Topics get three replicas and min.insync.replicas=2 by default, so one
+# broker can be stopped without losing or refusing an acks=all write.
+#
 # Usage: scripts/cluster.sh [DATA_DIR]   (builds the broker in release mode first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +38,8 @@ for id in 0 1 2; do
     --internal-listener "127.0.0.1:${prefix}9093" \
     --controller-quorum-voters "$voters" \
     --log-dirs "$data/$id" \
+    --default-replication-factor 3 \
+    --min-insync-replicas 2 \
     >"$data/$id.log" 2>&1 &
   pids+=($!)
 done

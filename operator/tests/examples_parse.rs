@@ -24,8 +24,11 @@ fn example_kafkacluster_parses_with_defaults() {
     assert_eq!(kc.spec.listeners.client_port, 9092, "defaulted");
     assert_eq!(kc.spec.listeners.internal_port, 9093, "defaulted");
     assert_eq!(
-        kc.spec.config.get("num.partitions").map(String::as_str),
-        Some("3")
+        kc.spec
+            .config
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("2")
     );
     // Every rendered object comes out of the example.
     sluice_operator::resources::statefulset(&kc).expect("renders");
@@ -36,6 +39,6 @@ fn example_topic_parses() {
     let t: Topic = serde_yaml_ng::from_str(&read("topic.yaml")).expect("Topic");
     assert_eq!(t.kafka_name().as_deref(), Some("orders"));
     assert_eq!(t.spec.partitions, 6);
-    assert_eq!(t.spec.replication_factor, 1, "until replication lands");
+    assert_eq!(t.spec.replication_factor, 3);
     assert_eq!(t.spec.deletion_policy, DeletionPolicy::Retain);
 }

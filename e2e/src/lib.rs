@@ -138,7 +138,15 @@ impl BrokerProcess {
             .append(true)
             .open(&self.log_path)
             .with_context(|| format!("opening {}", self.log_path.display()))?;
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        // The broker refuses unknown SLUICE_* settings; the test harness's
+        // own (SLUICE_FAULT_ROUNDS, ...) are not for it.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SLUICE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
             .arg("--listeners")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--metrics-listener")

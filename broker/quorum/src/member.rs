@@ -225,6 +225,16 @@ async fn liveness_loop(
     }
 }
 
+/// How long a new controller waits for a broker's first heartbeat before
+/// fencing it: three heartbeat intervals, at least 300 ms, at most the
+/// session.
+fn new_controller_grace(cfg: &MemberConfig) -> u64 {
+    let hb = cfg.heartbeat_interval.as_millis() as u64;
+    (3 * hb)
+        .max(300)
+        .min(cfg.session_timeout.as_millis() as u64)
+}
+
 /// While this member leads the quorum: fence silent brokers, repair
 /// partitions, add observers as learners.
 async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: CancellationToken) {
@@ -242,21 +252,43 @@ async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: Cancell
             continue;
         }
         let since = *leading_since.get_or_insert_with(|| {
-            // A new controller has heard no heartbeat: every broker gets a
-            // full session before it can be fenced.
+            // A new controller has heard no heartbeat yet. Live brokers find
+            // it within a few heartbeats (their quorum members learn the
+            // leader from its first appends), so a broker it has not heard
+            // from is fenced after that grace, not a whole session: the
+            // clock starts as if the session began `session - grace` ago.
             node.clear_heartbeats();
             learners_added.clear();
             node.now_ms()
+                .saturating_sub(session.saturating_sub(new_controller_grace(&cfg)))
         });
         let img = node.image();
         let mut commands =
             controller::brokers_to_fence(&img, &node.heartbeats(), node.now_ms(), since, session);
-        commands.extend(controller::partition_changes(&img));
+        if commands.is_empty() {
+            commands.extend(controller::partition_changes(&img));
+        }
+        let fenced_some = !commands.is_empty()
+            && commands
+                .iter()
+                .all(|c| matches!(c, Command::SetFenced { fenced: true, .. }));
         for c in commands {
             match node.write(c.clone()).await {
                 Ok(Outcome::Ok) => tracing::info!(command = ?c, "controller"),
                 Ok(o) => tracing::debug!(command = ?c, outcome = ?o, "controller command refused"),
                 Err(e) => tracing::debug!(error = %e, "controller write"),
+            }
+        }
+        if fenced_some {
+            // Move the fenced brokers' leaderships now, not a tick later.
+            for c in controller::partition_changes(&node.image()) {
+                match node.write(c.clone()).await {
+                    Ok(Outcome::Ok) => tracing::info!(command = ?c, "controller"),
+                    Ok(o) => {
+                        tracing::debug!(command = ?c, outcome = ?o, "controller command refused")
+                    }
+                    Err(e) => tracing::debug!(error = %e, "controller write"),
+                }
             }
         }
         // Observers replicate the metadata log as learners.

@@ -209,12 +209,25 @@ impl Broker {
         };
         let mut records = 0usize;
         for p in 0..meta.partitions {
+            records += self.load_offsets_partition(p)?;
+        }
+        tracing::info!(records, "replayed committed offsets");
+        Ok(())
+    }
+
+    /// Replays one `__consumer_offsets` partition into the group
+    /// coordinator, up to its log end: at start, and when this broker
+    /// becomes the partition's leader (the groups' coordinator) in a
+    /// cluster, where followers kept the log but not the groups.
+    pub fn load_offsets_partition(&self, p: i32) -> Result<usize> {
+        let mut records = 0usize;
+        {
             let Some(part) = self.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, p)) else {
-                continue;
+                return Ok(0);
             };
             let mut offset = part.offsets().log_start;
             loop {
-                let (plan, _) = part.plan_read(offset)?;
+                let (plan, _) = part.plan_read_to_end(offset)?;
                 let Some(plan) = plan else { break };
                 let data = plan.execute(1 << 20)?;
                 if data.records.is_empty() {
@@ -238,8 +251,7 @@ impl Broker {
                 offset = last + 1;
             }
         }
-        tracing::info!(records, "replayed committed offsets");
-        Ok(())
+        Ok(records)
     }
 
     /// Creates `__consumer_offsets` on first use. Returns its partition count.

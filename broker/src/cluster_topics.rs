@@ -284,7 +284,7 @@ impl Broker {
                 if !p.replicas.contains(&me) {
                     part.become_offline();
                 } else if p.leader == me {
-                    part.become_leader(
+                    let newly = part.become_leader(
                         me,
                         p.leader_epoch,
                         p.partition_epoch,
@@ -292,6 +292,18 @@ impl Broker {
                         p.isr.clone(),
                         lag,
                     );
+                    // The new coordinator of these groups: load them from
+                    // the replicated log.
+                    if newly && name.as_str() == crate::group::OFFSETS_TOPIC {
+                        match self.load_offsets_partition(i as i32) {
+                            Ok(n) => tracing::info!(
+                                partition = i,
+                                records = n,
+                                "loaded groups as their new coordinator"
+                            ),
+                            Err(e) => tracing::error!(partition = i, error = %e, "loading groups"),
+                        }
+                    }
                 } else if p.leader >= 0 {
                     part.become_follower(p.leader, p.leader_epoch);
                 } else {

@@ -149,7 +149,8 @@ impl Partition {
     }
 
     /// Becomes leader at `leader_epoch` (idempotent for the same epoch:
-    /// then only the ISR and partition epoch are taken).
+    /// then only the ISR and partition epoch are taken). True when this
+    /// call made it the leader.
     pub fn become_leader(
         &self,
         me: i32,
@@ -158,7 +159,7 @@ impl Partition {
         replicas: Vec<i32>,
         isr: Vec<i32>,
         lag_max_ms: u64,
-    ) {
+    ) -> bool {
         self.set_leader_epoch(leader_epoch);
         let mut role = self.role.lock();
         if let Role::Leader(s) = &mut *role {
@@ -169,7 +170,7 @@ impl Partition {
                     drop(role);
                     self.publish_hw(hw);
                 }
-                return;
+                return false;
             }
         }
         let (leo, min_isr) = {
@@ -199,6 +200,7 @@ impl Partition {
         drop(role);
         self.publish_hw(hw);
         tracing::info!(partition = %self.tp, leader_epoch, "leading");
+        true
     }
 
     /// Follows `leader` at `leader_epoch` (idempotent for the same one).

@@ -160,6 +160,35 @@ async fn produce_all(
     Ok((acked, failed))
 }
 
+/// The broker coordinating `group`, asked with FindCoordinator.
+fn coordinator_of(bootstrap: &str, group: &str) -> Result<i32> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = bootstrap.split(',').next().context("bootstrap")?;
+    loop {
+        let mut s = sluice_e2e::wire::connect(first)?;
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_string()))
+            .with_key_type(0);
+        sluice_e2e::wire::send(
+            &mut s,
+            &sluice_e2e::wire::frame(ApiKey::FindCoordinator, 3, 1, &req)?,
+        )?;
+        let (_, r): (i32, FindCoordinatorResponse) =
+            sluice_e2e::wire::read_response(&mut s, ApiKey::FindCoordinator, 3)?;
+        if r.error_code == 0 {
+            return Ok(r.node_id.0);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no coordinator for {group}: error {}",
+            r.error_code
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A group consumer that reads until `want` records or the timeout, and
 /// commits what it read.
 fn group_read(bootstrap: &str, group: &str, want: usize, timeout: Duration) -> Result<usize> {
@@ -179,6 +208,11 @@ fn group_read(bootstrap: &str, group: &str, want: usize, timeout: Duration) -> R
                 ensure!(m.payload().is_some(), "a record without a value");
                 n += 1;
             }
+            // A dead broker (killed by the test) is retried by librdkafka.
+            Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                | rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+            ))) => {}
             Some(Err(e)) => bail!("group consume: {e}"),
             None => {}
         }
@@ -270,7 +304,13 @@ async fn three_brokers_one_cluster() -> Result<()> {
     let values: Vec<String> = (RECORDS..2 * RECORDS)
         .map(|i| format!("value-{i}"))
         .collect();
-    let victim = &mut brokers[2];
+    // The victim is the group's coordinator: its successor must load the
+    // group's commits from the replicated offsets log.
+    let a = all.clone();
+    let v = tokio::task::spawn_blocking(move || coordinator_of(&a, "g-cluster")).await??;
+    ensure!((0..3).contains(&v), "coordinator {v}");
+    let v = v as usize;
+    let victim = &mut brokers[v];
     let (more, failed) = produce_all(&prod, values, || victim.kill9()).await?;
     ensure!(
         failed == 0,
@@ -285,16 +325,28 @@ async fn three_brokers_one_cluster() -> Result<()> {
         .iter()
         .find(|t| t.name() == TOPIC)
         .context("topic")?;
+    let vi = v as i32;
     ensure!(
         t.partitions()
             .iter()
-            .all(|p| p.leader() != 2 && !p.isr().contains(&2)),
-        "broker 2 leads nothing and left every ISR"
+            .all(|p| p.leader() != vi && !p.isr().contains(&vi)),
+        "broker {v} leads nothing and left every ISR"
+    );
+    // The group resumes from its commit on its new coordinator: only the
+    // records written since.
+    let a = all.clone();
+    let resumed = tokio::task::spawn_blocking(move || {
+        group_read(&a, "g-cluster", 2 * RECORDS, Duration::from_secs(15))
+    })
+    .await??;
+    ensure!(
+        resumed == RECORDS,
+        "after its coordinator died the group read {resumed} records, not the {RECORDS} new ones"
     );
 
     // It comes back, truncates to the leaders' epochs, catches up and
     // rejoins every ISR.
-    brokers[2].restart()?;
+    brokers[v].restart()?;
     tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
     tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
     check(&all, &acked).await?;

@@ -1,0 +1,116 @@
+"""confluent-kafka against a three-broker Sluice cluster while a broker is
+killed: an idempotent acks=all producer and a group consumer carry on, and
+every acknowledged record is read back once."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, free_ports
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    brokers = [Broker(tmp_path / f"b{i}") for i in range(3)]
+    internal = free_ports(3)
+    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(internal))
+    for i, b in enumerate(brokers):
+        b.extra = [
+            "--node-id", str(i),
+            "--internal-listener", f"127.0.0.1:{internal[i]}",
+            "--controller-quorum-voters", voters,
+        ]
+    for b in brokers:
+        b.start()
+    yield brokers
+    for b in brokers:
+        b.stop()
+
+
+def wait_for(what, check, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def full_isr(admin, topic):
+    md = admin.list_topics(topic, timeout=5)
+    t = md.topics.get(topic)
+    return (
+        len(md.brokers) == 3
+        and t is not None
+        and t.error is None
+        and all(p.leader >= 0 and len(p.isrs) == 3 for p in t.partitions.values())
+    )
+
+
+def test_produce_and_consume_while_a_broker_is_killed(cluster):
+    bootstrap = ",".join(b.bootstrap for b in cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wait_for("three brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+    fs = admin.create_topics(
+        [NewTopic("py-cluster", 6, 3, config={"min.insync.replicas": "2"})]
+    )
+    fs["py-cluster"].result(timeout=30)
+    wait_for("a full ISR", lambda: full_isr(admin, "py-cluster"))
+
+    acked = {}
+    failed = []
+
+    def delivered(err, msg):
+        if err is None:
+            acked[(msg.partition(), msg.offset())] = msg.value()
+        else:
+            failed.append(err)
+
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 60000,
+        }
+    )
+    total = 6000
+    for i in range(total):
+        if i == total // 3:
+            cluster[1].kill9()
+        p.produce("py-cluster", key=f"k{i % 50}", value=str(i).encode(), on_delivery=delivered)
+        p.poll(0)
+        if i % 200 == 0:
+            time.sleep(0.01)
+    assert p.flush(90) == 0, "records still in flight"
+    assert not failed, failed[:3]
+    assert len(acked) == total
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "py-cluster-group",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe(["py-cluster"])
+    read = {}
+    deadline = time.time() + 90
+    while len(read) < total and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        key = (m.partition(), m.offset())
+        assert key not in read, f"{key} read twice"
+        read[key] = m.value()
+    c.commit(asynchronous=False)
+    c.close()
+    assert read == acked, f"read {len(read)} of {len(acked)} acknowledged records"
+
+    # The killed broker comes back into every ISR.
+    cluster[1].start()
+    wait_for("the ISR to grow back", lambda: full_isr(admin, "py-cluster"))

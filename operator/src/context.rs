@@ -141,6 +141,46 @@ impl Context {
     }
 }
 
+/// Server-side applies `status` to the object's status subresource with
+/// the operator's field manager.
+pub async fn write_status<K, S>(ctx: &Context, obj: &K, status: &S) -> crate::error::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    use kube::api::{Api, Patch, PatchParams};
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "update status of {} {ns}/{name}",
+        K::kind(&())
+    )))?;
+    Ok(())
+}
+
 /// `kind/namespace/name`, the key of the backoff table.
 pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(

@@ -145,19 +145,17 @@ impl Member {
                 }
             }
         }
-        self.stop.cancel();
-        for t in &self.tasks {
-            t.abort();
-        }
-        match Arc::try_unwrap(self.node) {
-            Ok(node) => node.shutdown().await,
-            Err(node) => node.raft().shutdown().await.unwrap_or_default(),
-        }
+        self.stop_all().await;
         still_leading
     }
 
     /// Stops at once, as a crash would (no fencing, no hand-over).
     pub async fn kill(self) {
+        self.stop_all().await;
+    }
+
+    /// Stops the loops, Raft and (when this is the last handle) the listener.
+    async fn stop_all(self) {
         self.stop.cancel();
         for t in &self.tasks {
             t.abort();

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER, object_key};
-use crate::crd::{KafkaCluster, KafkaClusterStatus};
+use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};
 use crate::resources::{self, RenderError};
 use crate::status::{self, READY};
@@ -72,29 +72,6 @@ fn render(kc: &KafkaCluster) -> std::result::Result<Children, RenderError> {
     })
 }
 
-async fn write_status(ctx: &Context, kc: &KafkaCluster, status: &KafkaClusterStatus) -> Result<()> {
-    let ns = kc
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = kc.name_any();
-    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({
-        "apiVersion": KafkaCluster::api_version(&()),
-        "kind": KafkaCluster::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "update status of KafkaCluster {ns}/{name}"
-    )))?;
-    Ok(())
-}
-
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let ns = kc
@@ -112,7 +89,12 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
                 .is_some_and(|c| c.reason == "InvalidSpec" && c.message == e.to_string());
-            write_status(&ctx, &kc, &status::invalid_spec(&kc, &e.to_string(), now)).await?;
+            crate::context::write_status(
+                &ctx,
+                &*kc,
+                &status::invalid_spec(&kc, &e.to_string(), now),
+            )
+            .await?;
             if !was_invalid {
                 ctx.event(
                     &*kc,
@@ -155,7 +137,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         },
         now,
     );
-    write_status(&ctx, &kc, &new).await?;
+    crate::context::write_status(&ctx, &*kc, &new).await?;
 
     let before = kc
         .status

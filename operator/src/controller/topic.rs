@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
 use sluice_admin::{AdminClient, AdminError, code, error_code};
 
 use crate::conditions::{self, Wanted};
-use crate::context::{Context, FIELD_MANAGER, object_key};
+use crate::context::{Context, object_key};
 use crate::crd::{DeletionPolicy, KafkaCluster, Topic, TopicStatus};
 use crate::error::{Error, Result};
 use crate::topic_plan::{self, Action as Step, Observed};
@@ -106,27 +106,6 @@ async fn observe(
     )))
 }
 
-async fn write_status(ctx: &Context, topic: &Topic, status: &TopicStatus) -> Result<()> {
-    let ns = topic
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = topic.name_any();
-    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({
-        "apiVersion": Topic::api_version(&()),
-        "kind": Topic::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!("update status of Topic {ns}/{name}")))?;
-    Ok(())
-}
-
 /// A status carrying one Ready condition, the rest kept from before.
 fn status_with(topic: &Topic, ready: Wanted<'_>) -> TopicStatus {
     let mut s = topic.status.clone().unwrap_or_default();
@@ -170,7 +149,7 @@ async fn not_ready(ctx: &Context, topic: &Topic, reason: &str, message: String) 
             message,
         },
     );
-    write_status(ctx, topic, &s).await
+    crate::context::write_status(ctx, topic, &s).await
 }
 
 async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
@@ -283,7 +262,7 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
         status.topic_id = Some(id);
         status.config = effective;
     }
-    write_status(ctx, topic, &status).await?;
+    crate::context::write_status(ctx, topic, &status).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 

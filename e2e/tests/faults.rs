@@ -92,6 +92,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_random_faults() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let result = run_harness(dir.path()).await;
+    if result.is_err() {
+        // Keep the brokers' data and logs for the post-mortem.
+        let kept = dir.keep();
+        println!(
+            "fault harness failed; data and broker logs kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+async fn run_harness(dir: &std::path::Path) -> Result<()> {
     let rounds: usize = std::env::var("SLUICE_FAULT_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -107,8 +121,7 @@ async fn acknowledged_records_survive_random_faults() -> Result<()> {
     println!("fault harness: {rounds} rounds, replay with SLUICE_FAULT_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let dir = tempfile::tempdir()?;
-    let brokers = start_cluster(dir.path(), 3, &[])?;
+    let brokers = start_cluster(dir, 3, &[])?;
     let all = brokers
         .iter()
         .map(|b| b.bootstrap())

@@ -198,7 +198,7 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub broker_heartbeat_interval_ms: Option<u64>,
 
-    /// A broker silent this long is fenced and its leaderships move. [default: 600]
+    /// A broker silent this long is fenced and its leaderships move. [default: 1000]
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(50..))]
     pub broker_session_timeout_ms: Option<u64>,
 
@@ -427,7 +427,7 @@ impl BrokerConfig {
                 None => format!("{}:{}", cfg.advertised_host, internal_listener.port()),
             };
             let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
-            let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(600);
+            let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(1000);
             if session_timeout_ms <= 2 * heartbeat_interval_ms {
                 return Err(Error::config(
                     "broker.session.timeout.ms",
@@ -794,7 +794,7 @@ mod tests {
         assert_eq!(cc.internal_advertised, "127.0.0.1:9193");
         assert_eq!(
             (cc.heartbeat_interval_ms, cc.session_timeout_ms),
-            (100, 600)
+            (100, 1000)
         );
         for (args, needle) in [
             (

@@ -63,11 +63,8 @@ impl Broker {
         let Some(b) = img.brokers.get(&leader).filter(|b| !b.fenced) else {
             return Err(COORDINATOR_NOT_AVAILABLE);
         };
-        let (host, port) = b
-            .kafka_address
-            .rsplit_once(':')
-            .unwrap_or((b.kafka_address.as_str(), "-1"));
-        Ok((b.id, host.to_string(), port.parse().unwrap_or(-1)))
+        let (host, port) = crate::handlers::cluster_metadata::split(&b.kafka_address);
+        Ok((b.id, host, port))
     }
 
     /// `None` when this broker coordinates `group`, else the error to answer.
@@ -240,21 +237,19 @@ impl Broker {
             .iter()
             .filter(|(_, t)| t.partitions.iter().any(|p| p.replicas.contains(&me)))
             .collect();
-        let local: Vec<String> = self
+        // One look at the local topics: (name, id).
+        let local: Vec<(String, Uuid)> = self
             .metadata
             .lock()
             .topics()
-            .map(|t| t.name.clone())
+            .map(|t| (t.name.clone(), t.id))
             .collect();
-        for name in &local {
-            let keep = hosted.iter().any(|(n, t)| {
-                *n == name
-                    && self
-                        .metadata
-                        .lock()
-                        .get(name)
-                        .is_some_and(|m| m.id == Uuid::from_bytes(t.id))
-            });
+        for (name, id) in &local {
+            // Kept while the image hosts a topic of that name and id here
+            // (a topic deleted and created again has a new id).
+            let keep = hosted
+                .iter()
+                .any(|(n, t)| *n == name && *id == Uuid::from_bytes(t.id));
             if !keep {
                 if let Err(e) = self.delete_topic(name) {
                     tracing::warn!(topic = %name, error = %e, "removing a deleted topic");

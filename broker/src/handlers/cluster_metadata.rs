@@ -19,7 +19,7 @@ use crate::metadata::TopicConfigs;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 
 /// `host:port` into its parts (registrations are validated at start).
-fn split(address: &str) -> (String, i32) {
+pub(crate) fn split(address: &str) -> (String, i32) {
     match address.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.parse().unwrap_or(-1)),
         None => (address.to_string(), -1),

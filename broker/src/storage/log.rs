@@ -782,19 +782,7 @@ mod tests {
     }
 
     fn read_all(log: &PartitionLog, from: i64) -> Vec<BatchHeader> {
-        let mut out = Vec::new();
-        let mut offset = from;
-        while let Some(plan) = log.plan_read(offset, log.log_end_offset()).expect("plan") {
-            let data = plan.execute(1 << 20).expect("read");
-            let mut pos = 0;
-            while pos < data.records.len() {
-                let h = batch::validate_batch(&data.records[pos..]).expect("valid on read");
-                pos += h.size;
-                offset = h.last_offset() + 1;
-                out.push(h);
-            }
-        }
-        out
+        read_raw(log, from).1
     }
 
     /// Every batch from `from`, as raw bytes with their headers.

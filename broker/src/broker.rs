@@ -78,6 +78,8 @@ pub struct Broker {
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Broker-wide topic defaults changed at run time.
     pub dynamic: Mutex<crate::dynamic_config::DynamicConfigs>,
+    /// Replication throttles for replicas a reassignment is adding.
+    pub throttles: crate::throttle::Throttles,
     /// Serialises creation of the offsets topic.
     offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
@@ -193,6 +195,7 @@ impl Broker {
             groups,
             producer_ids: crate::producer_ids::ProducerIdManager::open(&dir)?,
             dynamic: Mutex::new(dynamic),
+            throttles: crate::throttle::Throttles::default(),
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),

@@ -132,6 +132,18 @@ impl Cluster {
         self.node.leader().map(|l| l as i32)
     }
 
+    /// Whether `img` shows this process registered and unfenced: the
+    /// controller unfences a broker only once it has caught up on the
+    /// metadata, so such an image is no older than this broker's start.
+    pub fn caught_up_in(&self, img: &MetadataImage) -> bool {
+        let epoch = self.member.lock().as_ref().and_then(Member::epoch);
+        epoch.is_some_and(|e| {
+            img.brokers
+                .get(&self.node_id)
+                .is_some_and(|b| b.epoch == e && !b.fenced)
+        })
+    }
+
     /// Writes a command through the quorum.
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
         self.node

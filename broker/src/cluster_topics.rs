@@ -244,13 +244,16 @@ impl Broker {
             .topics()
             .map(|t| (t.name.clone(), t.id))
             .collect();
+        let caught_up = self.cluster().is_some_and(|c| c.caught_up_in(img));
         for (name, id) in &local {
             // Kept while the image hosts a topic of that name and id here
             // (a topic deleted and created again has a new id).
             let keep = hosted
                 .iter()
                 .any(|(n, t)| *n == name && *id == Uuid::from_bytes(t.id));
-            if !keep {
+            // Data goes only on an image this broker is unfenced in (see
+            // below).
+            if !keep && caught_up {
                 if let Err(e) = self.delete_topic(name) {
                     tracing::warn!(topic = %name, error = %e, "removing a deleted topic");
                 }
@@ -278,6 +281,23 @@ impl Broker {
                 };
                 if !p.replicas.contains(&me) {
                     part.become_offline();
+                    // Moved away by a reassignment: the data goes, as Kafka
+                    // deletes a removed replica's log. Only on an image
+                    // this broker is unfenced in: an older one, replayed at
+                    // start, may not know that the replica came back.
+                    if caught_up && part.has_records() {
+                        let still_offline =
+                            |r: &crate::replica::Role| matches!(r, crate::replica::Role::Offline);
+                        match part.reset_log(0, still_offline) {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                tracing::info!(partition = %part.tp, "removed a replica's data after a reassignment")
+                            }
+                            Err(e) => {
+                                tracing::warn!(partition = %part.tp, error = %e, "removing a reassigned replica's data")
+                            }
+                        }
+                    }
                 } else if p.leader == me {
                     let newly = part.become_leader(
                         me,

@@ -24,6 +24,17 @@ pub const DYNAMIC: &[(&str, &str)] = &[
     ("log.index.interval.bytes", "index.interval.bytes"),
 ];
 
+/// Dynamic-only broker settings: Kafka's replication throttles, in bytes
+/// per second, for the replicas a reassignment is adding (see
+/// `crate::throttle`). Unset means unthrottled.
+pub const THROTTLE_RATES: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+
+/// Kafka's default of both throttle rates: `Long.MAX_VALUE`, no throttle.
+pub const UNTHROTTLED: i64 = i64::MAX;
+
 /// Why a broker config change was refused: (Kafka error code, message).
 pub type Refusal = (i16, String);
 
@@ -49,6 +60,15 @@ impl DynamicConfigs {
 
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
+    }
+
+    /// A throttle rate in bytes per second; `None` when unthrottled.
+    pub fn rate(&self, name: &str) -> Option<u64> {
+        self.values
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|r| *r >= 0 && *r < UNTHROTTLED)
+            .map(|r| r as u64)
     }
 
     /// The static config with the dynamic values applied.
@@ -84,6 +104,33 @@ impl DynamicConfigs {
         const INVALID_REQUEST: i16 = 42;
         let mut next = self.values.clone();
         for (name, op, value) in changes {
+            if THROTTLE_RATES.contains(&name.as_str()) {
+                match op {
+                    0 => {
+                        let v = value.clone().unwrap_or_default();
+                        let v = v.trim();
+                        if v.parse::<i64>().ok().is_none_or(|r| r < 0) {
+                            return Err((
+                                INVALID_CONFIG,
+                                format!(
+                                    "{name}: `{v}` is not a rate in bytes per second (0 or more)"
+                                ),
+                            ));
+                        }
+                        next.insert(name.clone(), v.to_string());
+                    }
+                    1 => {
+                        next.remove(name);
+                    }
+                    other => {
+                        return Err((
+                            INVALID_CONFIG,
+                            format!("operation {other} does not apply to {name}"),
+                        ));
+                    }
+                }
+                continue;
+            }
             let Some((_, topic_name)) = DYNAMIC.iter().find(|(b, _)| b == name) else {
                 return Err((
                     INVALID_REQUEST,
@@ -125,6 +172,7 @@ fn names() -> String {
     DYNAMIC
         .iter()
         .map(|(b, _)| *b)
+        .chain(THROTTLE_RATES.iter().copied())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -25,6 +25,7 @@ pub mod replica;
 pub mod replication;
 pub mod server;
 pub mod storage;
+pub mod throttle;
 
 pub use config::BrokerConfig;
 pub use error::{Error, Result};

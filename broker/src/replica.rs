@@ -165,6 +165,9 @@ impl Partition {
         if let Role::Leader(s) = &mut *role {
             if s.leader_epoch == leader_epoch {
                 if s.partition_epoch < partition_epoch {
+                    if s.replicas != replicas {
+                        s.set_replicas(replicas, now_ms() as u64);
+                    }
                     s.on_isr_committed(isr, partition_epoch);
                     let hw = s.hw;
                     drop(role);
@@ -223,6 +226,30 @@ impl Partition {
         tracing::info!(partition = %self.tp, leader, leader_epoch, "following");
     }
 
+    /// Drops every record and restarts the log at `offset` (see
+    /// `PartitionLog::truncate_fully_and_start_at`), if the role is still
+    /// the one `expected` accepts: leadership may have moved while the
+    /// caller looked elsewhere. Returns whether it did.
+    pub fn reset_log(&self, offset: i64, expected: impl FnOnce(&Role) -> bool) -> Result<bool> {
+        let role = self.role.lock();
+        if !expected(&role) {
+            return Ok(false);
+        }
+        let mut log = self.log.lock();
+        log.truncate_fully_and_start_at(offset)?;
+        drop(log);
+        drop(role);
+        self.log_end.send_replace(offset);
+        self.reset_hw(offset);
+        Ok(true)
+    }
+
+    /// Whether the log holds any record.
+    pub fn has_records(&self) -> bool {
+        let log = self.log.lock();
+        log.log_end_offset() > log.log_start_offset()
+    }
+
     pub fn become_offline(&self) {
         *self.role.lock() = Role::Offline;
     }
@@ -246,37 +273,59 @@ impl Partition {
     }
 
     /// A follower truncates to `offset` (the end of the last epoch it
-    /// shares with the leader) before it fetches.
-    pub fn truncate_for_leader(&self, offset: i64) -> Result<()> {
+    /// shares with the leader) before it fetches. Nothing happens, and
+    /// `false` comes back, unless this replica still follows `leader` at
+    /// `leader_epoch`: an answer that arrives after leadership moved (this
+    /// replica may lead now) must not cut the log.
+    pub fn truncate_for_leader(&self, leader: i32, leader_epoch: i32, offset: i64) -> Result<bool> {
+        let mut role = self.role.lock();
+        let Role::Follower {
+            leader: l,
+            leader_epoch: e,
+            truncated,
+        } = &mut *role
+        else {
+            return Ok(false);
+        };
+        if (*l, *e) != (leader, leader_epoch) {
+            return Ok(false);
+        }
         let mut log = self.log.lock();
         let target = offset.min(log.log_end_offset());
         log.truncate_to(target)?;
         let end = log.log_end_offset();
         drop(log);
+        *truncated = true;
+        drop(role);
         self.log_end.send_replace(end);
         let hw = (*self.high_watermark.borrow()).min(end);
         self.reset_hw(hw);
-        if let Role::Follower { truncated, .. } = &mut *self.role.lock() {
-            *truncated = true;
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// A follower appends what it fetched and takes the leader's high
-    /// watermark (up to its own log end).
+    /// watermark (up to its own log end), if it still follows `leader` at
+    /// `leader_epoch` (see `truncate_for_leader`). Returns whether it did.
     pub fn append_replicated(
         &self,
+        leader: i32,
+        leader_epoch: i32,
         records: &[u8],
         headers: &[BatchHeader],
         leader_hw: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let role = self.role.lock();
+        if !follows(&role, leader, leader_epoch) {
+            return Ok(false);
+        }
         let mut log = self.log.lock();
         log.append_replicated(records, headers, now_ms())?;
         let end = log.log_end_offset();
         drop(log);
+        drop(role);
         self.log_end.send_replace(end);
         self.publish_hw(leader_hw.min(end));
-        Ok(())
+        Ok(true)
     }
 
     /// Whether an `acks=all` write ending at `end_offset` may be answered.
@@ -488,4 +537,9 @@ fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> Result<()> {
         return Ok(());
     }
     crate::storage::checkpoint::write_atomic(&path, text.as_bytes())
+}
+
+/// Whether `role` follows `leader` at `leader_epoch`.
+pub fn follows(role: &Role, leader: i32, leader_epoch: i32) -> bool {
+    matches!(role, Role::Follower { leader: l, leader_epoch: e, .. } if (*l, *e) == (leader, leader_epoch))
 }

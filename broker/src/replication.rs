@@ -187,7 +187,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             }
         }
         let Some(c) = client.as_mut() else { continue };
-        let result = round(&broker, c, &parts, wait_ms).await;
+        let result = round(&broker, c, leader, &parts, wait_ms).await;
         if let Err(e) = result {
             tracing::debug!(leader, error = %e, "replica fetcher");
             client = None;
@@ -200,29 +200,73 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
 async fn round(
     broker: &Broker,
     client: &mut AdminClient,
+    leader: i32,
     parts: &[(Arc<Partition>, i32, bool)],
     wait_ms: u64,
 ) -> Result<(), sluice_admin::AdminError> {
     let (untruncated, ready): (Vec<_>, Vec<_>) = parts.iter().partition(|(_, _, t)| !*t);
     if !untruncated.is_empty() {
-        truncate(client, &untruncated).await?;
+        truncate(client, leader, &untruncated).await?;
     }
     if ready.is_empty() {
         return Ok(());
     }
+    // Replicas this broker is adding (a reassignment) fetch under the
+    // follower throttle; while it is used up they sit this round out.
+    let rate = broker
+        .dynamic
+        .lock()
+        .rate("follower.replication.throttled.rate");
+    let adding: Vec<(String, i32)> = match (rate, broker.cluster()) {
+        (Some(_), Some(c)) => {
+            let img = c.image();
+            let me = broker.config.node_id;
+            ready
+                .iter()
+                .filter(|(p, _, _)| {
+                    img.topics
+                        .get(&p.tp.topic)
+                        .and_then(|t| {
+                            usize::try_from(p.tp.partition)
+                                .ok()
+                                .and_then(|i| t.partitions.get(i))
+                        })
+                        .is_some_and(|s| s.adding_replicas.contains(&me))
+                })
+                .map(|(p, _, _)| (p.tp.topic.clone(), p.tp.partition))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let hold_back = !adding.is_empty() && !broker.throttles.follower.allows(rate);
     let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-    let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+    let mut index: HashMap<(String, i32), (Arc<Partition>, i32)> = HashMap::new();
     for (p, epoch, _) in &ready {
+        let key = (p.tp.topic.clone(), p.tp.partition);
+        let throttled = adding.contains(&key);
+        if throttled && hold_back {
+            continue;
+        }
         let leo = p.offsets().log_end;
+        let max_bytes = if throttled {
+            crate::throttle::Throttle::partition_max_bytes(rate, 1 << 20)
+        } else {
+            1 << 20
+        };
         by_topic.entry(p.tp.topic.clone()).or_default().push(
             FetchPartition::default()
                 .with_partition(p.tp.partition)
                 .with_current_leader_epoch(*epoch)
                 .with_fetch_offset(leo)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(1 << 20),
+                .with_partition_max_bytes(max_bytes),
         );
-        index.insert((p.tp.topic.clone(), p.tp.partition), Arc::clone(p));
+        index.insert(key, (Arc::clone(p), *epoch));
+    }
+    if by_topic.is_empty() {
+        // Everything is held back by the throttle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
     }
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(broker.config.node_id))
@@ -246,9 +290,23 @@ async fn round(
     for t in resp.responses {
         let name = t.topic.0.to_string();
         for pd in t.partitions {
-            let Some(p) = index.get(&(name.clone(), pd.partition_index)) else {
+            let Some((p, epoch)) = index.get(&(name.clone(), pd.partition_index)) else {
                 continue;
             };
+            let epoch = *epoch;
+            const OFFSET_OUT_OF_RANGE: i16 = 1;
+            let leo = p.offsets().log_end;
+            if pd.error_code == OFFSET_OUT_OF_RANGE && pd.log_start_offset > leo {
+                // The leader no longer has what this replica needs next
+                // (retention, DeleteRecords): start over at its log start,
+                // as a Kafka follower does.
+                tracing::info!(partition = %p.tp, from = leo, to = pd.log_start_offset, "restarting the log at the leader's log start");
+                let still_following = |r: &Role| crate::replica::follows(r, leader, epoch);
+                if let Err(e) = p.reset_log(pd.log_start_offset, still_following) {
+                    tracing::warn!(partition = %p.tp, error = %e, "restarting the log");
+                }
+                continue;
+            }
             if pd.error_code != 0 {
                 // Leadership moved or the epoch is stale: the metadata will
                 // say where to go next.
@@ -256,6 +314,9 @@ async fn round(
                 continue;
             }
             let records = pd.records.unwrap_or_default();
+            if adding.contains(&(name.clone(), pd.partition_index)) {
+                broker.throttles.follower.spend(rate, records.len());
+            }
             let mut headers = Vec::new();
             let mut pos = 0;
             while pos < records.len() {
@@ -268,12 +329,23 @@ async fn round(
                     Err(_) => break,
                 }
             }
-            if let Err(e) = p.append_replicated(&records[..pos], &headers, pd.high_watermark) {
+            // Appended only while this replica still follows `leader` at
+            // `epoch`: leadership may have moved while the fetch was out.
+            if let Err(e) =
+                p.append_replicated(leader, epoch, &records[..pos], &headers, pd.high_watermark)
+            {
                 tracing::warn!(partition = %p.tp, error = %e, "appending replicated batches");
                 // Out of line with the leader: find the divergence again.
                 p.with_role(|r| {
-                    if let Role::Follower { truncated, .. } = r {
-                        *truncated = false;
+                    if let Role::Follower {
+                        truncated,
+                        leader_epoch,
+                        ..
+                    } = r
+                    {
+                        if *leader_epoch == epoch {
+                            *truncated = false;
+                        }
                     }
                 });
             }
@@ -286,15 +358,16 @@ async fn round(
 /// the local log there.
 async fn truncate(
     client: &mut AdminClient,
+    leader: i32,
     parts: &[&(Arc<Partition>, i32, bool)],
 ) -> Result<(), sluice_admin::AdminError> {
     let mut by_topic: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
-    let mut index: HashMap<(String, i32), Arc<Partition>> = HashMap::new();
+    let mut index: HashMap<(String, i32), (Arc<Partition>, i32)> = HashMap::new();
     for (p, epoch, _) in parts {
         let latest = p.with_log(|l| l.latest_epoch());
         let Some(latest) = latest else {
             // An empty log has nothing to cut.
-            let _ = p.truncate_for_leader(0);
+            let _ = p.truncate_for_leader(leader, *epoch, 0);
             continue;
         };
         by_topic.entry(p.tp.topic.clone()).or_default().push(
@@ -303,7 +376,10 @@ async fn truncate(
                 .with_current_leader_epoch(*epoch)
                 .with_leader_epoch(latest),
         );
-        index.insert((p.tp.topic.clone(), p.tp.partition), Arc::clone(p));
+        index.insert(
+            (p.tp.topic.clone(), p.tp.partition),
+            (Arc::clone(p), *epoch),
+        );
     }
     if by_topic.is_empty() {
         return Ok(());
@@ -324,7 +400,7 @@ async fn truncate(
     for t in resp.topics {
         let name = t.topic.0.to_string();
         for e in t.partitions {
-            let Some(p) = index.get(&(name.clone(), e.partition)) else {
+            let Some((p, epoch)) = index.get(&(name.clone(), e.partition)) else {
                 continue;
             };
             if e.error_code != 0 {
@@ -342,11 +418,12 @@ async fn truncate(
                 )
             });
             let to = follower::truncation_offset(&ours, leo, answer, start);
-            if to < leo {
-                tracing::info!(partition = %p.tp, from = leo, to, "truncating to the leader's epoch boundary");
-            }
-            if let Err(err) = p.truncate_for_leader(to) {
-                tracing::warn!(partition = %p.tp, error = %err, "truncating");
+            match p.truncate_for_leader(leader, *epoch, to) {
+                Ok(true) if to < leo => {
+                    tracing::info!(partition = %p.tp, from = leo, to, "truncated to the leader's epoch boundary");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(partition = %p.tp, error = %err, "truncating"),
             }
         }
     }

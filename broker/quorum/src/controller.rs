@@ -86,6 +86,64 @@ pub fn brokers_to_fence(
         .collect()
 }
 
+/// An election a client asked for (ElectLeaders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// Move leadership to the first replica, if it is live and in sync.
+    Preferred,
+    /// Give a leaderless partition a leader from outside the ISR: the only
+    /// way back for a partition whose in-sync replicas are all gone, at the
+    /// price of the records only they had.
+    Unclean,
+}
+
+/// Why an election changed nothing, as Kafka's error codes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionRefusal {
+    /// ELECTION_NOT_NEEDED (84).
+    NotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE (80).
+    PreferredNotAvailable,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (83).
+    EligibleLeadersNotAvailable,
+}
+
+/// The `(leader, isr)` an election gives `p`.
+pub fn elect(
+    p: &PartitionState,
+    kind: Election,
+    live: &impl Fn(&i32) -> bool,
+) -> Result<(i32, Vec<i32>), ElectionRefusal> {
+    let led = p.leader != -1 && live(&p.leader);
+    match kind {
+        Election::Preferred => {
+            let preferred = *p
+                .replicas
+                .first()
+                .ok_or(ElectionRefusal::PreferredNotAvailable)?;
+            if p.leader == preferred {
+                Err(ElectionRefusal::NotNeeded)
+            } else if live(&preferred) && p.isr.contains(&preferred) {
+                Ok((preferred, p.isr.clone()))
+            } else {
+                Err(ElectionRefusal::PreferredNotAvailable)
+            }
+        }
+        Election::Unclean if led => Err(ElectionRefusal::NotNeeded),
+        Election::Unclean => {
+            // A live in-sync replica is still a clean choice.
+            if let Some(r) = p.replicas.iter().find(|r| p.isr.contains(r) && live(r)) {
+                return Ok((*r, p.isr.iter().copied().filter(|r| live(r)).collect()));
+            }
+            p.replicas
+                .iter()
+                .find(|r| live(r) && !p.adding_replicas.contains(r))
+                .map(|r| (*r, vec![*r]))
+                .ok_or(ElectionRefusal::EligibleLeadersNotAvailable)
+        }
+    }
+}
+
 /// Partitions a broker leads or follows, for controlled shutdown: moving
 /// its leaderships away is `partition_changes` after fencing it.
 pub fn hosted_by(img: &MetadataImage, broker: i32) -> Vec<(String, i32)> {
@@ -230,5 +288,57 @@ mod tests {
         // A new controller gives every broker a full session first.
         assert!(brokers_to_fence(&img, &Heartbeats::new(), 10_000, 9_000, 6_000).is_empty());
         assert_eq!(hosted_by(&img, 1).len(), 3);
+    }
+
+    fn state(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionState {
+        PartitionState {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 5,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn preferred_election() {
+        let all = |_: &i32| true;
+        let p = state(&[1, 2, 3], &[1, 2, 3], 2);
+        assert_eq!(elect(&p, Election::Preferred, &all), Ok((1, vec![1, 2, 3])));
+        let p = state(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(
+            elect(&p, Election::Preferred, &all),
+            Err(ElectionRefusal::NotNeeded)
+        );
+        // Out of sync, or down: not available.
+        let p = state(&[1, 2, 3], &[2, 3], 2);
+        assert_eq!(
+            elect(&p, Election::Preferred, &all),
+            Err(ElectionRefusal::PreferredNotAvailable)
+        );
+        let p = state(&[1, 2, 3], &[1, 2, 3], 2);
+        assert_eq!(
+            elect(&p, Election::Preferred, &|r: &i32| *r != 1),
+            Err(ElectionRefusal::PreferredNotAvailable)
+        );
+    }
+
+    #[test]
+    fn unclean_election_only_for_leaderless_partitions() {
+        let p = state(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(
+            elect(&p, Election::Unclean, &|_: &i32| true),
+            Err(ElectionRefusal::NotNeeded)
+        );
+        // The last ISR member (1) is down: 2 leads alone, out of sync.
+        let p = state(&[1, 2, 3], &[1], -1);
+        let up = |r: &i32| *r != 1;
+        assert_eq!(elect(&p, Election::Unclean, &up), Ok((2, vec![2])));
+        assert_eq!(
+            elect(&p, Election::Unclean, &|_: &i32| false),
+            Err(ElectionRefusal::EligibleLeadersNotAvailable)
+        );
     }
 }

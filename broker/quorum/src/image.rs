@@ -34,8 +34,15 @@ pub struct PartitionState {
     /// -1 when no replica may lead (every ISR member fenced).
     pub leader: i32,
     pub leader_epoch: i32,
-    /// Bumped by every change of leader or ISR.
+    /// Bumped by every change of leader, ISR or replica set.
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas joining, which count
+    /// in `replicas` but are not yet in the ISR...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// ...and replicas leaving once every adding one is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +102,13 @@ pub enum Command {
         leader: i32,
         isr: Vec<i32>,
     },
+    /// AlterPartitionReassignments for one partition: `Some(target)` moves
+    /// the replica set to `target`; `None` cancels the move in progress.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
 }
 
 /// What applying a command did.
@@ -130,6 +144,10 @@ pub enum Refusal {
     Invalid(String),
     #[error("broker {0} is fenced or unknown and cannot join an ISR")]
     IneligibleReplica(i32),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("no reassignment is in progress for {topic}-{partition}")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
 }
 
 impl MetadataImage {
@@ -231,6 +249,8 @@ impl MetadataImage {
                         isr,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     });
                 }
                 self.topics.insert(
@@ -302,6 +322,34 @@ impl MetadataImage {
                 p.leader = *leader;
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
+                // The ISR may now hold every replica a move was waiting for.
+                let live = live_set(&self.brokers);
+                crate::reassign::maybe_complete(p, &|r| live.contains(r));
+                Ok(Outcome::Ok)
+            }
+            Command::ReassignPartition {
+                topic,
+                partition,
+                target,
+            } => {
+                let live = live_set(&self.brokers);
+                let registered: Vec<i32> = self.brokers.keys().copied().collect();
+                let t = self
+                    .topics
+                    .get_mut(topic)
+                    .ok_or_else(|| Refusal::UnknownTopic(topic.clone()))?;
+                let p = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+                    .ok_or_else(|| Refusal::UnknownPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })?;
+                let is_live = |r: &i32| live.contains(r);
+                match target {
+                    Some(target) => crate::reassign::start(p, target, &registered, &is_live)?,
+                    None => crate::reassign::cancel(p, &is_live, topic, *partition)?,
+                }
                 Ok(Outcome::Ok)
             }
         }
@@ -311,6 +359,15 @@ impl MetadataImage {
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.brokers.values().filter(|b| !b.fenced)
     }
+}
+
+/// Ids of the registered, unfenced brokers.
+fn live_set(brokers: &BTreeMap<i32, BrokerRegistration>) -> Vec<i32> {
+    brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect()
 }
 
 #[cfg(test)]
@@ -523,6 +580,63 @@ mod tests {
         assert!(matches!(
             img.apply(&change(2, -1, &[])),
             Outcome::Refused(Refusal::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_isr_change_completes_a_reassignment() {
+        let mut img = MetadataImage::default();
+        for id in 0..4 {
+            live(&mut img, id);
+        }
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            assignment: vec![vec![0, 1, 2]],
+            configs: BTreeMap::new(),
+        });
+        let reassign = |target: Option<Vec<i32>>| Command::ReassignPartition {
+            topic: "t".into(),
+            partition: 0,
+            target,
+        };
+        assert_eq!(img.apply(&reassign(Some(vec![3, 1, 2]))), Outcome::Ok);
+        let p = img.topics["t"].partitions[0].clone();
+        assert_eq!(p.replicas, vec![3, 1, 2, 0]);
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (vec![3], vec![0])
+        );
+        // The leader (0) takes 3 into the ISR: the move completes, 0 leaves
+        // and hands leadership to the first in-sync target replica.
+        let grow = Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            expected_partition_epoch: p.partition_epoch,
+            leader: 0,
+            isr: vec![0, 1, 2, 3],
+        };
+        assert_eq!(img.apply(&grow), Outcome::Ok);
+        let p = &img.topics["t"].partitions[0];
+        assert_eq!(p.replicas, vec![3, 1, 2]);
+        assert_eq!(p.isr, vec![1, 2, 3]);
+        assert_eq!((p.leader, p.leader_epoch), (3, 1));
+        assert!(matches!(
+            img.apply(&reassign(None)),
+            Outcome::Refused(Refusal::NoReassignmentInProgress { .. })
+        ));
+        // Unknown brokers and partitions are refused.
+        assert!(matches!(
+            img.apply(&reassign(Some(vec![7]))),
+            Outcome::Refused(Refusal::InvalidReplicaAssignment(_))
+        ));
+        assert!(matches!(
+            img.apply(&Command::ReassignPartition {
+                topic: "t".into(),
+                partition: 4,
+                target: Some(vec![0]),
+            }),
+            Outcome::Refused(Refusal::UnknownPartition { .. })
         ));
     }
 }

@@ -17,6 +17,7 @@ pub mod member;
 pub mod network;
 pub mod node;
 pub mod placement;
+pub mod reassign;
 pub mod state_machine;
 pub mod types;
 

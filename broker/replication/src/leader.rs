@@ -225,6 +225,23 @@ impl LeaderState {
         self.advance_hw();
     }
 
+    /// The replica set changed (a reassignment): new replicas are tracked
+    /// from now, each with a full `lag_max_ms` before it counts as lagging;
+    /// removed ones are forgotten.
+    pub fn set_replicas(&mut self, replicas: Vec<i32>, now_ms: u64) {
+        self.followers.retain(|r, _| replicas.contains(r));
+        for r in &replicas {
+            if *r != self.me {
+                self.followers.entry(*r).or_insert(Follower {
+                    leo: -1,
+                    last_caught_up_ms: now_ms,
+                });
+            }
+        }
+        self.replicas = replicas;
+        self.advance_hw();
+    }
+
     /// The controller refused the pending change (a stale epoch): forget it
     /// and propose again from the next metadata.
     pub fn on_isr_refused(&mut self) {
@@ -324,5 +341,24 @@ mod tests {
         assert_eq!(l.hw, 30);
         l.on_fetch(3, 25, 2); // a stale, reordered fetch
         assert_eq!(l.hw, 30);
+    }
+
+    #[test]
+    fn a_replica_added_by_a_reassignment_joins_once_caught_up() {
+        let mut l = leader();
+        l.set_replicas(vec![1, 2, 3, 4], 0);
+        // Unknown until it fetches; it does not hold the HW back, as it is
+        // not in the ISR.
+        assert!(!l.on_append(12));
+        l.on_fetch(2, 12, 1);
+        l.on_fetch(3, 12, 1);
+        assert_eq!(l.hw, 12);
+        assert_eq!(l.on_fetch(4, 5, 2), None, "behind the HW: not yet");
+        let change = l.on_fetch(4, 12, 3).expect("caught up: proposed");
+        assert_eq!(change.isr, vec![1, 2, 3, 4]);
+        // Removing a replica forgets it.
+        l.on_isr_committed(vec![1, 2, 3, 4], 8);
+        l.set_replicas(vec![1, 4], 4);
+        assert!(!l.followers.contains_key(&2));
     }
 }

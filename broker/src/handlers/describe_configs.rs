@@ -16,6 +16,8 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// ConfigSource STATIC_BROKER_CONFIG.
 const STATIC_BROKER: i8 = 4;
+/// ConfigSource DEFAULT_CONFIG.
+const DEFAULT_CONFIG: i8 = 5;
 /// ConfigSource DYNAMIC_BROKER_CONFIG.
 const DYNAMIC_BROKER: i8 = 2;
 
@@ -75,6 +77,20 @@ pub fn handle(
                                     let source = if dynamic.contains_key(n) { DYNAMIC_BROKER } else { STATIC_BROKER };
                                     entry(n, v.to_string(), !is_dynamic, source)
                                 })
+                                .chain(
+                                    crate::dynamic_config::THROTTLE_RATES
+                                        .iter()
+                                        .filter(|n| wanted(n))
+                                        .map(|n| match dynamic.get(*n) {
+                                            Some(v) => entry(n, v.clone(), false, DYNAMIC_BROKER),
+                                            None => entry(
+                                                n,
+                                                crate::dynamic_config::UNTHROTTLED.to_string(),
+                                                false,
+                                                DEFAULT_CONFIG,
+                                            ),
+                                        }),
+                                )
                                 .collect(),
                         )
                     }

@@ -27,6 +27,9 @@ struct Wanted {
     max_bytes: usize,
     current_leader_epoch: i32,
     found: Result<Arc<Partition>, i16>,
+    /// A follower fetch for a replica a reassignment is adding: subject to
+    /// `leader.replication.throttled.rate`.
+    throttled: bool,
 }
 
 /// Memory a response holds until it is written: released when dropped.
@@ -80,6 +83,7 @@ pub async fn handle(
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
                 found,
+                throttled: false,
             });
         }
     }
@@ -91,6 +95,29 @@ pub async fn handle(
         req.replica_id.0
     };
     let follower = (replica >= 0 && broker.cluster().is_some()).then_some(replica);
+    let leader_rate = follower.and_then(|_| {
+        broker
+            .dynamic
+            .lock()
+            .rate("leader.replication.throttled.rate")
+    });
+    if let (Some(f), Some(_), Some(cluster)) = (follower, leader_rate, broker.cluster()) {
+        let img = cluster.image();
+        for w in &mut wanted {
+            if let Ok(p) = &w.found {
+                w.throttled = img
+                    .topics
+                    .get(&p.tp.topic)
+                    .and_then(|t| {
+                        usize::try_from(p.tp.partition)
+                            .ok()
+                            .and_then(|i| t.partitions.get(i))
+                    })
+                    .is_some_and(|s| s.adding_replicas.contains(&f));
+            }
+        }
+    }
+    let any_throttled = wanted.iter().any(|w| w.throttled);
     if let Some(f) = follower {
         for w in &wanted {
             if let Ok(p) = &w.found {
@@ -123,12 +150,14 @@ pub async fn handle(
         for w in &mut watchers {
             w.borrow_and_update();
         }
+        let hold_back = any_throttled && !broker.throttles.leader.allows(leader_rate);
         let (results, total, any_error, held) = read_all(
             &wanted,
             response_max,
             read_committed,
             memory,
             follower.is_some(),
+            hold_back,
         );
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || watchers.is_empty() {
@@ -150,6 +179,7 @@ pub async fn handle(
                 read_committed,
                 memory,
                 follower.is_some(),
+                true,
             );
             break (results, held);
         }
@@ -170,12 +200,20 @@ pub async fn handle(
         })
         .collect();
     let mut bytes_out = 0u64;
+    let mut throttled_out = 0usize;
     for (w, pd) in wanted.iter().zip(results) {
         count_error(broker, "Fetch", pd.error_code);
-        bytes_out += pd.records.as_ref().map_or(0, |r| r.len() as u64);
+        let n = pd.records.as_ref().map_or(0, Bytes::len);
+        bytes_out += n as u64;
+        if w.throttled {
+            throttled_out += n;
+        }
         out[w.topic_index].partitions.push(pd);
     }
     broker.metrics.bytes_out.inc_by(bytes_out);
+    if throttled_out > 0 {
+        broker.throttles.leader.spend(leader_rate, throttled_out);
+    }
     (
         FetchResponse::default()
             .with_session_id(0)
@@ -203,12 +241,34 @@ fn read_all(
     read_committed: bool,
     memory: &Arc<Semaphore>,
     to_end: bool,
+    hold_back_throttled: bool,
 ) -> (Vec<PartitionData>, usize, bool, Held) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut held: Held = None;
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
+        if w.throttled && hold_back_throttled {
+            // Over the replication throttle: this replica gets nothing this
+            // round, with the offsets it needs to stay informed.
+            let pd = match &w.found {
+                Ok(p) => {
+                    let o = p.offsets();
+                    PartitionData::default()
+                        .with_partition_index(w.partition)
+                        .with_records(Some(Bytes::new()))
+                        .with_high_watermark(o.high_watermark)
+                        .with_last_stable_offset(o.high_watermark)
+                        .with_log_start_offset(o.log_start)
+                }
+                Err(c) => PartitionData::default()
+                    .with_partition_index(w.partition)
+                    .with_error_code(*c)
+                    .with_high_watermark(-1),
+            };
+            out.push(pd);
+            continue;
+        }
         let pd = read_one(
             w,
             response_max.saturating_sub(total),

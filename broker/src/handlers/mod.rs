@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -155,7 +156,20 @@ pub async fn handle(
         }
         ApiKey::ElectLeaders => {
             let req: ElectLeadersRequest = decode_body(&h).map_err(bad)?;
-            let resp = admin::elect_leaders(broker, req, v);
+            let resp = match broker.cluster() {
+                Some(c) => reassignments::elect_leaders(broker, c, req, v).await,
+                None => admin::elect_leaders(broker, req, v),
+            };
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let req: AlterPartitionReassignmentsRequest = decode_body(&h).map_err(bad)?;
+            let resp = reassignments::alter(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::ListPartitionReassignments => {
+            let req: ListPartitionReassignmentsRequest = decode_body(&h).map_err(bad)?;
+            let resp = reassignments::list(broker, req, v);
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::InitProducerId => {
@@ -257,6 +271,12 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(h).map(drop),
         ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(h).map(drop),
         ApiKey::ElectLeaders => decode_body::<ElectLeadersRequest>(h).map(drop),
+        ApiKey::AlterPartitionReassignments => {
+            decode_body::<AlterPartitionReassignmentsRequest>(h).map(drop)
+        }
+        ApiKey::ListPartitionReassignments => {
+            decode_body::<ListPartitionReassignmentsRequest>(h).map(drop)
+        }
         ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(h).map(drop),
         ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(h).map(drop),
         ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(h).map(drop),

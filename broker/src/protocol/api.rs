@@ -62,6 +62,8 @@ pub const SUPPORTED: &[Support] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The advertised range for `key`, if served.
@@ -99,6 +101,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         _ => "Other",
     }
 }
@@ -140,6 +144,8 @@ mod tests {
             ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
             ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
             ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
+            ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
+            ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
             other => panic!("no codec range listed for {other:?}"),
         };
         for s in SUPPORTED {

@@ -699,6 +699,31 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Deletes every record and starts the log afresh at `offset`: for a
+    /// replica that left the partition's replica set, or a follower whose
+    /// log ends before its leader's log start.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let interval = self.config.index_interval_bytes as u64;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete(&self.dir)?;
+            }
+        }
+        self.segments.insert(
+            offset,
+            LogSegment::create(&self.dir, offset, interval, now_ms())?,
+        );
+        self.log_start_offset = offset;
+        self.leader_epochs.truncate_from_end(0)?;
+        self.producers.truncate_to(0);
+        self.producers.snapshot()?;
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        self.oldest_unflushed_ms = None;
+        Ok(())
+    }
+
     /// DeleteRecords: makes `offset` the log start offset and deletes the
     /// segments wholly below it. `offset` must not pass `upper` (the high
     /// watermark). Returns the new log start offset.

@@ -50,12 +50,13 @@ impl Cluster {
             .iter()
             .map(|(id, a)| (*id as u64, a.clone()))
             .collect();
-        let quorum = QuorumConfig::new(
+        let mut quorum = QuorumConfig::new(
             cfg.node_id as u64,
             cfg.data_dir.join(METADATA_DIR),
             cc.internal_listener,
             voters,
         );
+        quorum.source_address = cc.source_address;
         let member = Member::start(MemberConfig {
             quorum,
             broker_id: cfg.node_id,

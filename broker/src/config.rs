@@ -194,6 +194,10 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_INTERNAL_ADVERTISED_LISTENER")]
     pub internal_advertised_listener: Option<String>,
 
+    /// Local IP address this broker's connections to other brokers (quorum RPCs, replica fetches) come from, for hosts with several addresses. [default: chosen by the OS]
+    #[arg(long, env = "SLUICE_INTERNAL_SOURCE_ADDRESS")]
+    pub internal_source_address: Option<std::net::IpAddr>,
+
     /// How often a broker heartbeats to the controller. [default: 100]
     #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub broker_heartbeat_interval_ms: Option<u64>,
@@ -218,6 +222,8 @@ pub struct ClusterConfig {
     pub voters: BTreeMap<i32, String>,
     pub internal_listener: SocketAddr,
     pub internal_advertised: String,
+    /// Where outbound broker-to-broker connections come from.
+    pub source_address: Option<std::net::IpAddr>,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
     pub replica_lag_time_max_ms: u64,
@@ -451,6 +457,7 @@ impl BrokerConfig {
                 voters,
                 internal_listener,
                 internal_advertised,
+                source_address: c.internal_source_address,
                 heartbeat_interval_ms,
                 session_timeout_ms,
                 replica_lag_time_max_ms: c.replica_lag_time_max_ms.unwrap_or(10_000),
@@ -610,6 +617,7 @@ fn merge(over: Cli, under: Cli) -> Cli {
         controller_quorum_voters,
         internal_listener,
         internal_advertised_listener,
+        internal_source_address,
         broker_heartbeat_interval_ms,
         broker_session_timeout_ms,
         replica_lag_time_max_ms,
@@ -621,7 +629,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 41] = [
+        let rows: [(&str, String); 42] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -738,6 +746,14 @@ impl fmt::Display for BrokerConfig {
                 self.cluster
                     .as_ref()
                     .map(|c| c.internal_advertised.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "internal.source.address",
+                self.cluster
+                    .as_ref()
+                    .and_then(|c| c.source_address)
+                    .map(|a| a.to_string())
                     .unwrap_or_default(),
             ),
             (

@@ -177,7 +177,14 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            match AdminClient::connect(&address, Duration::from_millis(wait_ms + 5000)).await {
+            let source = broker
+                .config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.source_address);
+            match AdminClient::connect_from(&address, source, Duration::from_millis(wait_ms + 5000))
+                .await
+            {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     tracing::debug!(leader, error = %e, "replica fetcher: connecting");

@@ -98,6 +98,64 @@ pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<BrokerP
     Ok(brokers)
 }
 
+/// Like [`start_cluster`], with every broker behind link proxies that the
+/// returned [`links::Links`] can cut (see the `links` module). Needs a
+/// tokio runtime for the proxies.
+pub async fn start_cluster_with_links(
+    dir: &Path,
+    n: usize,
+    extra: &[&str],
+) -> Result<(Vec<BrokerProcess>, links::Links)> {
+    let ports = free_port_list(3 * n)?;
+    let internal = |i: usize| ports[3 * i + 2];
+    let ip = links::broker_ip;
+    let voters = (0..n.min(3))
+        .map(|i| format!("{i}@{}:{}", ip(i), internal(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut l = links::Links::new();
+    // The proxies listen on the broker's own address with the broker's
+    // port numbers, and forward to the broker on 127.0.0.1.
+    for i in 0..n {
+        for port in [ports[3 * i], internal(i)] {
+            l.proxy((ip(i), port).into(), ([127, 0, 0, 1], port).into())
+                .await?;
+        }
+    }
+    let mut brokers = Vec::with_capacity(n);
+    for i in 0..n {
+        let data_dir = dir.join(format!("broker-{i}"));
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            i.to_string(),
+            "--advertised-listeners".into(),
+            format!("{}:{}", ip(i), ports[3 * i]),
+            "--internal-listener".into(),
+            format!("127.0.0.1:{}", internal(i)),
+            "--internal-advertised-listener".into(),
+            format!("{}:{}", ip(i), internal(i)),
+            "--internal-source-address".into(),
+            ip(i).to_string(),
+            "--controller-quorum-voters".into(),
+            voters.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut b = BrokerProcess {
+            child: None,
+            log_path: data_dir.with_extension("log"),
+            data_dir,
+            port: ports[3 * i],
+            metrics_port: ports[3 * i + 1],
+            extra: args,
+        };
+        // Started on a blocking thread: waiting for the listener must not
+        // stall the proxies' runtime.
+        b = tokio::task::spawn_blocking(move || b.spawn().map(|()| b)).await??;
+        brokers.push(b);
+    }
+    Ok((brokers, l))
+}
+
 /// A broker process with its own data directory and ports.
 #[derive(Debug)]
 pub struct BrokerProcess {
@@ -289,5 +347,6 @@ pub fn kcat() -> Option<&'static str> {
     })
 }
 
+pub mod links;
 pub mod rd;
 pub mod wire;

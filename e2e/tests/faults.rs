@@ -1,7 +1,10 @@
 //! The fault harness: a three-broker cluster under an idempotent `acks=all`
 //! load while random faults hit random brokers, round after round:
 //! `kill -9` and restart, SIGSTOP for up to a session and a half then
-//! SIGCONT, SIGTERM (controlled shutdown) and restart. Afterwards every
+//! SIGCONT, SIGTERM (controlled shutdown) and restart, a broker cut off
+//! from its peers (a black hole in the link proxies; clients still reach
+//! it) for up to three sessions, one link between two brokers cut for as
+//! long. Afterwards every
 //! acknowledged record must be read back exactly once, at its acknowledged
 //! offset, in send order per partition.
 //!
@@ -26,7 +29,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use sluice_e2e::rd::{consume, producer};
-use sluice_e2e::{BrokerProcess, start_cluster};
+use sluice_e2e::{BrokerProcess, start_cluster_with_links};
 use tokio::sync::Mutex;
 
 const TOPIC: &str = "faults";
@@ -43,6 +46,26 @@ fn signal(b: &BrokerProcess, sig: &str) -> Result<()> {
         .success();
     ensure!(ok, "kill {sig} {pid}");
     Ok(())
+}
+
+/// How many partitions `broker_id` leads, as the broker at `bootstrap`
+/// (one broker, asked directly) sees it.
+fn leaderships_seen_by(bootstrap: &str, broker_id: i32) -> Result<usize> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let mut s = sluice_e2e::wire::connect(bootstrap)?;
+    let req = MetadataRequest::default().with_topics(None);
+    sluice_e2e::wire::send(
+        &mut s,
+        &sluice_e2e::wire::frame(ApiKey::Metadata, 12, 1, &req)?,
+    )?;
+    let (_, resp): (i32, MetadataResponse) =
+        sluice_e2e::wire::read_response(&mut s, ApiKey::Metadata, 12)?;
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.leader_id.0 == broker_id)
+        .count())
 }
 
 fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
@@ -121,7 +144,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
     println!("fault harness: {rounds} rounds, replay with SLUICE_FAULT_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let brokers = start_cluster(dir, 3, &[])?;
+    let (brokers, links) = start_cluster_with_links(dir, 3, &[]).await?;
     let all = brokers
         .iter()
         .map(|b| b.bootstrap())
@@ -260,7 +283,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
     let mut kinds = BTreeMap::new();
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..600))).await;
-        let kind = rng.random_range(0..3u8);
+        let kind = rng.random_range(0..5u8);
         let mut bs = brokers.lock().await;
         match kind {
             0 => {
@@ -269,7 +292,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
                 let leader = tokio::task::spawn_blocking(move || leader_of(&a, PROBE, 0)).await?;
                 let victim = leader.unwrap_or(0).clamp(0, 2) as usize;
                 let killed = Instant::now();
-                bs[victim].kill9()?;
+                tokio::task::block_in_place(|| bs[victim].kill9())?;
                 let deadline = killed + Duration::from_secs(30);
                 let mut found = None;
                 while Instant::now() < deadline {
@@ -288,7 +311,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
                 failovers
                     .push(found.context("no acknowledged probe write within 30 s of the kill")?);
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
-                bs[victim].restart()?;
+                tokio::task::block_in_place(|| bs[victim].restart())?;
                 *kinds.entry("kill -9 + restart").or_insert(0) += 1;
             }
             1 => {
@@ -298,15 +321,49 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
                 signal(&bs[victim], "-CONT")?;
                 *kinds.entry("SIGSTOP / SIGCONT").or_insert(0) += 1;
             }
-            _ => {
+            2 => {
                 let victim = rng.random_range(0..3usize);
-                let code = bs[victim].terminate()?;
+                let code = tokio::task::block_in_place(|| bs[victim].terminate())?;
                 ensure!(
                     code == Some(0),
                     "round {round}: controlled shutdown exit {code:?}"
                 );
-                bs[victim].restart()?;
+                tokio::task::block_in_place(|| bs[victim].restart())?;
                 *kinds.entry("SIGTERM + restart").or_insert(0) += 1;
+            }
+            3 => {
+                // Cut off for longer than a session, the broker must lose
+                // every leadership, as its peers see it (the controller
+                // may have to be elected first if it was the victim).
+                let victim = rng.random_range(0..3usize);
+                let peer = bs[(victim + 1) % 3].bootstrap();
+                links.isolate(victim, 3);
+                let cut_at = Instant::now();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1200..2500))).await;
+                let fenced = tokio::task::spawn_blocking(move || {
+                    while cut_at.elapsed() < Duration::from_secs(10) {
+                        if leaderships_seen_by(&peer, victim as i32).is_ok_and(|n| n == 0) {
+                            return true;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    false
+                })
+                .await?;
+                links.heal();
+                ensure!(
+                    fenced,
+                    "round {round} (seed {seed}): broker {victim}, cut off from its peers, still leads after 10 s"
+                );
+                *kinds.entry("broker cut off from its peers").or_insert(0) += 1;
+            }
+            _ => {
+                let a = rng.random_range(0..3usize);
+                let b = (a + rng.random_range(1..3usize)) % 3;
+                links.cut(a, b);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..3000))).await;
+                links.heal();
+                *kinds.entry("one link cut").or_insert(0) += 1;
             }
         }
         drop(bs);

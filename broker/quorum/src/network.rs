@@ -22,6 +22,7 @@ use crate::types::{Node, NodeId, TypeConfig};
 #[derive(Debug, Clone)]
 pub struct Network {
     pub connect_timeout: Duration,
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -32,6 +33,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             connect_timeout: self.connect_timeout,
+            source_address: self.source_address,
             client: None,
         }
     }
@@ -42,6 +44,7 @@ pub struct Peer {
     target: NodeId,
     node: Node,
     connect_timeout: Duration,
+    source_address: Option<std::net::IpAddr>,
     client: Option<QuorumClient<Channel>>,
 }
 
@@ -62,13 +65,15 @@ pub(crate) fn decode<T: DeserializeOwned>(p: &Payload) -> Result<T, serde_json::
 /// Connects a client to `address` (`host:port`).
 pub(crate) fn connect(
     address: &str,
+    source: Option<std::net::IpAddr>,
     connect_timeout: Duration,
     timeout: Duration,
 ) -> Result<QuorumClient<Channel>, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(connect_timeout)
         .timeout(timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .local_address(source);
     Ok(QuorumClient::new(endpoint.connect_lazy()))
 }
 
@@ -86,8 +91,13 @@ impl Peer {
     {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if self.client.is_none() {
-            let c = connect(&self.node.address, self.connect_timeout, option.hard_ttl())
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let c = connect(
+                &self.node.address,
+                self.source_address,
+                self.connect_timeout,
+                option.hard_ttl(),
+            )
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             self.client = Some(c);
         }
         let Some(client) = self.client.as_mut() else {

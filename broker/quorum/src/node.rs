@@ -38,6 +38,9 @@ pub struct QuorumConfig {
     pub election_timeout_max: Duration,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// Local address outbound connections to other members come from
+    /// (`None`: the OS chooses).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl QuorumConfig {
@@ -60,6 +63,7 @@ impl QuorumConfig {
             election_timeout_min: Duration::from_millis(750),
             election_timeout_max: Duration::from_millis(1500),
             snapshot_every: 1000,
+            source_address: None,
         }
     }
 }
@@ -133,6 +137,7 @@ struct Shared {
     /// becomes leader.
     heartbeats: parking_lot::Mutex<Heartbeats>,
     clock: std::time::Instant,
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl Shared {
@@ -195,7 +200,7 @@ async fn write(shared: &Shared, command: Command, hops: u8) -> WriteReply {
             request: command.clone(),
             hops: hops + 1,
         };
-        match call(&address, "write", &req).await {
+        match call(&address, shared.source_address, "write", &req).await {
             Ok(WriteReply::NotLeader { .. }) => continue,
             Ok(r) => return r,
             Err(e) => tracing::debug!(%address, error = %e, "forwarding a metadata write"),
@@ -250,7 +255,7 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
             request: hb,
             hops: hops + 1,
         };
-        match call(&address, "heartbeat", &req).await {
+        match call(&address, shared.source_address, "heartbeat", &req).await {
             Ok(HeartbeatReply::NotLeader) => continue,
             Ok(r) => return r,
             Err(e) => tracing::debug!(%address, error = %e, "forwarding a heartbeat"),
@@ -262,6 +267,7 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
 /// One unary call to another member.
 async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     address: &str,
+    source: Option<std::net::IpAddr>,
     method: &str,
     req: &Req,
 ) -> Result<Resp, QuorumError> {
@@ -269,8 +275,13 @@ async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
         address: address.to_string(),
         message,
     };
-    let mut client = network::connect(address, Duration::from_millis(500), Duration::from_secs(5))
-        .map_err(|e| fwd(e.to_string()))?;
+    let mut client = network::connect(
+        address,
+        source,
+        Duration::from_millis(500),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| fwd(e.to_string()))?;
     let payload = encode(req).map_err(|e| fwd(e.to_string()))?;
     let r = match method {
         "write" => client.write(payload).await,
@@ -363,6 +374,7 @@ impl QuorumNode {
         .map_err(|e| QuorumError::Config(e.to_string()))?;
         let network = Network {
             connect_timeout: Duration::from_millis(500),
+            source_address: cfg.source_address,
         };
         let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
             .await
@@ -382,6 +394,7 @@ impl QuorumNode {
             image: image.clone(),
             heartbeats: parking_lot::Mutex::new(Heartbeats::new()),
             clock: std::time::Instant::now(),
+            source_address: cfg.source_address,
         });
         let service = QuorumServer::new(Service {
             shared: shared.clone(),

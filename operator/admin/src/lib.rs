@@ -127,10 +127,50 @@ pub struct AdminClient {
     client_id: StrBytes,
 }
 
+/// A TCP connection to `addr`, bound to `source` when given.
+async fn open(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = None;
+    for target in tokio::net::lookup_host(addr).await? {
+        if target.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(target).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no address of {addr} is reachable from {source}"),
+        )
+    }))
+}
+
 impl AdminClient {
     /// Connects and negotiates API versions.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, AdminError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        Self::connect_from(addr, None, timeout).await
+    }
+
+    /// Like [`connect`](Self::connect), from the local address `source`
+    /// (`None`: the OS chooses), as a broker whose peers must see its
+    /// connections come from one address.
+    pub async fn connect_from(
+        addr: &str,
+        source: Option<std::net::IpAddr>,
+        timeout: Duration,
+    ) -> Result<Self, AdminError> {
+        let stream = tokio::time::timeout(timeout, open(addr, source))
             .await
             .map_err(|_| AdminError::Timeout(timeout))?
             .map_err(|source| AdminError::Connect {

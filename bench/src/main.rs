@@ -5,6 +5,7 @@
 //! and another broker.
 
 mod consume;
+mod failover;
 mod idle;
 mod latency;
 mod procstat;
@@ -41,6 +42,33 @@ enum Cmd {
     Idle(IdleArgs),
     /// The standard set (produce, consume, latency, idle), written as a Markdown table.
     Suite(SuiteArgs),
+    /// Failover time: starts three brokers, kills the leader of an RF 3 partition again and again, and times the next acks=all write.
+    Failover(FailoverArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    /// The sluice-broker binary. [default: the one beside sluice-bench]
+    #[arg(long)]
+    pub broker_bin: Option<std::path::PathBuf>,
+    /// Data directories and logs of the brokers. [default: a temporary directory, removed afterwards]
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Kafka port of broker 0; broker i listens on base+10i (Kafka), +1 (internal), +2 (metrics). 0: free ports the OS picks.
+    #[arg(long, default_value_t = 17092)]
+    pub base_port: u16,
+    /// Leader kills to time.
+    #[arg(long, default_value_t = 10)]
+    pub kills: usize,
+    /// A flag for every broker, repeatable: --broker-arg=--broker-session-timeout-ms=600
+    #[arg(long = "broker-arg", allow_hyphen_values = true)]
+    pub broker_args: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Hard limit on the run's wall time, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub max_seconds: u64,
 }
 
 /// Options every mode shares.
@@ -210,5 +238,14 @@ fn main() -> Result<()> {
             report::print(&a.common, &[r])
         }
         Cmd::Suite(a) => suite::run(&a),
+        Cmd::Failover(a) => {
+            let r = failover::run(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&[r])?);
+            } else {
+                print!("{}", report::table(&[r]));
+            }
+            Ok(())
+        }
     }
 }

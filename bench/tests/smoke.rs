@@ -106,3 +106,30 @@ fn every_mode_runs_and_reports() -> Result<()> {
     ensure!(!table.contains("not measured"), "{table}");
     Ok(())
 }
+
+#[test]
+fn failover_mode_times_leader_kills() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker_bin = sluice_e2e::broker_bin();
+    let json = bench(&[
+        "failover",
+        "--kills",
+        "2",
+        "--base-port",
+        "0",
+        "--json",
+        "--broker-bin",
+        &broker_bin.to_string_lossy(),
+        "--dir",
+        &dir.path().to_string_lossy(),
+        "--max-seconds",
+        "300",
+    ])?;
+    let rows: serde_json::Value = serde_json::from_str(&json)?;
+    // Two kills, each followed by an acknowledged write on the successor.
+    ensure!(rows[0]["records"] == 2 && rows[0]["errors"] == 0, "{json}");
+    let p50 = rows[0]["p50_ms"].as_f64().unwrap_or(0.0);
+    let max = rows[0]["max_ms"].as_f64().unwrap_or(0.0);
+    ensure!(p50 > 0.0 && max >= p50 && max < 30_000.0, "{json}");
+    Ok(())
+}

@@ -1,10 +1,12 @@
 //! A seeded, deterministic simulation of one RF-3 partition with
-//! `min.insync.replicas=2`: the real controller code (`sluice_quorum`:
-//! metadata image, fencing, leader and ISR changes) and the real replication
-//! state machines (`sluice_replication`: leader, follower truncation, epoch
-//! cache) exchange messages over a simulated network with loss, delay
-//! (hence reordering), link cuts, broker crashes and restarts, and
-//! controller failover, on simulated time.
+//! `min.insync.replicas=2` on four brokers: the real controller code
+//! (`sluice_quorum`: metadata image, fencing, leader and ISR changes,
+//! reassignment) and the real replication state machines
+//! (`sluice_replication`: leader, follower truncation, epoch cache) exchange
+//! messages over a simulated network with loss, delay (hence reordering),
+//! link cuts, broker crashes and restarts, controller failover, and
+//! reassignments to random replica sets (and their cancellation), on
+//! simulated time. A broker removed from the replicas drops its copy.
 //!
 //! A client keeps producing with `acks=all`; every write it gets an answer
 //! for is recorded. After the faults stop and the cluster settles, the
@@ -23,7 +25,7 @@ use sluice_replication::epochs::{EpochCache, EpochEnd};
 use sluice_replication::follower;
 use sluice_replication::leader::{AckState, IsrChange, LeaderState};
 
-const N: i32 = 3;
+const N: i32 = 4;
 const CONTROLLER: i32 = 100;
 const CLIENT: i32 = 200;
 const TOPIC: &str = "t";
@@ -552,10 +554,26 @@ impl Sim {
             return; // stale, reordered
         }
         self.brokers[i].meta = Some(p.clone());
+        if !p.replicas.contains(&me) {
+            // Moved away: no role, and the copy is deleted.
+            self.lose_leadership(i);
+            let b = &mut self.brokers[i];
+            b.role = Role::None;
+            if !b.log.is_empty() {
+                b.log.clear();
+                b.cache = EpochCache::default();
+                b.hw = 0;
+                self.trace.push(format!("{now} b{me} drops its copy"));
+            }
+            return;
+        }
         if p.leader == me {
             let b = &mut self.brokers[i];
             if let Role::Leader { state, .. } = &mut b.role {
                 if state.leader_epoch == p.leader_epoch {
+                    if state.replicas != p.replicas {
+                        state.set_replicas(p.replicas.clone(), now);
+                    }
                     state.on_isr_committed(p.isr.clone(), p.partition_epoch);
                     b.hw = state.hw;
                     self.complete_acks(i);
@@ -739,6 +757,24 @@ impl Sim {
             self.ctl.heartbeats.clear();
             self.ctl.since = self.now;
             self.trace.push(format!("{} controller failover", self.now));
+        } else if r < 66 {
+            // A reassignment to a random set of three (or a cancel).
+            let target = if self.rng.chance(200) {
+                None
+            } else {
+                let skip = self.rng.below(N as u64) as i32;
+                let mut t: Vec<i32> = (0..N).filter(|b| *b != skip).collect();
+                t.rotate_left(self.rng.below(3) as usize);
+                Some(t)
+            };
+            if self.controller_write(Command::ReassignPartition {
+                topic: TOPIC.into(),
+                partition: 0,
+                target,
+            }) == Outcome::Ok
+            {
+                self.push_metadata();
+            }
         }
     }
 
@@ -820,8 +856,22 @@ impl Sim {
                 ));
             }
         }
-        if p.isr.len() < N as usize {
+        if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+            return Err(format!(
+                "a reassignment did not complete after healing: {p:?}"
+            ));
+        }
+        let mut isr = p.isr.clone();
+        let mut replicas = p.replicas.clone();
+        isr.sort_unstable();
+        replicas.sort_unstable();
+        if isr != replicas {
             return Err(format!("the ISR did not grow back after healing: {p:?}"));
+        }
+        for b in &self.brokers {
+            if !p.replicas.contains(&b.id) && !b.log.is_empty() {
+                return Err(format!("b{} kept a copy after it was moved away", b.id));
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod error;
 pub mod metrics;
+pub mod plan;
 pub mod resources;
 pub mod run;
 pub mod status;

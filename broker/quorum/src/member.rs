@@ -195,7 +195,20 @@ async fn liveness_loop(
     loop {
         let epoch = *epoch_tx.borrow();
         match epoch {
-            None => match node.write(register.clone()).await {
+            // A retried registration of this incarnation is idempotent, so
+            // one that takes too long (a dead link to a former leader) is
+            // simply sent again.
+            None => match tokio::time::timeout(
+                cfg.session_timeout.max(Duration::from_secs(1)),
+                node.write(register.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::node::QuorumError::Forward {
+                    address: "the controller".into(),
+                    message: "no answer in time".into(),
+                })
+            }) {
                 Ok(Outcome::Registered { epoch }) => {
                     tracing::info!(
                         broker = cfg.broker_id,
@@ -208,9 +221,19 @@ async fn liveness_loop(
                 Ok(o) => tracing::warn!(outcome = ?o, "registration refused"),
                 Err(e) => tracing::debug!(error = %e, "registration: no controller yet"),
             },
-            Some(epoch) => match node.heartbeat(cfg.broker_id, epoch).await {
-                HeartbeatReply::Ok { .. } | HeartbeatReply::NotLeader => {}
-                HeartbeatReply::Stale => {
+            // Bounded well inside a session: a heartbeat sent to a former
+            // leader behind a dead link must not hang until the new
+            // controller fences this broker for silence; the next one
+            // goes to whoever leads by then.
+            Some(epoch) => match tokio::time::timeout(
+                heartbeat_deadline(&cfg),
+                node.heartbeat(cfg.broker_id, epoch),
+            )
+            .await
+            {
+                Ok(HeartbeatReply::Ok { .. } | HeartbeatReply::NotLeader) => {}
+                Err(_) => tracing::debug!("heartbeat: no answer in time"),
+                Ok(HeartbeatReply::Stale) => {
                     epoch_tx.send_replace(None);
                     continue;
                 }
@@ -221,6 +244,12 @@ async fn liveness_loop(
             _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
         }
     }
+}
+
+/// How long one heartbeat may take: a third of the session (at least one
+/// interval), so that a broker gets several tries before it is fenced.
+fn heartbeat_deadline(cfg: &MemberConfig) -> Duration {
+    (cfg.session_timeout / 3).max(cfg.heartbeat_interval)
 }
 
 /// How long a new controller waits for a broker's first heartbeat before

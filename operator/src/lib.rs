@@ -11,6 +11,7 @@ pub mod crdgen;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod rebalance;
 pub mod resources;
 pub mod run;
 pub mod status;

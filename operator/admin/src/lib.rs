@@ -9,9 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -465,6 +469,165 @@ impl AdminClient {
                 )
             })
             .collect())
+    }
+
+    /// Sizes in bytes of the partitions on the broker this client is
+    /// connected to (DescribeLogDirs).
+    pub async fn local_partition_sizes(
+        &mut self,
+    ) -> Result<BTreeMap<(String, i32), u64>, AdminError> {
+        let resp = self
+            .call(DescribeLogDirsRequest::default().with_topics(None))
+            .await?;
+        kafka(resp.error_code, None)?;
+        let mut out = BTreeMap::new();
+        for dir in &resp.results {
+            for t in &dir.topics {
+                for p in &t.partitions {
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.partition_size.max(0) as u64,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Partitions with a reassignment in progress.
+    pub async fn list_reassignments(&mut self) -> Result<Vec<(String, i32)>, AdminError> {
+        let resp = self
+            .call(ListPartitionReassignmentsRequest::default().with_topics(None))
+            .await?;
+        kafka(resp.error_code, resp.error_message.as_ref())?;
+        Ok(resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index))
+            })
+            .collect())
+    }
+
+    /// Starts moves (`Some(replicas)`) or cancels them (`None`); the
+    /// answer per partition.
+    pub async fn alter_reassignments(
+        &mut self,
+        moves: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Result<Vec<((String, i32), Result<(), AdminError>)>, AdminError> {
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for (t, p, to) in moves {
+            by_topic.entry(t.as_str()).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(*p)
+                    .with_replicas(
+                        to.as_ref()
+                            .map(|rs| rs.iter().map(|r| BrokerId(*r)).collect()),
+                    ),
+            );
+        }
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ReassignableTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let resp = self.call(req).await?;
+        kafka(resp.error_code, resp.error_message.as_ref())?;
+        Ok(resp
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        (t.name.0.to_string(), p.partition_index),
+                        kafka(p.error_code, p.error_message.as_ref()),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// Preferred-leader election for these partitions; ELECTION_NOT_NEEDED
+    /// counts as done.
+    pub async fn elect_preferred(
+        &mut self,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<((String, i32), Result<(), AdminError>)>, AdminError> {
+        const ELECTION_NOT_NEEDED: i16 = 84;
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            by_topic.entry(t.as_str()).or_default().push(*p);
+        }
+        let req = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_timeout_ms(30_000)
+            .with_topic_partitions(Some(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicPartitions::default()
+                            .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            ));
+        let resp = self.call(req).await?;
+        kafka(resp.error_code, None)?;
+        Ok(resp
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result.iter().map(|p| {
+                    let code = if p.error_code == ELECTION_NOT_NEEDED {
+                        0
+                    } else {
+                        p.error_code
+                    };
+                    (
+                        (t.topic.0.to_string(), p.partition_id),
+                        kafka(code, p.error_message.as_ref()),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// Sets (Some) or removes (None) dynamic configs of the broker this
+    /// client is connected to (resource name: its id).
+    pub async fn alter_broker_configs(
+        &mut self,
+        broker: i32,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<(), AdminError> {
+        let configs = changes
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.to_string()))
+                    .with_config_operation(if v.is_some() { 0 } else { 1 })
+                    .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_string(broker.to_string()))
+                .with_configs(configs),
+        ]);
+        let resp = self.call(req).await?;
+        for r in &resp.responses {
+            kafka(r.error_code, r.error_message.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Sets (Some) or removes (None) topic configs, incrementally.

@@ -1,0 +1,161 @@
+//! Carrying out the planner's steps on a running cluster with the admin
+//! client: observe (Metadata, moves in progress, `min.insync.replicas`,
+//! partition sizes from every broker), plan ([`crate::plan::balance`]),
+//! and start the moves or elections the plan asks for. Each call is one
+//! step, so a reconciler can write the step to status, requeue, and pick
+//! up where it left off after a restart: the cluster itself holds the
+//! state (moves in progress are listed by the brokers).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sluice_admin::{AdminClient, AdminError};
+
+use crate::plan::balance::next_step;
+use crate::plan::{Broker, Desired, Observed, Partition, Step};
+
+/// Connects to the first broker of a comma-separated bootstrap list that
+/// answers.
+pub async fn connect_any(bootstrap: &str, timeout: Duration) -> Result<AdminClient, AdminError> {
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match AdminClient::connect(addr, timeout).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| AdminError::Protocol("an empty bootstrap list".into())))
+}
+
+/// The cluster as the planner needs it. Partition sizes come from each
+/// broker's DescribeLogDirs (the largest copy counts); a broker that does
+/// not answer leaves them at what the others report.
+pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, AdminError> {
+    let mut admin = connect_any(bootstrap, timeout).await?;
+    let info = admin.describe_cluster().await?;
+    let moving = admin.list_reassignments().await?;
+    let mut min_isr: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &info.partitions {
+        if min_isr.contains_key(&p.topic) {
+            continue;
+        }
+        let configs = admin.topic_configs(&p.topic).await?;
+        let v = configs
+            .get("min.insync.replicas")
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(1);
+        min_isr.insert(p.topic.clone(), v);
+    }
+    let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
+    for b in &info.brokers {
+        let addr = format!("{}:{}", b.host, b.port);
+        let Ok(mut c) = AdminClient::connect(&addr, timeout).await else {
+            continue;
+        };
+        if let Ok(local) = c.local_partition_sizes().await {
+            for (k, v) in local {
+                let e = sizes.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+        }
+    }
+    Ok(Observed {
+        brokers: info
+            .brokers
+            .iter()
+            .map(|b| Broker {
+                id: b.id,
+                rack: b.rack.clone(),
+                // Metadata lists the live (unfenced) brokers only.
+                live: true,
+            })
+            .collect(),
+        partitions: info
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                leader: p.leader,
+                min_insync_replicas: min_isr.get(&p.topic).copied().unwrap_or(1),
+                size_bytes: sizes
+                    .get(&(p.topic.clone(), p.partition))
+                    .copied()
+                    .unwrap_or(0),
+                moving: moving.contains(&(p.topic.clone(), p.partition)),
+            })
+            .collect(),
+    })
+}
+
+/// Why a step could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("talking to the cluster: {0}")]
+    Admin(#[from] AdminError),
+    #[error("{partition} refused: {error}")]
+    Refused {
+        partition: String,
+        error: AdminError,
+    },
+}
+
+/// Observes, plans, and starts what the plan says. Returns the step taken
+/// (or the reason for waiting, or the refusal), for the status.
+pub async fn step(
+    bootstrap: &str,
+    desired: &Desired,
+    batch: usize,
+    timeout: Duration,
+) -> Result<Step, StepError> {
+    let obs = observe(bootstrap, timeout).await?;
+    let step = next_step(&obs, desired, batch);
+    let mut admin = connect_any(bootstrap, timeout).await?;
+    let answers = match &step {
+        Step::Move(moves) => {
+            let req: Vec<(String, i32, Option<Vec<i32>>)> = moves
+                .iter()
+                .map(|m| (m.topic.clone(), m.partition, Some(m.to.clone())))
+                .collect();
+            admin.alter_reassignments(&req).await?
+        }
+        Step::ElectPreferred(ps) => admin.elect_preferred(ps).await?,
+        _ => Vec::new(),
+    };
+    for ((topic, partition), r) in answers {
+        if let Err(error) = r {
+            return Err(StepError::Refused {
+                partition: format!("{topic}-{partition}"),
+                error,
+            });
+        }
+    }
+    Ok(step)
+}
+
+/// A one-line account of a step, for status and logs.
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::Idle => "balanced".into(),
+        Step::Move(moves) => {
+            let bytes: u64 = moves.iter().map(|m| m.bytes).sum();
+            let list = moves
+                .iter()
+                .map(|m| format!("{}-{} {:?}->{:?}", m.topic, m.partition, m.from, m.to))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("moving {} partition(s), {bytes} bytes: {list}", moves.len())
+        }
+        Step::ElectPreferred(ps) => {
+            format!("electing preferred leaders of {} partition(s)", ps.len())
+        }
+        Step::Wait(r) => format!("waiting: {r}"),
+        Step::Refused(r) => format!("refused: {r}"),
+    }
+}

@@ -227,6 +227,44 @@ pub struct KafkaClusterStatus {
     pub bootstrap_servers: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// Brokers the StatefulSet was last given: during a scale-down it stays
+    /// above `spec.replicas` until the leaving brokers hold no replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_replicas: Option<i32>,
+    /// The `spec.replicas` the partitions were last balanced for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_replicas: Option<i32>,
+    /// The rebalancing step in progress, written before it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+}
+
+/// A rebalancing step: what moves where, or why nothing moves.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// Balanced, Moving, Electing, Waiting or Refused.
+    pub phase: String,
+    /// Brokers the plan balances over (ids 0 .. n-1).
+    pub target_brokers: i32,
+    /// One line a person can read.
+    pub message: String,
+    /// The partitions being moved by this step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<PlannedMove>,
+    /// Bytes the moves of this step copy.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// One partition's move.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedMove {
+    pub topic: String,
+    pub partition: i32,
+    pub from: Vec<i32>,
+    pub to: Vec<i32>,
 }
 
 /// One broker as the operator sees it.

@@ -106,27 +106,38 @@ pub enum StepError {
     },
 }
 
-/// Observes, plans, and starts what the plan says. Returns the step taken
-/// (or the reason for waiting, or the refusal), for the status.
-pub async fn step(
+/// Observes and plans: the step the cluster needs next toward `desired`.
+pub async fn plan(
     bootstrap: &str,
     desired: &Desired,
     batch: usize,
     timeout: Duration,
-) -> Result<Step, StepError> {
+) -> Result<Step, AdminError> {
     let obs = observe(bootstrap, timeout).await?;
-    let step = next_step(&obs, desired, batch);
-    let mut admin = connect_any(bootstrap, timeout).await?;
-    let answers = match &step {
+    Ok(next_step(&obs, desired, batch))
+}
+
+/// Starts what a step asks for: moves or preferred elections (nothing for
+/// the other steps).
+pub async fn execute(bootstrap: &str, step: &Step, timeout: Duration) -> Result<(), StepError> {
+    let answers = match step {
         Step::Move(moves) => {
             let req: Vec<(String, i32, Option<Vec<i32>>)> = moves
                 .iter()
                 .map(|m| (m.topic.clone(), m.partition, Some(m.to.clone())))
                 .collect();
-            admin.alter_reassignments(&req).await?
+            connect_any(bootstrap, timeout)
+                .await?
+                .alter_reassignments(&req)
+                .await?
         }
-        Step::ElectPreferred(ps) => admin.elect_preferred(ps).await?,
-        _ => Vec::new(),
+        Step::ElectPreferred(ps) => {
+            connect_any(bootstrap, timeout)
+                .await?
+                .elect_preferred(ps)
+                .await?
+        }
+        _ => return Ok(()),
     };
     for ((topic, partition), r) in answers {
         if let Err(error) = r {
@@ -136,6 +147,19 @@ pub async fn step(
             });
         }
     }
+    Ok(())
+}
+
+/// Observes, plans, and starts what the plan says. Returns the step taken
+/// (or the reason for waiting, or the refusal), for the status.
+pub async fn step(
+    bootstrap: &str,
+    desired: &Desired,
+    batch: usize,
+    timeout: Duration,
+) -> Result<Step, StepError> {
+    let step = plan(bootstrap, desired, batch, timeout).await?;
+    execute(bootstrap, &step, timeout).await?;
     Ok(step)
 }
 
@@ -157,5 +181,36 @@ pub fn describe(step: &Step) -> String {
         }
         Step::Wait(r) => format!("waiting: {r}"),
         Step::Refused(r) => format!("refused: {r}"),
+    }
+}
+
+/// The status form of a step. Moves and elections are `Planned` until the
+/// reconciler carries them out on a later pass (so that the plan is shown
+/// before it runs); the others say where things stand.
+pub fn plan_status(step: &Step, target_brokers: i32) -> crate::crd::PlanStatus {
+    let (phase, moves, bytes) = match step {
+        Step::Idle => ("Balanced", Vec::new(), 0),
+        Step::Move(ms) => (
+            "Planned",
+            ms.iter()
+                .map(|m| crate::crd::PlannedMove {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                })
+                .collect(),
+            ms.iter().map(|m| m.bytes).sum(),
+        ),
+        Step::ElectPreferred(_) => ("Planned", Vec::new(), 0),
+        Step::Wait(_) => ("Waiting", Vec::new(), 0),
+        Step::Refused(_) => ("Refused", Vec::new(), 0),
+    };
+    crate::crd::PlanStatus {
+        phase: phase.into(),
+        target_brokers,
+        message: describe(step),
+        moves,
+        bytes,
     }
 }

@@ -39,13 +39,20 @@ pub const OWNED_SETTINGS: &[&str] = &[
 ];
 
 /// Voters of the metadata quorum: the first three ordinals (one on a
-/// one-broker cluster), at their stable pod addresses.
+/// one-broker cluster), at their stable pod addresses. Counted from the
+/// larger of the spec and the brokers running, so a scale-down in progress
+/// does not change the voters under the running quorum.
 pub fn quorum_voters(kc: &KafkaCluster) -> String {
     let name = kc.metadata.name.as_deref().unwrap_or_default();
     let ns = kc.metadata.namespace.as_deref().unwrap_or("default");
     let headless = headless_service_name(kc);
     let port = kc.spec.listeners.internal_port;
-    (0..kc.spec.replicas.clamp(1, 3))
+    let running = kc
+        .status
+        .as_ref()
+        .and_then(|s| s.applied_replicas)
+        .unwrap_or(0);
+    (0..kc.spec.replicas.max(running).clamp(1, 3))
         .map(|i| format!("{i}@{name}-{i}.{headless}.{ns}.svc:{port}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -286,6 +293,15 @@ pub fn service_account(kc: &KafkaCluster) -> Result<ServiceAccount, RenderError>
 /// The brokers. Updates are `OnDelete`: the operator restarts brokers one
 /// at a time, only when every partition stays at `min.insync.replicas`.
 pub fn statefulset(kc: &KafkaCluster) -> Result<StatefulSet, RenderError> {
+    statefulset_with_replicas(kc, kc.spec.replicas)
+}
+
+/// The StatefulSet with `replicas` pods: more than `spec.replicas` while a
+/// scale-down drains the leaving brokers.
+pub fn statefulset_with_replicas(
+    kc: &KafkaCluster,
+    replicas: i32,
+) -> Result<StatefulSet, RenderError> {
     let n = name(kc)?;
     let spec = &kc.spec;
     let client_port = spec.listeners.client_port;
@@ -468,7 +484,7 @@ pub fn statefulset(kc: &KafkaCluster) -> Result<StatefulSet, RenderError> {
     Ok(StatefulSet {
         metadata: meta(kc, n),
         spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(replicas),
             service_name: Some(headless),
             // Brokers start together; ordering is the quorum's business.
             pod_management_policy: Some("Parallel".into()),

@@ -23,6 +23,7 @@ pub struct Observed<'a> {
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const DEGRADED: &str = "Degraded";
+pub const REBALANCING: &str = "Rebalancing";
 
 fn pod_ready(p: &Pod) -> bool {
     p.status
@@ -56,7 +57,15 @@ fn name_under_replicated(c: &ClusterInfo) -> (usize, String) {
 pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaClusterStatus {
     let previous = kc.status.clone().unwrap_or_default();
     let generation = kc.metadata.generation;
-    let desired = kc.spec.replicas.max(0);
+    // During a scale-down the StatefulSet keeps the leaving brokers until
+    // they are drained: they count as wanted until then.
+    let desired = seen
+        .statefulset
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0)
+        .max(kc.spec.replicas)
+        .max(0);
     let sts_status = seen.statefulset.and_then(|s| s.status.as_ref());
     let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let sts_current = seen
@@ -180,6 +189,10 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
         cluster_id: cluster
             .and_then(|c| c.cluster_id.clone())
             .or(previous.cluster_id),
+        // The reconciler's rebalancing state, carried until it updates it.
+        applied_replicas: previous.applied_replicas,
+        balanced_replicas: previous.balanced_replicas,
+        plan: previous.plan,
     }
 }
 

@@ -669,3 +669,216 @@ async fn deleting_a_topic_with_retain_policy_keeps_it() {
     task.await.expect("join").expect("reconcile ok");
     api.done().await;
 }
+
+/// What one reconcile of a multi-broker KafkaCluster sent: the replica
+/// counts of its StatefulSet applies (in order), the reasons of its
+/// events, and the status it wrote.
+struct Round {
+    statefulsets: Vec<i64>,
+    events: Vec<String>,
+    status: Value,
+}
+
+/// Runs one reconcile, answering as the API server would (the StatefulSet
+/// and its pods all ready), whatever order the requests come in.
+async fn any_round(kc: &KafkaCluster, ctx: Arc<Context>, api: &mut ApiServer) -> Round {
+    let mut task = tokio::spawn(cluster::reconcile(Arc::new(kc.clone()), ctx));
+    let mut round = Round {
+        statefulsets: Vec::new(),
+        events: Vec::new(),
+        status: Value::Null,
+    };
+    let mut pods = 0;
+    loop {
+        let (seen, send) = tokio::select! {
+            r = &mut task => {
+                r.expect("join").expect("reconcile ok");
+                return round;
+            }
+            next = api.next() => next,
+        };
+        let reply = match (seen.method.as_str(), seen.path.as_str()) {
+            ("PATCH", "/apis/apps/v1/namespaces/ns/statefulsets/demo") => {
+                let n = seen.body["spec"]["replicas"].as_i64().expect("replicas");
+                round.statefulsets.push(n);
+                pods = n;
+                let mut sts = seen.body.clone();
+                sts["metadata"]["generation"] = json!(1);
+                sts["status"] = json!({"replicas": n, "readyReplicas": n, "observedGeneration": 1});
+                sts
+            }
+            ("GET", "/api/v1/namespaces/ns/pods") => {
+                let items: Vec<Value> = (0..pods)
+                    .map(|i| {
+                        json!({"apiVersion": "v1", "kind": "Pod",
+                               "metadata": {"name": format!("demo-{i}"), "namespace": "ns"},
+                               "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+                    })
+                    .collect();
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+            }
+            ("PATCH", "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo/status") => {
+                round.status = seen.body["status"].clone();
+                let mut o = serde_json::to_value(kc).expect("json");
+                o["status"] = round.status.clone();
+                o
+            }
+            ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events") | ("PATCH", _)
+                if seen
+                    .path
+                    .starts_with("/apis/events.k8s.io/v1/namespaces/ns/events") =>
+            {
+                round
+                    .events
+                    .push(seen.body["reason"].as_str().unwrap_or_default().to_string());
+                seen.body.clone()
+            }
+            ("PATCH", p) if p.starts_with("/api/v1/") || p.starts_with("/apis/policy/") => {
+                seen.body.clone()
+            }
+            _ => panic!("unexpected request {seen:?}"),
+        };
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                .expect("response"),
+        );
+    }
+}
+
+fn scaled_cluster(replicas: i32, status: Value) -> KafkaCluster {
+    let mut kc = kafka_cluster(json!({}));
+    kc.spec.replicas = replicas;
+    kc.status = Some(serde_json::from_value(status).expect("status"));
+    kc
+}
+
+/// Where the replicas of `topic` are, by broker.
+async fn replicas_of(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
+    let mut admin = AdminClient::connect(bootstrap, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let info = admin.describe_cluster().await.expect("describe");
+    info.partitions
+        .iter()
+        .filter(|p| p.topic == topic)
+        .map(|p| p.replicas.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = sluice_e2e::start_cluster(dir.path(), 5, &[]).expect("five brokers");
+    let first = brokers[0].bootstrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let registered = match AdminClient::connect(&first, Duration::from_secs(5)).await {
+            Ok(mut a) => a.describe_cluster().await.map_or(0, |c| c.brokers.len()),
+            Err(_) => 0,
+        };
+        if registered == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "five brokers did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    admin
+        .create_topic("orders", 6, 3, &BTreeMap::new())
+        .await
+        .expect("orders");
+    admin
+        .create_topic("wide", 2, 4, &BTreeMap::new())
+        .await
+        .expect("wide");
+    let (ctx, mut api) = context(&[("ns/demo", first.clone())]);
+    let was_five = json!({"appliedReplicas": 5, "balancedReplicas": 5});
+
+    // A topic with four replicas cannot live on three brokers: refused,
+    // naming it, with a Warning event; the StatefulSet keeps five pods.
+    let r = any_round(&scaled_cluster(3, was_five.clone()), ctx.clone(), &mut api).await;
+    assert_eq!(r.statefulsets, vec![5]);
+    assert_eq!(r.status["plan"]["phase"], "Refused", "{}", r.status);
+    assert!(
+        r.status["plan"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("wide"))
+    );
+    assert_eq!(condition(&r.status, "Rebalancing")["reason"], "Refused");
+    assert!(
+        r.events.contains(&"RebalanceRefused".to_string()),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(r.status["appliedReplicas"], 5);
+    admin.delete_topic("wide").await.expect("delete wide");
+
+    // The plan is shown first; nothing has moved yet.
+    let before = replicas_of(&first, "orders").await;
+    let r = any_round(&scaled_cluster(3, was_five), ctx.clone(), &mut api).await;
+    assert_eq!(r.statefulsets, vec![5]);
+    assert_eq!(r.status["plan"]["phase"], "Planned", "{}", r.status);
+    assert!(
+        !r.status["plan"]["moves"]
+            .as_array()
+            .expect("moves")
+            .is_empty()
+    );
+    assert_eq!(condition(&r.status, "Rebalancing")["status"], "True");
+    assert_eq!(replicas_of(&first, "orders").await, before);
+
+    // Then it runs, pass after pass, and the StatefulSet shrinks only when
+    // brokers 3 and 4 hold nothing.
+    let mut status = r.status;
+    let mut phases = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = any_round(&scaled_cluster(3, status.clone()), ctx.clone(), &mut api).await;
+        phases.push(
+            r.status["plan"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        status = r.status;
+        if r.statefulsets.len() == 2 {
+            assert_eq!(r.statefulsets, vec![5, 3], "drained, then shrunk");
+            assert!(
+                r.events.contains(&"ScaledDown".to_string()),
+                "{:?}",
+                r.events
+            );
+            break;
+        }
+        assert_eq!(r.statefulsets, vec![5], "no shrink before the moves finish");
+    }
+    assert_eq!(status["appliedReplicas"], 3, "phases {phases:?}");
+    assert!(phases.iter().any(|p| p == "Moving"), "{phases:?}");
+    assert_eq!(status["plan"]["phase"], "Balanced");
+    assert_eq!(condition(&status, "Rebalancing")["status"], "False");
+    for rs in replicas_of(&first, "orders").await {
+        assert!(
+            rs.iter().all(|b| *b < 3),
+            "{rs:?} still on a leaving broker"
+        );
+        assert_eq!(rs.len(), 3);
+    }
+
+    // Below three brokers the quorum's voters would go: refused.
+    let r = any_round(&scaled_cluster(2, status.clone()), ctx.clone(), &mut api).await;
+    assert_eq!(r.statefulsets, vec![3]);
+    assert_eq!(r.status["plan"]["phase"], "Refused");
+    assert!(
+        r.status["plan"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("quorum"))
+    );
+    drop(brokers);
+}

@@ -20,6 +20,8 @@ use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER, object_key};
 use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};
+use crate::plan::{Desired, Step};
+use crate::rebalance;
 use crate::resources::{self, RenderError};
 use crate::status::{self, READY};
 
@@ -59,16 +61,19 @@ struct Children {
     bootstrap: k8s_openapi::api::core::v1::Service,
     pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget,
     statefulset: StatefulSet,
+    /// At `spec.replicas`, applied once a scale-down has drained.
+    drained_statefulset: StatefulSet,
 }
 
-fn render(kc: &KafkaCluster) -> std::result::Result<Children, RenderError> {
+fn render(kc: &KafkaCluster, brokers: i32) -> std::result::Result<Children, RenderError> {
     Ok(Children {
         service_account: resources::service_account(kc)?,
         config_map: resources::config_map(kc)?,
         headless: resources::headless_service(kc)?,
         bootstrap: resources::bootstrap_service(kc)?,
         pdb: resources::pod_disruption_budget(kc)?,
-        statefulset: resources::statefulset(kc)?,
+        statefulset: resources::statefulset_with_replicas(kc, brokers)?,
+        drained_statefulset: resources::statefulset(kc)?,
     })
 }
 
@@ -79,8 +84,14 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = kc.name_any();
     let now = Timestamp::now();
+    let previous = kc.status.clone().unwrap_or_default();
+    let want = kc.spec.replicas;
+    // A scale-down keeps the leaving brokers until their replicas moved.
+    let applied_before = previous.applied_replicas.unwrap_or(want);
+    let draining = want < applied_before;
+    let brokers = if draining { applied_before } else { want };
 
-    let children = match render(&kc) {
+    let children = match render(&kc, brokers) {
         Ok(c) => c,
         Err(e) => {
             // Nothing is applied; the user has to change the spec.
@@ -128,7 +139,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         Ok(mut admin) => admin.describe_cluster().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let new = status::compute(
+    let mut new = status::compute(
         &kc,
         &status::Observed {
             statefulset: Some(&sts),
@@ -137,6 +148,64 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         },
         now,
     );
+    let mut applied = brokers;
+    let rebalancing = previous.balanced_replicas != Some(want)
+        || previous
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.phase != "Balanced");
+    if rebalancing && cluster.is_ok() {
+        let plan = rebalance_pass(&ctx, &kc, &previous, want).await;
+        if plan.phase == "Balanced" {
+            new.balanced_replicas = Some(want);
+            if draining {
+                // Every replica is off the leaving brokers: now they go.
+                apply(&ctx, &ns, &children.drained_statefulset).await?;
+                applied = want;
+                ctx.event(
+                    &*kc,
+                    EventType::Normal,
+                    "ScaledDown",
+                    "Rebalance",
+                    format!("every replica moved off brokers {want}..{}; the StatefulSet has {want} pods", applied_before - 1),
+                )
+                .await;
+            }
+        }
+        if plan.phase == "Refused"
+            && previous.plan.as_ref().map(|p| &p.message) != Some(&plan.message)
+        {
+            ctx.event(
+                &*kc,
+                EventType::Warning,
+                "RebalanceRefused",
+                "Rebalance",
+                plan.message.clone(),
+            )
+            .await;
+        }
+        let active = !matches!(plan.phase.as_str(), "Balanced" | "Refused");
+        let reason = match plan.phase.as_str() {
+            "Refused" => "Refused",
+            "Balanced" => "Balanced",
+            "Waiting" => "Waiting",
+            "Planned" => "Planned",
+            _ => "Moving",
+        };
+        conditions::set(
+            &mut new.conditions,
+            conditions::Wanted {
+                type_: status::REBALANCING,
+                status: active,
+                reason,
+                message: plan.message.clone(),
+            },
+            kc.metadata.generation,
+            now,
+        );
+        new.plan = Some(plan);
+    }
+    new.applied_replicas = Some(applied);
     crate::context::write_status(&ctx, &*kc, &new).await?;
 
     let before = kc
@@ -165,12 +234,71 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     }
 
     ctx.succeeded(&object_key(&*kc));
-    let settled = after.as_deref() == Some("True");
+    let settled = after.as_deref() == Some("True")
+        && new
+            .plan
+            .as_ref()
+            .is_none_or(|p| matches!(p.phase.as_str(), "Balanced" | "Refused"));
     Ok(Action::requeue(if settled {
         ctx.settings.resync
     } else {
         ctx.settings.poll
     }))
+}
+
+/// Moves and elections run only when the same step was planned and shown
+/// in status by the previous pass: the plan is visible before it acts,
+/// and a restart of the operator resumes from what the cluster reports.
+const BATCH: usize = 10;
+
+async fn rebalance_pass(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    previous: &crate::crd::KafkaClusterStatus,
+    want: i32,
+) -> crate::crd::PlanStatus {
+    // The quorum's voters are brokers 0, 1 and 2 (see
+    // `resources::quorum_voters`); changing them is not supported yet.
+    let running = previous.applied_replicas.unwrap_or(want);
+    if want < 3 && running > want && running >= 2 {
+        return rebalance::plan_status(
+            &Step::Refused(format!(
+                "brokers 0..{} vote in the metadata quorum; a cluster of {running} brokers cannot shrink to {want}",
+                running.min(3) - 1
+            )),
+            want,
+        );
+    }
+    let bootstrap = ctx.bootstrap(kc);
+    let timeout = ctx.settings.admin_timeout;
+    let desired = Desired {
+        brokers: (0..want).collect(),
+        ..Desired::default()
+    };
+    let step = match rebalance::plan(&bootstrap, &desired, BATCH, timeout).await {
+        Ok(s) => s,
+        Err(e) => Step::Wait(format!("the cluster cannot be observed: {e}")),
+    };
+    let mut shown = rebalance::plan_status(&step, want);
+    let planned_before = previous.plan.as_ref().is_some_and(|p| {
+        p.phase == "Planned" && p.moves == shown.moves && p.message == shown.message
+    });
+    if shown.phase == "Planned" && planned_before {
+        match rebalance::execute(&bootstrap, &step, timeout).await {
+            Ok(()) => {
+                shown.phase = if matches!(step, Step::Move(_)) {
+                    "Moving".into()
+                } else {
+                    "Electing".into()
+                };
+            }
+            Err(e) => {
+                shown.phase = "Waiting".into();
+                shown.message = format!("the step was refused: {e}");
+            }
+        }
+    }
+    shown
 }
 
 pub fn error_policy(kc: Arc<KafkaCluster>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod plan;
 pub mod rebalance;
 pub mod resources;
+pub mod rolling;
 pub mod run;
 pub mod status;
 pub mod topic_plan;

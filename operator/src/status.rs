@@ -24,6 +24,7 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const DEGRADED: &str = "Degraded";
 pub const REBALANCING: &str = "Rebalancing";
+pub const ROLLING_RESTART: &str = "RollingRestart";
 
 fn pod_ready(p: &Pod) -> bool {
     p.status

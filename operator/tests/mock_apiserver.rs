@@ -677,16 +677,43 @@ struct Round {
     statefulsets: Vec<i64>,
     events: Vec<String>,
     status: Value,
+    deleted: Vec<String>,
+}
+
+/// What the API server shows besides the operator's own objects: the
+/// StatefulSet's update revision and the broker pods (default: every pod
+/// of the StatefulSet, ready, unlabelled).
+#[derive(Default)]
+struct Scene {
+    revision: Option<String>,
+    pods: Option<Vec<Value>>,
+}
+
+fn pod(i: i64, revision: &str, ready: bool) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": format!("demo-{i}"), "namespace": "ns",
+                        "labels": {"controller-revision-hash": revision}},
+           "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
 }
 
 /// Runs one reconcile, answering as the API server would (the StatefulSet
 /// and its pods all ready), whatever order the requests come in.
 async fn any_round(kc: &KafkaCluster, ctx: Arc<Context>, api: &mut ApiServer) -> Round {
+    scene_round(kc, ctx, api, &Scene::default()).await
+}
+
+async fn scene_round(
+    kc: &KafkaCluster,
+    ctx: Arc<Context>,
+    api: &mut ApiServer,
+    scene: &Scene,
+) -> Round {
     let mut task = tokio::spawn(cluster::reconcile(Arc::new(kc.clone()), ctx));
     let mut round = Round {
         statefulsets: Vec::new(),
         events: Vec::new(),
         status: Value::Null,
+        deleted: Vec::new(),
     };
     let mut pods = 0;
     loop {
@@ -705,7 +732,18 @@ async fn any_round(kc: &KafkaCluster, ctx: Arc<Context>, api: &mut ApiServer) ->
                 let mut sts = seen.body.clone();
                 sts["metadata"]["generation"] = json!(1);
                 sts["status"] = json!({"replicas": n, "readyReplicas": n, "observedGeneration": 1});
+                if let Some(r) = &scene.revision {
+                    sts["status"]["updateRevision"] = json!(r);
+                }
                 sts
+            }
+            ("GET", "/api/v1/namespaces/ns/pods") if scene.pods.is_some() => {
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": scene.pods.clone()})
+            }
+            ("DELETE", p) if p.starts_with("/api/v1/namespaces/ns/pods/") => {
+                let name = p.rsplit('/').next().unwrap_or_default().to_string();
+                round.deleted.push(name.clone());
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns"}})
             }
             ("GET", "/api/v1/namespaces/ns/pods") => {
                 let items: Vec<Value> = (0..pods)
@@ -880,5 +918,128 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
             .as_str()
             .is_some_and(|m| m.contains("quorum"))
     );
+    drop(brokers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pod_template_restarts_one_broker_at_a_time_controller_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = sluice_e2e::start_cluster(dir.path(), 3, &[]).expect("three brokers");
+    let first = brokers[0].bootstrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let controller = loop {
+        if let Ok(mut a) = AdminClient::connect(&first, Duration::from_secs(5)).await
+            && let Ok(c) = a.describe_cluster().await
+            && c.brokers.len() == 3
+            && c.controller_id >= 0
+        {
+            break c.controller_id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three brokers did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin
+        .create_topic("orders", 3, 3, &configs)
+        .await
+        .expect("orders");
+    let (ctx, mut api) = context(&[("ns/demo", first.clone())]);
+    let settled = json!({"appliedReplicas": 3, "balancedReplicas": 3,
+                         "plan": {"phase": "Balanced", "targetBrokers": 3, "message": "balanced"}});
+    let kc = scaled_cluster(3, settled);
+
+    // Every pod is at the old revision: one goes, not the controller.
+    let old = Scene {
+        revision: Some("rev-2".into()),
+        pods: Some((0..3).map(|i| pod(i, "rev-1", true)).collect()),
+    };
+    let r = scene_round(&kc, ctx.clone(), &mut api, &old).await;
+    assert_eq!(r.deleted.len(), 1, "{:?}", r.deleted);
+    let first_rolled = r.deleted[0].clone();
+    assert_ne!(
+        first_rolled,
+        format!("demo-{controller}"),
+        "the controller goes last"
+    );
+    assert_eq!(
+        condition(&r.status, "RollingRestart")["reason"],
+        "Restarting"
+    );
+    assert!(r.events.contains(&"RestartingBroker".to_string()));
+
+    // While that pod is not back, nothing else restarts, and the condition
+    // says which broker it waits for.
+    let rolled: i64 = first_rolled
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("ordinal");
+    let coming_back = Scene {
+        revision: Some("rev-2".into()),
+        pods: Some(
+            (0..3)
+                .map(|i| {
+                    if i == rolled {
+                        pod(i, "rev-2", false)
+                    } else {
+                        pod(i, "rev-1", true)
+                    }
+                })
+                .collect(),
+        ),
+    };
+    let r = scene_round(&kc, ctx.clone(), &mut api, &coming_back).await;
+    assert!(r.deleted.is_empty(), "{:?}", r.deleted);
+    let c = condition(&r.status, "RollingRestart");
+    assert_eq!(c["reason"], "Blocked");
+    assert!(
+        c["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("broker {rolled}"))),
+        "{c}"
+    );
+
+    // Back and current: the next one goes; the controller only when it is
+    // the last one left.
+    let mut revisions: Vec<&str> = vec!["rev-1"; 3];
+    revisions[rolled as usize] = "rev-2";
+    let mut order = vec![rolled];
+    for _ in 0..2 {
+        let scene = Scene {
+            revision: Some("rev-2".into()),
+            pods: Some(
+                (0..3)
+                    .map(|i| pod(i, revisions[i as usize], true))
+                    .collect(),
+            ),
+        };
+        let r = scene_round(&kc, ctx.clone(), &mut api, &scene).await;
+        assert_eq!(r.deleted.len(), 1, "{:?} {}", r.deleted, r.status);
+        let b: i64 = r.deleted[0]
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("ordinal");
+        revisions[b as usize] = "rev-2";
+        order.push(b);
+    }
+    assert_eq!(
+        order.last().copied(),
+        Some(i64::from(controller)),
+        "order {order:?}"
+    );
+    let done = Scene {
+        revision: Some("rev-2".into()),
+        pods: Some((0..3).map(|i| pod(i, "rev-2", true)).collect()),
+    };
+    let r = scene_round(&kc, ctx.clone(), &mut api, &done).await;
+    assert!(r.deleted.is_empty());
+    assert_eq!(condition(&r.status, "RollingRestart")["status"], "False");
     drop(brokers);
 }

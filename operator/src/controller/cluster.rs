@@ -20,9 +20,11 @@ use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER, object_key};
 use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};
+use crate::plan::roll::RollStep;
 use crate::plan::{Desired, Step};
 use crate::rebalance;
 use crate::resources::{self, RenderError};
+use crate::rolling;
 use crate::status::{self, READY};
 
 pub const CONTROLLER: &str = "kafkacluster";
@@ -206,6 +208,18 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         new.plan = Some(plan);
     }
     new.applied_replicas = Some(applied);
+    let rolling = roll_pass(&ctx, &kc, &sts, &pods, &cluster, &new, applied).await?;
+    conditions::set(
+        &mut new.conditions,
+        conditions::Wanted {
+            type_: status::ROLLING_RESTART,
+            status: rolling.0,
+            reason: rolling.1,
+            message: rolling.2.clone(),
+        },
+        kc.metadata.generation,
+        now,
+    );
     crate::context::write_status(&ctx, &*kc, &new).await?;
 
     let before = kc
@@ -235,6 +249,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 
     ctx.succeeded(&object_key(&*kc));
     let settled = after.as_deref() == Some("True")
+        && !rolling.0
         && new
             .plan
             .as_ref()
@@ -299,6 +314,87 @@ async fn rebalance_pass(
         }
     }
     shown
+}
+
+/// One step of a rolling restart: `(in progress, reason, message)` for the
+/// RollingRestart condition. Deletes at most one broker pod.
+async fn roll_pass(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    sts: &StatefulSet,
+    pods: &[Pod],
+    cluster: &std::result::Result<sluice_admin::ClusterInfo, String>,
+    new: &crate::crd::KafkaClusterStatus,
+    brokers: i32,
+) -> Result<(bool, &'static str, String)> {
+    let pending = rolling::outdated(sts, pods);
+    if pending.is_empty() {
+        return Ok((
+            false,
+            "UpToDate",
+            "every broker runs the current pod template".into(),
+        ));
+    }
+    if new
+        .plan
+        .as_ref()
+        .is_some_and(|p| !matches!(p.phase.as_str(), "Balanced" | "Refused"))
+    {
+        return Ok((
+            true,
+            "Waiting",
+            format!("brokers {pending:?} restart once the partition moves are done"),
+        ));
+    }
+    let info = match cluster {
+        Ok(i) => i,
+        Err(e) => {
+            return Ok((
+                true,
+                "Waiting",
+                format!("the cluster's metadata cannot be read: {e}"),
+            ));
+        }
+    };
+    let observed = match rebalance::observe(&ctx.bootstrap(kc), ctx.settings.admin_timeout).await {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok((
+                true,
+                "Waiting",
+                format!("the cluster cannot be observed: {e}"),
+            ));
+        }
+    };
+    match rolling::next(brokers, pods, info, observed, &pending) {
+        RollStep::Roll(b) => {
+            let ns = kc.namespace().unwrap_or_default();
+            let pod = format!("{}-{b}", kc.name_any());
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            api.delete(&pod, &kube::api::DeleteParams::default())
+                .await
+                .map_err(Error::kube(format!("delete pod {ns}/{pod}")))?;
+            let msg = format!(
+                "restarting broker {b} (pod {pod}); {} of {brokers} to restart",
+                pending.len()
+            );
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "RestartingBroker",
+                "RollingRestart",
+                msg.clone(),
+            )
+            .await;
+            Ok((true, "Restarting", msg))
+        }
+        RollStep::Blocked(why) => Ok((true, "Blocked", why)),
+        RollStep::Done => Ok((
+            false,
+            "UpToDate",
+            "every broker runs the current pod template".into(),
+        )),
+    }
 }
 
 pub fn error_policy(kc: Arc<KafkaCluster>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -2,7 +2,7 @@
 # End-to-end on kind: create a cluster, build and load the broker and
 # operator images, install the operator with Helm, apply a KafkaCluster and
 # a Topic, produce and consume with kcat, delete a broker pod and check it
-# comes back with every record.
+# comes back with every record, scale 3 -> 5 -> 3 while producing.
 #
 # Needs: docker, kind, kubectl, helm (scripts/k8s-tools.sh provides the
 # last two). Usage: e2e/kind/run.sh [--keep]
@@ -107,6 +107,41 @@ kubectl -n "$ns" wait kc/demo --for=condition=Ready --timeout=180s
 got="$(count_records)"
 ((got == records)) || die "after the pod came back: consumed $got of $records records"
 
+# Waits until the KafkaCluster's plan is balanced for $1 brokers and the
+# StatefulSet has $1 pods.
+wait_balanced() {
+  local want="$1" got
+  for _ in $(seq 1 150); do
+    got="$(kubectl -n "$ns" get kc demo -o jsonpath='{.status.balancedReplicas}/{.status.appliedReplicas}/{.status.plan.phase}' 2>/dev/null || true)"
+    [[ "$got" == "$want/$want/Balanced" ]] && return 0
+    sleep 2
+  done
+  kubectl -n "$ns" get kc demo -o jsonpath='{.status.plan}{"\n"}' || true
+  die "not balanced for $want brokers (balanced/applied/phase: $got)"
+}
+
+brokers_now="$(kubectl -n "$ns" get kc demo -o jsonpath='{.spec.replicas}')"
+if ((brokers_now == 3)); then
+  step "scale 3 -> 5 while producing; partitions move onto the new brokers"
+  seq 1 "$records" | sed 's/.*/key-&:more-&/' | kcat -P -t orders -K: -X acks=all &
+  producer=$!
+  kubectl -n "$ns" scale kc demo --replicas=5
+  wait "$producer" || die "producing during the scale-up failed"
+  wait_balanced 5
+  kubectl -n "$ns" get kc demo -o jsonpath='{.status.conditions[?(@.type=="Rebalancing")].message}{"\n"}'
+  got="$(count_records)"
+  ((got == 2 * records)) || die "after scaling to 5: consumed $got of $((2 * records)) records"
+
+  step "scale 5 -> 3; the leaving brokers are drained before their pods go"
+  kubectl -n "$ns" scale kc demo --replicas=3
+  wait_balanced 3
+  kubectl -n "$ns" get sts demo -o jsonpath='{.spec.replicas}' | grep -qx 3 \
+    || die "the StatefulSet did not shrink to 3"
+  got="$(count_records)"
+  ((got == 2 * records)) || die "after scaling back to 3: consumed $got of $((2 * records)) records"
+  records=$((2 * records))
+fi
+
 step "delete the Topic (deletionPolicy: Delete)"
 kubectl -n "$ns" delete kt orders --wait=true --timeout=60s
 if kcat -L -t orders 2>/dev/null | grep -Eq 'topic "orders" with [1-9][0-9]* partitions'; then
@@ -114,4 +149,4 @@ if kcat -L -t orders 2>/dev/null | grep -Eq 'topic "orders" with [1-9][0-9]* par
 fi
 
 echo
-echo "kind e2e passed: $records records survived a broker pod deletion"
+echo "kind e2e passed: $records records survived a broker pod deletion and scaling 3 -> 5 -> 3"

@@ -238,6 +238,17 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+            - killed.elapsed().as_secs_f64();
+        eprintln!(
+            "round {round}: killed broker {victim} at unix {wall:.3}; next acknowledged write after {}",
+            found.map_or("none within 30 s".to_string(), |t| format!(
+                "{:.3} s",
+                t.as_secs_f64()
+            ))
+        );
         match found {
             Some(t) => times.push(t),
             None => errors += 1,

@@ -145,6 +145,14 @@ impl Cluster {
         })
     }
 
+    /// Reports a broker whose listener refused a connection (see
+    /// `sluice_quorum::controller::suspects_to_fence`).
+    pub fn suspect(&self, broker: i32) {
+        if let Some(m) = self.member.lock().as_ref() {
+            m.suspect(broker);
+        }
+    }
+
     /// Writes a command through the quorum.
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
         self.node

@@ -187,6 +187,15 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             {
                 Ok(c) => client = Some(c),
                 Err(e) => {
+                    // Nothing listens where the leader was: it is gone (a
+                    // paused or cut-off broker does not refuse). The
+                    // controller fences it as soon as its heartbeats have
+                    // stopped too, instead of after a whole session.
+                    if let sluice_admin::AdminError::Connect { source, .. } = &e {
+                        if source.kind() == std::io::ErrorKind::ConnectionRefused {
+                            cluster.suspect(leader);
+                        }
+                    }
                     tracing::debug!(leader, error = %e, "replica fetcher: connecting");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;

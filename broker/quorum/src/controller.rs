@@ -86,6 +86,42 @@ pub fn brokers_to_fence(
         .collect()
 }
 
+/// Brokers to fence before their session ends: a peer reported within
+/// the last `report_ttl_ms` that their listener refuses connections (the
+/// process is gone: a paused or partitioned broker does not refuse), and
+/// the controller has not heard their heartbeat for `fast_ms` (a few
+/// heartbeat intervals). Both must hold, so a live broker that still
+/// heartbeats is never fenced this way, whatever a peer reports.
+pub fn suspects_to_fence(
+    img: &MetadataImage,
+    heartbeats: &Heartbeats,
+    suspicions: &BTreeMap<i32, u64>,
+    now_ms: u64,
+    controller_since_ms: u64,
+    fast_ms: u64,
+    report_ttl_ms: u64,
+) -> Vec<Command> {
+    img.live_brokers()
+        .filter(|b| {
+            suspicions
+                .get(&b.id)
+                .is_some_and(|at| now_ms.saturating_sub(*at) <= report_ttl_ms)
+        })
+        .filter(|b| {
+            let last = match heartbeats.get(&b.id) {
+                Some((epoch, at)) if *epoch == b.epoch => *at,
+                _ => controller_since_ms,
+            };
+            now_ms.saturating_sub(last) > fast_ms
+        })
+        .map(|b| Command::SetFenced {
+            id: b.id,
+            epoch: b.epoch,
+            fenced: true,
+        })
+        .collect()
+}
+
 /// An election a client asked for (ElectLeaders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Election {
@@ -340,5 +376,30 @@ mod tests {
             elect(&p, Election::Unclean, &|_: &i32| false),
             Err(ElectionRefusal::EligibleLeadersNotAvailable)
         );
+    }
+
+    #[test]
+    fn a_broker_reported_dead_is_fenced_once_its_heartbeats_stop() {
+        let img = cluster(3);
+        let epoch = |id: i32| img.brokers[&id].epoch;
+        let mut hb = Heartbeats::new();
+        hb.insert(0, (epoch(0), 1000));
+        hb.insert(1, (epoch(1), 1000));
+        hb.insert(2, (epoch(2), 1290));
+        let reported: BTreeMap<i32, u64> = [(1, 1250), (2, 1250)].into();
+        // Broker 1: reported, silent for 300 ms > 250: fenced. Broker 2:
+        // reported but heartbeating: kept. Broker 0: silent, not reported:
+        // the session rule's business.
+        let fence = suspects_to_fence(&img, &hb, &reported, 1300, 0, 250, 1000);
+        assert_eq!(
+            fence,
+            vec![Command::SetFenced {
+                id: 1,
+                epoch: epoch(1),
+                fenced: true
+            }]
+        );
+        // A stale report does nothing.
+        assert!(suspects_to_fence(&img, &hb, &reported, 2300, 0, 250, 1000).is_empty());
     }
 }

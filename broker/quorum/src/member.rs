@@ -45,7 +45,16 @@ pub struct Member {
     /// Stops the controller loop.
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// Peers found dead (listener refusing connections), reported with
+    /// the next heartbeats.
+    suspects: Suspects,
 }
+
+/// Peers found dead, and when.
+type Suspects = Arc<parking_lot::Mutex<std::collections::BTreeMap<i32, std::time::Instant>>>;
+
+/// How long a report of a dead peer is sent along with heartbeats.
+const SUSPECT_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,12 +77,14 @@ impl Member {
         let stop = CancellationToken::new();
         let stop_liveness = stop.child_token();
         let (epoch_tx, epoch_rx) = watch::channel(None);
+        let suspects = Suspects::default();
         let liveness = tokio::spawn(liveness_loop(
             node.clone(),
             cfg.clone(),
             incarnation(),
             epoch_tx,
             stop_liveness.clone(),
+            suspects.clone(),
         ));
         let ctl = tokio::spawn(controller_loop(node.clone(), cfg.clone(), stop.clone()));
         Ok(Member {
@@ -83,6 +94,7 @@ impl Member {
             stop_liveness,
             stop,
             tasks: vec![liveness, ctl],
+            suspects,
         })
     }
 
@@ -97,6 +109,16 @@ impl Member {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.node.image()
+    }
+
+    /// Reports a peer whose listener refused a connection: the controller
+    /// fences it as soon as its heartbeats have stopped too.
+    pub fn suspect(&self, broker: i32) {
+        if broker != self.broker_id {
+            self.suspects
+                .lock()
+                .insert(broker, std::time::Instant::now());
+        }
     }
 
     /// This broker's registration epoch, once registered.
@@ -184,6 +206,7 @@ async fn liveness_loop(
     incarnation: u64,
     epoch_tx: watch::Sender<Option<u64>>,
     stop: CancellationToken,
+    suspects: Suspects,
 ) {
     let register = Command::RegisterBroker {
         id: cfg.broker_id,
@@ -225,10 +248,14 @@ async fn liveness_loop(
             // leader behind a dead link must not hang until the new
             // controller fences this broker for silence; the next one
             // goes to whoever leads by then.
-            Some(epoch) => match tokio::time::timeout(
-                heartbeat_deadline(&cfg),
-                node.heartbeat(cfg.broker_id, epoch),
-            )
+            Some(epoch) => match tokio::time::timeout(heartbeat_deadline(&cfg), {
+                let recent: Vec<i32> = {
+                    let mut s = suspects.lock();
+                    s.retain(|_, at| at.elapsed() < SUSPECT_TTL);
+                    s.keys().copied().collect()
+                };
+                node.heartbeat(cfg.broker_id, epoch, recent)
+            })
             .await
             {
                 Ok(HeartbeatReply::Ok { .. } | HeartbeatReply::NotLeader) => {}
@@ -289,11 +316,27 @@ async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: Cancell
         });
         let img = node.image();
         // The controller is alive by definition: it never fences itself.
+        let now = node.now_ms();
+        let heartbeats = node.heartbeats();
         let mut commands: Vec<Command> =
-            controller::brokers_to_fence(&img, &node.heartbeats(), node.now_ms(), since, session)
-                .into_iter()
-                .filter(|c| !matches!(c, Command::SetFenced { id, .. } if *id == cfg.broker_id))
-                .collect();
+            controller::brokers_to_fence(&img, &heartbeats, now, since, session);
+        // Faster for a broker a peer found dead (see `suspects_to_fence`):
+        // three heartbeat intervals of silence instead of a session.
+        let fast = 3 * cfg.heartbeat_interval.as_millis() as u64;
+        for c in controller::suspects_to_fence(
+            &img,
+            &heartbeats,
+            &node.suspicions(),
+            now,
+            since,
+            fast,
+            SUSPECT_TTL.as_millis() as u64,
+        ) {
+            if !commands.contains(&c) {
+                commands.push(c);
+            }
+        }
+        commands.retain(|c| !matches!(c, Command::SetFenced { id, .. } if *id == cfg.broker_id));
         if commands.is_empty() {
             commands.extend(controller::partition_changes(&img));
         }

@@ -110,10 +110,14 @@ enum WriteReply {
 }
 
 /// A broker's heartbeat to the controller.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub broker: i32,
     pub epoch: u64,
+    /// Brokers this one recently found dead: a connection to their
+    /// listener was refused (see `controller::suspects_to_fence`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<i32>,
 }
 
 /// The controller's answer to a heartbeat.
@@ -136,6 +140,8 @@ struct Shared {
     /// Heartbeats received while this member leads; cleared when it
     /// becomes leader.
     heartbeats: parking_lot::Mutex<Heartbeats>,
+    /// When each broker was last reported dead by a peer, while leading.
+    suspicions: parking_lot::Mutex<std::collections::BTreeMap<i32, u64>>,
     clock: std::time::Instant,
     source_address: Option<std::net::IpAddr>,
 }
@@ -219,10 +225,14 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
         let Some(reg) = reg.filter(|r| r.epoch == hb.epoch) else {
             return HeartbeatReply::Stale;
         };
-        shared
-            .heartbeats
-            .lock()
-            .insert(hb.broker, (hb.epoch, shared.now_ms()));
+        let now = shared.now_ms();
+        shared.heartbeats.lock().insert(hb.broker, (hb.epoch, now));
+        if !hb.suspects.is_empty() {
+            let mut s = shared.suspicions.lock();
+            for id in &hb.suspects {
+                s.insert(*id, now);
+            }
+        }
         if !reg.fenced {
             return HeartbeatReply::Ok { fenced: false };
         }
@@ -252,7 +262,7 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
     };
     for address in forward_targets(shared, leader) {
         let req = Forwarded {
-            request: hb,
+            request: hb.clone(),
             hops: hops + 1,
         };
         match call(&address, shared.source_address, "heartbeat", &req).await {
@@ -393,6 +403,7 @@ impl QuorumNode {
             voters: cfg.voters.clone(),
             image: image.clone(),
             heartbeats: parking_lot::Mutex::new(Heartbeats::new()),
+            suspicions: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
             clock: std::time::Instant::now(),
             source_address: cfg.source_address,
         });
@@ -477,8 +488,17 @@ impl QuorumNode {
     }
 
     /// Sends a broker heartbeat to the controller (through this member).
-    pub async fn heartbeat(&self, broker: i32, epoch: u64) -> HeartbeatReply {
-        heartbeat(&self.shared, Heartbeat { broker, epoch }, 0).await
+    pub async fn heartbeat(&self, broker: i32, epoch: u64, suspects: Vec<i32>) -> HeartbeatReply {
+        heartbeat(
+            &self.shared,
+            Heartbeat {
+                broker,
+                epoch,
+                suspects,
+            },
+            0,
+        )
+        .await
     }
 
     /// True while this member is the quorum leader (the controller).
@@ -500,6 +520,12 @@ impl QuorumNode {
     /// starts from a full session for every broker).
     pub fn clear_heartbeats(&self) {
         self.shared.heartbeats.lock().clear();
+        self.shared.suspicions.lock().clear();
+    }
+
+    /// When each broker was last reported dead by a peer, while leading.
+    pub fn suspicions(&self) -> std::collections::BTreeMap<i32, u64> {
+        self.shared.suspicions.lock().clone()
     }
 
     /// Stops Raft and the listener.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use sluice_admin::{AdminClient, AdminError};
 
 use crate::plan::balance::next_step;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 use crate::plan::{Broker, Desired, Observed, Partition, Step};
 
 /// Connects to the first broker of a comma-separated bootstrap list that
@@ -39,11 +41,20 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
     let info = admin.describe_cluster().await?;
     let moving = admin.list_reassignments().await?;
     let mut min_isr: BTreeMap<String, usize> = BTreeMap::new();
+    let mut gone = std::collections::BTreeSet::new();
     for p in &info.partitions {
-        if min_isr.contains_key(&p.topic) {
+        if min_isr.contains_key(&p.topic) || gone.contains(&p.topic) {
             continue;
         }
-        let configs = admin.topic_configs(&p.topic).await?;
+        let configs = match admin.topic_configs(&p.topic).await {
+            Ok(c) => c,
+            // Deleted since the Metadata answer: not part of the plan.
+            Err(e) if sluice_admin::error_code(&e) == Some(UNKNOWN_TOPIC_OR_PARTITION) => {
+                gone.insert(p.topic.clone());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let v = configs
             .get("min.insync.replicas")
             .and_then(|(v, _)| v.parse().ok())
@@ -77,6 +88,7 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
         partitions: info
             .partitions
             .iter()
+            .filter(|p| !gone.contains(&p.topic))
             .map(|p| Partition {
                 topic: p.topic.clone(),
                 partition: p.partition,

@@ -857,6 +857,13 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
     );
     assert_eq!(r.status["appliedReplicas"], 5);
     admin.delete_topic("wide").await.expect("delete wide");
+    while !replicas_of(&first, "wide").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(60),
+            "wide not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The plan is shown first; nothing has moved yet.
     let before = replicas_of(&first, "orders").await;

@@ -226,3 +226,82 @@ pub fn plan_status(step: &Step, target_brokers: i32) -> crate::crd::PlanStatus {
         bytes,
     }
 }
+
+/// Where a replication-factor change stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RfChange {
+    /// Every partition has the new factor.
+    Done,
+    /// Moves were started or are in progress, for this many partitions.
+    Moving(usize),
+    /// Something must heal first.
+    Waiting(String),
+    /// The factor cannot be reached (more replicas than live brokers).
+    Refused(String),
+}
+
+/// One step of changing `topic`'s replication factor to `rf` by
+/// reassignment: replicas are added on, or removed from, the brokers the
+/// planner balances toward (`brokers`, or every live one), keeping every
+/// other replica where it is.
+pub async fn change_replication_factor(
+    bootstrap: &str,
+    topic: &str,
+    rf: usize,
+    brokers: Option<Vec<i32>>,
+    timeout: Duration,
+) -> Result<RfChange, StepError> {
+    let obs = observe(bootstrap, timeout).await?;
+    let mine: Vec<&Partition> = obs.partitions.iter().filter(|p| p.topic == topic).collect();
+    let moving = mine.iter().filter(|p| p.moving).count();
+    if moving > 0 {
+        return Ok(RfChange::Moving(moving));
+    }
+    if mine.iter().all(|p| p.replicas.len() == rf) {
+        return Ok(RfChange::Done);
+    }
+    let desired = Desired {
+        brokers: brokers.unwrap_or_else(|| {
+            obs.brokers
+                .iter()
+                .filter(|b| b.live)
+                .map(|b| b.id)
+                .collect()
+        }),
+        replication_factors: BTreeMap::from([(topic.to_string(), rf)]),
+    };
+    let target = match crate::plan::balance::target_assignment(&obs, &desired) {
+        Ok(t) => t,
+        Err(reason) => return Ok(RfChange::Refused(reason)),
+    };
+    let mut moves = Vec::new();
+    for p in &mine {
+        let Some(to) = target.get(&p.key()) else {
+            continue;
+        };
+        if *to == p.replicas {
+            continue;
+        }
+        if !p.settled() {
+            return Ok(RfChange::Waiting(format!(
+                "{}-{} has ISR {:?} of replicas {:?}",
+                p.topic, p.partition, p.isr, p.replicas
+            )));
+        }
+        moves.push((p.topic.clone(), p.partition, Some(to.clone())));
+    }
+    let n = moves.len();
+    let answers = connect_any(bootstrap, timeout)
+        .await?
+        .alter_reassignments(&moves)
+        .await?;
+    for ((t, p), r) in answers {
+        if let Err(error) = r {
+            return Err(StepError::Refused {
+                partition: format!("{t}-{p}"),
+                error,
+            });
+        }
+    }
+    Ok(RfChange::Moving(n))
+}

@@ -29,6 +29,12 @@ pub enum Action {
     },
     /// Set (Some) or remove (None) topic configs.
     AlterConfigs(BTreeMap<String, Option<String>>),
+    /// Add or remove replicas by reassignment (`crate::rebalance`); it
+    /// takes several passes, the status says how far it is.
+    ChangeReplicationFactor {
+        from: i32,
+        to: i32,
+    },
 }
 
 /// Why nothing (more) may happen; shown as a condition.
@@ -36,9 +42,6 @@ pub enum Action {
 pub enum Refusal {
     /// Kafka cannot remove partitions.
     PartitionDecrease { current: i32, wanted: i32 },
-    /// Changing the replication factor needs reassignment (a day-2 action
-    /// the cluster controller performs); reported, not attempted here.
-    ReplicationFactorChange { current: i32, wanted: i32 },
     /// The replication factor does not fit in an i16, as Kafka requires.
     InvalidReplicationFactor(i32),
 }
@@ -49,10 +52,6 @@ impl std::fmt::Display for Refusal {
             Refusal::PartitionDecrease { current, wanted } => write!(
                 f,
                 "the topic has {current} partitions and cannot shrink to {wanted}: Kafka cannot remove partitions"
-            ),
-            Refusal::ReplicationFactorChange { current, wanted } => write!(
-                f,
-                "replication factor {current} -> {wanted} needs a partition reassignment, which is not done yet"
             ),
             Refusal::InvalidReplicationFactor(rf) => {
                 write!(f, "replication factor {rf} is out of range")
@@ -106,9 +105,9 @@ pub fn plan(spec: &TopicSpec, observed: Option<&Observed>) -> Plan {
         std::cmp::Ordering::Equal => {}
     }
     if spec.replication_factor != o.replication_factor {
-        p.refusals.push(Refusal::ReplicationFactorChange {
-            current: o.replication_factor,
-            wanted: spec.replication_factor,
+        p.actions.push(Action::ChangeReplicationFactor {
+            from: o.replication_factor,
+            to: spec.replication_factor,
         });
     }
     let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -212,20 +211,17 @@ mod tests {
         assert!(p.actions.is_empty());
         assert!(p.refusals[0].to_string().contains("cannot shrink"));
         let p = plan(&spec(3, 3, &[]), Some(&observed(3, 1, &[])));
-        assert!(matches!(
-            p.refusals[0],
-            Refusal::ReplicationFactorChange {
-                current: 1,
-                wanted: 3
-            }
-        ));
+        assert_eq!(
+            p.actions,
+            vec![Action::ChangeReplicationFactor { from: 1, to: 3 }]
+        );
         let p = plan(&spec(3, 70_000, &[]), None);
         assert_eq!(p.refusals, vec![Refusal::InvalidReplicationFactor(70_000)]);
     }
 
     #[test]
     fn replanning_after_applying_converges() {
-        let s = spec(4, 1, &[("cleanup.policy", "compact")]);
+        let s = spec(4, 3, &[("cleanup.policy", "compact")]);
         let mut o = observed(2, 1, &[("retention.ms", "5")]);
         for a in plan(&s, Some(&o)).actions {
             match a {
@@ -242,6 +238,7 @@ mod tests {
                         }
                     }
                 }
+                Action::ChangeReplicationFactor { to, .. } => o.replication_factor = to,
                 Action::Create { .. } => unreachable!("the topic exists"),
             }
         }

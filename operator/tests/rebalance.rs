@@ -15,7 +15,7 @@ use sluice_admin::AdminClient;
 use sluice_e2e::rd::{consume, producer};
 use sluice_e2e::start_cluster;
 use sluice_operator::plan::{Desired, Step};
-use sluice_operator::rebalance::{self, describe, observe};
+use sluice_operator::rebalance::{self, RfChange, describe, observe};
 
 const TOPIC: &str = "scaled";
 const PARTITIONS: i32 = 6;
@@ -159,6 +159,51 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
             per_broker.len() == target.len() && max <= min + 1,
             "{label}: uneven {per_broker:?}"
         );
+    }
+
+    // The replication factor through reassignment: 3 -> 2 -> 3 on the
+    // three remaining brokers, under the same load; 4 cannot fit.
+    for rf in [2usize, 3] {
+        let started = Instant::now();
+        loop {
+            match rebalance::change_replication_factor(
+                &bootstrap,
+                TOPIC,
+                rf,
+                Some(vec![0, 1, 2]),
+                TIMEOUT,
+            )
+            .await?
+            {
+                RfChange::Done => break,
+                RfChange::Refused(r) => bail!("RF {rf} refused: {r}"),
+                RfChange::Moving(_) | RfChange::Waiting(_) => {}
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "RF {rf} not reached"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let obs = observe(&first, TIMEOUT).await?;
+        for p in obs.partitions.iter().filter(|p| p.topic == TOPIC) {
+            ensure!(
+                p.replicas.len() == rf && p.isr.len() == rf,
+                "RF {rf}: {p:?}"
+            );
+            ensure!(p.replicas.iter().all(|r| *r < 3), "{p:?}");
+        }
+        println!(
+            "replication factor {rf}: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // Three brokers cannot hold four replicas.
+    match rebalance::change_replication_factor(&bootstrap, TOPIC, 4, Some(vec![0, 1, 2]), TIMEOUT)
+        .await?
+    {
+        RfChange::Refused(r) => ensure!(r.contains(TOPIC), "{r}"),
+        other => bail!("RF 4 on three brokers: {other:?}"),
     }
 
     // Two brokers cannot hold a replication factor of 3: refused, naming

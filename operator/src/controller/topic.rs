@@ -188,6 +188,43 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
             }
             Step::IncreasePartitions { to, .. } => admin.create_partitions(&name, *to).await,
             Step::AlterConfigs(changes) => admin.alter_topic_configs(&name, changes).await,
+            Step::ChangeReplicationFactor { to, .. } => {
+                let rf = usize::try_from(*to).unwrap_or(0);
+                match crate::rebalance::change_replication_factor(
+                    &bootstrap,
+                    &name,
+                    rf,
+                    // The brokers the cluster keeps (not those a scale-down
+                    // is draining).
+                    Some((0..kc.spec.replicas).collect()),
+                    ctx.settings.admin_timeout,
+                )
+                .await
+                {
+                    Ok(crate::rebalance::RfChange::Done) => Ok(()),
+                    Ok(crate::rebalance::RfChange::Moving(n)) => {
+                        let msg = format!("{}: {n} partition(s) moving", step_note(&name, step));
+                        not_ready(ctx, topic, "Reassigning", msg).await?;
+                        return Ok(Action::requeue(ctx.settings.poll));
+                    }
+                    Ok(crate::rebalance::RfChange::Waiting(why)) => {
+                        let msg = format!("{}: waiting: {why}", step_note(&name, step));
+                        not_ready(ctx, topic, "Reassigning", msg).await?;
+                        return Ok(Action::requeue(ctx.settings.poll));
+                    }
+                    Ok(crate::rebalance::RfChange::Refused(why)) => {
+                        let msg = format!("{} refused: {why}", step_note(&name, step));
+                        not_ready(ctx, topic, "Rejected", msg).await?;
+                        return Ok(Action::requeue(ctx.settings.resync));
+                    }
+                    Err(crate::rebalance::StepError::Admin(e)) => Err(e),
+                    Err(e @ crate::rebalance::StepError::Refused { .. }) => {
+                        let msg = format!("{}: {e}", step_note(&name, step));
+                        not_ready(ctx, topic, "Rejected", msg).await?;
+                        return Ok(Action::requeue(ctx.settings.resync));
+                    }
+                }
+            }
         };
         match done {
             Ok(()) => {
@@ -271,6 +308,7 @@ fn step_reason(step: &Step) -> &'static str {
         Step::Create { .. } => "Created",
         Step::IncreasePartitions { .. } => "PartitionsIncreased",
         Step::AlterConfigs(_) => "ConfigChanged",
+        Step::ChangeReplicationFactor { .. } => "ReplicationFactorChanged",
     }
 }
 
@@ -285,6 +323,9 @@ fn step_note(name: &str, step: &Step) -> String {
         ),
         Step::IncreasePartitions { from, to } => {
             format!("grow topic {name} from {from} to {to} partitions")
+        }
+        Step::ChangeReplicationFactor { from, to } => {
+            format!("change the replication factor of topic {name} from {from} to {to}")
         }
         Step::AlterConfigs(c) => format!(
             "change configs of topic {name}: {}",

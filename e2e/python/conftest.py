@@ -126,3 +126,22 @@ def own_broker(tmp_path):
 @pytest.fixture
 def topic():
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def start_cluster(tmp_path, n, extra=()):
+    """`n` brokers of one cluster (the first three vote), with `extra`
+    flags, started; the caller stops them."""
+    brokers = [Broker(tmp_path / f"b{i}") for i in range(n)]
+    internal = free_ports(n)
+    voters = ",".join(f"{i}@127.0.0.1:{internal[i]}" for i in range(min(n, 3)))
+    for i, b in enumerate(brokers):
+        b.extra = [
+            "--node-id", str(i),
+            "--internal-listener", f"127.0.0.1:{internal[i]}",
+            "--controller-quorum-voters", voters,
+            *extra,
+        ]
+    for b in brokers:
+        b.start()
+    return brokers
+

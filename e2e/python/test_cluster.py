@@ -8,22 +8,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker, free_ports
+from conftest import start_cluster
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    brokers = [Broker(tmp_path / f"b{i}") for i in range(3)]
-    internal = free_ports(3)
-    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(internal))
-    for i, b in enumerate(brokers):
-        b.extra = [
-            "--node-id", str(i),
-            "--internal-listener", f"127.0.0.1:{internal[i]}",
-            "--controller-quorum-voters", voters,
-        ]
-    for b in brokers:
-        b.start()
+    brokers = start_cluster(tmp_path, 3)
     yield brokers
     for b in brokers:
         b.stop()

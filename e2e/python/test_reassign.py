@@ -25,7 +25,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from conftest import Broker, free_ports
+from conftest import start_cluster
 
 TOPIC = "moving"
 PARTITIONS = 3
@@ -35,19 +35,10 @@ RATE = 64 * 1024  # follower.replication.throttled.rate while held back
 
 @pytest.fixture
 def cluster(tmp_path):
-    brokers = [Broker(tmp_path / f"b{i}") for i in range(BROKERS)]
-    internal = free_ports(BROKERS)
-    # The first three nodes vote; the others observe.
-    voters = ",".join(f"{i}@127.0.0.1:{internal[i]}" for i in range(3))
-    for i, b in enumerate(brokers):
-        b.extra = [
-            "--node-id", str(i),
-            "--internal-listener", f"127.0.0.1:{internal[i]}",
-            "--controller-quorum-voters", voters,
-            "--logging-level", "info,sluice_broker::replication=debug,sluice_broker::handlers=debug",
-        ]
-    for b in brokers:
-        b.start()
+    # Replication and request handling at debug level, for post-mortems.
+    brokers = start_cluster(
+        tmp_path, BROKERS, ["--logging-level", "info,sluice_broker::replication=debug,sluice_broker::handlers=debug"]
+    )
     yield brokers
     for b in brokers:
         b.stop()

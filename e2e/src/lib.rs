@@ -75,7 +75,7 @@ pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<BrokerP
     let mut brokers = Vec::with_capacity(n);
     for i in 0..n {
         let data_dir = dir.join(format!("broker-{i}"));
-        let mut args: Vec<String> = vec![
+        let args: Vec<String> = vec![
             "--node-id".into(),
             i.to_string(),
             "--internal-listener".into(),
@@ -83,15 +83,7 @@ pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<BrokerP
             "--controller-quorum-voters".into(),
             voters.clone(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut b = BrokerProcess {
-            child: None,
-            log_path: data_dir.with_extension("log"),
-            data_dir,
-            port: ports[3 * i],
-            metrics_port: ports[3 * i + 1],
-            extra: args,
-        };
+        let mut b = BrokerProcess::member(data_dir, ports[3 * i], ports[3 * i + 1], args, extra);
         b.spawn()?;
         brokers.push(b);
     }
@@ -125,7 +117,7 @@ pub async fn start_cluster_with_links(
     let mut brokers = Vec::with_capacity(n);
     for i in 0..n {
         let data_dir = dir.join(format!("broker-{i}"));
-        let mut args: Vec<String> = vec![
+        let args: Vec<String> = vec![
             "--node-id".into(),
             i.to_string(),
             "--advertised-listeners".into(),
@@ -139,15 +131,7 @@ pub async fn start_cluster_with_links(
             "--controller-quorum-voters".into(),
             voters.clone(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut b = BrokerProcess {
-            child: None,
-            log_path: data_dir.with_extension("log"),
-            data_dir,
-            port: ports[3 * i],
-            metrics_port: ports[3 * i + 1],
-            extra: args,
-        };
+        let mut b = BrokerProcess::member(data_dir, ports[3 * i], ports[3 * i + 1], args, extra);
         // Started on a blocking thread: waiting for the listener must not
         // stall the proxies' runtime.
         b = tokio::task::spawn_blocking(move || b.spawn().map(|()| b)).await??;
@@ -181,6 +165,25 @@ impl BrokerProcess {
         };
         b.spawn()?;
         Ok(b)
+    }
+
+    /// A cluster member, not started yet: its cluster flags, then `extra`.
+    fn member(
+        data_dir: PathBuf,
+        port: u16,
+        metrics_port: u16,
+        mut args: Vec<String>,
+        extra: &[&str],
+    ) -> Self {
+        args.extend(extra.iter().map(|s| s.to_string()));
+        BrokerProcess {
+            child: None,
+            log_path: data_dir.with_extension("log"),
+            data_dir,
+            port,
+            metrics_port,
+            extra: args,
+        }
     }
 
     fn spawn(&mut self) -> Result<()> {

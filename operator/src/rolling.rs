@@ -12,16 +12,10 @@ use sluice_admin::ClusterInfo;
 
 use crate::plan::roll::{RollStep, next_roll};
 use crate::plan::{Broker, Observed};
+use crate::status::pod_ready;
 
 /// The label a StatefulSet puts on each pod: the revision it was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
 
 /// The broker id of a pod: its StatefulSet ordinal.
 pub fn ordinal(pod: &Pod) -> Option<i32> {

@@ -26,7 +26,7 @@ pub const DEGRADED: &str = "Degraded";
 pub const REBALANCING: &str = "Rebalancing";
 pub const ROLLING_RESTART: &str = "RollingRestart";
 
-fn pod_ready(p: &Pod) -> bool {
+pub(crate) fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -59,6 +59,19 @@ fn next_state(p: &PartitionState, live: &impl Fn(&i32) -> bool) -> Option<(i32, 
     (leader != p.leader || isr != p.isr).then_some((leader, isr))
 }
 
+/// When the controller last heard from this incarnation of `b`
+/// (`controller_since_ms` when never).
+fn last_heard(
+    heartbeats: &Heartbeats,
+    b: &crate::image::BrokerRegistration,
+    controller_since_ms: u64,
+) -> u64 {
+    match heartbeats.get(&b.id) {
+        Some((epoch, at)) if *epoch == b.epoch => *at,
+        _ => controller_since_ms,
+    }
+}
+
 /// Brokers to fence: live in the image but silent for longer than
 /// `session_timeout_ms` (or never heard from by this controller since
 /// `controller_since_ms`, which gives brokers a full session after a
@@ -72,11 +85,8 @@ pub fn brokers_to_fence(
 ) -> Vec<Command> {
     img.live_brokers()
         .filter(|b| {
-            let last = match heartbeats.get(&b.id) {
-                Some((epoch, at)) if *epoch == b.epoch => *at,
-                _ => controller_since_ms,
-            };
-            now_ms.saturating_sub(last) > session_timeout_ms
+            now_ms.saturating_sub(last_heard(heartbeats, b, controller_since_ms))
+                > session_timeout_ms
         })
         .map(|b| Command::SetFenced {
             id: b.id,
@@ -107,13 +117,7 @@ pub fn suspects_to_fence(
                 .get(&b.id)
                 .is_some_and(|at| now_ms.saturating_sub(*at) <= report_ttl_ms)
         })
-        .filter(|b| {
-            let last = match heartbeats.get(&b.id) {
-                Some((epoch, at)) if *epoch == b.epoch => *at,
-                _ => controller_since_ms,
-            };
-            now_ms.saturating_sub(last) > fast_ms
-        })
+        .filter(|b| now_ms.saturating_sub(last_heard(heartbeats, b, controller_since_ms)) > fast_ms)
         .map(|b| Command::SetFenced {
             id: b.id,
             epoch: b.epoch,

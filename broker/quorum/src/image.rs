@@ -276,17 +276,7 @@ impl MetadataImage {
                 leader,
                 isr,
             } => {
-                let t = self
-                    .topics
-                    .get_mut(topic)
-                    .ok_or_else(|| Refusal::UnknownTopic(topic.clone()))?;
-                let p = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get_mut(i))
-                    .ok_or_else(|| Refusal::UnknownPartition {
-                        topic: topic.clone(),
-                        partition: *partition,
-                    })?;
+                let p = partition_mut(&mut self.topics, topic, *partition)?;
                 if p.partition_epoch != *expected_partition_epoch {
                     return Err(Refusal::StalePartitionEpoch {
                         got: *expected_partition_epoch,
@@ -334,17 +324,7 @@ impl MetadataImage {
             } => {
                 let live = live_set(&self.brokers);
                 let registered: Vec<i32> = self.brokers.keys().copied().collect();
-                let t = self
-                    .topics
-                    .get_mut(topic)
-                    .ok_or_else(|| Refusal::UnknownTopic(topic.clone()))?;
-                let p = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get_mut(i))
-                    .ok_or_else(|| Refusal::UnknownPartition {
-                        topic: topic.clone(),
-                        partition: *partition,
-                    })?;
+                let p = partition_mut(&mut self.topics, topic, *partition)?;
                 let is_live = |r: &i32| live.contains(r);
                 match target {
                     Some(target) => crate::reassign::start(p, target, &registered, &is_live)?,
@@ -359,6 +339,24 @@ impl MetadataImage {
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.brokers.values().filter(|b| !b.fenced)
     }
+}
+
+/// A partition of the image, or the refusal naming what is unknown.
+fn partition_mut<'a>(
+    topics: &'a mut BTreeMap<String, TopicState>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut PartitionState, Refusal> {
+    let t = topics
+        .get_mut(topic)
+        .ok_or_else(|| Refusal::UnknownTopic(topic.to_string()))?;
+    usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get_mut(i))
+        .ok_or_else(|| Refusal::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+        })
 }
 
 /// Ids of the registered, unfenced brokers.

@@ -47,6 +47,12 @@ cargo build --workspace --all-targets --locked
 
 step "rust tests (unit, and e2e with kcat and rdkafka against real broker processes)"
 cargo test --workspace --locked
+if [[ -n "${SLUICE_TEST_KUBE_APISERVER:-}" && -n "${SLUICE_TEST_ETCD:-}" ]]; then
+  step "operator against a real kube-apiserver"
+  cargo test -p sluice-operator --test real_apiserver --locked -- --ignored
+else
+  echo "real-API-server tier not run: SLUICE_TEST_KUBE_APISERVER and SLUICE_TEST_ETCD are not set"
+fi
 
 step "python client tests (confluent-kafka, kafka-python)"
 .venv/bin/pytest -q e2e/python

@@ -16,7 +16,8 @@ use crate::broker::{Broker, CreateTopicError, MAX_PARTITIONS, NewTopic, validate
 use crate::metadata::{TopicConfigs, TopicMetadata};
 use crate::replica::TopicPartition;
 
-fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -> TopicMetadata {
+/// A topic of the metadata image in the local store's terms.
+pub(crate) fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -> TopicMetadata {
     TopicMetadata {
         name: name.to_string(),
         id: Uuid::from_bytes(t.id),
@@ -87,6 +88,16 @@ impl Broker {
             (true, true) => None,
             (true, false) => Some(COORDINATOR_NOT_AVAILABLE),
             (false, _) => Some(NOT_COORDINATOR),
+        }
+    }
+
+    /// A topic as the cluster knows it: from the metadata image in a
+    /// cluster (every broker answers for every topic, hosted here or not),
+    /// else from the local store.
+    pub fn topic_metadata_anywhere(&self, name: &str) -> Option<TopicMetadata> {
+        match self.cluster() {
+            Some(c) => c.image().topics.get(name).map(|t| topic_metadata(name, t)),
+            None => self.metadata.lock().get(name).cloned(),
         }
     }
 

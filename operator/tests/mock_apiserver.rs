@@ -836,6 +836,16 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
         .create_topic("wide", 2, 4, &BTreeMap::new())
         .await
         .expect("wide");
+    // Both topics visible to the broker the operator asks.
+    while replicas_of(&first, "wide").await.len() < 2
+        || replicas_of(&first, "orders").await.len() < 6
+    {
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(60),
+            "topics not visible"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (ctx, mut api) = context(&[("ns/demo", first.clone())]);
     let was_five = json!({"appliedReplicas": 5, "balancedReplicas": 5});
 

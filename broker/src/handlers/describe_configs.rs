@@ -37,7 +37,7 @@ pub fn handle(
                 .with_resource_name(r.resource_name.clone());
             let result = match r.resource_type {
                 TOPIC => {
-                    let meta = broker.metadata.lock().get(r.resource_name.as_str()).cloned();
+                    let meta = broker.topic_metadata_anywhere(r.resource_name.as_str());
                     match meta {
                         None => base
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)

@@ -104,34 +104,9 @@ impl DynamicConfigs {
         const INVALID_REQUEST: i16 = 42;
         let mut next = self.values.clone();
         for (name, op, value) in changes {
-            if THROTTLE_RATES.contains(&name.as_str()) {
-                match op {
-                    0 => {
-                        let v = value.clone().unwrap_or_default();
-                        let v = v.trim();
-                        if v.parse::<i64>().ok().is_none_or(|r| r < 0) {
-                            return Err((
-                                INVALID_CONFIG,
-                                format!(
-                                    "{name}: `{v}` is not a rate in bytes per second (0 or more)"
-                                ),
-                            ));
-                        }
-                        next.insert(name.clone(), v.to_string());
-                    }
-                    1 => {
-                        next.remove(name);
-                    }
-                    other => {
-                        return Err((
-                            INVALID_CONFIG,
-                            format!("operation {other} does not apply to {name}"),
-                        ));
-                    }
-                }
-                continue;
-            }
-            let Some((_, topic_name)) = DYNAMIC.iter().find(|(b, _)| b == name) else {
+            let known =
+                THROTTLE_RATES.contains(&name.as_str()) || DYNAMIC.iter().any(|(b, _)| b == name);
+            if !known {
                 return Err((
                     INVALID_REQUEST,
                     format!(
@@ -139,13 +114,13 @@ impl DynamicConfigs {
                         names()
                     ),
                 ));
-            };
+            }
             match op {
                 0 => {
                     let v = value.clone().unwrap_or_default();
-                    TopicConfigs::from_pairs([(*topic_name, Some(v.as_str()))])
-                        .map_err(|e| (INVALID_CONFIG, format!("{name}: {e}")))?;
-                    next.insert(name.clone(), v.trim().to_string());
+                    let v = v.trim();
+                    check_value(name, v)?;
+                    next.insert(name.clone(), v.to_string());
                 }
                 1 => {
                     next.remove(name);
@@ -165,6 +140,28 @@ impl DynamicConfigs {
         write_atomic(&self.path, &bytes).map_err(|e| (56, e.to_string()))?;
         self.values = next;
         Ok(())
+    }
+}
+
+/// Checks a value of a known dynamic setting: a throttle rate is a
+/// non-negative number of bytes per second; a topic default follows the
+/// rules of the topic config it stands for.
+fn check_value(name: &str, v: &str) -> Result<(), Refusal> {
+    const INVALID_CONFIG: i16 = 40;
+    if THROTTLE_RATES.contains(&name) {
+        if v.parse::<i64>().ok().is_none_or(|r| r < 0) {
+            return Err((
+                INVALID_CONFIG,
+                format!("{name}: `{v}` is not a rate in bytes per second (0 or more)"),
+            ));
+        }
+        return Ok(());
+    }
+    match DYNAMIC.iter().find(|(b, _)| *b == name) {
+        Some((_, topic_name)) => TopicConfigs::from_pairs([(*topic_name, Some(v))])
+            .map(drop)
+            .map_err(|e| (INVALID_CONFIG, format!("{name}: {e}"))),
+        None => Ok(()),
     }
 }
 

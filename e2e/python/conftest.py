@@ -145,3 +145,13 @@ def start_cluster(tmp_path, n, extra=()):
         b.start()
     return brokers
 
+
+def wait_for(what, check, timeout=60.0):
+    """Polls `check` until it holds, or fails naming `what`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+

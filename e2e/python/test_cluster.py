@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import start_cluster
+from conftest import start_cluster, wait_for
 
 
 @pytest.fixture
@@ -17,15 +17,6 @@ def cluster(tmp_path):
     yield brokers
     for b in brokers:
         b.stop()
-
-
-def wait_for(what, check, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def full_isr(admin, topic):

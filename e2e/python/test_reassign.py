@@ -25,7 +25,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from conftest import start_cluster
+from conftest import start_cluster, wait_for
 
 TOPIC = "moving"
 PARTITIONS = 3
@@ -44,15 +44,6 @@ def cluster(tmp_path):
         b.stop()
     for b in brokers:
         assert "panicked" not in b.log(), b.log()[-3000:]
-
-
-def wait_for(what, check, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def partitions(admin):

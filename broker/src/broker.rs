@@ -45,6 +45,11 @@ pub enum CreateTopicError {
     Assignment,
     #[error("{0}")]
     Storage(#[from] Error),
+    /// The metadata quorum has no leader to take the topic now; the
+    /// client retries (NOT_CONTROLLER, as Kafka answers without an active
+    /// controller).
+    #[error("{0}")]
+    NoController(String),
 }
 
 /// A topic creation request after defaults (-1) are resolved.

@@ -200,7 +200,12 @@ impl Broker {
             assignment,
             configs: t.configs.0.clone(),
         };
-        match cluster.write(cmd).await? {
+        let written = cluster.write(cmd).await.map_err(|e| {
+            CreateTopicError::NoController(format!(
+                "{e}; try again when the metadata quorum has a leader"
+            ))
+        })?;
+        match written {
             Outcome::Ok => {
                 tracing::info!(topic = %t.name, %id, partitions = t.partitions, "created topic through the quorum");
                 Ok(meta)

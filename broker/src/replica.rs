@@ -329,11 +329,12 @@ impl Partition {
     }
 
     /// Whether an `acks=all` write ending at `end_offset` may be answered.
-    pub fn ack_state(&self, end_offset: i64) -> sluice_replication::leader::AckState {
+    /// `None` once this broker no longer leads the partition.
+    pub fn ack_state(&self, end_offset: i64) -> Option<sluice_replication::leader::AckState> {
         match &*self.role.lock() {
-            Role::Leader(s) => s.ack_state(end_offset),
-            Role::Single => sluice_replication::leader::AckState::Done,
-            _ => sluice_replication::leader::AckState::NotEnoughReplicas,
+            Role::Leader(s) => Some(s.ack_state(end_offset)),
+            Role::Single => Some(sluice_replication::leader::AckState::Done),
+            _ => None,
         }
     }
 

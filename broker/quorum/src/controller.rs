@@ -37,6 +37,27 @@ pub fn partition_changes(img: &MetadataImage) -> Vec<Command> {
     out
 }
 
+/// The partition changes that concern `broker` (it is in the ISR or
+/// leads): applied with a new registration of it, so that its previous
+/// incarnation's leaderships and ISR places end in the same command (the
+/// new process may have lost its data, and is fenced until it has caught
+/// up on metadata).
+pub fn partition_changes_for(img: &MetadataImage, broker: i32) -> Vec<Command> {
+    partition_changes(img)
+        .into_iter()
+        .filter(|c| match c {
+            Command::ChangePartition {
+                topic, partition, ..
+            } => img
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(*partition as usize))
+                .is_some_and(|p| p.leader == broker || p.isr.contains(&broker)),
+            _ => false,
+        })
+        .collect()
+}
+
 fn next_state(p: &PartitionState, live: &impl Fn(&i32) -> bool) -> Option<(i32, Vec<i32>)> {
     let mut isr: Vec<i32> = p.isr.iter().copied().filter(|r| live(r)).collect();
     if isr.is_empty() {

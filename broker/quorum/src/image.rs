@@ -186,6 +186,7 @@ impl MetadataImage {
                 }
                 self.next_broker_epoch += 1;
                 let epoch = self.next_broker_epoch;
+                let replaced = self.brokers.contains_key(id);
                 // A (re-)registered broker starts fenced: it is unfenced once
                 // it has caught up on metadata and heartbeats.
                 self.brokers.insert(
@@ -200,6 +201,15 @@ impl MetadataImage {
                         fenced: true,
                     },
                 );
+                if replaced {
+                    // The previous incarnation's leaderships and ISR places
+                    // end here, not a controller tick later: the new process
+                    // may have restarted on an empty volume, and a heartbeat
+                    // can unfence it before the controller looks.
+                    for change in crate::controller::partition_changes_for(self, *id) {
+                        let _ = self.apply(&change);
+                    }
+                }
                 Ok(Outcome::Registered { epoch })
             }
             Command::SetFenced { id, epoch, fenced } => {
@@ -534,6 +544,32 @@ mod tests {
             Outcome::Refused(Refusal::Invalid(_))
         ));
         assert!(!img.topics.contains_key("u"));
+    }
+
+    #[test]
+    fn a_new_incarnation_ends_the_old_ones_leaderships_and_isr_places() {
+        let mut img = MetadataImage::default();
+        for id in 0..3 {
+            live(&mut img, id);
+        }
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [3; 16],
+            assignment: vec![vec![2, 0, 1], vec![0, 1, 2], vec![2]],
+            configs: BTreeMap::new(),
+        });
+        let led_before = img.topics["t"].partitions[0].leader_epoch;
+        // Broker 2 restarts (maybe on an empty volume) and registers again
+        // before the controller noticed it was gone.
+        register(&mut img, 2);
+        let ps = &img.topics["t"].partitions;
+        assert_eq!(ps[0].leader, 0, "leadership moved in the same command");
+        assert_eq!(ps[0].isr, vec![0, 1]);
+        assert!(ps[0].leader_epoch > led_before, "a new leader epoch");
+        assert_eq!(ps[1].isr, vec![0, 1]);
+        assert_eq!(ps[1].leader, 0, "untouched leadership of another broker");
+        // Its only copy: kept in the ISR, offline until it is unfenced.
+        assert_eq!((ps[2].leader, ps[2].isr.clone()), (-1, vec![2]));
     }
 
     #[test]

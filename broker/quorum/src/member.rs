@@ -248,6 +248,22 @@ async fn liveness_loop(
             // leader behind a dead link must not hang until the new
             // controller fences this broker for silence; the next one
             // goes to whoever leads by then.
+            // Unfenced only once this broker's own image holds its
+            // registration, and so everything written before it: a broker
+            // that restarted with an empty or old copy of the metadata must
+            // not lead or join an ISR on what it has not replayed yet.
+            Some(epoch)
+                if node
+                    .image()
+                    .brokers
+                    .get(&cfg.broker_id)
+                    .is_none_or(|b| b.epoch < epoch) =>
+            {
+                tracing::debug!(
+                    epoch,
+                    "heartbeats wait for the metadata to reach the registration"
+                );
+            }
             Some(epoch) => match tokio::time::timeout(heartbeat_deadline(&cfg), {
                 let recent: Vec<i32> = {
                     let mut s = suspects.lock();

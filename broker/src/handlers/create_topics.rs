@@ -20,6 +20,7 @@ fn error_code(e: &CreateTopicError) -> i16 {
         CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
         CreateTopicError::Assignment => code::INVALID_REPLICA_ASSIGNMENT,
         CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+        CreateTopicError::NoController(_) => code::NOT_CONTROLLER,
     }
 }
 

@@ -320,6 +320,7 @@ pub mod code {
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const NOT_CONTROLLER: i16 = 41;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;

@@ -83,6 +83,9 @@ pub async fn handle(
                 code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
                     "written on the leader, but the in-sync replicas fell below min.insync.replicas"
                 }
+                code::NOT_LEADER_OR_FOLLOWER => {
+                    "this broker stopped leading the partition before the in-sync replicas had the write"
+                }
                 _ => {
                     "written on the leader, not yet on every in-sync replica within the request timeout"
                 }
@@ -106,9 +109,18 @@ async fn wait_for_replicas(
     let mut hw = partition.subscribe();
     loop {
         match partition.ack_state(end) {
-            AckState::Done => return None,
-            AckState::NotEnoughReplicas => return Some(code::NOT_ENOUGH_REPLICAS_AFTER_APPEND),
-            AckState::Waiting => {}
+            Some(AckState::Done) => return None,
+            Some(AckState::NotEnoughReplicas) => {
+                return Some(code::NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+            }
+            Some(AckState::Waiting) => {}
+            // Leadership moved while the write waited: as Kafka answers it.
+            // The client sends the batch again to the new leader, which
+            // has it (it was in sync) and answers it as a duplicate with
+            // its offset; NOT_ENOUGH_REPLICAS_AFTER_APPEND here would make
+            // librdkafka count the write as "possibly persisted" and, once
+            // a later batch succeeds, acknowledge it without an offset.
+            None => return Some(code::NOT_LEADER_OR_FOLLOWER),
         }
         if tokio::time::Instant::now() >= deadline || broker.shutdown.is_cancelled() {
             return Some(code::REQUEST_TIMED_OUT);

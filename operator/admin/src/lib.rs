@@ -25,6 +25,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Kafka's NOT_CONTROLLER: no controller to take the request just now.
+const NOT_CONTROLLER: i16 = 41;
+
 /// Errors of the admin client. Kafka error codes are kept as numbers with
 /// the broker's message, so callers can act on them.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,22 @@ impl ClusterInfo {
             .iter()
             .filter(|p| p.leader == broker)
             .count() as i32
+    }
+
+    /// Replicas this broker hosts, and how many of them are in sync.
+    pub fn replicas_in_sync(&self, broker: i32) -> (i32, i32) {
+        let hosted = self
+            .partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&broker));
+        let (mut n, mut in_sync) = (0, 0);
+        for p in hosted {
+            n += 1;
+            if p.isr.contains(&broker) {
+                in_sync += 1;
+            }
+        }
+        (n, in_sync)
     }
 
     /// Partitions with a replica on this broker whose ISR is short of the
@@ -386,18 +405,28 @@ impl AdminClient {
                     })
                     .collect(),
             );
-        let resp = self
-            .call(
-                CreateTopicsRequest::default()
-                    .with_topics(vec![topic])
-                    .with_timeout_ms(30_000),
-            )
-            .await?;
-        let t = resp
-            .topics
-            .first()
-            .ok_or_else(|| AdminError::Protocol("empty CreateTopics answer".into()))?;
-        kafka(t.error_code, t.error_message.as_ref())
+        // NOT_CONTROLLER (no quorum leader at that moment, during an
+        // election) is retried a few times, as Kafka's admin clients do.
+        let mut tries = 0;
+        loop {
+            let resp = self
+                .call(
+                    CreateTopicsRequest::default()
+                        .with_topics(vec![topic.clone()])
+                        .with_timeout_ms(30_000),
+                )
+                .await?;
+            let t = resp
+                .topics
+                .first()
+                .ok_or_else(|| AdminError::Protocol("empty CreateTopics answer".into()))?;
+            tries += 1;
+            if t.error_code == NOT_CONTROLLER && tries < 10 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            return kafka(t.error_code, t.error_message.as_ref());
+        }
     }
 
     /// Grows a topic to `count` partitions.
@@ -444,9 +473,31 @@ impl AdminClient {
         &mut self,
         name: &str,
     ) -> Result<BTreeMap<String, (String, bool)>, AdminError> {
+        // Source 1 is DYNAMIC_TOPIC_CONFIG: set on the topic itself.
+        self.describe_configs(2, name, 1).await
+    }
+
+    /// A broker's configs: `name -> (value, is it set dynamically on that
+    /// broker)`. Ask the broker itself.
+    pub async fn broker_configs(
+        &mut self,
+        broker: i32,
+    ) -> Result<BTreeMap<String, (String, bool)>, AdminError> {
+        // Source 2 is DYNAMIC_BROKER_CONFIG.
+        self.describe_configs(4, &broker.to_string(), 2).await
+    }
+
+    /// DescribeConfigs of one resource: `name -> (value, whether its
+    /// source is `dynamic_source`)`.
+    async fn describe_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        dynamic_source: i8,
+    ) -> Result<BTreeMap<String, (String, bool)>, AdminError> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(2)
+                .with_resource_type(resource_type)
                 .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configuration_keys(None),
         ]);
@@ -459,12 +510,11 @@ impl AdminClient {
         Ok(r.configs
             .iter()
             .map(|c| {
-                // Source 1 is DYNAMIC_TOPIC_CONFIG: set on the topic itself.
                 (
                     c.name.to_string(),
                     (
                         c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
-                        c.config_source == 1,
+                        c.config_source == dynamic_source,
                     ),
                 )
             })

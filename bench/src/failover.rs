@@ -64,7 +64,11 @@ impl Broker {
                 }
             }
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // A connection to a port nothing listens on can connect to
+            // itself (TCP simultaneous open); that is not the broker.
+            let listening = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .is_ok_and(|s| s.local_addr().ok() != Some(addr));
+            if listening {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -22,12 +22,44 @@ def broker_bin():  # noqa: D103
     return os.path.join(target, "debug", "sluice-broker")
 
 
+TEST_PORTS_FROM = 20000
+_next_port = [None]
+
+
+def _ephemeral_start():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n):
-    """`n` distinct free ports on 127.0.0.1 (all held until all are chosen,
-    so they cannot repeat; another process may still take one later)."""
+    """`n` distinct free ports on 127.0.0.1, all held until all are chosen.
+    They come from below the ephemeral range, so that no outgoing
+    connection takes one between the choice and the bind, or while a
+    broker is down for a restart; each process starts at its own place in
+    the range and never hands a port out twice."""
+    end = min(_ephemeral_start(), 65536)
     socks = []
     try:
-        for _ in range(n):
+        if end > TEST_PORTS_FROM + 1000:
+            span = end - TEST_PORTS_FROM
+            if _next_port[0] is None:
+                _next_port[0] = (os.getpid() * 7919) % span
+            for _ in range(span):
+                if len(socks) == n:
+                    break
+                port = TEST_PORTS_FROM + _next_port[0] % span
+                _next_port[0] += 1
+                s = socket.socket()
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    s.close()
+                    continue
+                socks.append(s)
+        while len(socks) < n:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
@@ -73,11 +105,9 @@ class Broker:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited: {self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            if listening(self.port):
                 return self
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         raise RuntimeError(f"broker did not start: {self.log()}")
 
     def kill9(self):
@@ -144,6 +174,18 @@ def start_cluster(tmp_path, n, extra=()):
     for b in brokers:
         b.start()
     return brokers
+
+
+def listening(port):
+    """Whether something listens on the loopback port. A connection to a
+    port in the ephemeral range that nothing listens on can connect to
+    itself (TCP simultaneous open); that is not a listener."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+    except OSError:
+        return False
+    with s:
+        return s.getsockname() != s.getpeername()
 
 
 def wait_for(what, check, timeout=60.0):

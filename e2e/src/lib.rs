@@ -32,34 +32,64 @@ pub fn broker_bin() -> PathBuf {
     target.join(profile).join("sluice-broker")
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks; another process could take
-/// it before the broker binds it, a race these tests accept).
+/// A free TCP port on 127.0.0.1 (see [`free_port_list`]).
 pub fn free_port() -> Result<u16> {
     Ok(free_ports::<1>()?[0])
 }
 
-/// `N` distinct free ports: all are held until all are chosen, so they
-/// cannot repeat.
+/// `N` distinct free ports (see [`free_port_list`]).
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port"))
-        .collect::<Result<Vec<_>>>()?;
+    let list = free_port_list(N)?;
     let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&listeners) {
-        *p = l.local_addr()?.port();
-    }
+    ports.copy_from_slice(&list);
     Ok(ports)
 }
 
-/// `n` distinct free ports, held until all are chosen.
+/// Lowest port test listeners take.
+const TEST_PORTS_FROM: u32 = 20000;
+
+/// The first port of the kernel's ephemeral range (where outgoing
+/// connections get their source ports).
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// `n` distinct free ports on 127.0.0.1, held until all are chosen. They
+/// come from below the ephemeral range, so that no outgoing connection
+/// (a client's, a broker's) takes one between the choice and the bind,
+/// nor while a broker is down for a restart; each process starts at its
+/// own place in the range and never hands a port out twice.
 pub fn free_port_list(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let end = ephemeral_start().min(65536);
+    let mut held = Vec::with_capacity(n);
+    if end > TEST_PORTS_FROM + 1000 {
+        let span = end - TEST_PORTS_FROM;
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            std::process::id().wrapping_mul(7919) % span,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        for _ in 0..span {
+            if held.len() == n {
+                break;
+            }
+            let port = TEST_PORTS_FROM + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+                held.push(l);
+            }
+        }
+    }
+    // No room below the ephemeral range: the kernel's choice.
+    while held.len() < n {
+        held.push(TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?);
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// Starts `n` brokers on loopback as one cluster: node ids `0..n`, the
@@ -151,6 +181,17 @@ pub struct BrokerProcess {
     log_path: PathBuf,
 }
 
+/// Whether something listens on `addr`. A connection to a loopback port in
+/// the ephemeral range that nothing listens on can connect to itself (TCP
+/// simultaneous open, when the kernel picks that same port as the source);
+/// such a connection is not a listener.
+pub fn listening(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        Ok(s) => s.local_addr().ok() != Some(addr),
+        Err(_) => false,
+    }
+}
+
 impl BrokerProcess {
     /// Starts a broker on fresh ports with `data_dir`, plus extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Self> {
@@ -237,7 +278,7 @@ impl BrokerProcess {
                     );
                 }
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if listening(addr) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -246,6 +287,11 @@ impl BrokerProcess {
             "broker did not listen on {addr} within {timeout:?}; log:\n{}",
             self.log()
         )
+    }
+
+    /// The broker's data directory (`log.dirs`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// `host:port` for clients.

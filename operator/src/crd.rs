@@ -83,6 +83,9 @@ pub struct KafkaClusterSpec {
     /// How configuration and image changes roll through the brokers.
     #[serde(default)]
     pub rolling_update: RollingUpdateSpec,
+    /// How partitions move when brokers are added or removed.
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
     /// Overrides for the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateOverrides>,
@@ -187,6 +190,53 @@ impl Default for RollingUpdateSpec {
     }
 }
 
+/// Partition moves (scale up, scale down).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Replication bytes per second a broker spends on copying moved
+    /// replicas, each way (Kafka's `leader.replication.throttled.rate` and
+    /// `follower.replication.throttled.rate`, set on every broker while
+    /// partitions move and removed afterwards). 0: unthrottled.
+    #[serde(default = "default_throttle")]
+    #[x_kube(validation = Rule::new("self >= 0").message("throttleBytesPerSecond cannot be negative"))]
+    pub throttle_bytes_per_second: i64,
+    /// Partitions moved at once.
+    #[serde(default = "default_max_moves")]
+    #[x_kube(validation = Rule::new("self >= 1").message("at least one partition must be allowed to move"))]
+    pub max_concurrent_moves: i32,
+    /// Moves wait until a person approves the plan shown in
+    /// `status.plan` by setting the annotation
+    /// `sluice.dev/approved-plan` to its `id`. One approval covers every
+    /// batch of that rebalance; a changed spec asks again.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+/// 50 MiB/s: a 1 GiB partition moves in about 20 s, and replication of
+/// new records keeps its share of a 1 Gb/s link.
+fn default_throttle() -> i64 {
+    50 * 1024 * 1024
+}
+
+fn default_max_moves() -> i32 {
+    10
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        RebalanceSpec {
+            throttle_bytes_per_second: default_throttle(),
+            max_concurrent_moves: default_max_moves(),
+            require_approval: false,
+        }
+    }
+}
+
+/// The annotation that approves a plan when `spec.rebalance.requireApproval`
+/// is set: its value is the plan's `status.plan.id`.
+pub const APPROVED_PLAN_ANNOTATION: &str = "sluice.dev/approved-plan";
+
 /// What the broker pods may carry beyond what the operator sets.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -243,8 +293,17 @@ pub struct KafkaClusterStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanStatus {
-    /// Balanced, Moving, Electing, Waiting or Refused.
+    /// Planned, AwaitingApproval, Moving, Electing, Waiting, Refused or
+    /// Balanced.
     pub phase: String,
+    /// Names this rebalance (its target and the spec generation that asked
+    /// for it): the value `sluice.dev/approved-plan` takes to approve all
+    /// of its moves.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The replication throttle the moves run under (bytes/s per broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_bytes_per_second: Option<i64>,
     /// Brokers the plan balances over (ids 0 .. n-1).
     pub target_brokers: i32,
     /// One line a person can read.
@@ -273,8 +332,26 @@ pub struct PlannedMove {
 pub struct BrokerStatus {
     pub id: i32,
     pub pod: String,
-    /// Running, Starting, Restarting, Draining, Missing.
+    /// Running, Starting, Restarting, Rebuilding (its volume was replaced
+    /// and its replicas are copied back from the others), Missing.
     pub state: String,
+    /// What is happening to it, when more than the state says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The uid of its PersistentVolumeClaim, as last seen: a different one
+    /// means the volume was replaced and the broker starts empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Replicas it hosts.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Of those, in the ISR.
+    #[serde(default)]
+    pub in_sync_replicas: i32,
+    /// While rebuilding: the bytes its replicas held elsewhere when the new
+    /// volume was seen (the largest copy of each), which it must hold again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_bytes: Option<u64>,
     /// The broker appears in the cluster's metadata.
     #[serde(default)]
     pub registered: bool,

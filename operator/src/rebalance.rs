@@ -61,19 +61,7 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
             .unwrap_or(1);
         min_isr.insert(p.topic.clone(), v);
     }
-    let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
-    for b in &info.brokers {
-        let addr = format!("{}:{}", b.host, b.port);
-        let Ok(mut c) = AdminClient::connect(&addr, timeout).await else {
-            continue;
-        };
-        if let Ok(local) = c.local_partition_sizes().await {
-            for (k, v) in local {
-                let e = sizes.entry(k).or_default();
-                *e = (*e).max(v);
-            }
-        }
-    }
+    let sizes = largest_copies(&sizes_by_broker(&info, timeout).await);
     Ok(Observed {
         brokers: info
             .brokers
@@ -104,6 +92,40 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
             })
             .collect(),
     })
+}
+
+/// Partition sizes in bytes: `topic, partition -> bytes`.
+pub type Sizes = BTreeMap<(String, i32), u64>;
+
+/// Each live broker's own partition sizes (DescribeLogDirs, asked of the
+/// broker itself); a broker that does not answer is left out.
+pub async fn sizes_by_broker(
+    info: &sluice_admin::ClusterInfo,
+    timeout: Duration,
+) -> BTreeMap<i32, Sizes> {
+    let mut out = BTreeMap::new();
+    for b in &info.brokers {
+        let addr = format!("{}:{}", b.host, b.port);
+        let Ok(mut c) = AdminClient::connect(&addr, timeout).await else {
+            continue;
+        };
+        if let Ok(local) = c.local_partition_sizes().await {
+            out.insert(b.id, local);
+        }
+    }
+    out
+}
+
+/// The largest copy of each partition.
+pub fn largest_copies(by_broker: &BTreeMap<i32, Sizes>) -> Sizes {
+    let mut sizes = Sizes::new();
+    for local in by_broker.values() {
+        for (k, v) in local {
+            let e = sizes.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+    sizes
 }
 
 /// Why a step could not be carried out.
@@ -162,6 +184,40 @@ pub async fn execute(bootstrap: &str, step: &Step, timeout: Duration) -> Result<
     Ok(())
 }
 
+/// The broker settings that hold back the copying of moved replicas.
+pub const THROTTLE_CONFIGS: [&str; 2] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+
+/// Sets (`Some`) or removes (`None`) the replication throttle on every
+/// registered broker. Each broker takes its own dynamic configs, so each
+/// is asked directly; a broker that cannot be reached fails the call (the
+/// reconciler tries again on its next pass).
+pub async fn set_throttle(
+    bootstrap: &str,
+    rate: Option<u64>,
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    let info = connect_any(bootstrap, timeout)
+        .await?
+        .describe_cluster()
+        .await?;
+    let value = rate.map(|r| r.to_string());
+    for b in &info.brokers {
+        let addr = format!("{}:{}", b.host, b.port);
+        let changes: Vec<(&str, Option<&str>)> = THROTTLE_CONFIGS
+            .iter()
+            .map(|k| (*k, value.as_deref()))
+            .collect();
+        AdminClient::connect(&addr, timeout)
+            .await?
+            .alter_broker_configs(b.id, &changes)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Observes, plans, and starts what the plan says. Returns the step taken
 /// (or the reason for waiting, or the refusal), for the status.
 pub async fn step(
@@ -199,7 +255,11 @@ pub fn describe(step: &Step) -> String {
 /// The status form of a step. Moves and elections are `Planned` until the
 /// reconciler carries them out on a later pass (so that the plan is shown
 /// before it runs); the others say where things stand.
-pub fn plan_status(step: &Step, target_brokers: i32) -> crate::crd::PlanStatus {
+pub fn plan_status(
+    step: &Step,
+    target_brokers: i32,
+    throttle: Option<i64>,
+) -> crate::crd::PlanStatus {
     let (phase, moves, bytes) = match step {
         Step::Idle => ("Balanced", Vec::new(), 0),
         Step::Move(ms) => (
@@ -218,8 +278,14 @@ pub fn plan_status(step: &Step, target_brokers: i32) -> crate::crd::PlanStatus {
         Step::Wait(_) => ("Waiting", Vec::new(), 0),
         Step::Refused(_) => ("Refused", Vec::new(), 0),
     };
+    let throttle_bytes_per_second = match step {
+        Step::Move(_) => throttle,
+        _ => None,
+    };
     crate::crd::PlanStatus {
         phase: phase.into(),
+        id: String::new(),
+        throttle_bytes_per_second,
         target_brokers,
         message: describe(step),
         moves,

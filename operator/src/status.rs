@@ -2,8 +2,10 @@
 //! the StatefulSet, the broker pods and the cluster's own metadata (read
 //! through the Kafka admin protocol).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use sluice_admin::ClusterInfo;
 
@@ -16,6 +18,10 @@ use crate::resources;
 pub struct Observed<'a> {
     pub statefulset: Option<&'a StatefulSet>,
     pub pods: &'a [Pod],
+    /// The brokers' volume claims (`data-NAME-ID`).
+    pub claims: &'a [PersistentVolumeClaim],
+    /// Each live broker's own partition sizes, when a rebuild needs them.
+    pub sizes: Option<&'a BTreeMap<i32, crate::rebalance::Sizes>>,
     /// The cluster's metadata, or why it could not be read.
     pub cluster: Result<&'a ClusterInfo, String>,
 }
@@ -54,6 +60,67 @@ fn name_under_replicated(c: &ClusterInfo) -> (usize, String) {
     (n, msg)
 }
 
+/// Whether a broker's volume claim was replaced since the last pass.
+pub fn volume_replaced(before: Option<&BrokerStatus>, uid: Option<&str>) -> bool {
+    matches!((before.and_then(|b| b.volume.as_deref()), uid), (Some(old), Some(new)) if old != new)
+}
+
+/// What a rebuild knows of one broker.
+struct RebuildSeen<'a> {
+    claim: &'a str,
+    pod_state: &'static str,
+    registered: bool,
+    /// Replicas it hosts, and how many are in the ISR.
+    replicas: (i32, i32),
+    /// Bytes of its partitions: on the broker itself, and the largest copy
+    /// anywhere (unknown when the sizes were not gathered).
+    local_bytes: Option<u64>,
+    largest_bytes: Option<u64>,
+}
+
+/// A broker's state once volume replacement is taken into account: a
+/// claim with another uid than the one last seen means the broker came (or
+/// comes) back with an empty volume. It is `Rebuilding` until it is
+/// registered, every replica it hosts is back in the ISR, and it holds
+/// again at least the bytes its partitions held when the new volume was
+/// seen (the metadata alone could still show its previous incarnation in
+/// sync). Returns the state, a message, and the bytes to hold again.
+fn rebuild_state(
+    seen: &RebuildSeen<'_>,
+    before: Option<&BrokerStatus>,
+    replaced: bool,
+) -> (&'static str, String, Option<u64>) {
+    let was_rebuilding = before.is_some_and(|b| b.state == "Rebuilding");
+    if !(replaced || was_rebuilding) {
+        return (seen.pod_state, String::new(), None);
+    }
+    let target = if replaced && !was_rebuilding {
+        seen.largest_bytes
+    } else {
+        before.and_then(|b| b.rebuild_bytes).or(seen.largest_bytes)
+    };
+    let (replicas, in_sync) = seen.replicas;
+    let copied = seen.local_bytes.unwrap_or(0);
+    let whole = matches!((seen.local_bytes, target), (Some(local), Some(t)) if local >= t);
+    if seen.registered && in_sync == replicas && whole && seen.pod_state == "Running" {
+        return (seen.pod_state, String::new(), None);
+    }
+    let progress = if seen.registered {
+        let bytes = target.map_or(String::new(), |t| format!(", {copied} of {t} bytes copied"));
+        format!("{in_sync} of {replicas} replicas in sync{bytes}")
+    } else {
+        "waiting for the broker to register".to_string()
+    };
+    (
+        "Rebuilding",
+        format!(
+            "new volume (claim {}); copying its replicas back from the in-sync replicas: {progress}",
+            seen.claim
+        ),
+        target,
+    )
+}
+
 /// Computes the new status from the previous one and what was observed.
 pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaClusterStatus {
     let previous = kc.status.clone().unwrap_or_default();
@@ -90,11 +157,51 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
                 Some(p) if pod_ready(p) => "Running",
                 Some(_) => "Starting",
             };
+            let registered = cluster.is_some_and(|c| c.brokers.iter().any(|b| b.id == id));
+            let (replicas, in_sync_replicas) = cluster.map_or((0, 0), |c| c.replicas_in_sync(id));
+            let before = previous.brokers.iter().find(|b| b.id == id);
+            let claim = format!("data-{name}-{id}");
+            let uid = seen
+                .claims
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(claim.as_str()))
+                .and_then(|c| c.metadata.uid.clone());
+            let hosted: Vec<(String, i32)> = cluster.map_or_else(Vec::new, |c| {
+                c.partitions
+                    .iter()
+                    .filter(|p| p.replicas.contains(&id))
+                    .map(|p| (p.topic.clone(), p.partition))
+                    .collect()
+            });
+            let sum = |sizes: &crate::rebalance::Sizes| -> u64 {
+                hosted.iter().filter_map(|k| sizes.get(k)).sum()
+            };
+            let (state, message, rebuild_bytes) = rebuild_state(
+                &RebuildSeen {
+                    claim: &claim,
+                    pod_state: state,
+                    registered: registered && cluster.is_some(),
+                    replicas: (replicas, in_sync_replicas),
+                    local_bytes: seen.sizes.and_then(|s| s.get(&id)).map(&sum),
+                    largest_bytes: seen
+                        .sizes
+                        .map(|s| sum(&crate::rebalance::largest_copies(s))),
+                },
+                before,
+                volume_replaced(before, uid.as_deref()),
+            );
             BrokerStatus {
                 id,
                 pod: pod_name,
                 state: state.to_string(),
-                registered: cluster.is_some_and(|c| c.brokers.iter().any(|b| b.id == id)),
+                message,
+                // A claim not seen (deleted, not yet made again) keeps the
+                // last known uid, so that its successor is recognised.
+                volume: uid.or_else(|| before.and_then(|b| b.volume.clone())),
+                replicas,
+                in_sync_replicas,
+                rebuild_bytes,
+                registered,
                 leader_count: cluster.map_or(0, |c| c.leader_count(id)),
                 under_replicated: cluster.map_or(0, |c| c.under_replicated(id)),
             }
@@ -318,6 +425,8 @@ mod tests {
             &Observed {
                 statefulset: None,
                 pods: &[],
+                claims: &[],
+                sizes: None,
                 cluster: Err("connection refused".into()),
             },
             Timestamp::now(),
@@ -360,6 +469,8 @@ mod tests {
             &Observed {
                 statefulset: Some(&set),
                 pods: &pods,
+                claims: &[],
+                sizes: None,
                 cluster: Ok(&c),
             },
             Timestamp::now(),
@@ -391,6 +502,8 @@ mod tests {
             &Observed {
                 statefulset: Some(&set),
                 pods: &pods,
+                claims: &[],
+                sizes: None,
                 cluster: Ok(&c),
             },
             Timestamp::now(),
@@ -419,6 +532,8 @@ mod tests {
             &Observed {
                 statefulset: Some(&set),
                 pods: &[],
+                claims: &[],
+                sizes: None,
                 cluster: Ok(&c),
             },
             Timestamp::now(),
@@ -446,6 +561,8 @@ mod tests {
             &Observed {
                 statefulset: Some(&set),
                 pods: &[],
+                claims: &[],
+                sizes: None,
                 cluster: Err("timed out".into()),
             },
             Timestamp::now(),

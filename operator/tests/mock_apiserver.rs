@@ -262,6 +262,16 @@ async fn cluster_round(kc: KafkaCluster, ctx: Arc<Context>, mut api: ApiServer) 
         )
     );
     let s = api
+        .expect("GET", "/api/v1/namespaces/ns/persistentvolumeclaims", |_| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []})
+        })
+        .await;
+    assert!(
+        s.query
+            .get("labelSelector")
+            .is_some_and(|l| l.contains("instance%3Ddemo"))
+    );
+    let s = api
         .expect(
             "PATCH",
             "/apis/sluice.dev/v1alpha1/namespaces/ns/kafkaclusters/demo/status",
@@ -687,6 +697,8 @@ struct Round {
 struct Scene {
     revision: Option<String>,
     pods: Option<Vec<Value>>,
+    /// Broker id and the uid of its volume claim.
+    claims: Vec<(i64, String)>,
 }
 
 fn pod(i: i64, revision: &str, ready: bool) -> Value {
@@ -736,6 +748,17 @@ async fn scene_round(
                     sts["status"]["updateRevision"] = json!(r);
                 }
                 sts
+            }
+            ("GET", "/api/v1/namespaces/ns/persistentvolumeclaims") => {
+                let items: Vec<Value> = scene
+                    .claims
+                    .iter()
+                    .map(|(id, uid)| {
+                        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                               "metadata": {"name": format!("data-demo-{id}"), "namespace": "ns", "uid": uid}})
+                    })
+                    .collect();
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": items})
             }
             ("GET", "/api/v1/namespaces/ns/pods") if scene.pods.is_some() => {
                 json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": scene.pods.clone()})
@@ -875,27 +898,58 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The plan is shown first; nothing has moved yet.
+    // With approval required, the plan is shown and waits: twice, and
+    // with an annotation naming another plan; nothing moves meanwhile.
+    let gated = |status: Value, approved: Option<&str>| {
+        let mut kc = scaled_cluster(3, status);
+        kc.spec.rebalance.require_approval = true;
+        kc.spec.rebalance.throttle_bytes_per_second = 10 * 1024 * 1024;
+        if let Some(id) = approved {
+            kc.metadata.annotations = Some(BTreeMap::from([(
+                "sluice.dev/approved-plan".to_string(),
+                id.to_string(),
+            )]));
+        }
+        kc
+    };
     let before = replicas_of(&first, "orders").await;
-    let r = any_round(&scaled_cluster(3, was_five), ctx.clone(), &mut api).await;
-    assert_eq!(r.statefulsets, vec![5]);
-    assert_eq!(r.status["plan"]["phase"], "Planned", "{}", r.status);
-    assert!(
-        !r.status["plan"]["moves"]
-            .as_array()
-            .expect("moves")
-            .is_empty()
-    );
-    assert_eq!(condition(&r.status, "Rebalancing")["status"], "True");
-    assert_eq!(replicas_of(&first, "orders").await, before);
+    let mut status = was_five;
+    for approved in [None, None, Some("another-plan")] {
+        let r = any_round(&gated(status, approved), ctx.clone(), &mut api).await;
+        assert_eq!(r.statefulsets, vec![5]);
+        let plan = &r.status["plan"];
+        assert_eq!(plan["phase"], "AwaitingApproval", "{}", r.status);
+        assert!(!plan["moves"].as_array().expect("moves").is_empty());
+        assert_eq!(plan["throttleBytesPerSecond"], 10 * 1024 * 1024);
+        let id = plan["id"].as_str().expect("plan id");
+        let how = format!("kubectl annotate kafkacluster demo sluice.dev/approved-plan={id}");
+        assert!(
+            plan["message"].as_str().is_some_and(|m| m.contains(&how)),
+            "{plan}"
+        );
+        assert_eq!(
+            condition(&r.status, "Rebalancing")["reason"],
+            "AwaitingApproval"
+        );
+        assert_eq!(replicas_of(&first, "orders").await, before);
+        status = r.status;
+    }
+    let id = status["plan"]["id"].as_str().expect("id").to_string();
 
-    // Then it runs, pass after pass, and the StatefulSet shrinks only when
-    // brokers 3 and 4 hold nothing.
-    let mut status = r.status;
+    // Approved: it runs under the throttle, pass after pass, and the
+    // StatefulSet shrinks only when brokers 3 and 4 hold nothing.
     let mut phases = Vec::new();
+    let mut throttled = false;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = any_round(&scaled_cluster(3, status.clone()), ctx.clone(), &mut api).await;
+        let r = any_round(&gated(status.clone(), Some(&id)), ctx.clone(), &mut api).await;
+        if r.status["plan"]["phase"] == "Moving" {
+            let configs = admin.broker_configs(0).await.expect("broker configs");
+            throttled = ["leader", "follower"].iter().all(|side| {
+                configs.get(&format!("{side}.replication.throttled.rate"))
+                    == Some(&("10485760".to_string(), true))
+            });
+        }
         phases.push(
             r.status["plan"]["phase"]
                 .as_str()
@@ -916,8 +970,22 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
     }
     assert_eq!(status["appliedReplicas"], 3, "phases {phases:?}");
     assert!(phases.iter().any(|p| p == "Moving"), "{phases:?}");
+    assert!(throttled, "the moves ran without the throttle");
     assert_eq!(status["plan"]["phase"], "Balanced");
     assert_eq!(condition(&status, "Rebalancing")["status"], "False");
+    // Balanced: the throttle is gone from every broker.
+    for (id, b) in (0..3).zip(&brokers) {
+        let mut a = AdminClient::connect(&b.bootstrap(), Duration::from_secs(5))
+            .await
+            .expect("admin");
+        let configs = a.broker_configs(id).await.expect("broker configs");
+        for k in sluice_operator::rebalance::THROTTLE_CONFIGS {
+            assert!(
+                !configs.get(k).is_some_and(|(_, dynamic)| *dynamic),
+                "{k} still set on broker {id}: {configs:?}"
+            );
+        }
+    }
     for rs in replicas_of(&first, "orders").await {
         assert!(
             rs.iter().all(|b| *b < 3),
@@ -975,6 +1043,7 @@ async fn a_new_pod_template_restarts_one_broker_at_a_time_controller_last() {
     let old = Scene {
         revision: Some("rev-2".into()),
         pods: Some((0..3).map(|i| pod(i, "rev-1", true)).collect()),
+        ..Scene::default()
     };
     let r = scene_round(&kc, ctx.clone(), &mut api, &old).await;
     assert_eq!(r.deleted.len(), 1, "{:?}", r.deleted);
@@ -1010,6 +1079,7 @@ async fn a_new_pod_template_restarts_one_broker_at_a_time_controller_last() {
                 })
                 .collect(),
         ),
+        ..Scene::default()
     };
     let r = scene_round(&kc, ctx.clone(), &mut api, &coming_back).await;
     assert!(r.deleted.is_empty(), "{:?}", r.deleted);
@@ -1035,6 +1105,7 @@ async fn a_new_pod_template_restarts_one_broker_at_a_time_controller_last() {
                     .map(|i| pod(i, revisions[i as usize], true))
                     .collect(),
             ),
+            ..Scene::default()
         };
         let r = scene_round(&kc, ctx.clone(), &mut api, &scene).await;
         assert_eq!(r.deleted.len(), 1, "{:?} {}", r.deleted, r.status);
@@ -1054,9 +1125,186 @@ async fn a_new_pod_template_restarts_one_broker_at_a_time_controller_last() {
     let done = Scene {
         revision: Some("rev-2".into()),
         pods: Some((0..3).map(|i| pod(i, "rev-2", true)).collect()),
+        ..Scene::default()
     };
     let r = scene_round(&kc, ctx.clone(), &mut api, &done).await;
     assert!(r.deleted.is_empty());
     assert_eq!(condition(&r.status, "RollingRestart")["status"], "False");
     drop(brokers);
+}
+
+/// Waits until `n` brokers are registered and live.
+async fn registered(bootstrap: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = match AdminClient::connect(bootstrap, Duration::from_secs(5)).await {
+            Ok(mut a) => a.describe_cluster().await.map_or(0, |c| c.brokers.len()),
+            Err(_) => 0,
+        };
+        if seen == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} brokers did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_on_a_new_empty_volume_is_tracked_until_its_replicas_are_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = sluice_e2e::start_cluster(dir.path(), 4, &[]).expect("four brokers");
+    let first = brokers[0].bootstrap();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    registered(&first, 4).await;
+    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin
+        .create_topic("kept", 4, 3, &configs)
+        .await
+        .expect("create");
+    let p = sluice_e2e::rd::producer(&bootstrap, &[("acks", "all")]).expect("producer");
+    let mut acked = Vec::new();
+    for partition in 0..4 {
+        let offsets = sluice_e2e::rd::produce_n(&p, "kept", partition, 500)
+            .await
+            .expect("produce");
+        acked.push(offsets.len());
+    }
+    drop(p);
+    let hosted: Vec<i32> = admin
+        .describe_cluster()
+        .await
+        .expect("describe")
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&3))
+        .map(|p| p.partition)
+        .collect();
+    assert!(!hosted.is_empty(), "broker 3 hosts nothing");
+
+    let (ctx, mut api) = context(&[("ns/demo", first.clone())]);
+    let claims = |three: &str| -> Vec<(i64, String)> {
+        (0..4)
+            .map(|i| {
+                let uid = if i == 3 {
+                    three.to_string()
+                } else {
+                    format!("uid-{i}")
+                };
+                (i, uid)
+            })
+            .collect()
+    };
+    let ready = |down: Option<i64>| -> Vec<Value> {
+        (0..4).map(|i| pod(i, "r1", Some(i) != down)).collect()
+    };
+    let settled = json!({"appliedReplicas": 4, "balancedReplicas": 4});
+    let scene = Scene {
+        revision: Some("r1".into()),
+        pods: Some(ready(None)),
+        claims: claims("uid-3-old"),
+    };
+    let r = scene_round(&scaled_cluster(4, settled), ctx.clone(), &mut api, &scene).await;
+    let three = &r.status["brokers"][3];
+    assert_eq!(three["volume"], "uid-3-old", "{three}");
+    assert_eq!(three["state"], "Running", "{three}");
+    assert_eq!(three["replicas"], hosted.len());
+
+    // The volume is lost: the broker stops, its data is gone, and its pod
+    // comes back on a new, empty claim.
+    brokers[3].kill9().expect("kill");
+    std::fs::remove_dir_all(brokers[3].data_dir()).expect("wipe");
+    let scene = Scene {
+        revision: Some("r1".into()),
+        pods: Some(ready(Some(3))),
+        claims: claims("uid-3-new"),
+    };
+    let r = scene_round(&scaled_cluster(4, r.status), ctx.clone(), &mut api, &scene).await;
+    let three = &r.status["brokers"][3];
+    assert_eq!(three["state"], "Rebuilding", "{three}");
+    assert_eq!(three["volume"], "uid-3-new");
+    // What it must hold again: its partitions' bytes on the other brokers.
+    assert!(
+        three["rebuildBytes"].as_u64().is_some_and(|b| b > 0),
+        "{three}"
+    );
+    assert!(
+        three["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("data-demo-3")),
+        "{three}"
+    );
+    assert!(
+        r.events.contains(&"VolumeReplaced".to_string()),
+        "{:?}",
+        r.events
+    );
+
+    // It starts again, empty, copies its replicas back, and is Running
+    // once every one of them is in sync again.
+    brokers[3].restart().expect("restart");
+    let scene = Scene {
+        revision: Some("r1".into()),
+        pods: Some(ready(None)),
+        claims: claims("uid-3-new"),
+    };
+    let mut status = r.status;
+    let mut messages = Vec::new();
+    let mut rebuilt = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = scene_round(&scaled_cluster(4, status), ctx.clone(), &mut api, &scene).await;
+        status = r.status;
+        let three = &status["brokers"][3];
+        if three["state"] == "Rebuilding" {
+            messages.push(three["message"].as_str().unwrap_or_default().to_string());
+            continue;
+        }
+        assert_eq!(three["state"], "Running", "{three}");
+        assert_eq!(three["inSyncReplicas"], hosted.len(), "{three}");
+        rebuilt = r.events.contains(&"BrokerRebuilt".to_string());
+        break;
+    }
+    assert!(rebuilt, "not rebuilt: {messages:?}");
+
+    // Its copies are whole again: as large as the leaders'.
+    let mut mine = AdminClient::connect(&brokers[3].bootstrap(), Duration::from_secs(5))
+        .await
+        .expect("admin on broker 3");
+    let local = mine.local_partition_sizes().await.expect("sizes");
+    let info = admin.describe_cluster().await.expect("describe");
+    for p in info.partitions.iter().filter(|p| p.replicas.contains(&3)) {
+        let leader = &brokers[p.leader as usize];
+        let mut l = AdminClient::connect(&leader.bootstrap(), Duration::from_secs(5))
+            .await
+            .expect("admin on the leader");
+        let theirs = l.local_partition_sizes().await.expect("sizes");
+        let key = ("kept".to_string(), p.partition);
+        assert!(
+            theirs.get(&key).is_some_and(|n| *n > 0),
+            "leader {} of kept-{}: {theirs:?}",
+            p.leader,
+            p.partition
+        );
+        assert_eq!(local.get(&key), theirs.get(&key), "kept-{}", p.partition);
+    }
+    // And every acknowledged record is there.
+    let want: usize = acked.iter().sum();
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        sluice_e2e::rd::consume(&b, "kept", 4, want, Duration::from_secs(60))
+    })
+    .await
+    .expect("join")
+    .expect("consume");
+    assert_eq!(got.len(), want);
 }

@@ -1,6 +1,7 @@
 //! The planner and its executor against five real broker processes: the
 //! data side of scaling 5 → 3 → 5 → 3 (what the operator does around the
-//! StatefulSet), while librdkafka writes with acks=all. Afterwards every
+//! StatefulSet; 3 → 5 → 3 under its replication throttle, bytes and time
+//! printed), while librdkafka writes with acks=all. Afterwards every
 //! acknowledged record is read back, once, and the replicas sit where the
 //! plan put them. A target the remaining brokers cannot hold is refused.
 
@@ -20,6 +21,11 @@ use sluice_operator::rebalance::{self, RfChange, describe, observe};
 const TOPIC: &str = "scaled";
 const PARTITIONS: i32 = 6;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// The replication throttle of the measured scale steps (bytes/s per
+/// broker): low enough to hold the copying back on loopback.
+const THROTTLE: u64 = 8 << 20;
+/// Records written before the scale steps, so that they have data to move.
+const BULK: u64 = 30_000;
 
 /// Steps until the planner says Idle; returns (bytes moved, time taken).
 async fn converge(bootstrap: &str, brokers: &[i32]) -> Result<(u64, Duration)> {
@@ -77,9 +83,38 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
     let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
     admin.create_topic(TOPIC, PARTITIONS, 3, &configs).await?;
 
+    // Data to move: BULK records of 1 KB, acknowledged (and checked at
+    // the end) like the load's, numbered from 1,000,000.
+    let acked: Arc<Mutex<BTreeMap<(i32, i64), u64>>> = Arc::default();
+    {
+        let p = producer(&bootstrap, &[("acks", "all"), ("linger.ms", "20")])?;
+        let value = vec![b'b'; 1000];
+        let mut pending = Vec::with_capacity(BULK as usize);
+        for n in 1_000_000..1_000_000 + BULK {
+            let mut v = n.to_string().into_bytes();
+            v.push(b':');
+            v.extend_from_slice(&value);
+            let key = format!("k{}", n % 64);
+            let f = p
+                .send_result(FutureRecord::to(TOPIC).key(&key).payload(&v))
+                .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?;
+            pending.push((n, f));
+        }
+        let mut map = acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for (n, f) in pending {
+            let d = f
+                .await
+                .context("dropped")?
+                .map_err(|(e, _)| anyhow::anyhow!("bulk record {n}: {e}"))?;
+            ensure!(
+                map.insert((d.partition, d.offset), n).is_none(),
+                "offset reused"
+            );
+        }
+    }
+
     // The load: idempotent, acks=all, every acknowledgement recorded.
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<BTreeMap<(i32, i64), u64>>> = Arc::default();
     let load = {
         let (stop, acked, bootstrap) = (stop.clone(), acked.clone(), bootstrap.clone());
         tokio::spawn(async move {
@@ -114,10 +149,18 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
                 for (n, f) in batch {
                     match f.await.context("dropped")? {
                         Ok(d) => {
-                            acked
+                            let earlier = acked
                                 .lock()
                                 .map_err(|_| anyhow::anyhow!("poisoned"))?
                                 .insert((d.partition, d.offset), n);
+                            // Two records acknowledged at one offset: one
+                            // of them is lost.
+                            if let Some(e) = earlier {
+                                bail!(
+                                    "{e} and {n} both acknowledged at {:?}",
+                                    (d.partition, d.offset)
+                                );
+                            }
                         }
                         Err(_) => failed += 1,
                     }
@@ -129,15 +172,19 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // The first drain to three brokers is the setup; 3 -> 5 -> 3 then runs
+    // under the operator's replication throttle, as a scale does.
     let mut report = Vec::new();
-    for (label, target) in [
-        ("5 -> 3", vec![0, 1, 2]),
-        ("3 -> 5", vec![0, 1, 2, 3, 4]),
-        ("5 -> 3", vec![0, 1, 2]),
+    for (label, target, throttle) in [
+        ("5 -> 3", vec![0, 1, 2], None),
+        ("3 -> 5", vec![0, 1, 2, 3, 4], Some(THROTTLE)),
+        ("5 -> 3", vec![0, 1, 2], Some(THROTTLE)),
     ] {
         println!("scale {label}");
+        rebalance::set_throttle(&bootstrap, throttle, TIMEOUT).await?;
         let (bytes, took) = converge(&bootstrap, &target).await?;
-        report.push((label, bytes, took));
+        rebalance::set_throttle(&bootstrap, None, TIMEOUT).await?;
+        report.push((label, bytes, took, throttle));
         let obs = observe(&first, TIMEOUT).await?;
         let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
         for p in obs.partitions.iter().filter(|p| p.topic == TOPIC) {
@@ -246,9 +293,10 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
             "acknowledged {v} at {k:?} is missing"
         );
     }
-    for (label, bytes, took) in report {
+    for (label, bytes, took, throttle) in report {
+        let throttle = throttle.map_or("none".to_string(), |t| format!("{} MiB/s", t >> 20));
         println!(
-            "scale {label}: {:.1} MB moved in {:.1} s ({n} records acknowledged in all)",
+            "scale {label}: {:.1} MB moved in {:.1} s, throttle {throttle} ({n} records acknowledged in all)",
             bytes as f64 / 1e6,
             took.as_secs_f64()
         );

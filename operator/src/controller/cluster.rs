@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -137,19 +137,47 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         .map_err(Error::kube(format!("list broker pods of {ns}/{name}")))?
         .items;
 
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let claims = claims
+        .list(&ListParams::default().labels(&resources::selector_string(&kc)))
+        .await
+        .map_err(Error::kube(format!(
+            "list broker volume claims of {ns}/{name}"
+        )))?
+        .items;
+
     let cluster = match ctx.admin(&kc).await {
         Ok(mut admin) => admin.describe_cluster().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
+    };
+    // Partition sizes, only while a broker rebuilds on a new volume.
+    let rebuilding = (0..brokers).any(|id| {
+        let before = previous.brokers.iter().find(|b| b.id == id);
+        let claim = format!("data-{name}-{id}");
+        let uid = claims
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(claim.as_str()))
+            .and_then(|c| c.metadata.uid.as_deref());
+        before.is_some_and(|b| b.state == "Rebuilding") || status::volume_replaced(before, uid)
+    });
+    let sizes = match (&cluster, rebuilding) {
+        (Ok(info), true) => {
+            Some(rebalance::sizes_by_broker(info, ctx.settings.admin_timeout).await)
+        }
+        _ => None,
     };
     let mut new = status::compute(
         &kc,
         &status::Observed {
             statefulset: Some(&sts),
             pods: &pods,
+            claims: &claims,
+            sizes: sizes.as_ref(),
             cluster: cluster.as_ref().map_err(Clone::clone),
         },
         now,
     );
+    rebuild_events(&ctx, &kc, &previous, &new).await;
     let mut applied = brokers;
     let rebalancing = previous.balanced_replicas != Some(want)
         || previous
@@ -192,6 +220,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             "Balanced" => "Balanced",
             "Waiting" => "Waiting",
             "Planned" => "Planned",
+            "AwaitingApproval" => "AwaitingApproval",
             _ => "Moving",
         };
         conditions::set(
@@ -261,11 +290,49 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     }))
 }
 
+/// Events for brokers whose volume was replaced: a Warning when the
+/// rebuild starts, a Normal event when every replica is back in sync.
+async fn rebuild_events(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    previous: &crate::crd::KafkaClusterStatus,
+    new: &crate::crd::KafkaClusterStatus,
+) {
+    for b in &new.brokers {
+        let was = previous
+            .brokers
+            .iter()
+            .find(|p| p.id == b.id)
+            .is_some_and(|p| p.state == "Rebuilding");
+        let is = b.state == "Rebuilding";
+        if is && !was {
+            let mut msg = format!("broker {}: {}", b.id, b.message);
+            if b.id < 3 {
+                msg.push_str(
+                    "; it votes in the metadata quorum, which lost this voter's log: keep the other voters up until it has caught up",
+                );
+            }
+            ctx.event(kc, EventType::Warning, "VolumeReplaced", "Rebuild", msg)
+                .await;
+        } else if was && !is {
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "BrokerRebuilt",
+                "Rebuild",
+                format!("broker {}: all {} replicas back in sync", b.id, b.replicas),
+            )
+            .await;
+        }
+    }
+}
+
 /// Moves and elections run only when the same step was planned and shown
 /// in status by the previous pass: the plan is visible before it acts,
 /// and a restart of the operator resumes from what the cluster reports.
-const BATCH: usize = 10;
-
+/// With `spec.rebalance.requireApproval`, moves also wait for the
+/// `sluice.dev/approved-plan` annotation to name the plan's id. Moves run
+/// under the throttle of `spec.rebalance`, removed once balanced.
 async fn rebalance_pass(
     ctx: &Context,
     kc: &KafkaCluster,
@@ -282,35 +349,81 @@ async fn rebalance_pass(
                 running.min(3) - 1
             )),
             want,
+            None,
         );
     }
+    let spec = &kc.spec.rebalance;
+    let throttle = (spec.throttle_bytes_per_second > 0).then_some(spec.throttle_bytes_per_second);
     let bootstrap = ctx.bootstrap(kc);
     let timeout = ctx.settings.admin_timeout;
     let desired = Desired {
         brokers: (0..want).collect(),
         ..Desired::default()
     };
-    let step = match rebalance::plan(&bootstrap, &desired, BATCH, timeout).await {
+    let batch = usize::try_from(spec.max_concurrent_moves)
+        .unwrap_or(1)
+        .max(1);
+    let step = match rebalance::plan(&bootstrap, &desired, batch, timeout).await {
         Ok(s) => s,
         Err(e) => Step::Wait(format!("the cluster cannot be observed: {e}")),
     };
-    let mut shown = rebalance::plan_status(&step, want);
+    let mut shown = rebalance::plan_status(&step, want, throttle);
+    shown.id = crate::plan::rebalance_id(want, kc.metadata.generation.unwrap_or(0));
+    if matches!(step, Step::Idle) {
+        // Balanced: the throttle goes (whoever set it: while the operator
+        // rebalances it owns these two settings).
+        if previous
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.phase != "Balanced")
+            && let Err(e) = rebalance::set_throttle(&bootstrap, None, timeout).await
+        {
+            shown.phase = "Waiting".into();
+            shown.message = format!("balanced; removing the replication throttle: {e}");
+        }
+        return shown;
+    }
+    if shown.phase != "Planned" {
+        return shown;
+    }
+    let moves = matches!(step, Step::Move(_));
+    let approved = !moves
+        || !spec.require_approval
+        || kc.annotations().get(crate::crd::APPROVED_PLAN_ANNOTATION) == Some(&shown.id);
+    if !approved {
+        shown.phase = "AwaitingApproval".into();
+        shown.message = format!(
+            "{}; approve with: kubectl annotate kafkacluster {} {}={} --overwrite",
+            shown.message,
+            kc.name_any(),
+            crate::crd::APPROVED_PLAN_ANNOTATION,
+            shown.id
+        );
+        return shown;
+    }
     let planned_before = previous.plan.as_ref().is_some_and(|p| {
-        p.phase == "Planned" && p.moves == shown.moves && p.message == shown.message
+        matches!(p.phase.as_str(), "Planned" | "AwaitingApproval")
+            && p.moves == shown.moves
+            && p.message == shown.message
     });
-    if shown.phase == "Planned" && planned_before {
-        match rebalance::execute(&bootstrap, &step, timeout).await {
-            Ok(()) => {
-                shown.phase = if matches!(step, Step::Move(_)) {
-                    "Moving".into()
-                } else {
-                    "Electing".into()
-                };
-            }
-            Err(e) => {
-                shown.phase = "Waiting".into();
-                shown.message = format!("the step was refused: {e}");
-            }
+    if !planned_before {
+        return shown;
+    }
+    if moves
+        && let Err(e) =
+            rebalance::set_throttle(&bootstrap, throttle.map(|t| t as u64), timeout).await
+    {
+        shown.phase = "Waiting".into();
+        shown.message = format!("setting the replication throttle: {e}");
+        return shown;
+    }
+    match rebalance::execute(&bootstrap, &step, timeout).await {
+        Ok(()) => {
+            shown.phase = if moves { "Moving" } else { "Electing" }.into();
+        }
+        Err(e) => {
+            shown.phase = "Waiting".into();
+            shown.message = format!("the step was refused: {e}");
         }
     }
     shown

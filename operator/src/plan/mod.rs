@@ -108,3 +108,16 @@ pub enum Step {
     /// The desired state cannot be reached; the reason names what stops it.
     Refused(String),
 }
+
+/// A short name for a rebalance: toward `brokers` brokers, as asked by
+/// generation `generation` of the spec. The same on every operator version
+/// and restart (FNV-1a): what an approval refers to. One approval covers
+/// every batch of moves of that rebalance; a new spec asks again.
+pub fn rebalance_id(brokers: i32, generation: i64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{brokers}/{generation}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:012x}", h >> 16)
+}

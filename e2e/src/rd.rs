@@ -133,3 +133,119 @@ pub async fn produce_n(
     }
     Ok(offsets)
 }
+
+/// A background producer for tests that change the cluster underneath it:
+/// idempotent, `acks=all`, numbered 1 KB records (`N:xxx…`) in rounds of a
+/// hundred, bounded in count and time. It remembers where each record was
+/// acknowledged and counts the records that failed.
+pub struct AckedLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Result<LoadResult>>,
+}
+
+/// What an [`AckedLoad`] saw.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// `(partition, offset) -> record number`.
+    pub acked: std::collections::BTreeMap<(i32, i64), u64>,
+    /// Records whose delivery failed, with the first errors.
+    pub failed: usize,
+    pub first_errors: Vec<String>,
+}
+
+impl AckedLoad {
+    /// Starts writing to `topic`, numbering records from `first`.
+    pub fn start(bootstrap: &str, topic: &str, first: u64) -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let p = producer(
+            bootstrap,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", "120000"),
+            ],
+        )?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (flag, topic) = (stop.clone(), topic.to_string());
+        let task = tokio::spawn(async move {
+            let value = vec![b'x'; 1000];
+            let mut out = LoadResult::default();
+            let started = Instant::now();
+            let mut n = first;
+            while !flag.load(Ordering::Relaxed)
+                && n < first + 100_000
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                let mut round = Vec::with_capacity(100);
+                for _ in 0..100 {
+                    let mut v = n.to_string().into_bytes();
+                    v.push(b':');
+                    v.extend_from_slice(&value);
+                    let key = format!("k{}", n % 64);
+                    let f = p
+                        .send_result(FutureRecord::to(&topic).key(&key).payload(&v))
+                        .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?;
+                    round.push((n, f));
+                    n += 1;
+                }
+                for (i, f) in round {
+                    match f.await.context("delivery future dropped")? {
+                        Ok(d) => {
+                            if let Some(earlier) = out.acked.insert((d.partition, d.offset), i) {
+                                bail!(
+                                    "records {earlier} and {i} both acknowledged at {}:{}",
+                                    d.partition,
+                                    d.offset
+                                );
+                            }
+                        }
+                        Err((e, _)) => {
+                            out.failed += 1;
+                            if out.first_errors.len() < 3 {
+                                out.first_errors.push(format!("record {i}: {e}"));
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(out)
+        });
+        Ok(AckedLoad { stop, task })
+    }
+
+    /// Stops after the round in flight; what was acknowledged.
+    pub async fn finish(self) -> Result<LoadResult> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.context("load task")?
+    }
+}
+
+/// Reads `topic` back and checks that every acknowledged record is there,
+/// at its offset, and no record appears twice.
+pub fn check_acknowledged(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    acked: &std::collections::BTreeMap<(i32, i64), u64>,
+    timeout: Duration,
+) -> Result<()> {
+    let got = consume(bootstrap, topic, partitions, acked.len(), timeout)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut by_offset = std::collections::BTreeMap::new();
+    for c in &got {
+        let v = c.value.as_deref().unwrap_or_default();
+        let end = v.iter().position(|b| *b == b':').unwrap_or(v.len());
+        let i: u64 = std::str::from_utf8(&v[..end])?.parse()?;
+        if !seen.insert(i) {
+            bail!("record {i} read twice");
+        }
+        by_offset.insert((c.partition, c.offset), i);
+    }
+    for (k, v) in acked {
+        if by_offset.get(k) != Some(v) {
+            bail!("acknowledged record {v} at {k:?} is missing");
+        }
+    }
+    Ok(())
+}

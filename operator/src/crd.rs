@@ -281,6 +281,10 @@ pub struct KafkaClusterStatus {
     /// above `spec.replicas` until the leaving brokers hold no replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_replicas: Option<i32>,
+    /// Brokers a scale-down removed that are still registered in the
+    /// cluster's metadata: unregistered once their pods are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unregistering: Vec<i32>,
     /// The `spec.replicas` the partitions were last balanced for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balanced_replicas: Option<i32>,

@@ -301,6 +301,7 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
         applied_replicas: previous.applied_replicas,
         balanced_replicas: previous.balanced_replicas,
         plan: previous.plan,
+        unregistering: previous.unregistering,
     }
 }
 

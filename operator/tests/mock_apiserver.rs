@@ -831,7 +831,7 @@ async fn replicas_of(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let brokers = sluice_e2e::start_cluster(dir.path(), 5, &[]).expect("five brokers");
+    let mut brokers = sluice_e2e::start_cluster(dir.path(), 5, &[]).expect("five brokers");
     let first = brokers[0].bootstrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -993,6 +993,35 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
         );
         assert_eq!(rs.len(), 3);
     }
+
+    // Brokers 3 and 4 are still running (their pods terminate): they stay
+    // registered until they are gone, then leave the metadata.
+    assert_eq!(status["unregistering"], json!([3, 4]), "{status}");
+    for b in [3, 4] {
+        brokers[b].kill9().expect("stop");
+    }
+    let mut events = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = any_round(&scaled_cluster(3, status.clone()), ctx.clone(), &mut api).await;
+        status = r.status;
+        events.extend(r.events);
+        if status.get("unregistering").is_none() {
+            break;
+        }
+    }
+    assert!(status.get("unregistering").is_none(), "{status}");
+    assert!(
+        events.contains(&"BrokersUnregistered".to_string()),
+        "{events:?}"
+    );
+    for b in [3, 4] {
+        let e = admin.unregister_broker(b).await.expect_err("already gone");
+        assert_eq!(sluice_admin::error_code(&e), Some(102), "{e}");
+    }
+    // A voter of the metadata quorum is refused, saying why.
+    let e = admin.unregister_broker(1).await.expect_err("a voter");
+    assert!(e.to_string().contains("quorum"), "{e}");
 
     // Below three brokers the quorum's voters would go: refused.
     let r = any_round(&scaled_cluster(2, status.clone()), ctx.clone(), &mut api).await;
@@ -1307,4 +1336,96 @@ async fn a_broker_on_a_new_empty_volume_is_tracked_until_its_replicas_are_rebuil
     .expect("join")
     .expect("consume");
     assert_eq!(got.len(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_nothing_and_fails_no_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = sluice_e2e::start_cluster(dir.path(), 3, &[]).expect("three brokers");
+    let first = brokers[0].bootstrap();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    registered(&first, 3).await;
+    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin
+        .create_topic("orders", 6, 3, &configs)
+        .await
+        .expect("orders");
+    let load = sluice_e2e::rd::AckedLoad::start(&bootstrap, "orders", 0).expect("load");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Each deleted pod is a broker that stops on SIGTERM (handing its
+    // leaderships over) and starts again on the new template, as the
+    // StatefulSet would recreate it.
+    let (ctx, mut api) = context(&[("ns/demo", first.clone())]);
+    let mut status = json!({"appliedReplicas": 3, "balancedReplicas": 3,
+                            "plan": {"phase": "Balanced", "targetBrokers": 3, "message": "balanced"}});
+    let mut revisions = ["rev-1"; 3];
+    let mut order = Vec::new();
+    let mut blocked = Vec::new();
+    for _ in 0..120 {
+        let scene = Scene {
+            revision: Some("rev-2".into()),
+            pods: Some(
+                (0..3)
+                    .map(|i| pod(i, revisions[i as usize], true))
+                    .collect(),
+            ),
+            ..Scene::default()
+        };
+        let r = scene_round(&scaled_cluster(3, status), ctx.clone(), &mut api, &scene).await;
+        status = r.status;
+        let c = condition(&status, "RollingRestart");
+        if c["status"] == "False" {
+            break;
+        }
+        if c["reason"] == "Blocked" {
+            blocked.push(c["message"].as_str().unwrap_or_default().to_string());
+        }
+        for pod in &r.deleted {
+            let b: usize = pod
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("ordinal");
+            let code = tokio::task::block_in_place(|| brokers[b].terminate()).expect("stop");
+            assert_eq!(code, Some(0), "broker {b} did not stop cleanly");
+            tokio::task::block_in_place(|| brokers[b].restart()).expect("start");
+            revisions[b] = "rev-2";
+            order.push(b);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        condition(&status, "RollingRestart")["reason"],
+        "UpToDate",
+        "order {order:?}, blocked {blocked:?}"
+    );
+    let mut rolled = order.clone();
+    rolled.sort_unstable();
+    assert_eq!(rolled, vec![0, 1, 2], "each broker once: {order:?}");
+
+    // The producer saw retriable errors at most (librdkafka retries them
+    // within its delivery timeout): every write was acknowledged, and every
+    // acknowledged record reads back once.
+    let result = load.finish().await.expect("load");
+    assert_eq!(result.failed, 0, "{:?}", result.first_errors);
+    assert!(
+        result.acked.len() >= 1000,
+        "{} acknowledged",
+        result.acked.len()
+    );
+    let acked = result.acked;
+    tokio::task::spawn_blocking(move || {
+        sluice_e2e::rd::check_acknowledged(&bootstrap, "orders", 6, &acked, Duration::from_secs(60))
+    })
+    .await
+    .expect("join")
+    .expect("read back");
 }

@@ -5,15 +5,13 @@
 //! acknowledged record is read back, once, and the replicas sit where the
 //! plan put them. A target the remaining brokers cannot hold is refused.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use rdkafka::producer::FutureRecord;
 use sluice_admin::AdminClient;
-use sluice_e2e::rd::{consume, producer};
+use sluice_e2e::rd::{AckedLoad, check_acknowledged, producer};
 use sluice_e2e::start_cluster;
 use sluice_operator::plan::{Desired, Step};
 use sluice_operator::rebalance::{self, RfChange, describe, observe};
@@ -85,7 +83,7 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
 
     // Data to move: BULK records of 1 KB, acknowledged (and checked at
     // the end) like the load's, numbered from 1,000,000.
-    let acked: Arc<Mutex<BTreeMap<(i32, i64), u64>>> = Arc::default();
+    let mut acked: BTreeMap<(i32, i64), u64> = BTreeMap::new();
     {
         let p = producer(&bootstrap, &[("acks", "all"), ("linger.ms", "20")])?;
         let value = vec![b'b'; 1000];
@@ -100,76 +98,20 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
                 .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?;
             pending.push((n, f));
         }
-        let mut map = acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         for (n, f) in pending {
             let d = f
                 .await
                 .context("dropped")?
                 .map_err(|(e, _)| anyhow::anyhow!("bulk record {n}: {e}"))?;
             ensure!(
-                map.insert((d.partition, d.offset), n).is_none(),
+                acked.insert((d.partition, d.offset), n).is_none(),
                 "offset reused"
             );
         }
     }
 
     // The load: idempotent, acks=all, every acknowledgement recorded.
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (stop, acked, bootstrap) = (stop.clone(), acked.clone(), bootstrap.clone());
-        tokio::spawn(async move {
-            let p = producer(
-                &bootstrap,
-                &[
-                    ("acks", "all"),
-                    ("enable.idempotence", "true"),
-                    ("message.timeout.ms", "120000"),
-                ],
-            )?;
-            let value = vec![b'x'; 1000];
-            let mut failed = 0usize;
-            let mut i = 0u64;
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed)
-                && i < 100_000
-                && started.elapsed() < Duration::from_secs(600)
-            {
-                let mut batch = Vec::with_capacity(100);
-                for _ in 0..100 {
-                    let mut v = i.to_string().into_bytes();
-                    v.push(b':');
-                    v.extend_from_slice(&value);
-                    let key = format!("k{}", i % 64);
-                    let f = p
-                        .send_result(FutureRecord::to(TOPIC).key(&key).payload(&v))
-                        .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?;
-                    batch.push((i, f));
-                    i += 1;
-                }
-                for (n, f) in batch {
-                    match f.await.context("dropped")? {
-                        Ok(d) => {
-                            let earlier = acked
-                                .lock()
-                                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                                .insert((d.partition, d.offset), n);
-                            // Two records acknowledged at one offset: one
-                            // of them is lost.
-                            if let Some(e) = earlier {
-                                bail!(
-                                    "{e} and {n} both acknowledged at {:?}",
-                                    (d.partition, d.offset)
-                                );
-                            }
-                        }
-                        Err(_) => failed += 1,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok::<usize, anyhow::Error>(failed)
-        })
-    };
+    let load = AckedLoad::start(&bootstrap, TOPIC, 0)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The first drain to three brokers is the setup; 3 -> 5 -> 3 then runs
@@ -264,35 +206,25 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
         other => bail!("expected a refusal, got {other:?}"),
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let failed = load.await??;
-    let acked = Arc::try_unwrap(acked)
-        .map_err(|_| anyhow::anyhow!("still shared"))?
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    ensure!(failed == 0, "{failed} records not acknowledged");
-    let n = acked.len();
-    ensure!(n > 0, "nothing acknowledged");
-    let b = bootstrap.clone();
-    let got = tokio::task::spawn_blocking(move || {
-        consume(&b, TOPIC, PARTITIONS, n, Duration::from_secs(120))
-    })
-    .await??;
-    let mut seen = BTreeSet::new();
-    let mut by_offset = BTreeMap::new();
-    for c in &got {
-        let v = c.value.as_deref().unwrap_or_default();
-        let end = v.iter().position(|b| *b == b':').unwrap_or(v.len());
-        let i: u64 = std::str::from_utf8(&v[..end])?.parse()?;
-        ensure!(seen.insert(i), "record {i} read twice");
-        by_offset.insert((c.partition, c.offset), i);
-    }
-    for (k, v) in &acked {
+    let result = load.finish().await?;
+    ensure!(
+        result.failed == 0,
+        "{} records not acknowledged: {:?}",
+        result.failed,
+        result.first_errors
+    );
+    for (k, v) in result.acked {
         ensure!(
-            by_offset.get(k) == Some(v),
-            "acknowledged {v} at {k:?} is missing"
+            acked.insert(k, v).is_none(),
+            "offset {k:?} acknowledged twice"
         );
     }
+    let n = acked.len();
+    let b = bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        check_acknowledged(&b, TOPIC, PARTITIONS, &acked, Duration::from_secs(120))
+    })
+    .await??;
     for (label, bytes, took, throttle) in report {
         let throttle = throttle.map_or("none".to_string(), |t| format!("{} MiB/s", t >> 20));
         println!(

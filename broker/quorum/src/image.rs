@@ -84,6 +84,11 @@ pub enum Command {
         epoch: u64,
         fenced: bool,
     },
+    /// Forgets a broker that is stopped (fenced) and holds no replica:
+    /// the last step of a scale-down (Kafka's UnregisterBroker).
+    UnregisterBroker {
+        id: i32,
+    },
     CreateTopic {
         name: String,
         id: [u8; 16],
@@ -148,6 +153,8 @@ pub enum Refusal {
     InvalidReplicaAssignment(String),
     #[error("no reassignment is in progress for {topic}-{partition}")]
     NoReassignmentInProgress { topic: String, partition: i32 },
+    #[error("{0}")]
+    BrokerInUse(String),
 }
 
 impl MetadataImage {
@@ -211,6 +218,35 @@ impl MetadataImage {
                     }
                 }
                 Ok(Outcome::Registered { epoch })
+            }
+            Command::UnregisterBroker { id } => {
+                let b = self.brokers.get(id).ok_or(Refusal::UnknownBroker(*id))?;
+                if !b.fenced {
+                    return Err(Refusal::BrokerInUse(format!(
+                        "broker {id} is running: stop it before unregistering it"
+                    )));
+                }
+                let held: Vec<String> = self
+                    .topics
+                    .iter()
+                    .flat_map(|(name, t)| {
+                        t.partitions
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, p)| p.replicas.contains(id))
+                            .map(move |(i, _)| format!("{name}-{i}"))
+                    })
+                    .collect();
+                if !held.is_empty() {
+                    let shown: Vec<&str> = held.iter().take(3).map(String::as_str).collect();
+                    return Err(Refusal::BrokerInUse(format!(
+                        "broker {id} still holds replicas of {} partition(s) ({}); move them first",
+                        held.len(),
+                        shown.join(", ")
+                    )));
+                }
+                self.brokers.remove(id);
+                Ok(Outcome::Ok)
             }
             Command::SetFenced { id, epoch, fenced } => {
                 let b = self
@@ -570,6 +606,50 @@ mod tests {
         assert_eq!(ps[1].leader, 0, "untouched leadership of another broker");
         // Its only copy: kept in the ISR, offline until it is unfenced.
         assert_eq!((ps[2].leader, ps[2].isr.clone()), (-1, vec![2]));
+    }
+
+    #[test]
+    fn only_a_stopped_broker_without_replicas_is_unregistered() {
+        let mut img = MetadataImage::default();
+        for id in 0..3 {
+            live(&mut img, id);
+        }
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [4; 16],
+            assignment: vec![vec![0, 1], vec![1, 2]],
+            configs: BTreeMap::new(),
+        });
+        let unregister = |id| Command::UnregisterBroker { id };
+        assert_eq!(
+            img.apply(&unregister(7)),
+            Outcome::Refused(Refusal::UnknownBroker(7))
+        );
+        assert!(matches!(
+            img.apply(&unregister(2)),
+            Outcome::Refused(Refusal::BrokerInUse(m)) if m.contains("running")
+        ));
+        let epoch = img.brokers[&2].epoch;
+        img.apply(&Command::SetFenced {
+            id: 2,
+            epoch,
+            fenced: true,
+        });
+        assert!(matches!(
+            img.apply(&unregister(2)),
+            Outcome::Refused(Refusal::BrokerInUse(m)) if m.contains("t-1")
+        ));
+        assert!(img.brokers.contains_key(&2));
+        // Its replica moves away; then it goes.
+        img.apply(&Command::ReassignPartition {
+            topic: "t".into(),
+            partition: 1,
+            target: Some(vec![1]),
+        });
+        let p = &img.topics["t"].partitions[1];
+        assert!(!p.replicas.contains(&2), "{p:?}");
+        assert_eq!(img.apply(&unregister(2)), Outcome::Ok);
+        assert!(!img.brokers.contains_key(&2));
     }
 
     #[test]

@@ -380,15 +380,39 @@ async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: Cancell
             }
         }
         // Observers replicate the metadata log as learners.
-        let members: BTreeSet<u64> = {
+        let (members, voters): (BTreeSet<u64>, BTreeSet<u64>) = {
             let m = node.raft().metrics();
             let m = m.borrow();
-            m.membership_config
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .collect()
+            let membership = m.membership_config.membership();
+            (
+                membership.nodes().map(|(id, _)| *id).collect(),
+                membership.voter_ids().collect(),
+            )
         };
+        // Learners of brokers no longer registered (unregistered after a
+        // scale-down) leave the membership: the leader stops sending them
+        // the log.
+        let gone: BTreeSet<u64> = members
+            .iter()
+            .copied()
+            .filter(|id| !voters.contains(id))
+            .filter(|id| i32::try_from(*id).map_or(true, |b| !img.brokers.contains_key(&b)))
+            .collect();
+        if !gone.is_empty() {
+            match node
+                .raft()
+                .change_membership(openraft::ChangeMembers::RemoveNodes(gone.clone()), false)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(learners = ?gone, "removed unregistered brokers from the metadata learners");
+                    for id in &gone {
+                        learners_added.remove(id);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "removing learners"),
+            }
+        }
         for b in img.brokers.values() {
             let id = b.id as u64;
             if members.contains(&id)

@@ -17,6 +17,7 @@ pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod reassignments;
+pub mod unregister_broker;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -167,6 +168,11 @@ pub async fn handle(
             let resp = reassignments::alter(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::UnregisterBroker => {
+            let req: UnregisterBrokerRequest = decode_body(&h).map_err(bad)?;
+            let resp = unregister_broker::handle(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         ApiKey::ListPartitionReassignments => {
             let req: ListPartitionReassignmentsRequest = decode_body(&h).map_err(bad)?;
             let resp = reassignments::list(broker, req, v);
@@ -271,6 +277,7 @@ pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
         ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(h).map(drop),
         ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(h).map(drop),
         ApiKey::ElectLeaders => decode_body::<ElectLeadersRequest>(h).map(drop),
+        ApiKey::UnregisterBroker => decode_body::<UnregisterBrokerRequest>(h).map(drop),
         ApiKey::AlterPartitionReassignments => {
             decode_body::<AlterPartitionReassignmentsRequest>(h).map(drop)
         }

@@ -64,6 +64,7 @@ pub const SUPPORTED: &[Support] = &[
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The advertised range for `key`, if served.
@@ -103,6 +104,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::UnregisterBroker => "UnregisterBroker",
         _ => "Other",
     }
 }
@@ -146,6 +148,7 @@ mod tests {
             ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
             ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
             ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+            ApiKey::UnregisterBroker => UnregisterBrokerRequest::VERSIONS,
             other => panic!("no codec range listed for {other:?}"),
         };
         for s in SUPPORTED {

@@ -651,6 +651,14 @@ impl AdminClient {
             .collect())
     }
 
+    /// Forgets a stopped broker that holds no replica (UnregisterBroker).
+    pub async fn unregister_broker(&mut self, broker: i32) -> Result<(), AdminError> {
+        let resp = self
+            .call(UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker)))
+            .await?;
+        kafka(resp.error_code, resp.error_message.as_ref())
+    }
+
     /// Sets (Some) or removes (None) dynamic configs of the broker this
     /// client is connected to (resource name: its id).
     pub async fn alter_broker_configs(

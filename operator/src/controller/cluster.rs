@@ -179,6 +179,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     );
     rebuild_events(&ctx, &kc, &previous, &new).await;
     let mut applied = brokers;
+    let mut scaled_down = false;
     let rebalancing = previous.balanced_replicas != Some(want)
         || previous
             .plan
@@ -192,6 +193,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
                 // Every replica is off the leaving brokers: now they go.
                 apply(&ctx, &ns, &children.drained_statefulset).await?;
                 applied = want;
+                scaled_down = true;
                 ctx.event(
                     &*kc,
                     EventType::Normal,
@@ -237,6 +239,23 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         new.plan = Some(plan);
     }
     new.applied_replicas = Some(applied);
+    // Brokers that left: unregistered once their pods are gone (ids the
+    // StatefulSet has again after a scale-up are not touched).
+    let mut leaving: Vec<i32> = previous
+        .unregistering
+        .iter()
+        .copied()
+        .filter(|id| *id >= applied)
+        .collect();
+    if scaled_down {
+        leaving.extend(want..applied_before);
+    }
+    leaving.sort_unstable();
+    leaving.dedup();
+    if !leaving.is_empty() && cluster.is_ok() {
+        leaving = unregister_pass(&ctx, &kc, &pods, leaving).await;
+    }
+    new.unregistering = leaving;
     let rolling = roll_pass(&ctx, &kc, &sts, &pods, &cluster, &new, applied).await?;
     conditions::set(
         &mut new.conditions,
@@ -288,6 +307,54 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         ctx.settings.poll
     }))
+}
+
+/// Unregisters the brokers of `leaving` whose pods are gone; returns the
+/// ones still registered (pod still there, broker not yet fenced, or the
+/// cluster unreachable: tried again next pass).
+async fn unregister_pass(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    pods: &[Pod],
+    leaving: Vec<i32>,
+) -> Vec<i32> {
+    const BROKER_ID_NOT_REGISTERED: i16 = 102;
+    let name = kc.name_any();
+    let mut admin = match ctx.admin(kc).await {
+        Ok(a) => a,
+        Err(_) => return leaving,
+    };
+    let mut still = Vec::new();
+    let mut gone = Vec::new();
+    for id in leaving {
+        let pod = format!("{name}-{id}");
+        if pods
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+        {
+            still.push(id);
+            continue;
+        }
+        match admin.unregister_broker(id).await {
+            Ok(()) => gone.push(id),
+            Err(e) if sluice_admin::error_code(&e) == Some(BROKER_ID_NOT_REGISTERED) => {}
+            Err(e) => {
+                tracing::debug!(broker = id, error = %e, "unregistering a removed broker");
+                still.push(id);
+            }
+        }
+    }
+    if !gone.is_empty() {
+        ctx.event(
+            kc,
+            EventType::Normal,
+            "BrokersUnregistered",
+            "ScaleDown",
+            format!("brokers {gone:?} left the cluster's metadata"),
+        )
+        .await;
+    }
+    still
 }
 
 /// Events for brokers whose volume was replaced: a Warning when the

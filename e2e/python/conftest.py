@@ -171,8 +171,14 @@ def start_cluster(tmp_path, n, extra=()):
             "--controller-quorum-voters", voters,
             *extra,
         ]
-    for b in brokers:
-        b.start()
+    try:
+        for b in brokers:
+            b.start()
+    except BaseException:
+        # One that cannot start must not leave the others running.
+        for b in brokers:
+            b.stop()
+        raise
     return brokers
 
 

@@ -898,6 +898,15 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // From here on a producer writes at acks=all; every record it had
+    // acknowledged is read back at the end.
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let load = sluice_e2e::rd::AckedLoad::start(&bootstrap, "orders", 0).expect("load");
+
     // With approval required, the plan is shown and waits: twice, and
     // with an annotation naming another plan; nothing moves meanwhile.
     let gated = |status: Value, approved: Option<&str>| {
@@ -1032,6 +1041,42 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
             .as_str()
             .is_some_and(|m| m.contains("quorum"))
     );
+
+    // 3 -> 5: the StatefulSet grows at once, its new pods (brokers 3 and
+    // 4, started again) register, and partitions move onto them; then
+    // 5 -> 3 again, without approval this time.
+    for b in [3, 4] {
+        tokio::task::block_in_place(|| brokers[b].restart()).expect("start");
+    }
+    for (want, sts) in [(5, 5), (3, 3)] {
+        let mut balanced = false;
+        for _ in 0..120 {
+            let r = any_round(&scaled_cluster(want, status.clone()), ctx.clone(), &mut api).await;
+            status = r.status;
+            if status["balancedReplicas"] == want && status["appliedReplicas"] == sts {
+                balanced = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(balanced, "scale to {want}: {status}");
+        let rs = replicas_of(&first, "orders").await;
+        let used: std::collections::BTreeSet<i32> = rs.iter().flatten().copied().collect();
+        assert_eq!(
+            used,
+            (0..want).collect(),
+            "scale to {want}: every broker holds replicas, no other does: {rs:?}"
+        );
+    }
+    let result = load.finish().await.expect("load");
+    assert_eq!(result.failed, 0, "{:?}", result.first_errors);
+    let acked = result.acked;
+    tokio::task::spawn_blocking(move || {
+        sluice_e2e::rd::check_acknowledged(&bootstrap, "orders", 6, &acked, Duration::from_secs(60))
+    })
+    .await
+    .expect("join")
+    .expect("read back");
     drop(brokers);
 }
 

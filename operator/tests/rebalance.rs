@@ -33,8 +33,19 @@ async fn converge(bootstrap: &str, brokers: &[i32]) -> Result<(u64, Duration)> {
     };
     let started = Instant::now();
     let mut bytes = 0;
+    let mut refusals = Vec::new();
     while started.elapsed() < Duration::from_secs(180) {
-        let step = rebalance::step(bootstrap, &desired, 4, TIMEOUT).await?;
+        // As the reconciler does, a step the brokers refuse (a broker
+        // fenced for a moment between plan and move) is planned again.
+        let step = match rebalance::step(bootstrap, &desired, 4, TIMEOUT).await {
+            Err(e @ rebalance::StepError::Refused { .. }) if refusals.len() < 5 => {
+                println!("  refused, planned again: {e}");
+                refusals.push(e.to_string());
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            other => other.with_context(|| format!("earlier refusals: {refusals:?}"))?,
+        };
         println!(
             "  {:>6.1}s {}",
             started.elapsed().as_secs_f64(),

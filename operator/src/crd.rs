@@ -337,7 +337,8 @@ pub struct BrokerStatus {
     pub id: i32,
     pub pod: String,
     /// Running, Starting, Restarting, Rebuilding (its volume was replaced
-    /// and its replicas are copied back from the others), Missing.
+    /// and its replicas are copied back from the others), VolumeUnreachable
+    /// (its pod cannot be scheduled where its volume is), Missing.
     pub state: String,
     /// What is happening to it, when more than the state says.
     #[serde(default, skip_serializing_if = "String::is_empty")]

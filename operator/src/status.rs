@@ -39,6 +39,25 @@ pub(crate) fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The scheduler's word when a pod cannot be placed because its volume is
+/// bound to a node it cannot use (the node is gone, or cordoned for good):
+/// `PodScheduled=False`, reason `Unschedulable`, "volume node affinity
+/// conflict" in the message.
+pub(crate) fn stranded_by_volume(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())?
+        .iter()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("volume node affinity conflict"))
+        })
+        .and_then(|c| c.message.clone())
+}
+
 /// Under-replicated partitions named for a message: at most three.
 fn name_under_replicated(c: &ClusterInfo) -> (usize, String) {
     let short: Vec<String> = c
@@ -151,10 +170,12 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
                 .pods
                 .iter()
                 .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()));
+            let stranded = pod.and_then(stranded_by_volume);
             let state = match pod {
                 None => "Missing",
                 Some(p) if p.metadata.deletion_timestamp.is_some() => "Restarting",
                 Some(p) if pod_ready(p) => "Running",
+                Some(_) if stranded.is_some() => "VolumeUnreachable",
                 Some(_) => "Starting",
             };
             let registered = cluster.is_some_and(|c| c.brokers.iter().any(|b| b.id == id));
@@ -190,9 +211,17 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
                 before,
                 volume_replaced(before, uid.as_deref()),
             );
+            // A broker whose volume cannot be reached is rebuilt elsewhere
+            // on a new volume once a person lets that volume go.
+            let message = match &stranded {
+                Some(why) if state == "VolumeUnreachable" => format!(
+                    "its volume is bound to a node that cannot run it ({why}); to rebuild the broker on a new volume: kubectl delete pvc {claim} && kubectl delete pod {pod_name}"
+                ),
+                _ => message,
+            };
             BrokerStatus {
                 id,
-                pod: pod_name,
+                pod: pod_name.clone(),
                 state: state.to_string(),
                 message,
                 // A claim not seen (deleted, not yet made again) keeps the
@@ -521,6 +550,48 @@ mod tests {
         assert!(d.message.contains("orders-0"), "{}", d.message);
         assert_eq!(s.brokers[2].state, "Starting");
         assert_eq!(s.brokers[2].under_replicated, 1);
+    }
+
+    #[test]
+    fn a_pod_held_back_by_its_volume_says_how_to_rebuild_it() {
+        let k = kc(3);
+        let set = sts(2, 2, 2);
+        let mut stuck = pod("demo-2", false);
+        if let Some(st) = stuck.status.as_mut() {
+            st.conditions = Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(
+                    "0/3 nodes are available: 3 node(s) had volume node affinity conflict.".into(),
+                ),
+                ..PodCondition::default()
+            }]);
+        }
+        let pods = [pod("demo-0", true), pod("demo-1", true), stuck];
+        let c = cluster(true);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &pods,
+                claims: &[],
+                sizes: None,
+                cluster: Ok(&c),
+            },
+            Timestamp::now(),
+        );
+        let b = &s.brokers[2];
+        assert_eq!(b.state, "VolumeUnreachable");
+        assert!(
+            b.message
+                .contains("kubectl delete pvc data-demo-2 && kubectl delete pod demo-2"),
+            "{}",
+            b.message
+        );
+        assert!(b.message.contains("volume node affinity conflict"));
+        // A pod merely starting is not.
+        assert_eq!(s.brokers[1].state, "Running");
     }
 
     #[test]

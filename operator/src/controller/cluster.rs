@@ -358,7 +358,8 @@ async fn unregister_pass(
 }
 
 /// Events for brokers whose volume was replaced: a Warning when the
-/// rebuild starts, a Normal event when every replica is back in sync.
+/// rebuild starts, a Normal event when every replica is back in sync; and
+/// a Warning when a broker's pod cannot be scheduled onto its volume.
 async fn rebuild_events(
     ctx: &Context,
     kc: &KafkaCluster,
@@ -372,6 +373,21 @@ async fn rebuild_events(
             .find(|p| p.id == b.id)
             .is_some_and(|p| p.state == "Rebuilding");
         let is = b.state == "Rebuilding";
+        let stranded_before = previous
+            .brokers
+            .iter()
+            .find(|p| p.id == b.id)
+            .is_some_and(|p| p.state == "VolumeUnreachable");
+        if b.state == "VolumeUnreachable" && !stranded_before {
+            ctx.event(
+                kc,
+                EventType::Warning,
+                "VolumeUnreachable",
+                "Rebuild",
+                format!("broker {}: {}", b.id, b.message),
+            )
+            .await;
+        }
         if is && !was {
             let mut msg = format!("broker {}: {}", b.id, b.message);
             if b.id < 3 {

@@ -115,6 +115,21 @@ fn wait_until(what: &str, deadline: Instant, mut ok: impl FnMut() -> bool) -> Re
     Ok(())
 }
 
+/// The probe's librdkafka log on stderr, when asked for.
+struct ProbeLog(bool);
+
+impl rdkafka::ClientContext for ProbeLog {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        if self.0 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            eprintln!("librdkafka {t:.3} {facility} {message}");
+        }
+    }
+}
+
 pub fn run(a: &FailoverArgs) -> Result<Row> {
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let bin = match &a.broker_bin {
@@ -190,12 +205,18 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
     let probe = {
         let (stop, acks, bootstrap) = (stop.clone(), acks.clone(), bootstrap.clone());
         std::thread::spawn(move || -> Result<()> {
-            let p: FutureProducer = ClientConfig::new()
+            // SLUICE_BENCH_PROBE_DEBUG=metadata,topic,broker prints the
+            // probe's librdkafka debug log, stamped in unix seconds like
+            // the round lines, to see where a failover's time goes.
+            let debug = std::env::var("SLUICE_BENCH_PROBE_DEBUG").ok();
+            let p: FutureProducer<ProbeLog> = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "0")
-                .create()?;
+                .set("debug", debug.clone().unwrap_or_else(|| "generic".into()))
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug)
+                .create_with_context(ProbeLog(debug.is_some()))?;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let v = i.to_string();

@@ -159,6 +159,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
         .as_ref()
         .map_or(500, |c| c.replica_fetch_wait_max_ms);
     let mut client: Option<AdminClient> = None;
+    // When the last round failed: a broken connection is retried at once
+    // (a leader that is gone refuses it, and is suspected within a
+    // millisecond, before clients ask who leads now), a second failure in
+    // a row after a pause.
+    let mut failed_at: Option<std::time::Instant> = None;
     loop {
         if broker.shutdown.is_cancelled() {
             return;
@@ -185,7 +190,10 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             match AdminClient::connect_from(&address, source, Duration::from_millis(wait_ms + 5000))
                 .await
             {
-                Ok(c) => client = Some(c),
+                Ok(c) => {
+                    cluster.unsuspect(leader);
+                    client = Some(c);
+                }
                 Err(e) => {
                     // Nothing listens where the leader was: it is gone (a
                     // paused or cut-off broker does not refuse). The
@@ -207,7 +215,10 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
         if let Err(e) = result {
             tracing::debug!(leader, error = %e, "replica fetcher");
             client = None;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if failed_at.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            failed_at = Some(std::time::Instant::now());
         }
     }
 }

@@ -20,15 +20,7 @@ pub struct Cluster {
     pub cluster_id: String,
     node: Arc<QuorumNode>,
     member: parking_lot::Mutex<Option<Member>>,
-    /// Peers' internal listeners checked on demand: id -> (when, refused).
-    probes: parking_lot::Mutex<std::collections::HashMap<i32, (std::time::Instant, bool)>>,
 }
-
-/// How long a probe of a peer's listener stands.
-const PROBE_TTL: Duration = Duration::from_millis(200);
-/// How long a probe may wait for a connection: a live peer on a healthy
-/// network accepts far sooner, a dead one refuses at once.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +76,6 @@ impl Cluster {
             cluster_id: id.clone(),
             node,
             member: parking_lot::Mutex::new(Some(member)),
-            probes: parking_lot::Mutex::new(std::collections::HashMap::new()),
         };
         Ok((cluster, id))
     }
@@ -160,74 +151,6 @@ impl Cluster {
         if let Some(m) = self.member.lock().as_ref() {
             m.suspect(broker);
         }
-    }
-
-    /// A broker answered again (see [`Cluster::suspect`]).
-    pub fn unsuspect(&self, broker: i32) {
-        if let Some(m) = self.member.lock().as_ref() {
-            m.unsuspect(broker);
-        }
-    }
-
-    /// Of `peers`, those found gone: suspected already, or whose internal
-    /// listener refuses a connection now (the process is not there). Each
-    /// peer is probed at most every 200 ms, for at most 20 ms; a peer that
-    /// does not answer in time (paused, cut off) is not called gone.
-    pub async fn found_gone(
-        &self,
-        peers: &std::collections::BTreeSet<i32>,
-    ) -> std::collections::BTreeSet<i32> {
-        let mut gone = self.suspected();
-        let img = self.image();
-        let mut probes = Vec::new();
-        for id in peers {
-            if *id == self.node_id || gone.contains(id) {
-                continue;
-            }
-            let cached = self
-                .probes
-                .lock()
-                .get(id)
-                .filter(|(at, _)| at.elapsed() < PROBE_TTL)
-                .map(|(_, refused)| *refused);
-            match cached {
-                Some(true) => {
-                    gone.insert(*id);
-                }
-                Some(false) => {}
-                None => {
-                    if let Some(b) = img.brokers.get(id) {
-                        probes.push((*id, b.internal_address.clone()));
-                    }
-                }
-            }
-        }
-        let results = futures::future::join_all(probes.into_iter().map(|(id, addr)| async move {
-            let refused = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
-            );
-            (id, refused)
-        }))
-        .await;
-        let now = std::time::Instant::now();
-        for (id, refused) in results {
-            self.probes.lock().insert(id, (now, refused));
-            if refused {
-                self.suspect(id);
-                gone.insert(id);
-            }
-        }
-        gone
-    }
-
-    /// Brokers this one found gone within the last second.
-    pub fn suspected(&self) -> std::collections::BTreeSet<i32> {
-        self.member
-            .lock()
-            .as_ref()
-            .map(Member::suspected)
-            .unwrap_or_default()
     }
 
     /// Writes a command through the quorum.

@@ -121,21 +121,6 @@ impl Member {
         }
     }
 
-    /// A peer answered again: no longer suspected.
-    pub fn unsuspect(&self, broker: i32) {
-        self.suspects.lock().remove(&broker);
-    }
-
-    /// Peers whose listener refused a connection within the last second.
-    pub fn suspected(&self) -> std::collections::BTreeSet<i32> {
-        self.suspects
-            .lock()
-            .iter()
-            .filter(|(_, at)| at.elapsed() < SUSPECT_TTL)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
     /// This broker's registration epoch, once registered.
     pub fn epoch(&self) -> Option<u64> {
         *self.epoch.borrow()

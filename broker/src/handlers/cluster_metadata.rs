@@ -2,7 +2,6 @@
 //! replicas and ISR, all from the metadata quorum's image. Unknown topics
 //! are created through the quorum when auto-creation is on.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,19 +62,6 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
             topics.push(r);
         }
     }
-    // Asked for named topics (a client looking for leaders, often because
-    // one just went away), the leaders' liveness is checked now.
-    let gone = if all {
-        cluster.suspected()
-    } else {
-        let leaders: BTreeSet<i32> = topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
-            .filter(|l| *l >= 0)
-            .collect();
-        cluster.found_gone(&leaders).await
-    };
-    hide_leaders_found_gone(&mut topics, &gone);
     for t in &topics {
         count_error(broker, "Metadata", t.error_code);
     }
@@ -157,25 +143,6 @@ fn by_id(img: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
     }
 }
 
-/// A leader this broker has just found gone (its listener refused a
-/// connection: the process is not there) is answered as no leader,
-/// LEADER_NOT_AVAILABLE, until the controller has moved the leadership.
-/// Clients then keep asking, with their short leader-query backoff, and
-/// find the new leader as soon as it is elected; told the old leader, they
-/// stop asking and look again only on their next periodic scan (once a
-/// second in librdkafka), which made most of the failover time.
-fn hide_leaders_found_gone(topics: &mut [MetadataResponseTopic], gone: &BTreeSet<i32>) {
-    if gone.is_empty() {
-        return;
-    }
-    for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
-        if gone.contains(&p.leader_id.0) {
-            p.leader_id = BrokerId(-1);
-            p.error_code = LEADER_NOT_AVAILABLE;
-        }
-    }
-}
-
 fn describe(img: &MetadataImage, name: &str, t: &TopicState) -> MetadataResponseTopic {
     let fenced = |r: &i32| img.brokers.get(r).is_none_or(|b| b.fenced);
     let partitions = t
@@ -204,29 +171,4 @@ fn describe(img: &MetadataImage, name: &str, t: &TopicState) -> MetadataResponse
         .with_topic_id(Uuid::from_bytes(t.id))
         .with_is_internal(name.starts_with("__"))
         .with_partitions(partitions)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_leader_found_gone_is_answered_as_no_leader() {
-        let part = |i, leader| {
-            MetadataResponsePartition::default()
-                .with_partition_index(i)
-                .with_leader_id(BrokerId(leader))
-        };
-        let mut topics =
-            vec![MetadataResponseTopic::default().with_partitions(vec![part(0, 1), part(1, 2)])];
-        hide_leaders_found_gone(&mut topics, &BTreeSet::new());
-        assert_eq!(topics[0].partitions[0].leader_id, BrokerId(1));
-        hide_leaders_found_gone(&mut topics, &BTreeSet::from([1]));
-        let ps = &topics[0].partitions;
-        assert_eq!(
-            (ps[0].leader_id, ps[0].error_code),
-            (BrokerId(-1), LEADER_NOT_AVAILABLE)
-        );
-        assert_eq!((ps[1].leader_id, ps[1].error_code), (BrokerId(2), 0));
-    }
 }

@@ -79,6 +79,19 @@ fn name_under_replicated(c: &ClusterInfo) -> (usize, String) {
     (n, msg)
 }
 
+/// The volume claim the StatefulSet makes for broker `id` of cluster `name`.
+pub fn claim_name(name: &str, id: i32) -> String {
+    format!("data-{name}-{id}")
+}
+
+/// The uid of the claim called `claim`, if it exists.
+pub fn claim_uid<'a>(claims: &'a [PersistentVolumeClaim], claim: &str) -> Option<&'a str> {
+    claims
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(claim))
+        .and_then(|c| c.metadata.uid.as_deref())
+}
+
 /// Whether a broker's volume claim was replaced since the last pass.
 pub fn volume_replaced(before: Option<&BrokerStatus>, uid: Option<&str>) -> bool {
     matches!((before.and_then(|b| b.volume.as_deref()), uid), (Some(old), Some(new)) if old != new)
@@ -181,12 +194,8 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
             let registered = cluster.is_some_and(|c| c.brokers.iter().any(|b| b.id == id));
             let (replicas, in_sync_replicas) = cluster.map_or((0, 0), |c| c.replicas_in_sync(id));
             let before = previous.brokers.iter().find(|b| b.id == id);
-            let claim = format!("data-{name}-{id}");
-            let uid = seen
-                .claims
-                .iter()
-                .find(|c| c.metadata.name.as_deref() == Some(claim.as_str()))
-                .and_then(|c| c.metadata.uid.clone());
+            let claim = claim_name(&name, id);
+            let uid = claim_uid(seen.claims, &claim).map(str::to_string);
             let hosted: Vec<(String, i32)> = cluster.map_or_else(Vec::new, |c| {
                 c.partitions
                     .iter()

@@ -830,27 +830,8 @@ async fn replicas_of(bootstrap: &str, topic: &str) -> Vec<Vec<i32>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut brokers = sluice_e2e::start_cluster(dir.path(), 5, &[]).expect("five brokers");
-    let first = brokers[0].bootstrap();
+    let (_dir, mut brokers, first, bootstrap, mut admin) = running_cluster(5).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let registered = match AdminClient::connect(&first, Duration::from_secs(5)).await {
-            Ok(mut a) => a.describe_cluster().await.map_or(0, |c| c.brokers.len()),
-            Err(_) => 0,
-        };
-        if registered == 5 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "five brokers did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
-        .await
-        .expect("admin");
     admin
         .create_topic("orders", 6, 3, &BTreeMap::new())
         .await
@@ -900,11 +881,6 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
 
     // From here on a producer writes at acks=all; every record it had
     // acknowledged is read back at the end.
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
     let load = sluice_e2e::rd::AckedLoad::start(&bootstrap, "orders", 0).expect("load");
 
     // With approval required, the plan is shown and waits: twice, and
@@ -1226,23 +1202,42 @@ async fn registered(bootstrap: &str, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_on_a_new_empty_volume_is_tracked_until_its_replicas_are_rebuilt() {
+/// `n` brokers of one cluster, registered: their directory, the processes,
+/// the first's address, all addresses, and an admin client on the first.
+async fn running_cluster(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    Vec<BrokerProcess>,
+    String,
+    String,
+    AdminClient,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut brokers = sluice_e2e::start_cluster(dir.path(), 4, &[]).expect("four brokers");
+    let brokers = sluice_e2e::start_cluster(dir.path(), n, &[]).expect("brokers");
     let first = brokers[0].bootstrap();
     let bootstrap = brokers
         .iter()
         .map(|b| b.bootstrap())
         .collect::<Vec<_>>()
         .join(",");
-    registered(&first, 4).await;
-    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
+    registered(&first, n).await;
+    let admin = AdminClient::connect(&first, Duration::from_secs(5))
         .await
         .expect("admin");
-    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    (dir, brokers, first, bootstrap, admin)
+}
+
+/// `min.insync.replicas=2`, as a topic config.
+fn min_isr_2() -> BTreeMap<String, String> {
+    BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_on_a_new_empty_volume_is_tracked_until_its_replicas_are_rebuilt() {
+    let (_dir, mut brokers, first, bootstrap, mut admin) = running_cluster(4).await;
     admin
-        .create_topic("kept", 4, 3, &configs)
+        .create_topic("kept", 4, 3, &min_isr_2())
         .await
         .expect("create");
     let p = sluice_e2e::rd::producer(&bootstrap, &[("acks", "all")]).expect("producer");
@@ -1385,21 +1380,9 @@ async fn a_broker_on_a_new_empty_volume_is_tracked_until_its_replicas_are_rebuil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_loses_nothing_and_fails_no_write() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut brokers = sluice_e2e::start_cluster(dir.path(), 3, &[]).expect("three brokers");
-    let first = brokers[0].bootstrap();
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
-    registered(&first, 3).await;
-    let mut admin = AdminClient::connect(&first, Duration::from_secs(5))
-        .await
-        .expect("admin");
-    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    let (_dir, mut brokers, first, bootstrap, mut admin) = running_cluster(3).await;
     admin
-        .create_topic("orders", 6, 3, &configs)
+        .create_topic("orders", 6, 3, &min_isr_2())
         .await
         .expect("orders");
     let load = sluice_e2e::rd::AckedLoad::start(&bootstrap, "orders", 0).expect("load");

@@ -226,19 +226,13 @@ impl MetadataImage {
                         "broker {id} is running: stop it before unregistering it"
                     )));
                 }
-                let held: Vec<String> = self
-                    .topics
-                    .iter()
-                    .flat_map(|(name, t)| {
-                        t.partitions
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, p)| p.replicas.contains(id))
-                            .map(move |(i, _)| format!("{name}-{i}"))
-                    })
-                    .collect();
+                let held = crate::controller::hosted_by(self, *id);
                 if !held.is_empty() {
-                    let shown: Vec<&str> = held.iter().take(3).map(String::as_str).collect();
+                    let shown: Vec<String> = held
+                        .iter()
+                        .take(3)
+                        .map(|(t, i)| format!("{t}-{i}"))
+                        .collect();
                     return Err(Refusal::BrokerInUse(format!(
                         "broker {id} still holds replicas of {} partition(s) ({}); move them first",
                         held.len(),

@@ -153,11 +153,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     // Partition sizes, only while a broker rebuilds on a new volume.
     let rebuilding = (0..brokers).any(|id| {
         let before = previous.brokers.iter().find(|b| b.id == id);
-        let claim = format!("data-{name}-{id}");
-        let uid = claims
-            .iter()
-            .find(|c| c.metadata.name.as_deref() == Some(claim.as_str()))
-            .and_then(|c| c.metadata.uid.as_deref());
+        let uid = status::claim_uid(&claims, &status::claim_name(&name, id));
         before.is_some_and(|b| b.state == "Rebuilding") || status::volume_replaced(before, uid)
     });
     let sizes = match (&cluster, rebuilding) {
@@ -367,17 +363,10 @@ async fn rebuild_events(
     new: &crate::crd::KafkaClusterStatus,
 ) {
     for b in &new.brokers {
-        let was = previous
-            .brokers
-            .iter()
-            .find(|p| p.id == b.id)
-            .is_some_and(|p| p.state == "Rebuilding");
+        let before = previous.brokers.iter().find(|p| p.id == b.id);
+        let was = before.is_some_and(|p| p.state == "Rebuilding");
         let is = b.state == "Rebuilding";
-        let stranded_before = previous
-            .brokers
-            .iter()
-            .find(|p| p.id == b.id)
-            .is_some_and(|p| p.state == "VolumeUnreachable");
+        let stranded_before = before.is_some_and(|p| p.state == "VolumeUnreachable");
         if b.state == "VolumeUnreachable" && !stranded_before {
             ctx.event(
                 kc,

@@ -2,7 +2,8 @@
 //! tool, a one-partition topic with replication factor 3 and
 //! `min.insync.replicas=2`, and a probe producer (idempotent, acks=all, one
 //! record at a time). Each round kills (`kill -9`) the partition's leader
-//! and measures from the kill to the probe's next acknowledged write, then
+//! and measures from the kill to the acknowledgement of the first write the
+//! probe sends after it, then
 //! restarts the broker and waits until every replica is back in sync.
 
 use std::path::{Path, PathBuf};
@@ -115,10 +116,22 @@ fn wait_until(what: &str, deadline: Instant, mut ok: impl FnMut() -> bool) -> Re
     Ok(())
 }
 
-/// The probe's librdkafka log on stderr, when asked for.
-struct ProbeLog(bool);
+/// The probe's librdkafka log on stderr, when asked for, and the state of
+/// its connection to each broker (from its statistics).
+struct ProbeLog(bool, ConnStates);
+
+/// Broker id -> librdkafka's state of the connection ("UP", "DOWN", ...).
+type ConnStates = Arc<Mutex<std::collections::HashMap<i32, String>>>;
 
 impl rdkafka::ClientContext for ProbeLog {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Ok(mut s) = self.1.lock() {
+            for b in statistics.brokers.values().filter(|b| b.nodeid >= 0) {
+                s.insert(b.nodeid, b.state.clone());
+            }
+        }
+    }
+
     fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         if self.0 {
             let t = std::time::SystemTime::now()
@@ -201,9 +214,12 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
     })?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    // (sent, acknowledged) of every acknowledged write.
+    let acks: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let conns: ConnStates = Arc::default();
     let probe = {
         let (stop, acks, bootstrap) = (stop.clone(), acks.clone(), bootstrap.clone());
+        let conns = conns.clone();
         std::thread::spawn(move || -> Result<()> {
             // SLUICE_BENCH_PROBE_DEBUG=metadata,topic,broker prints the
             // probe's librdkafka debug log, stamped in unix seconds like
@@ -214,19 +230,21 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "0")
+                .set("statistics.interval.ms", "100")
                 .set("debug", debug.clone().unwrap_or_else(|| "generic".into()))
                 .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug)
-                .create_with_context(ProbeLog(debug.is_some()))?;
+                .create_with_context(ProbeLog(debug.is_some(), conns))?;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let v = i.to_string();
+                let at = Instant::now();
                 let sent = futures::executor::block_on(p.send(
                     FutureRecord::to(TOPIC).partition(0).key(&v).payload(&v),
                     Duration::from_secs(60),
                 ));
                 if sent.is_ok() {
                     if let Ok(mut a) = acks.lock() {
-                        a.push(Instant::now());
+                        a.push((at, Instant::now()));
                     }
                 }
                 i += 1;
@@ -236,6 +254,12 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
         })
     };
 
+    // The probe is connected to the leader (its first write acknowledged)
+    // before anything is killed: a client that has not reached the leader
+    // yet has no connection to lose.
+    wait_until("the probe's first acknowledged write", deadline, || {
+        acks.lock().is_ok_and(|a| !a.is_empty())
+    })?;
     let mut times = Vec::with_capacity(a.kills);
     let mut errors = 0u64;
     for round in 0..a.kills {
@@ -253,10 +277,12 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
         brokers[victim].kill()?;
         let mut found = None;
         while killed.elapsed() < Duration::from_secs(30) {
+            // A write sent after the kill: one acknowledged just after it
+            // may have been answered by the old leader just before.
             let after = acks
                 .lock()
                 .ok()
-                .and_then(|a| a.iter().find(|t| **t > killed).copied());
+                .and_then(|a| a.iter().find(|(sent, _)| *sent > killed).map(|(_, t)| *t));
             if let Some(t) = after {
                 found = Some(t - killed);
                 break;
@@ -283,8 +309,21 @@ pub fn run(a: &FailoverArgs) -> Result<Row> {
             probe_state(&bootstrap).is_some_and(|(_, isr)| isr == BROKERS)
         })?;
         // The restarted broker settles (group of heartbeats) before the
-        // next kill.
+        // next kill, and the probe has connected to it again: its
+        // reconnect backoff grew while the broker was down (up to
+        // librdkafka's reconnect.backoff.max.ms, 10 s), and a kill that
+        // makes the restarted broker leader before the probe reconnects
+        // would time that backoff, not the failover.
         std::thread::sleep(Duration::from_secs(1));
+        let up = |id: usize| {
+            conns
+                .lock()
+                .is_ok_and(|c| c.get(&(id as i32)).is_some_and(|s| s == "UP"))
+        };
+        let reconnect_by = (Instant::now() + Duration::from_secs(15)).min(deadline);
+        if wait_until("", reconnect_by, || up(victim)).is_err() {
+            eprintln!("round {round}: the probe has not reconnected to broker {victim} in 15 s");
+        }
     }
     stop.store(true, Ordering::Relaxed);
     if let Ok(r) = probe.join() {

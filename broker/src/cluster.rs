@@ -3,8 +3,9 @@
 //! the metadata image that replaces the single-node topic file as the
 //! source of truth for topics, partitions and leaders.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_quorum::image::{Command, MetadataImage, Outcome, PartitionState};
 use sluice_quorum::{Member, MemberConfig, QuorumConfig, QuorumNode};
@@ -20,7 +21,70 @@ pub struct Cluster {
     pub cluster_id: String,
     node: Arc<QuorumNode>,
     member: parking_lot::Mutex<Option<Member>>,
+    /// Peers' internal listeners checked on demand: id -> (when, refused).
+    probes: parking_lot::Mutex<HashMap<i32, (Instant, bool)>>,
+    /// Leaders a Metadata answer waited for in vain, and when: the
+    /// controller kept them, so answers do not wait for them again soon.
+    kept_leaders: parking_lot::Mutex<HashMap<i32, Instant>>,
+    fenced_seen: parking_lot::Mutex<FencedSeen>,
 }
+
+/// Brokers seen live, by registration epoch, and when each was first seen
+/// fenced since. Metadata answers keep listing a broker for five seconds
+/// after it was fenced. A client told in one answer that a partition moved
+/// *and* that its old leader is gone can lose the move: librdkafka (2.10
+/// and later) retires a broker missing from an answer, and retiring it
+/// hands the partitions it still holds to no broker, to be looked up again
+/// on the next once-a-second scan. Listed a little longer, the old leader
+/// is retired only after the client has moved its partitions away
+/// (decision 0020). Its partitions name live leaders either way; a
+/// registered broker never seen live is not listed.
+#[derive(Debug, Default)]
+pub struct FencedSeen(HashMap<i32, (u64, Option<Instant>)>);
+
+impl FencedSeen {
+    /// Notes, from a new image, brokers seen live and brokers newly fenced.
+    pub fn note(&mut self, img: &MetadataImage, now: Instant) {
+        self.0
+            .retain(|id, (epoch, _)| img.brokers.get(id).is_some_and(|b| b.epoch == *epoch));
+        for b in img.brokers.values() {
+            match (b.fenced, self.0.get_mut(&b.id)) {
+                (false, _) => {
+                    self.0.insert(b.id, (b.epoch, None));
+                }
+                (true, Some((_, at @ None))) => *at = Some(now),
+                (true, _) => {}
+            }
+        }
+    }
+
+    /// Fenced brokers of `img` still to be listed at `now`.
+    pub fn listed(&self, img: &MetadataImage, now: Instant) -> BTreeSet<i32> {
+        img.brokers
+            .values()
+            .filter(|b| b.fenced)
+            .filter(|b| {
+                self.0.get(&b.id).is_some_and(|(epoch, at)| {
+                    *epoch == b.epoch
+                        && at.is_some_and(|t| now.duration_since(t) < FENCED_LISTED_FOR)
+                })
+            })
+            .map(|b| b.id)
+            .collect()
+    }
+}
+
+/// How long Metadata answers keep listing a broker after it was fenced.
+const FENCED_LISTED_FOR: Duration = Duration::from_secs(5);
+
+/// How long a probe of a peer's listener stands.
+const PROBE_TTL: Duration = Duration::from_millis(200);
+/// How long a probe may wait for a connection: a live peer on a healthy
+/// network accepts far sooner, a dead one refuses at once.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long Metadata answers do not wait again for a leader the
+/// controller kept (see [`Cluster::found_gone`]).
+const KEPT_LEADER_TTL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +121,8 @@ impl Cluster {
             voters,
         );
         quorum.source_address = cc.source_address;
+        quorum.election_timeout_max = Duration::from_millis(cc.election_timeout_ms);
+        quorum.election_timeout_min = Duration::from_millis(cc.election_timeout_ms / 2);
         let member = Member::start(MemberConfig {
             quorum,
             broker_id: cfg.node_id,
@@ -76,6 +142,9 @@ impl Cluster {
             cluster_id: id.clone(),
             node,
             member: parking_lot::Mutex::new(Some(member)),
+            probes: parking_lot::Mutex::default(),
+            kept_leaders: parking_lot::Mutex::default(),
+            fenced_seen: parking_lot::Mutex::default(),
         };
         Ok((cluster, id))
     }
@@ -153,6 +222,101 @@ impl Cluster {
         }
     }
 
+    /// Follows fencing in each new image (see [`Cluster::recently_fenced`]).
+    pub fn note_fencing(&self, img: &MetadataImage) {
+        self.fenced_seen.lock().note(img, Instant::now());
+    }
+
+    /// Fenced brokers that Metadata answers still list (see [`FencedSeen`]).
+    pub fn recently_fenced(&self, img: &MetadataImage) -> BTreeSet<i32> {
+        self.fenced_seen.lock().listed(img, Instant::now())
+    }
+
+    /// A peer answered again (see [`Cluster::suspect`]).
+    pub fn unsuspect(&self, broker: i32) {
+        if let Some(m) = self.member.lock().as_ref() {
+            m.unsuspect(broker);
+        }
+        self.probes.lock().remove(&broker);
+    }
+
+    /// Of `peers`, those found gone and not kept by the controller lately
+    /// (see [`Cluster::leader_kept`]): reported by this broker's replica
+    /// fetchers, or whose internal listener refuses a connection now
+    /// (nothing listens: the process is not there). Each peer is probed at
+    /// most every 200 ms, for at most 20 ms; one that does not answer in
+    /// time (paused, cut off) is not called gone. A refusal is reported
+    /// to the controller like a fetcher's.
+    pub async fn found_gone(&self, peers: &BTreeSet<i32>) -> BTreeSet<i32> {
+        let suspected = self
+            .member
+            .lock()
+            .as_ref()
+            .map(Member::suspected)
+            .unwrap_or_default();
+        let kept: BTreeSet<i32> = {
+            let mut k = self.kept_leaders.lock();
+            k.retain(|_, at| at.elapsed() < KEPT_LEADER_TTL);
+            k.keys().copied().collect()
+        };
+        let img = self.image();
+        let mut gone = BTreeSet::new();
+        let mut probes = Vec::new();
+        for id in peers {
+            if *id == self.node_id || kept.contains(id) {
+                continue;
+            }
+            if suspected.contains(id) {
+                gone.insert(*id);
+                continue;
+            }
+            let cached = self
+                .probes
+                .lock()
+                .get(id)
+                .filter(|(at, _)| at.elapsed() < PROBE_TTL)
+                .map(|(_, refused)| *refused);
+            match cached {
+                Some(true) => {
+                    gone.insert(*id);
+                }
+                Some(false) => {}
+                None => {
+                    if let Some(b) = img.brokers.get(id) {
+                        probes.push((*id, b.internal_address.clone()));
+                    }
+                }
+            }
+        }
+        let results = futures::future::join_all(probes.into_iter().map(|(id, addr)| async move {
+            let refused = matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            );
+            (id, refused)
+        }))
+        .await;
+        let now = Instant::now();
+        for (id, refused) in results {
+            self.probes.lock().insert(id, (now, refused));
+            if refused {
+                self.suspect(id);
+                gone.insert(id);
+            }
+        }
+        gone
+    }
+
+    /// A Metadata answer waited for the controller to move `leaders`'
+    /// leaderships, and it did not: they are alive as far as it knows.
+    pub fn leader_kept(&self, leaders: &BTreeSet<i32>) {
+        let now = Instant::now();
+        let mut k = self.kept_leaders.lock();
+        for id in leaders {
+            k.insert(*id, now);
+        }
+    }
+
     /// Writes a command through the quorum.
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
         self.node
@@ -183,5 +347,52 @@ impl Cluster {
                 "controlled shutdown: partitions left without another in-sync replica"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_quorum::image::BrokerRegistration;
+
+    fn image(brokers: &[(i32, u64, bool)]) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        for (id, epoch, fenced) in brokers {
+            img.brokers.insert(
+                *id,
+                BrokerRegistration {
+                    id: *id,
+                    epoch: *epoch,
+                    incarnation: *epoch,
+                    kafka_address: format!("127.0.0.1:{}", 9092 + id),
+                    internal_address: format!("127.0.0.1:{}", 9192 + id),
+                    rack: None,
+                    fenced: *fenced,
+                },
+            );
+        }
+        img
+    }
+
+    #[test]
+    fn a_fenced_broker_stays_listed_for_a_while_only_if_it_was_seen_live() {
+        let t0 = Instant::now();
+        let mut seen = FencedSeen::default();
+        // Broker 2 registered but never unfenced: not listed.
+        seen.note(&image(&[(1, 1, false), (2, 1, true)]), t0);
+        let fenced = image(&[(1, 1, true), (2, 1, true)]);
+        assert!(seen.listed(&fenced, t0).is_empty());
+        // Broker 1 fenced after being live: listed for five seconds.
+        seen.note(&fenced, t0);
+        assert_eq!(seen.listed(&fenced, t0), BTreeSet::from([1]));
+        let later = t0 + Duration::from_millis(4900);
+        seen.note(&fenced, later);
+        assert_eq!(seen.listed(&fenced, later), BTreeSet::from([1]));
+        assert!(seen.listed(&fenced, t0 + FENCED_LISTED_FOR).is_empty());
+        // A new incarnation registered (fenced until its first heartbeat)
+        // is a broker never seen live.
+        let again = image(&[(1, 2, true), (2, 1, true)]);
+        seen.note(&again, later);
+        assert!(seen.listed(&again, later).is_empty());
     }
 }

@@ -352,6 +352,7 @@ impl Broker {
         let mut image = cluster.subscribe();
         loop {
             let img = image.borrow_and_update().clone();
+            cluster.note_fencing(&img);
             let b = Arc::clone(&self);
             if let Err(e) = tokio::task::spawn_blocking(move || b.materialize(&img)).await {
                 tracing::error!(error = %e, "metadata materializer");

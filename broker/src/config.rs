@@ -206,6 +206,10 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(50..))]
     pub broker_session_timeout_ms: Option<u64>,
 
+    /// How long quorum voters go without hearing from the quorum leader before they elect another (its lease); a voter that finds the leader gone stands as soon as it has run out, the others after 50-100 % more. [default: 600]
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(300..))]
+    pub controller_quorum_election_timeout_ms: Option<u64>,
+
     /// A follower that has not caught up for this long leaves the ISR. [default: 10000]
     #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub replica_lag_time_max_ms: Option<u64>,
@@ -226,6 +230,8 @@ pub struct ClusterConfig {
     pub source_address: Option<std::net::IpAddr>,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout_ms: u64,
     pub replica_lag_time_max_ms: u64,
     pub replica_fetch_wait_max_ms: u64,
 }
@@ -460,6 +466,7 @@ impl BrokerConfig {
                 source_address: c.internal_source_address,
                 heartbeat_interval_ms,
                 session_timeout_ms,
+                election_timeout_ms: c.controller_quorum_election_timeout_ms.unwrap_or(600),
                 replica_lag_time_max_ms: c.replica_lag_time_max_ms.unwrap_or(10_000),
                 replica_fetch_wait_max_ms: c.replica_fetch_wait_max_ms.unwrap_or(500),
             });
@@ -620,6 +627,7 @@ fn merge(over: Cli, under: Cli) -> Cli {
         internal_source_address,
         broker_heartbeat_interval_ms,
         broker_session_timeout_ms,
+        controller_quorum_election_timeout_ms,
         replica_lag_time_max_ms,
         replica_fetch_wait_max_ms,
     )
@@ -629,7 +637,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 42] = [
+        let rows: [(&str, String); 43] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listener.to_string()),
             (
@@ -768,6 +776,13 @@ impl fmt::Display for BrokerConfig {
                 self.cluster
                     .as_ref()
                     .map(|c| c.session_timeout_ms.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "controller.quorum.election.timeout.ms",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.election_timeout_ms.to_string())
                     .unwrap_or_default(),
             ),
             ("version", env!("CARGO_PKG_VERSION").to_string()),

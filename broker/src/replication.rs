@@ -190,7 +190,10 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
             match AdminClient::connect_from(&address, source, Duration::from_millis(wait_ms + 5000))
                 .await
             {
-                Ok(c) => client = Some(c),
+                Ok(c) => {
+                    cluster.unsuspect(leader);
+                    client = Some(c);
+                }
                 Err(e) => {
                     // Nothing listens where the leader was: it is gone (a
                     // paused or cut-off broker does not refuse). The

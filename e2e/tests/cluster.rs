@@ -375,3 +375,89 @@ async fn three_brokers_one_cluster() -> Result<()> {
     check(&all, &acked).await?;
     Ok(())
 }
+
+/// A client that lost a leader asks the survivors who leads now, within
+/// milliseconds of the crash, before the controller has fenced the dead
+/// broker. The answer names the new leaders, not the dead one: a broker
+/// that finds a leader's listener refusing connections holds its answer
+/// until the controller has moved the leaderships (decision 0020).
+/// Told the dead leader, librdkafka would stop asking and look again only
+/// on its once-a-second scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_right_after_a_leader_dies_names_the_new_leaders() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut brokers = start_cluster(dir.path(), 3, &[])?;
+    let all = bootstrap_all(&brokers);
+    tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &all)
+        .create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))
+        .set("min.insync.replicas", "2");
+    let res = admin.create_topics(&[topic], &opts).await?;
+    ensure!(res[0].is_ok(), "{res:?}");
+    tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
+
+    // The victim leads partitions and is not the controller (a controller
+    // crash adds a quorum election before anyone can move leaderships).
+    let leaders = tokio::task::block_in_place(|| wait_for_leaders(&all, TOPIC))?;
+    let controller_id = controller_of(&brokers[0].bootstrap())?;
+    let victim = (0..3)
+        .find(|b| Some(*b) != controller_id && leaders.values().any(|l| l == b))
+        .context("a partition leader that is not the controller")?;
+    let rest: Vec<String> = (0..3)
+        .filter(|b| *b != victim)
+        .map(|b| brokers[b as usize].bootstrap())
+        .collect();
+    // The request goes out the moment the process is gone, as a client's
+    // does when its connection to the leader drops.
+    let mut s = sluice_e2e::wire::connect(&rest[0])?;
+    brokers[victim as usize].kill9()?;
+    let killed = Instant::now();
+    let r = metadata_of(&mut s, TOPIC)?;
+    let answered = killed.elapsed();
+    let named: Vec<(i32, i32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    ensure!(
+        named.len() == PARTITIONS as usize && named.iter().all(|(_, l)| *l >= 0 && *l != victim),
+        "asked {answered:?} after broker {victim} died, the answer named {named:?}"
+    );
+    println!("metadata {answered:?} after the kill named the new leaders {named:?}");
+    Ok(())
+}
+
+/// A Metadata (v4) answer for one topic.
+fn metadata_of(
+    s: &mut std::net::TcpStream,
+    topic: &str,
+) -> Result<kafka_protocol::messages::MetadataResponse> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]))
+        .with_allow_auto_topic_creation(false);
+    sluice_e2e::wire::send(s, &sluice_e2e::wire::frame(ApiKey::Metadata, 4, 2, &req)?)?;
+    Ok(sluice_e2e::wire::read_response(s, ApiKey::Metadata, 4)?.1)
+}
+
+/// The controller's id, as a Metadata (v1) answer names it.
+fn controller_of(bootstrap: &str) -> Result<Option<i32>> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let mut s = sluice_e2e::wire::connect(bootstrap)?;
+    let req = MetadataRequest::default().with_topics(Some(vec![]));
+    sluice_e2e::wire::send(
+        &mut s,
+        &sluice_e2e::wire::frame(ApiKey::Metadata, 1, 1, &req)?,
+    )?;
+    let (_, r): (i32, MetadataResponse) =
+        sluice_e2e::wire::read_response(&mut s, ApiKey::Metadata, 1)?;
+    Ok((r.controller_id.0 >= 0).then_some(r.controller_id.0))
+}

@@ -10,7 +10,8 @@
 //!
 //! A probe producer writes one record at a time to a one-partition topic
 //! whose leader the `kill -9` rounds kill: the time from the kill to the
-//! probe's next acknowledged write is the failover time, printed as p50/max.
+//! acknowledgement of the probe's first write sent after it is the failover
+//! time, printed per kill and as p50/max.
 //!
 //! `SLUICE_FAULT_ROUNDS` (default 20), `SLUICE_FAULT_SEED` (default: the
 //! clock; printed) replays a run.
@@ -117,11 +118,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn acknowledged_records_survive_random_faults() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let result = run_harness(dir.path()).await;
-    if result.is_err() {
+    // SLUICE_FAULT_KEEP=1 keeps them after a passing run too.
+    if result.is_err() || std::env::var_os("SLUICE_FAULT_KEEP").is_some() {
         // Keep the brokers' data and logs for the post-mortem.
         let kept = dir.keep();
         println!(
-            "fault harness failed; data and broker logs kept in {}",
+            "fault harness: data and broker logs kept in {}",
             kept.display()
         );
     }
@@ -245,8 +247,9 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
         })
     };
 
-    // The probe: one acks=all write at a time, with the time of each ack.
-    let probe_acks: Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+    // The probe: one acks=all write at a time, with the times each
+    // acknowledged write was sent and acknowledged.
+    let probe_acks: Arc<std::sync::Mutex<Vec<(Instant, Instant)>>> = Default::default();
     let probe = {
         let (stop, acks, all) = (stop.clone(), probe_acks.clone(), all.clone());
         tokio::spawn(async move {
@@ -261,6 +264,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let v = i.to_string();
+                let sent = Instant::now();
                 let r = prod
                     .send(
                         FutureRecord::to(PROBE).partition(0).key(&v).payload(&v),
@@ -270,7 +274,7 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
                 if r.is_ok() {
                     acks.lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .push(Instant::now());
+                        .push((sent, Instant::now()));
                 }
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -296,20 +300,29 @@ async fn run_harness(dir: &std::path::Path) -> Result<()> {
                 let deadline = killed + Duration::from_secs(30);
                 let mut found = None;
                 while Instant::now() < deadline {
+                    // A write sent after the kill: one acknowledged just
+                    // after it may have been answered by the old leader.
                     let after = probe_acks
                         .lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
                         .iter()
-                        .find(|t| **t > killed)
-                        .copied();
+                        .find(|(sent, _)| *sent > killed)
+                        .map(|(_, acked)| *acked);
                     if let Some(t) = after {
                         found = Some(t - killed);
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                failovers
-                    .push(found.context("no acknowledged probe write within 30 s of the kill")?);
+                let found = found.context("no acknowledged probe write within 30 s of the kill")?;
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+                    - killed.elapsed().as_secs_f64();
+                println!(
+                    "round {round}: killed broker {victim} at unix {at:.3}, the probe's next write acknowledged after {found:?}"
+                );
+                failovers.push(found);
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
                 tokio::task::block_in_place(|| bs[victim].restart())?;
                 *kinds.entry("kill -9 + restart").or_insert(0) += 1;

@@ -48,6 +48,12 @@ pub struct Member {
     /// Peers found dead (listener refusing connections), reported with
     /// the next heartbeats.
     suspects: Suspects,
+    /// Wakes the liveness loop to report a new suspect at once.
+    report_now: Arc<tokio::sync::Notify>,
+    /// Set while a stand for election is pending (see [`Member::suspect`]).
+    standing: Arc<std::sync::atomic::AtomicBool>,
+    /// openraft's leader lease here (its `election_timeout_max`).
+    lease: Duration,
 }
 
 /// Peers found dead, and when.
@@ -78,15 +84,21 @@ impl Member {
         let stop_liveness = stop.child_token();
         let (epoch_tx, epoch_rx) = watch::channel(None);
         let suspects = Suspects::default();
+        let report_now = Arc::new(tokio::sync::Notify::new());
         let liveness = tokio::spawn(liveness_loop(
             node.clone(),
             cfg.clone(),
             incarnation(),
             epoch_tx,
             stop_liveness.clone(),
-            suspects.clone(),
+            (suspects.clone(), report_now.clone()),
         ));
-        let ctl = tokio::spawn(controller_loop(node.clone(), cfg.clone(), stop.clone()));
+        let ctl = tokio::spawn(controller_loop(
+            node.clone(),
+            cfg.clone(),
+            stop.clone(),
+            report_now.clone(),
+        ));
         Ok(Member {
             node,
             broker_id: cfg.broker_id,
@@ -95,6 +107,9 @@ impl Member {
             stop,
             tasks: vec![liveness, ctl],
             suspects,
+            report_now,
+            standing: Arc::default(),
+            lease: cfg.quorum.election_timeout_max,
         })
     }
 
@@ -112,13 +127,48 @@ impl Member {
     }
 
     /// Reports a peer whose listener refused a connection: the controller
-    /// fences it as soon as its heartbeats have stopped too.
+    /// fences it as soon as its heartbeats have stopped too. A new report
+    /// goes out with a heartbeat at once. When the peer is the quorum
+    /// leader, this member may stand for election as soon as the leader's
+    /// lease runs out (see [`stand_for_gone_leader`]).
     pub fn suspect(&self, broker: i32) {
-        if broker != self.broker_id {
-            self.suspects
-                .lock()
-                .insert(broker, std::time::Instant::now());
+        if broker == self.broker_id {
+            return;
         }
+        let new = self
+            .suspects
+            .lock()
+            .insert(broker, std::time::Instant::now())
+            .is_none_or(|at| at.elapsed() >= SUSPECT_TTL);
+        if new {
+            self.report_now.notify_one();
+        }
+        let gone = broker as u64;
+        if self.node.leader() == Some(gone)
+            && !self
+                .standing
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let node = self.node.clone();
+            let standing = self.standing.clone();
+            let lease = self.lease;
+            tokio::spawn(async move {
+                stand_for_gone_leader(&node, gone, lease).await;
+                standing.store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+    }
+
+    /// A peer answered again: it is no longer reported.
+    pub fn unsuspect(&self, broker: i32) {
+        self.suspects.lock().remove(&broker);
+    }
+
+    /// Peers this member found gone within the last second.
+    pub fn suspected(&self) -> BTreeSet<i32> {
+        let mut s = self.suspects.lock();
+        s.retain(|_, at| at.elapsed() < SUSPECT_TTL);
+        s.keys().copied().collect()
     }
 
     /// This broker's registration epoch, once registered.
@@ -189,6 +239,64 @@ impl Member {
     }
 }
 
+/// The leader this controller took over from was silent for at least a
+/// lease before the election (no voter votes while its lease runs), so
+/// that is when it was last heard, not the controller's start: reported
+/// gone by a peer (a refused connection), it is fenced at once instead of
+/// after three more heartbeat intervals. Only for that fast fencing: a
+/// deposed leader that was paused, not gone, still gets a full session.
+fn deposed_heartbeat(
+    heartbeats: &mut controller::Heartbeats,
+    img: &MetadataImage,
+    deposed: Option<u64>,
+    since: u64,
+    lease_ms: u64,
+) {
+    let Some(b) = deposed
+        .and_then(|d| i32::try_from(d).ok())
+        .and_then(|d| img.brokers.get(&d))
+    else {
+        return;
+    };
+    heartbeats
+        .entry(b.id)
+        .or_insert((b.epoch, since.saturating_sub(lease_ms)));
+}
+
+/// Stands for election once the lease of a quorum leader found gone has
+/// run out. openraft would add a randomised election timeout to the lease
+/// (300-600 ms more by default); the lease itself stays: the remaining
+/// voters refuse to vote until it has run out on them too, which is what
+/// keeps a leader that is only slow from being deposed. Only the
+/// lowest-numbered remaining voter stands this way, so two of them do not
+/// split the vote; the others keep their timers, as does this member when
+/// its stand fails.
+async fn stand_for_gone_leader(node: &QuorumNode, gone: u64, lease: Duration) {
+    // The leader's last append reached this member before it was found
+    // gone, so its lease here ends within `lease` from now; the margin
+    // covers the other voters, whose last append came at about the same
+    // time.
+    tokio::time::sleep(lease + Duration::from_millis(30)).await;
+    let (leader, first) = {
+        let m = node.raft().metrics();
+        let m = m.borrow();
+        let first = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != gone)
+            .min();
+        (m.current_leader, first)
+    };
+    if leader.is_some_and(|l| l != gone) || first != Some(node.id()) {
+        return;
+    }
+    tracing::info!(gone, "the quorum leader is gone: standing for election");
+    if let Err(e) = node.raft().trigger().elect().await {
+        tracing::debug!(error = %e, "standing for election");
+    }
+}
+
 /// Partitions `broker` leads.
 pub fn leading(img: &MetadataImage, broker: i32) -> usize {
     img.topics
@@ -206,7 +314,7 @@ async fn liveness_loop(
     incarnation: u64,
     epoch_tx: watch::Sender<Option<u64>>,
     stop: CancellationToken,
-    suspects: Suspects,
+    (suspects, report_now): (Suspects, Arc<tokio::sync::Notify>),
 ) {
     let register = Command::RegisterBroker {
         id: cfg.broker_id,
@@ -285,6 +393,7 @@ async fn liveness_loop(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
+            _ = report_now.notified() => {}
         }
     }
 }
@@ -305,19 +414,42 @@ fn new_controller_grace(cfg: &MemberConfig) -> u64 {
 
 /// While this member leads the quorum: fence silent brokers, repair
 /// partitions, add observers as learners.
-async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: CancellationToken) {
+async fn controller_loop(
+    node: Arc<QuorumNode>,
+    cfg: MemberConfig,
+    stop: CancellationToken,
+    report_now: Arc<tokio::sync::Notify>,
+) {
     let tick = (cfg.heartbeat_interval / 2).max(Duration::from_millis(10));
     let session = cfg.session_timeout.as_millis() as u64;
     let mut leading_since: Option<u64> = None;
     let mut learners_added: BTreeSet<u64> = BTreeSet::new();
+    // The quorum leader this member last followed, and the one it took
+    // over from (see `deposed_heartbeat`).
+    let mut followed: Option<u64> = None;
+    let mut deposed: Option<u64> = None;
+    let lease = cfg.quorum.election_timeout_max.as_millis() as u64;
+    // Server state changes (an election won) wake the loop at once.
+    let mut server = node.raft().server_metrics();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
+            changed = server.changed() => if changed.is_err() { return },
         }
         if !node.is_leader() {
             leading_since = None;
+            if let Some(l) = node.leader().filter(|l| *l != node.id()) {
+                followed = Some(l);
+            }
             continue;
+        }
+        if leading_since.is_none() {
+            deposed = followed.take();
+            // This broker's own reports (it may have stood for election
+            // because it found the old leader gone) reach the new
+            // controller with a heartbeat now, not at the next interval.
+            report_now.notify_one();
         }
         let since = *leading_since.get_or_insert_with(|| {
             // A new controller has heard no heartbeat yet. Live brokers find
@@ -339,9 +471,11 @@ async fn controller_loop(node: Arc<QuorumNode>, cfg: MemberConfig, stop: Cancell
         // Faster for a broker a peer found dead (see `suspects_to_fence`):
         // three heartbeat intervals of silence instead of a session.
         let fast = 3 * cfg.heartbeat_interval.as_millis() as u64;
+        let mut heard = heartbeats.clone();
+        deposed_heartbeat(&mut heard, &img, deposed, since, lease);
         for c in controller::suspects_to_fence(
             &img,
-            &heartbeats,
+            &heard,
             &node.suspicions(),
             now,
             since,

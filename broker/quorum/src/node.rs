@@ -47,7 +47,10 @@ impl QuorumConfig {
     /// Defaults for a member: 150 ms heartbeats (openraft also uses the
     /// heartbeat interval as the time limit of one AppendEntries, so a
     /// shorter one fails under CPU load and causes needless elections),
-    /// elections after 750-1500 ms of silence.
+    /// a 600 ms leader lease (openraft's `election_timeout_max`: four
+    /// heartbeats may be lost before voters consider another leader) and
+    /// elections 300-600 ms after it runs out, or as soon as it does when
+    /// the leader is known gone (`member::stand_for_gone_leader`).
     pub fn new(
         node_id: NodeId,
         dir: PathBuf,
@@ -60,8 +63,8 @@ impl QuorumConfig {
             listen,
             voters,
             heartbeat_interval: Duration::from_millis(150),
-            election_timeout_min: Duration::from_millis(750),
-            election_timeout_max: Duration::from_millis(1500),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
             snapshot_every: 1000,
             source_address: None,
         }

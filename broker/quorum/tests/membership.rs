@@ -139,14 +139,34 @@ async fn brokers_register_fail_over_and_hand_off() {
         assert!(p.isr.len() >= 2, "two of three replicas remain: {p:?}");
     }
 
-    // Crash the quorum leader (a voter): a new controller takes over and,
-    // after a full session, fences it too.
+    // Crash the quorum leader (a voter), and let the others find it gone,
+    // as their replica fetchers do when its listener refuses: the lowest
+    // remaining voter stands for election once the lease has run out
+    // (rather than each after its own random timeout), and the new
+    // controller fences the old one at once.
     let quorum_leader = wait_for("a quorum leader", Duration::from_secs(5), || {
         any(&members).node().leader()
     })
     .await as usize;
     let crashed_at = Instant::now();
     members[quorum_leader].take().expect("leader").kill().await;
+    for m in members.iter().flatten() {
+        m.suspect(quorum_leader as i32);
+    }
+    let successor = (0..3u64)
+        .find(|v| *v != quorum_leader as u64)
+        .expect("a remaining voter");
+    let elected = wait_for("a new quorum leader", Duration::from_secs(10), || {
+        any(&members)
+            .node()
+            .leader()
+            .filter(|l| *l != quorum_leader as u64)
+    })
+    .await;
+    assert_eq!(
+        elected, successor,
+        "the lowest remaining voter stands first when the leader is found gone"
+    );
     let detect = wait_for(
         "the old controller fenced by the new one",
         Duration::from_secs(15),

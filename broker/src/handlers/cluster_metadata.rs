@@ -2,6 +2,7 @@
 //! replicas and ISR, all from the metadata quorum's image. Unknown topics
 //! are created through the quorum when auto-creation is on.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
+use crate::cluster::Cluster;
 use crate::metadata::TopicConfigs;
 
 const LEADER_NOT_AVAILABLE: i16 = 5;
@@ -26,8 +28,11 @@ pub(crate) fn split(address: &str) -> (String, i32) {
     }
 }
 
-pub fn brokers(img: &MetadataImage) -> Vec<MetadataResponseBroker> {
-    img.live_brokers()
+/// The live brokers, and of the fenced ones those in `also`.
+pub fn brokers(img: &MetadataImage, also: &BTreeSet<i32>) -> Vec<MetadataResponseBroker> {
+    img.brokers
+        .values()
+        .filter(|b| !b.fenced || also.contains(&b.id))
         .map(|b| {
             let (host, port) = split(&b.kafka_address);
             MetadataResponseBroker::default()
@@ -62,12 +67,15 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
             topics.push(r);
         }
     }
+    if !all {
+        wait_for_gone_leaders(&cluster, &mut topics).await;
+    }
     for t in &topics {
         count_error(broker, "Metadata", t.error_code);
     }
     let img = cluster.image();
     MetadataResponse::default()
-        .with_brokers(brokers(&img))
+        .with_brokers(brokers(&img, &cluster.recently_fenced(&img)))
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
         .with_topics(topics)
@@ -126,6 +134,61 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
     match img.topics.get(name) {
         Some(t) => describe(&img, name, t),
         None => error(LEADER_NOT_AVAILABLE),
+    }
+}
+
+/// A client that asks for named topics is most often looking for a leader
+/// it just lost. When a leader in the answer is found gone (its listener
+/// refuses connections: the process is not there), the answer waits, up to
+/// a broker session, for the controller to fence it and move its
+/// leaderships, and then names the new leaders. Told the old leader,
+/// clients stop their quick leader queries and look again only on a
+/// periodic scan (once a second in librdkafka), which used to make most of
+/// a failover. The answer never hides a leader the image names: one the
+/// controller keeps (alive, only cut off from this broker) is answered as
+/// it is after the wait, and for the next ten seconds without waiting
+/// (decision 0020).
+async fn wait_for_gone_leaders(cluster: &Arc<Cluster>, topics: &mut [MetadataResponseTopic]) {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(cluster.config.session_timeout_ms);
+    let mut images = cluster.subscribe();
+    loop {
+        let gone = cluster.found_gone(&leaders(topics)).await;
+        if gone.is_empty() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, images.changed()).await {
+            Ok(Ok(())) => {
+                let img = images.borrow_and_update().clone();
+                redescribe(&img, topics);
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(?gone, "metadata: leaders found gone were kept");
+                cluster.leader_kept(&gone);
+                return;
+            }
+        }
+    }
+}
+
+/// The leaders named in an answer.
+fn leaders(topics: &[MetadataResponseTopic]) -> BTreeSet<i32> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
+        .filter(|l| *l >= 0)
+        .collect()
+}
+
+/// Describes again, from `img`, the topics an answer found.
+fn redescribe(img: &MetadataImage, topics: &mut [MetadataResponseTopic]) {
+    for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+        if let Some(name) = t.name.clone()
+            && let Some(state) = img.topics.get(name.as_str())
+        {
+            *t = describe(img, name.as_str(), state);
+        }
     }
 }
 

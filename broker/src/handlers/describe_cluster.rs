@@ -16,7 +16,7 @@ pub fn handle(
     let me = BrokerId(broker.config.node_id);
     if let Some(c) = broker.cluster() {
         let img = c.image();
-        let brokers = super::cluster_metadata::brokers(&img)
+        let brokers = super::cluster_metadata::brokers(&img, &Default::default())
             .into_iter()
             .map(|b| {
                 DescribeClusterBroker::default()

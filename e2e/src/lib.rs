@@ -314,10 +314,23 @@ impl BrokerProcess {
 
     /// SIGTERM and wait for a clean exit; returns the exit code.
     pub fn terminate(&mut self) -> Result<Option<i32>> {
+        self.sigterm()?;
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM (see [`BrokerProcess::wait_exit`]).
+    pub fn sigterm(&self) -> Result<()> {
+        match &self.child {
+            Some(c) => signal(c.id(), libc::SIGTERM),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits up to 30 s for the process to exit; returns the exit code.
+    pub fn wait_exit(&mut self) -> Result<Option<i32>> {
         let Some(mut c) = self.child.take() else {
             return Ok(None);
         };
-        signal(c.id(), libc::SIGTERM)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = c.try_wait()? {

@@ -139,3 +139,15 @@ pub fn producer_batch(
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(b.freeze())
 }
+
+/// A Metadata answer of the broker at `bootstrap`, asked directly (not
+/// through a client that would pick a broker of its own).
+pub fn metadata(
+    bootstrap: &str,
+    version: i16,
+    req: &kafka_protocol::messages::MetadataRequest,
+) -> Result<kafka_protocol::messages::MetadataResponse> {
+    let mut s = connect(bootstrap)?;
+    send(&mut s, &frame(ApiKey::Metadata, version, 1, req)?)?;
+    Ok(read_response(&mut s, ApiKey::Metadata, version)?.1)
+}

@@ -238,14 +238,8 @@ async fn three_brokers_one_cluster() -> Result<()> {
     }
 
     // A replicated topic, created through any broker, spread over all.
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers[1].bootstrap())
-        .create()?;
+    let admin = create_orders(&brokers[1].bootstrap()).await?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))
-        .set("min.insync.replicas", "2");
-    let res = admin.create_topics(&[topic], &opts).await?;
-    ensure!(res[0].is_ok(), "{res:?}");
     let res = admin
         .create_topics(
             &[NewTopic::new("rf4", 3, TopicReplication::Fixed(4))],
@@ -389,14 +383,7 @@ async fn metadata_right_after_a_leader_dies_names_the_new_leaders() -> Result<()
     let mut brokers = start_cluster(dir.path(), 3, &[])?;
     let all = bootstrap_all(&brokers);
     tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &all)
-        .create()?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))
-        .set("min.insync.replicas", "2");
-    let res = admin.create_topics(&[topic], &opts).await?;
-    ensure!(res[0].is_ok(), "{res:?}");
+    create_orders(&all).await?;
     tokio::task::block_in_place(|| wait_for_isr(&all, TOPIC, 3))?;
 
     // The victim leads partitions and is not the controller (a controller
@@ -410,12 +397,18 @@ async fn metadata_right_after_a_leader_dies_names_the_new_leaders() -> Result<()
         .filter(|b| *b != victim)
         .map(|b| brokers[b as usize].bootstrap())
         .collect();
+    // Pipelined acks=all produce requests on one connection (librdkafka
+    // keeps several in flight): answered in request order, without
+    // errors, with consecutive offsets; a request of another kind behind
+    // them is answered after them.
+    let leader0 = leaders.get(&0).copied().context("leader of partition 0")?;
+    pipelined_produce(&brokers[leader0 as usize].bootstrap())?;
+
     // The request goes out the moment the process is gone, as a client's
     // does when its connection to the leader drops.
-    let mut s = sluice_e2e::wire::connect(&rest[0])?;
     brokers[victim as usize].kill9()?;
     let killed = Instant::now();
-    let r = metadata_of(&mut s, TOPIC)?;
+    let r = metadata_of(&rest[0], TOPIC)?;
     let answered = killed.elapsed();
     let named: Vec<(i32, i32)> = r
         .topics
@@ -428,36 +421,104 @@ async fn metadata_right_after_a_leader_dies_names_the_new_leaders() -> Result<()
         "asked {answered:?} after broker {victim} died, the answer named {named:?}"
     );
     println!("metadata {answered:?} after the kill named the new leaders {named:?}");
+
+    // The whole cluster stopped at once (SIGTERM to all three, as a
+    // `helm uninstall` or `docker compose down` does): nobody can take
+    // their partitions, and a broker whose own fencing cannot commit (the
+    // other voters are gone) must still exit, cleanly.
+    brokers[victim as usize].restart()?;
+    tokio::task::block_in_place(|| wait_for_brokers(&all, 3))?;
+    for b in &brokers {
+        b.sigterm()?;
+    }
+    for (i, b) in brokers.iter_mut().enumerate() {
+        let code = b.wait_exit()?;
+        ensure!(
+            code.is_none() || code == Some(0),
+            "broker {i} exited with {code:?}"
+        );
+    }
     Ok(())
 }
 
-/// A Metadata (v4) answer for one topic.
-fn metadata_of(
-    s: &mut std::net::TcpStream,
-    topic: &str,
-) -> Result<kafka_protocol::messages::MetadataResponse> {
+/// Creates the RF 3 topic (`min.insync.replicas=2`) through `bootstrap`.
+async fn create_orders(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))
+        .set("min.insync.replicas", "2");
+    let res = admin.create_topics(&[topic], &opts).await?;
+    ensure!(res[0].is_ok(), "{res:?}");
+    Ok(admin)
+}
+
+/// Five acks=all produce requests of ten records each to partition 0 and a
+/// Metadata request, sent in one write to the partition's leader.
+fn pipelined_produce(bootstrap: &str) -> Result<()> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, ProduceResponse};
+    use kafka_protocol::messages::{MetadataResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut bytes = Vec::new();
+    for corr in 1..=5 {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(sluice_e2e::wire::batch(10, 100)?)),
+                    ]),
+            ]);
+        bytes.extend(sluice_e2e::wire::frame(ApiKey::Produce, 9, corr, &req)?);
+    }
+    let req = MetadataRequest::default().with_topics(Some(vec![]));
+    bytes.extend(sluice_e2e::wire::frame(ApiKey::Metadata, 1, 6, &req)?);
+    let mut s = sluice_e2e::wire::connect(bootstrap)?;
+    sluice_e2e::wire::send(&mut s, &bytes)?;
+    let mut offsets = Vec::new();
+    for corr in 1..=5 {
+        let (got, r): (i32, ProduceResponse) =
+            sluice_e2e::wire::read_response(&mut s, ApiKey::Produce, 9)?;
+        ensure!(got == corr, "answer {got} came where {corr} was due");
+        let p = &r.responses[0].partition_responses[0];
+        ensure!(p.error_code == 0, "produce {corr}: error {}", p.error_code);
+        offsets.push(p.base_offset);
+    }
+    ensure!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 10),
+        "ten records each, in order: base offsets {offsets:?}"
+    );
+    let (got, _): (i32, MetadataResponse) =
+        sluice_e2e::wire::read_response(&mut s, ApiKey::Metadata, 1)?;
+    ensure!(
+        got == 6,
+        "the Metadata answer came as {got}, after the produce answers"
+    );
+    Ok(())
+}
+
+/// A Metadata (v4) answer for one topic, from the broker at `bootstrap`.
+fn metadata_of(bootstrap: &str, topic: &str) -> Result<kafka_protocol::messages::MetadataResponse> {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let req = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_string(topic.to_string())),
         ))]))
         .with_allow_auto_topic_creation(false);
-    sluice_e2e::wire::send(s, &sluice_e2e::wire::frame(ApiKey::Metadata, 4, 2, &req)?)?;
-    Ok(sluice_e2e::wire::read_response(s, ApiKey::Metadata, 4)?.1)
+    sluice_e2e::wire::metadata(bootstrap, 4, &req)
 }
 
 /// The controller's id, as a Metadata (v1) answer names it.
 fn controller_of(bootstrap: &str) -> Result<Option<i32>> {
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-    let mut s = sluice_e2e::wire::connect(bootstrap)?;
-    let req = MetadataRequest::default().with_topics(Some(vec![]));
-    sluice_e2e::wire::send(
-        &mut s,
-        &sluice_e2e::wire::frame(ApiKey::Metadata, 1, 1, &req)?,
-    )?;
-    let (_, r): (i32, MetadataResponse) =
-        sluice_e2e::wire::read_response(&mut s, ApiKey::Metadata, 1)?;
+    let req = kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![]));
+    let r = sluice_e2e::wire::metadata(bootstrap, 1, &req)?;
     Ok((r.controller_id.0 >= 0).then_some(r.controller_id.0))
 }

@@ -52,15 +52,8 @@ fn signal(b: &BrokerProcess, sig: &str) -> Result<()> {
 /// How many partitions `broker_id` leads, as the broker at `bootstrap`
 /// (one broker, asked directly) sees it.
 fn leaderships_seen_by(bootstrap: &str, broker_id: i32) -> Result<usize> {
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-    let mut s = sluice_e2e::wire::connect(bootstrap)?;
-    let req = MetadataRequest::default().with_topics(None);
-    sluice_e2e::wire::send(
-        &mut s,
-        &sluice_e2e::wire::frame(ApiKey::Metadata, 12, 1, &req)?,
-    )?;
-    let (_, resp): (i32, MetadataResponse) =
-        sluice_e2e::wire::read_response(&mut s, ApiKey::Metadata, 12)?;
+    let req = kafka_protocol::messages::MetadataRequest::default().with_topics(None);
+    let resp = sluice_e2e::wire::metadata(bootstrap, 12, &req)?;
     Ok(resp
         .topics
         .iter()

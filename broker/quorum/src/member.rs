@@ -195,9 +195,13 @@ impl Member {
                 fenced: true,
             };
             let deadline = tokio::time::Instant::now() + timeout;
-            // Retried while the quorum has no leader (an election).
+            // Retried while the quorum has no leader (an election), and
+            // bounded: a write that cannot commit (the other voters have
+            // stopped too, as when a whole cluster is shut down) waits for
+            // ever in Raft.
             loop {
-                match self.node.write(fence.clone()).await {
+                let write = tokio::time::timeout_at(deadline, self.node.write(fence.clone()));
+                match write.await.unwrap_or(Err(QuorumError::NoLeader)) {
                     Ok(_) => break,
                     Err(e) if tokio::time::Instant::now() < deadline => {
                         tracing::debug!(error = %e, "controlled shutdown: fencing, retrying");

@@ -32,15 +32,33 @@ use crate::protocol::{self, DecodedHeader, HeaderError, decode_body, encode_resp
 /// Why a connection must be closed.
 pub type Close = String;
 
+/// What handling a request left to do.
+pub enum Reply {
+    /// The response (if any: acks=0 produce has none) is in `out`; the
+    /// fetch memory it holds is released once it is written.
+    Now(fetch::Held),
+    /// An acks=all produce, appended, whose answer waits for the in-sync
+    /// replicas: the response once they have the writes.
+    Later(Later),
+}
+
+/// A response still to come (see [`Reply::Later`]).
+pub type Later = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Bytes>, Close>> + Send>>;
+
+/// Whether a request frame is a Produce (its first two bytes, the API key).
+pub fn is_produce(frame: &[u8]) -> bool {
+    frame.get(..2) == Some(&(ApiKey::Produce as i16).to_be_bytes()[..])
+}
+
 /// Decodes, handles and encodes one request frame, appending the response
-/// (if any: acks=0 produce has none) to `out`. Returns the fetch memory the
-/// response holds, to be released once it is written.
+/// (if any: acks=0 produce has none) to `out`, or returning it as a future
+/// when it waits for replication (see [`Reply`]).
 pub async fn handle(
     broker: &Arc<Broker>,
     frame: Bytes,
     out: &mut Vec<Bytes>,
     peer: std::net::SocketAddr,
-) -> Result<fetch::Held, Close> {
+) -> Result<Reply, Close> {
     let started = Instant::now();
     let h = match protocol::decode_header(frame) {
         Ok(h) => h,
@@ -61,7 +79,7 @@ pub async fn handle(
                 &resp,
                 Vec::new(),
             )
-            .map(|()| None);
+            .map(|()| Reply::Now(None));
         }
         Err(HeaderError::Close(reason)) => {
             broker.metrics.malformed_requests.inc();
@@ -94,7 +112,19 @@ pub async fn handle(
         }
         ApiKey::Produce => {
             let req: ProduceRequest = decode_body(&h).map_err(bad)?;
-            if let Some(resp) = produce::handle(broker, req, v).await {
+            let appended = produce::append_all(broker, req);
+            if appended.waits() {
+                let broker = Arc::clone(broker);
+                return Ok(Reply::Later(Box::pin(async move {
+                    let mut out = Vec::new();
+                    if let Some(resp) = produce::finish(&broker, appended).await {
+                        encode_response(&mut out, key, v, corr, &resp, Vec::new())?;
+                    }
+                    record(&broker, api, started);
+                    Ok(out)
+                })));
+            }
+            if let Some(resp) = produce::finish(broker, appended).await {
                 encode_response(out, key, v, corr, &resp, Vec::new())?;
             }
         }
@@ -246,13 +276,18 @@ pub async fn handle(
         }
         other => return Err(format!("{other:?} is not served")),
     }
+    record(broker, api, started);
+    Ok(Reply::Now(held))
+}
+
+/// Counts a request served and how long it took.
+fn record(broker: &Broker, api: &str, started: Instant) {
     broker.metrics.requests.with_label_values(&[api]).inc();
     broker
         .metrics
         .request_latency
         .with_label_values(&[api])
         .observe(started.elapsed().as_secs_f64());
-    Ok(held)
 }
 
 /// Decodes the body of any served request, for decoder fuzzing.

@@ -32,17 +32,28 @@ fn failed(index: i32, error: i16, message: impl Into<String>) -> PartitionProduc
         .with_error_message(Some(str_bytes(message.into())))
 }
 
-/// Returns `None` for acks=0, which gets no response.
-pub async fn handle(
-    broker: &Arc<Broker>,
-    req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+/// A produce request whose batches are appended: the answer, less the
+/// acks=all writes still waiting for their in-sync replicas.
+pub struct Appended {
+    acks: i16,
+    deadline: tokio::time::Instant,
+    responses: Vec<TopicProduceResponse>,
+    /// (topic slot, partition slot, partition, end offset, index).
+    waits: Vec<(usize, usize, Arc<crate::replica::Partition>, i64, i32)>,
+}
+
+impl Appended {
+    /// Whether the answer waits for followers (acks=all).
+    pub fn waits(&self) -> bool {
+        !self.waits.is_empty()
+    }
+}
+
+/// Validates and appends every batch of `req`, in order.
+pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest) -> Appended {
     let acks = req.acks;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    // acks=all writes waiting for their followers: (topic, partition slot,
-    // partition, end offset, index).
     let mut waits = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -77,6 +88,23 @@ pub async fn handle(
                 .with_partition_responses(parts),
         );
     }
+    Appended {
+        acks,
+        deadline,
+        responses,
+        waits,
+    }
+}
+
+/// Waits for the acks=all writes of `a` to reach their in-sync replicas,
+/// and answers. `None` for acks=0, which gets no response.
+pub async fn finish(broker: &Broker, a: Appended) -> Option<ProduceResponse> {
+    let Appended {
+        acks,
+        deadline,
+        mut responses,
+        waits,
+    } = a;
     for (ti, pi, partition, end, index) in waits {
         if let Some(error) = wait_for_replicas(broker, &partition, end, deadline).await {
             let message = match error {

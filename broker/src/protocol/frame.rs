@@ -25,48 +25,77 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
-    let mut size = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut size[got..]).await?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated {
-                    read: got,
-                    expected: 4,
-                })
-            };
+    FrameReader::default().next(r, max).await
+}
+
+/// Reads frames one after another, keeping a partly read frame between
+/// calls: [`FrameReader::next`] is cancel-safe (a `select!` may drop it and
+/// call it again without losing bytes), as each read it makes is.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    size: [u8; 4],
+    got: usize,
+    /// The frame's body once its size is known.
+    body: Option<(usize, BytesMut)>,
+}
+
+impl FrameReader {
+    /// The next frame. `Ok(None)` is a clean end of stream between frames.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        while self.body.is_none() {
+            let n = r.read(&mut self.size[self.got..]).await?;
+            if n == 0 {
+                return if self.got == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated {
+                        read: self.got,
+                        expected: 4,
+                    })
+                };
+            }
+            self.got += n;
+            if self.got < 4 {
+                continue;
+            }
+            let size = i32::from_be_bytes(self.size);
+            if size < 0 {
+                return Err(FrameError::Negative(size));
+            }
+            let size = size as usize;
+            if size > max {
+                return Err(FrameError::TooLarge {
+                    size: size as i64,
+                    limit: max,
+                });
+            }
+            self.body = Some((size, BytesMut::with_capacity(size.min(GROWTH_STEP))));
         }
-        got += n;
-    }
-    let size = i32::from_be_bytes(size);
-    if size < 0 {
-        return Err(FrameError::Negative(size));
-    }
-    let size = size as usize;
-    if size > max {
-        return Err(FrameError::TooLarge {
-            size: size as i64,
-            limit: max,
-        });
-    }
-    let mut buf = BytesMut::with_capacity(size.min(GROWTH_STEP));
-    while buf.len() < size {
-        if buf.capacity() == buf.len() {
-            buf.reserve((size - buf.len()).min(GROWTH_STEP));
+        let Some((size, buf)) = self.body.as_mut() else {
+            return Ok(None);
+        };
+        let size = *size;
+        while buf.len() < size {
+            if buf.capacity() == buf.len() {
+                buf.reserve((size - buf.len()).min(GROWTH_STEP));
+            }
+            let want = size - buf.len();
+            let n = (&mut *r).take(want as u64).read_buf(buf).await?;
+            if n == 0 {
+                return Err(FrameError::Truncated {
+                    read: buf.len(),
+                    expected: size,
+                });
+            }
         }
-        let want = size - buf.len();
-        let n = (&mut *r).take(want as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(FrameError::Truncated {
-                read: buf.len(),
-                expected: size,
-            });
-        }
+        let frame = self.body.take().map(|(_, b)| b.freeze());
+        self.got = 0;
+        Ok(frame)
     }
-    Ok(Some(buf.freeze()))
 }
 
 #[cfg(test)]
@@ -101,5 +130,28 @@ mod tests {
             read_frame(&mut short, 100).await,
             Err(FrameError::Truncated { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_reader_dropped_mid_frame_loses_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let mut frames = FrameReader::default();
+        // Two bytes of the size, then three of a five-byte body: each
+        // call is cut short (as a select! does) and the next one resumes.
+        for part in [&[0u8, 0][..], &[0, 5, b'h'][..], &[b'e', b'l'][..]] {
+            client.write_all(part).await.expect("write");
+            let cut = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                frames.next(&mut server, 100),
+            )
+            .await;
+            assert!(cut.is_err(), "no whole frame yet");
+        }
+        client.write_all(b"lo").await.expect("write");
+        let frame = frames.next(&mut server, 100).await.expect("frame");
+        assert_eq!(frame.as_deref(), Some(&b"hello"[..]));
+        drop(client);
+        assert!(frames.next(&mut server, 100).await.expect("eof").is_none());
     }
 }

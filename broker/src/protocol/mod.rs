@@ -9,4 +9,4 @@ pub mod splice;
 
 pub use api::{SUPPORTED, Support, supported};
 pub use codec::{DecodedHeader, HeaderError, decode_body, decode_header, encode_response};
-pub use frame::{FrameError, read_frame};
+pub use frame::{FrameError, FrameReader, read_frame};

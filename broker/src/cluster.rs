@@ -21,7 +21,8 @@ pub struct Cluster {
     pub cluster_id: String,
     node: Arc<QuorumNode>,
     member: parking_lot::Mutex<Option<Member>>,
-    /// Peers' internal listeners checked on demand: id -> (when, refused).
+    /// Peers' internal listeners checked on demand: id -> (when, refused);
+    /// only refusals are used again.
     probes: parking_lot::Mutex<HashMap<i32, (Instant, bool)>>,
     /// Leaders a Metadata answer waited for in vain, and when: the
     /// controller kept them, so answers do not wait for them again soon.
@@ -77,8 +78,13 @@ impl FencedSeen {
 /// How long Metadata answers keep listing a broker after it was fenced.
 const FENCED_LISTED_FOR: Duration = Duration::from_secs(5);
 
-/// How long a probe of a peer's listener stands.
-const PROBE_TTL: Duration = Duration::from_millis(200);
+/// How long a refusal found by a probe of a peer's listener stands. An
+/// answer is not remembered at all: a client asks who leads a partition
+/// the moment its leader dies, and an answer from just before must not
+/// hide that. (A probe is one TCP connection per leader named, for
+/// Metadata requests that name topics: clients send those at start, on
+/// errors and every few minutes.)
+const PROBE_TTL_REFUSED: Duration = Duration::from_millis(200);
 /// How long a probe may wait for a connection: a live peer on a healthy
 /// network accepts far sooner, a dead one refuses at once.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
@@ -243,9 +249,9 @@ impl Cluster {
     /// Of `peers`, those found gone and not kept by the controller lately
     /// (see [`Cluster::leader_kept`]): reported by this broker's replica
     /// fetchers, or whose internal listener refuses a connection now
-    /// (nothing listens: the process is not there). Each peer is probed at
-    /// most every 200 ms, for at most 20 ms; one that does not answer in
-    /// time (paused, cut off) is not called gone. A refusal is reported
+    /// (nothing listens: the process is not there). A refusal stands for
+    /// 200 ms; a probe waits at most 20 ms, and a peer that does not answer
+    /// in time (paused, cut off) is not called gone. A refusal is reported
     /// to the controller like a fetcher's.
     pub async fn found_gone(&self, peers: &BTreeSet<i32>) -> BTreeSet<i32> {
         let suspected = self
@@ -274,7 +280,7 @@ impl Cluster {
                 .probes
                 .lock()
                 .get(id)
-                .filter(|(at, _)| at.elapsed() < PROBE_TTL)
+                .filter(|(at, refused)| *refused && at.elapsed() < PROBE_TTL_REFUSED)
                 .map(|(_, refused)| *refused);
             match cached {
                 Some(true) => {

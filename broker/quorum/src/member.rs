@@ -572,3 +572,38 @@ async fn controller_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::BrokerRegistration;
+
+    #[test]
+    fn the_deposed_leader_counts_as_silent_for_a_lease_before_the_election() {
+        let mut img = MetadataImage::default();
+        img.brokers.insert(
+            1,
+            BrokerRegistration {
+                id: 1,
+                epoch: 4,
+                incarnation: 9,
+                kafka_address: "127.0.0.1:9092".into(),
+                internal_address: "127.0.0.1:9093".into(),
+                rack: None,
+                fenced: false,
+            },
+        );
+        let mut heard = controller::Heartbeats::new();
+        deposed_heartbeat(&mut heard, &img, Some(1), 10_000, 600);
+        assert_eq!(heard.get(&1), Some(&(4, 9_400)));
+        // A heartbeat it sent the new controller since stands.
+        let mut heard = controller::Heartbeats::from([(1, (4, 10_050))]);
+        deposed_heartbeat(&mut heard, &img, Some(1), 10_000, 600);
+        assert_eq!(heard.get(&1), Some(&(4, 10_050)));
+        // No predecessor (the first leader), or one no longer registered.
+        let mut heard = controller::Heartbeats::new();
+        deposed_heartbeat(&mut heard, &img, None, 10_000, 600);
+        deposed_heartbeat(&mut heard, &img, Some(7), 10_000, 600);
+        assert!(heard.is_empty());
+    }
+}

@@ -151,7 +151,11 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
 async fn wait_for_gone_leaders(cluster: &Arc<Cluster>, topics: &mut [MetadataResponseTopic]) {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(cluster.config.session_timeout_ms);
+    // From the image current now: one that changed since the answer was
+    // put together would not wake the wait below.
     let mut images = cluster.subscribe();
+    let img = images.borrow_and_update().clone();
+    redescribe(&img, topics);
     loop {
         let gone = cluster.found_gone(&leaders(topics)).await;
         if gone.is_empty() {

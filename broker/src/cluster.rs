@@ -21,9 +21,6 @@ pub struct Cluster {
     pub cluster_id: String,
     node: Arc<QuorumNode>,
     member: parking_lot::Mutex<Option<Member>>,
-    /// Peers' internal listeners checked on demand: id -> (when, refused);
-    /// only refusals are used again.
-    probes: parking_lot::Mutex<HashMap<i32, (Instant, bool)>>,
     /// Leaders a Metadata answer waited for in vain, and when: the
     /// controller kept them, so answers do not wait for them again soon.
     kept_leaders: parking_lot::Mutex<HashMap<i32, Instant>>,
@@ -78,13 +75,6 @@ impl FencedSeen {
 /// How long Metadata answers keep listing a broker after it was fenced.
 const FENCED_LISTED_FOR: Duration = Duration::from_secs(5);
 
-/// How long a refusal found by a probe of a peer's listener stands. An
-/// answer is not remembered at all: a client asks who leads a partition
-/// the moment its leader dies, and an answer from just before must not
-/// hide that. (A probe is one TCP connection per leader named, for
-/// Metadata requests that name topics: clients send those at start, on
-/// errors and every few minutes.)
-const PROBE_TTL_REFUSED: Duration = Duration::from_millis(200);
 /// How long a probe may wait for a connection: a live peer on a healthy
 /// network accepts far sooner, a dead one refuses at once.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
@@ -148,7 +138,6 @@ impl Cluster {
             cluster_id: id.clone(),
             node,
             member: parking_lot::Mutex::new(Some(member)),
-            probes: parking_lot::Mutex::default(),
             kept_leaders: parking_lot::Mutex::default(),
             fenced_seen: parking_lot::Mutex::default(),
         };
@@ -243,16 +232,16 @@ impl Cluster {
         if let Some(m) = self.member.lock().as_ref() {
             m.unsuspect(broker);
         }
-        self.probes.lock().remove(&broker);
     }
 
     /// Of `peers`, those found gone and not kept by the controller lately
     /// (see [`Cluster::leader_kept`]): reported by this broker's replica
     /// fetchers, or whose internal listener refuses a connection now
-    /// (nothing listens: the process is not there). A refusal stands for
-    /// 200 ms; a probe waits at most 20 ms, and a peer that does not answer
-    /// in time (paused, cut off) is not called gone. A refusal is reported
-    /// to the controller like a fetcher's.
+    /// (nothing listens: the process is not there). A probe waits at most
+    /// 20 ms, and a peer that does not answer in time (paused, cut off) is
+    /// not called gone. A refusal is recorded as this broker's suspicion
+    /// (reported to the controller like a fetcher's), which later calls
+    /// find without probing.
     pub async fn found_gone(&self, peers: &BTreeSet<i32>) -> BTreeSet<i32> {
         let suspected = self
             .member
@@ -274,24 +263,11 @@ impl Cluster {
             }
             if suspected.contains(id) {
                 gone.insert(*id);
-                continue;
-            }
-            let cached = self
-                .probes
-                .lock()
-                .get(id)
-                .filter(|(at, refused)| *refused && at.elapsed() < PROBE_TTL_REFUSED)
-                .map(|(_, refused)| *refused);
-            match cached {
-                Some(true) => {
-                    gone.insert(*id);
-                }
-                Some(false) => {}
-                None => {
-                    if let Some(b) = img.brokers.get(id) {
-                        probes.push((*id, b.internal_address.clone()));
-                    }
-                }
+            } else if let Some(b) = img.brokers.get(id) {
+                // Probed afresh each time: an answer from just before a
+                // crash must not hide it from the client asking right
+                // after. A refusal is remembered as a suspicion (above).
+                probes.push((*id, b.internal_address.clone()));
             }
         }
         let results = futures::future::join_all(probes.into_iter().map(|(id, addr)| async move {
@@ -302,9 +278,7 @@ impl Cluster {
             (id, refused)
         }))
         .await;
-        let now = Instant::now();
         for (id, refused) in results {
-            self.probes.lock().insert(id, (now, refused));
             if refused {
                 self.suspect(id);
                 gone.insert(id);

@@ -59,6 +59,13 @@ pub struct Member {
 /// Peers found dead, and when.
 type Suspects = Arc<parking_lot::Mutex<std::collections::BTreeMap<i32, std::time::Instant>>>;
 
+/// Peers found gone within [`SUSPECT_TTL`] (older reports are dropped).
+fn recent(suspects: &Suspects) -> BTreeSet<i32> {
+    let mut s = suspects.lock();
+    s.retain(|_, at| at.elapsed() < SUSPECT_TTL);
+    s.keys().copied().collect()
+}
+
 /// How long a report of a dead peer is sent along with heartbeats.
 const SUSPECT_TTL: Duration = Duration::from_secs(1);
 
@@ -166,9 +173,7 @@ impl Member {
 
     /// Peers this member found gone within the last second.
     pub fn suspected(&self) -> BTreeSet<i32> {
-        let mut s = self.suspects.lock();
-        s.retain(|_, at| at.elapsed() < SUSPECT_TTL);
-        s.keys().copied().collect()
+        recent(&self.suspects)
     }
 
     /// This broker's registration epoch, once registered.
@@ -377,12 +382,11 @@ async fn liveness_loop(
                 );
             }
             Some(epoch) => match tokio::time::timeout(heartbeat_deadline(&cfg), {
-                let recent: Vec<i32> = {
-                    let mut s = suspects.lock();
-                    s.retain(|_, at| at.elapsed() < SUSPECT_TTL);
-                    s.keys().copied().collect()
-                };
-                node.heartbeat(cfg.broker_id, epoch, recent)
+                node.heartbeat(
+                    cfg.broker_id,
+                    epoch,
+                    recent(&suspects).into_iter().collect(),
+                )
             })
             .await
             {

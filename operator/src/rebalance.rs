@@ -252,6 +252,23 @@ pub fn describe(step: &Step) -> String {
     }
 }
 
+/// Whether the previous pass already showed this step, so it may run now:
+/// the same moves of the same rebalance (an election: the same message).
+/// Not the message of a move, which carries the bytes to copy and so
+/// changes with every write to those partitions: under a write load the
+/// plan never ran (the real-control-plane tour caught it).
+pub fn shown_before(
+    previous: Option<&crate::crd::PlanStatus>,
+    shown: &crate::crd::PlanStatus,
+) -> bool {
+    previous.is_some_and(|p| {
+        matches!(p.phase.as_str(), "Planned" | "AwaitingApproval")
+            && p.id == shown.id
+            && p.moves == shown.moves
+            && (!shown.moves.is_empty() || p.message == shown.message)
+    })
+}
+
 /// The status form of a step. Moves and elections are `Planned` until the
 /// reconciler carries them out on a later pass (so that the plan is shown
 /// before it runs); the others say where things stand.
@@ -370,4 +387,49 @@ pub async fn change_replication_factor(
         }
     }
     Ok(RfChange::Moving(n))
+}
+
+#[cfg(test)]
+mod shown_before_tests {
+    use super::shown_before;
+    use crate::crd::{PlanStatus, PlannedMove};
+
+    fn plan(phase: &str, bytes: u64) -> PlanStatus {
+        PlanStatus {
+            phase: phase.into(),
+            id: "r5".into(),
+            target_brokers: 5,
+            message: format!("moving 1 partition(s), {bytes} bytes"),
+            moves: vec![PlannedMove {
+                topic: "orders".into(),
+                partition: 4,
+                from: vec![0, 2, 1],
+                to: vec![3, 0, 4],
+            }],
+            bytes,
+            ..PlanStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_move_shown_before_runs_though_its_partitions_grew() {
+        assert!(shown_before(
+            Some(&plan("Planned", 100)),
+            &plan("Planned", 250)
+        ));
+        assert!(!shown_before(None, &plan("Planned", 100)));
+        assert!(!shown_before(
+            Some(&plan("Moving", 100)),
+            &plan("Planned", 100)
+        ));
+        let mut other = plan("Planned", 100);
+        other.moves[0].to = vec![4, 0, 3];
+        assert!(!shown_before(Some(&plan("Planned", 100)), &other));
+        let mut elect = plan("Planned", 0);
+        elect.moves.clear();
+        let mut elect2 = elect.clone();
+        assert!(shown_before(Some(&elect), &elect2));
+        elect2.message = "electing other leaders".into();
+        assert!(!shown_before(Some(&elect), &elect2));
+    }
 }

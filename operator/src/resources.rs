@@ -207,20 +207,10 @@ pub fn server_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
     {
         return Err(RenderError::OwnedSetting(k.clone()));
     }
+    // The listeners bind the pod's own address, set per pod from the
+    // downward API (decision 0022); everything else is the same for all.
     let mut out = String::from("# Rendered by sluice-operator from the KafkaCluster spec.\n");
-    out.push_str(&format!(
-        "listeners=0.0.0.0:{}\n",
-        kc.spec.listeners.client_port
-    ));
-    out.push_str(&format!(
-        "metrics.listener=0.0.0.0:{}\n",
-        kc.spec.listeners.metrics_port
-    ));
     out.push_str(&format!("log.dirs={DATA_DIR}\n"));
-    out.push_str(&format!(
-        "internal.listener=0.0.0.0:{}\n",
-        kc.spec.listeners.internal_port
-    ));
     out.push_str(&format!("controller.quorum.voters={}\n", quorum_voters(kc)));
     for (k, v) in &kc.spec.config {
         out.push_str(&format!("{k}={v}\n"));
@@ -320,6 +310,19 @@ pub fn statefulset_with_replicas(
 
     let mut env_vars = vec![
         env_from_field("POD_NAME", "metadata.name"),
+        env_from_field("POD_IP", "status.podIP"),
+        // Bound to the pod's address rather than 0.0.0.0: the same on a
+        // cluster where every pod has a network of its own, and what lets
+        // pods share one network (the process-kubelet tier, decision 0022).
+        env("SLUICE_LISTENERS", format!("$(POD_IP):{client_port}")),
+        env(
+            "SLUICE_INTERNAL_LISTENER",
+            format!("$(POD_IP):{}", spec.listeners.internal_port),
+        ),
+        env(
+            "SLUICE_METRICS_LISTENER",
+            format!("$(POD_IP):{metrics_port}"),
+        ),
         // The StatefulSet controller labels each pod with its ordinal
         // (Kubernetes 1.28+): the broker's node id.
         env_from_field(
@@ -594,6 +597,25 @@ mod tests {
             envs.iter()
                 .any(|e| e.name == "SLUICE_NODE_ID" && e.value_from.is_some())
         );
+        let value = |name: &str| {
+            envs.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        let ip = envs
+            .iter()
+            .position(|e| e.name == "POD_IP")
+            .expect("POD_IP");
+        let listeners = envs
+            .iter()
+            .position(|e| e.name == "SLUICE_LISTENERS")
+            .expect("SLUICE_LISTENERS");
+        assert!(ip < listeners, "POD_IP is defined before it is referenced");
+        assert_eq!(value("SLUICE_LISTENERS").as_deref(), Some("$(POD_IP):9092"));
+        assert_eq!(
+            value("SLUICE_INTERNAL_LISTENER").as_deref(),
+            Some("$(POD_IP):9093")
+        );
         assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
         let claim = &spec.volume_claim_templates.expect("claims")[0];
         let claim_spec = claim.spec.clone().expect("claim spec");
@@ -623,7 +645,10 @@ mod tests {
             ns = kc.metadata.namespace.as_deref().unwrap_or("default")
         );
         assert!(props.contains(&voters), "{props}");
-        assert!(props.contains("internal.listener=0.0.0.0:9093\n"));
+        assert!(
+            !props.contains("listener"),
+            "per pod, not in the ConfigMap: {props}"
+        );
         let mut one = kc.clone();
         one.spec.replicas = 1;
         assert!(quorum_voters(&one).starts_with("0@demo-0.") && !quorum_voters(&one).contains(','));

@@ -473,11 +473,7 @@ async fn rebalance_pass(
         );
         return shown;
     }
-    let planned_before = previous.plan.as_ref().is_some_and(|p| {
-        matches!(p.phase.as_str(), "Planned" | "AwaitingApproval")
-            && p.moves == shown.moves
-            && p.message == shown.message
-    });
+    let planned_before = rebalance::shown_before(previous.plan.as_ref(), &shown);
     if !planned_before {
         return shown;
     }

@@ -1,0 +1,98 @@
+"""An acks=all load and its check, for the Kubernetes tour.
+
+    acked_load.py produce BOOTSTRAP TOPIC ACKED_FILE STOP_FILE
+        writes keyed records (value = a sequence number) with an idempotent,
+        acks=all confluent-kafka producer, about 200 a second, until STOP_FILE
+        exists (or 15 minutes pass); every acknowledged record is appended to
+        ACKED_FILE as "partition offset value"; prints the counts.
+    acked_load.py check BOOTSTRAP TOPIC ACKED_FILE
+        reads the topic from the beginning and fails unless every
+        acknowledged record is there exactly once, at its offset.
+"""
+
+import os
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def produce(bootstrap, topic, acked_path, stop_path):
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "message.timeout.ms": 120000,
+    })
+    failed = []
+    acked = 0
+    out = open(acked_path, "w", buffering=1)
+
+    def report(err, msg):
+        nonlocal acked
+        if err is not None:
+            failed.append(str(err))
+        else:
+            acked += 1
+            out.write(f"{msg.partition()} {msg.offset()} {msg.value().decode()}\n")
+
+    deadline = time.monotonic() + 900
+    n = 0
+    while not os.path.exists(stop_path) and time.monotonic() < deadline:
+        for _ in range(20):
+            p.produce(topic, key=f"k{n % 97}", value=str(n), on_delivery=report)
+            n += 1
+        p.poll(0.1)
+    remaining = p.flush(120)
+    out.close()
+    print(f"load: {n} sent, {acked} acknowledged, {len(failed)} failed, {remaining} unanswered")
+    if failed:
+        print("load: first failures:", failed[:5])
+    return 0 if remaining == 0 else 1
+
+
+def check(bootstrap, topic, acked_path):
+    want = {}
+    with open(acked_path) as f:
+        for line in f:
+            part, off, value = line.split()
+            want[value] = (int(part), int(off))
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"tour-check-{os.getpid()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    meta = c.list_topics(topic, timeout=30)
+    parts = list(meta.topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    seen = {}
+    eof = set()
+    deadline = time.monotonic() + 180
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        msg = c.poll(1.0)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == -191:  # _PARTITION_EOF
+                eof.add(msg.partition())
+                continue
+            raise SystemExit(f"check: consume error {msg.error()}")
+        seen.setdefault(msg.value().decode(), []).append((msg.partition(), msg.offset()))
+    c.close()
+    lost = [v for v in want if v not in seen]
+    doubled = [v for v, at in seen.items() if v in want and len(at) > 1]
+    moved = [v for v, at in seen.items() if v in want and len(at) == 1 and at[0] != want[v]]
+    print(f"check: {len(want)} acknowledged, {len(seen)} read, "
+          f"{len(lost)} lost, {len(doubled)} doubled, {len(moved)} at another offset")
+    if len(eof) < len(parts):
+        print("check: not every partition was read to its end within 180 s")
+        return 1
+    return 1 if (lost or doubled or moved) else 0
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    sys.exit(produce(*args) if cmd == "produce" else check(*args))

@@ -1,0 +1,217 @@
+//! A pod's volumes as directories: ConfigMaps, Secrets, projected
+//! service-account tokens and downward-API files written into the pod's
+//! own directory; a PersistentVolumeClaim is the directory of its bound
+//! volume (see `provisioner`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::spec::{Assigned, Objects, field};
+
+fn write_keys(
+    dir: &Path,
+    data: Option<&BTreeMap<String, Vec<u8>>>,
+    items: Option<&Vec<KeyToPath>>,
+    what: &str,
+    optional: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let Some(data) = data else {
+        if optional {
+            return Ok(());
+        }
+        bail!("{what} not found");
+    };
+    let files: Vec<(String, &Vec<u8>)> = match items {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                data.get(&i.key)
+                    .map(|v| (i.path.clone(), v))
+                    .with_context(|| format!("{what} has no key {}", i.key))
+            })
+            .collect::<Result<_>>()?,
+        None => data.iter().map(|(k, v)| (k.clone(), v)).collect(),
+    };
+    for (path, bytes) in files {
+        if path.contains("..") {
+            bail!("{what}: path {path} leaves the volume");
+        }
+        let target = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+async fn claim_path(client: &Client, ns: &str, claim: &str) -> Result<PathBuf> {
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get(claim)
+        .await
+        .with_context(|| format!("reading claim {claim}"))?;
+    let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+        bail!("claim {claim} is not bound to a volume yet");
+    };
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&volume)
+        .await
+        .with_context(|| format!("reading volume {volume}"))?;
+    let spec = pv.spec.unwrap_or_default();
+    let path = spec
+        .local
+        .map(|l| l.path)
+        .or(spec.host_path.map(|h| h.path))
+        .with_context(|| format!("volume {volume} is neither local nor hostPath"))?;
+    let path = PathBuf::from(path);
+    if !path.is_dir() {
+        bail!(
+            "the directory {} of volume {volume} is gone (its node's disk lost?)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn token(
+    client: &Client,
+    pod: &Pod,
+    audience: Option<&str>,
+    expiry: Option<i64>,
+) -> Result<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
+            expiration_seconds: expiry,
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let answer = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(&sa, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("requesting a token for service account {ns}/{sa}"))?;
+    answer
+        .status
+        .map(|s| s.token)
+        .context("the token request returned no token")
+}
+
+/// Every volume of the pod, by name, as a directory (or, for a hostPath,
+/// the path itself).
+pub async fn materialize(
+    client: &Client,
+    pod: &Pod,
+    objects: &Objects,
+    assigned: &Assigned<'_>,
+    pod_dir: &Path,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out = BTreeMap::new();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    for v in volumes {
+        let dir = pod_dir.join("volumes").join(&v.name);
+        let path = if let Some(cm) = &v.config_map {
+            write_keys(
+                &dir,
+                objects.config_maps.get(&cm.name),
+                cm.items.as_ref(),
+                &format!("ConfigMap {}", cm.name),
+                cm.optional == Some(true),
+            )?;
+            dir
+        } else if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            write_keys(
+                &dir,
+                objects.secrets.get(&name),
+                s.items.as_ref(),
+                &format!("Secret {name}"),
+                s.optional == Some(true),
+            )?;
+            dir
+        } else if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&dir)?;
+            dir
+        } else if let Some(c) = &v.persistent_volume_claim {
+            claim_path(client, ns, &c.claim_name).await?
+        } else if let Some(h) = &v.host_path {
+            PathBuf::from(&h.path)
+        } else if let Some(p) = &v.projected {
+            std::fs::create_dir_all(&dir)?;
+            for src in p.sources.iter().flatten() {
+                if let Some(t) = &src.service_account_token {
+                    let tok =
+                        token(client, pod, t.audience.as_deref(), t.expiration_seconds).await?;
+                    std::fs::write(dir.join(&t.path), tok)?;
+                } else if let Some(cm) = &src.config_map {
+                    write_keys(
+                        &dir,
+                        objects.config_maps.get(&cm.name),
+                        cm.items.as_ref(),
+                        &format!("ConfigMap {}", cm.name),
+                        cm.optional == Some(true),
+                    )?;
+                } else if let Some(s) = &src.secret {
+                    write_keys(
+                        &dir,
+                        objects.secrets.get(&s.name),
+                        s.items.as_ref(),
+                        &format!("Secret {}", s.name),
+                        s.optional == Some(true),
+                    )?;
+                } else if let Some(d) = &src.downward_api {
+                    for item in d.items.iter().flatten() {
+                        let f = item
+                            .field_ref
+                            .as_ref()
+                            .context("downwardAPI items need a fieldRef here")?;
+                        std::fs::write(dir.join(&item.path), field(pod, assigned, &f.field_path)?)?;
+                    }
+                }
+            }
+            dir
+        } else if let Some(d) = &v.downward_api {
+            std::fs::create_dir_all(&dir)?;
+            for item in d.items.iter().flatten() {
+                let f = item
+                    .field_ref
+                    .as_ref()
+                    .context("downwardAPI items need a fieldRef here")?;
+                std::fs::write(dir.join(&item.path), field(pod, assigned, &f.field_path)?)?;
+            }
+            dir
+        } else {
+            bail!(
+                "volume {}: this kind of volume is not supported by process-kubelet",
+                v.name
+            );
+        };
+        out.insert(v.name.clone(), path);
+    }
+    Ok(out)
+}

@@ -1,7 +1,7 @@
 """An acks=all load and its check, for the Kubernetes tour.
 
     acked_load.py produce BOOTSTRAP TOPIC ACKED_FILE STOP_FILE
-        writes keyed records (value = a sequence number) with an idempotent,
+        writes keyed records (value = this load's id and a sequence number) with an idempotent,
         acks=all confluent-kafka producer, about 200 a second, until STOP_FILE
         exists (or 15 minutes pass); every acknowledged record is appended to
         ACKED_FILE as "partition offset value"; prints the counts.
@@ -38,10 +38,12 @@ def produce(bootstrap, topic, acked_path, stop_path):
             out.write(f"{msg.partition()} {msg.offset()} {msg.value().decode()}\n")
 
     deadline = time.monotonic() + 900
+    # Values are unique across loads on the same topic.
+    run = f"{os.getpid()}.{time.time_ns()}"
     n = 0
     while not os.path.exists(stop_path) and time.monotonic() < deadline:
         for _ in range(20):
-            p.produce(topic, key=f"k{n % 97}", value=str(n), on_delivery=report)
+            p.produce(topic, key=f"k{n % 97}", value=f"{run}.{n}", on_delivery=report)
             n += 1
         p.poll(0.1)
     remaining = p.flush(120)
@@ -85,7 +87,7 @@ def check(bootstrap, topic, acked_path):
     lost = [v for v in want if v not in seen]
     doubled = [v for v, at in seen.items() if v in want and len(at) > 1]
     moved = [v for v, at in seen.items() if v in want and len(at) == 1 and at[0] != want[v]]
-    print(f"check: {len(want)} acknowledged, {len(seen)} read, "
+    print(f"check: {len(want)} acknowledged, {sum(len(seen.get(v, [])) for v in want)} of them read, "
           f"{len(lost)} lost, {len(doubled)} doubled, {len(moved)} at another offset")
     if len(eof) < len(parts):
         print("check: not every partition was read to its end within 180 s")

@@ -13,6 +13,8 @@
 # target/debug (sluice-broker, sluice-operator, process-kubelet): build the
 # workspace first. Logs are in DIR/logs. Ports: SLUICE_K8S_PORT_BASE
 # (default 26400): +0 etcd client, +1 etcd peer, +43 kube-apiserver.
+# Pod addresses: 127.SLUICE_K8S_POD_NET.<node>.<n> (default 1); two control
+# planes side by side need different ones.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -162,7 +164,7 @@ start kube-scheduler "$bin/kube-scheduler" \
 
 start process-kubelet "$target/process-kubelet" \
   --kubeconfig "$dir/kubeconfig" --state-dir "$dir/kubelet" --nodes 3 \
-  --apiserver "127.0.0.1:$api_port" \
+  --apiserver "127.0.0.1:$api_port" --pod-net "${SLUICE_K8S_POD_NET:-1}" \
   --image "sluice/broker=$target/sluice-broker" \
   --image "sluice/operator=$target/sluice-operator"
 wait_for "three Ready nodes" 60 bash -c \

@@ -11,7 +11,7 @@ trap '"$repo/e2e/k8s/control-plane.sh" down "$dir"' EXIT
 start=$SECONDS
 "$repo/e2e/k8s/control-plane.sh" up "$dir"
 echo "control plane up in $((SECONDS - start)) s"
-if ! KUBECONFIG="$dir/kubeconfig" "$repo/e2e/k8s/tour.sh"; then
+if ! KUBECONFIG="$dir/kubeconfig" SLUICE_TOUR_STATE="$dir" "$repo/e2e/k8s/tour.sh"; then
   echo "tour failed; control-plane and pod logs are in $dir" >&2
   tail -n 30 "$dir/logs/process-kubelet.log" >&2 || true
   exit 1

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod rolling;
 pub mod run;
 pub mod status;
+pub mod storage;
 pub mod topic_plan;
 
 pub use crd::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, Topic, TopicSpec, TopicStatus};

@@ -1,6 +1,6 @@
-//! `crds/` and the chart's `charts/sluice-operator/crds/` must be exactly
+//! `crds/` and the chart's `charts/sluice-operator/crd-files/` must be exactly
 //! what `crdgen` prints: regenerate with
-//! `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crds`.
+//! `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crd-files`.
 
 use std::path::Path;
 
@@ -9,13 +9,13 @@ fn committed_crds_match_crdgen() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rendered = sluice_operator::crdgen::render().expect("render");
     assert_eq!(rendered.len(), 2);
-    for dir in ["crds", "charts/sluice-operator/crds"] {
+    for dir in ["crds", "charts/sluice-operator/crd-files"] {
         for (name, yaml) in &rendered {
             let committed = std::fs::read_to_string(root.join(dir).join(name))
                 .unwrap_or_else(|e| panic!("{dir}/{name} missing ({e}): run crdgen"));
             assert!(
                 &committed == yaml,
-                "{dir}/{name} differs from crdgen's output: run `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crds`"
+                "{dir}/{name} differs from crdgen's output: run `cargo run -p sluice-operator --bin crdgen -- --write crds --write charts/sluice-operator/crd-files`"
             );
         }
     }

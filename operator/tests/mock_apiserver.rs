@@ -105,6 +105,13 @@ impl ApiServer {
     }
 }
 
+/// A StatefulSet without claim templates: storage.size changes nothing.
+fn existing_statefulset() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "demo", "namespace": "ns"},
+           "spec": {"selector": {}, "serviceName": "demo-brokers", "template": {}}})
+}
+
 fn context(overrides: &[(&str, String)]) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
@@ -231,6 +238,13 @@ async fn cluster_round(kc: KafkaCluster, ctx: Arc<Context>, mut api: ApiServer) 
         )
         .await;
     assert_apply(&s, "PodDisruptionBudget", "demo-brokers");
+    // The StatefulSet as it is, for a change of storage.size.
+    api.expect(
+        "GET",
+        "/apis/apps/v1/namespaces/ns/statefulsets/demo",
+        |_| existing_statefulset(),
+    )
+    .await;
     let s = api
         .expect(
             "PATCH",
@@ -737,6 +751,7 @@ async fn scene_round(
             next = api.next() => next,
         };
         let reply = match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/apps/v1/namespaces/ns/statefulsets/demo") => existing_statefulset(),
             ("PATCH", "/apis/apps/v1/namespaces/ns/statefulsets/demo") => {
                 let n = seen.body["spec"]["replicas"].as_i64().expect("replicas");
                 round.statefulsets.push(n);

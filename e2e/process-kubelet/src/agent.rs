@@ -14,8 +14,10 @@ use crate::spec::ImageMap;
 pub struct NodeInfo {
     pub name: String,
     pub index: usize,
+    /// The second octet of every address on this node.
+    pub pod_net: u8,
     pub zone: String,
-    /// The node's own address, 127.1.<index+1>.1; its pods get the others of that /24.
+    /// The node's own address, 127.<pod_net>.<index+1>.1; its pods get the others of that /24.
     pub host_ip: String,
     /// The node's disk: pod directories and local volumes.
     pub dir: PathBuf,
@@ -67,7 +69,7 @@ impl Agent {
         }
         let used: HashSet<&String> = ips.values().collect();
         for host in 2..255 {
-            let ip = format!("127.1.{}.{host}", node.index + 1);
+            let ip = format!("127.{}.{}.{host}", node.pod_net, node.index + 1);
             if !used.contains(&ip) {
                 ips.insert(uid.to_string(), ip.clone());
                 return Ok(ip);

@@ -57,6 +57,9 @@ struct Args {
     /// The API server as pods reach it, HOST:PORT (KUBERNETES_SERVICE_HOST/PORT).
     #[arg(long)]
     apiserver: String,
+    /// Pods get addresses 127.NET.<node+1>.<n>: agents side by side take different nets.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pod_net: u8,
     /// The hosts file that gets the cluster's names.
     #[arg(long, default_value = "/etc/hosts")]
     hosts_file: PathBuf,
@@ -103,10 +106,11 @@ async fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let nodes = (0..args.nodes)
         .map(|i| NodeInfo {
+            pod_net: args.pod_net,
             name: format!("{}-{i}", args.node_prefix),
             index: i,
             zone: format!("zone-{}", i % 3),
-            host_ip: format!("127.1.{}.1", i + 1),
+            host_ip: format!("127.{}.{}.1", args.pod_net, i + 1),
             dir: state_dir
                 .join("nodes")
                 .join(format!("{}-{i}", args.node_prefix)),

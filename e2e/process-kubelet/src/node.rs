@@ -30,7 +30,7 @@ async fn register(agent: &Agent, n: &NodeInfo) -> Result<()> {
             "topology.kubernetes.io/zone": n.zone,
             "node.sluice.dev/process-kubelet": "true",
         }},
-        "spec": {"podCIDR": format!("127.1.{}.0/24", n.index + 1)},
+        "spec": {"podCIDR": format!("127.{}.{}.0/24", n.pod_net, n.index + 1)},
     });
     nodes
         .patch(

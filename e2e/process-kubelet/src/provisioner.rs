@@ -24,35 +24,7 @@ pub const CLASS: &str = "sluice-local";
 pub const PROVISIONER: &str = "sluice.dev/local-dir";
 const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
-/// Bytes in a Kubernetes quantity such as `10Gi`, `500M` or `1e3`.
-pub fn bytes(q: &str) -> Option<u128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, unit) = q.split_at(split);
-    let mult: u128 = match unit {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        u if u.starts_with('e') || u.starts_with('E') => {
-            10u128.checked_pow(u[1..].parse().ok()?)?
-        }
-        _ => return None,
-    };
-    let value: f64 = num.parse().ok()?;
-    Some((value * mult as f64) as u128)
-}
+use sluice_operator::storage::bytes;
 
 pub async fn ensure_class(agent: &Agent) -> Result<()> {
     let classes: Api<StorageClass> = Api::all(agent.client.clone());
@@ -226,21 +198,5 @@ pub async fn run(agent: Arc<Agent>, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = stop.cancelled() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bytes;
-
-    #[test]
-    fn quantities() {
-        assert_eq!(bytes("10Gi"), Some(10 << 30));
-        assert_eq!(bytes("500M"), Some(500_000_000));
-        assert_eq!(bytes("1.5Ki"), Some(1536));
-        assert_eq!(bytes("1e3"), Some(1000));
-        assert_eq!(bytes("12"), Some(12));
-        assert_eq!(bytes("7Zi"), None);
-        assert!(bytes("20Gi") > bytes("10Gi"));
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
+    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -50,6 +50,23 @@ fn write_keys(
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Downward-API files: each item's field, by its path.
+fn write_fields(
+    dir: &Path,
+    items: &[DownwardAPIVolumeFile],
+    pod: &Pod,
+    assigned: &Assigned<'_>,
+) -> Result<()> {
+    for item in items {
+        let f = item
+            .field_ref
+            .as_ref()
+            .context("downwardAPI items need a fieldRef here")?;
+        std::fs::write(dir.join(&item.path), field(pod, assigned, &f.field_path)?)?;
     }
     Ok(())
 }
@@ -185,25 +202,13 @@ pub async fn materialize(
                         s.optional == Some(true),
                     )?;
                 } else if let Some(d) = &src.downward_api {
-                    for item in d.items.iter().flatten() {
-                        let f = item
-                            .field_ref
-                            .as_ref()
-                            .context("downwardAPI items need a fieldRef here")?;
-                        std::fs::write(dir.join(&item.path), field(pod, assigned, &f.field_path)?)?;
-                    }
+                    write_fields(&dir, d.items.as_deref().unwrap_or_default(), pod, assigned)?;
                 }
             }
             dir
         } else if let Some(d) = &v.downward_api {
             std::fs::create_dir_all(&dir)?;
-            for item in d.items.iter().flatten() {
-                let f = item
-                    .field_ref
-                    .as_ref()
-                    .context("downwardAPI items need a fieldRef here")?;
-                std::fs::write(dir.join(&item.path), field(pod, assigned, &f.field_path)?)?;
-            }
+            write_fields(&dir, d.items.as_deref().unwrap_or_default(), pod, assigned)?;
             dir
         } else {
             bail!(

@@ -26,6 +26,7 @@ use crate::rebalance;
 use crate::resources::{self, RenderError};
 use crate::rolling;
 use crate::status::{self, READY};
+use crate::storage;
 
 pub const CONTROLLER: &str = "kafkacluster";
 
@@ -93,7 +94,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     let draining = want < applied_before;
     let brokers = if draining { applied_before } else { want };
 
-    let children = match render(&kc, brokers) {
+    let mut children = match render(&kc, brokers) {
         Ok(c) => c,
         Err(e) => {
             // Nothing is applied; the user has to change the spec.
@@ -128,6 +129,11 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     apply(&ctx, &ns, &children.headless).await?;
     apply(&ctx, &ns, &children.bootstrap).await?;
     apply(&ctx, &ns, &children.pdb).await?;
+    let volumes = match volumes_pass(&ctx, &kc, &previous, &mut children).await? {
+        Some(v) => v,
+        // The StatefulSet is being recreated around its pods.
+        None => return Ok(Action::requeue(std::time::Duration::from_secs(1))),
+    };
     let sts = apply(&ctx, &ns, &children.statefulset).await?;
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -174,6 +180,34 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         now,
     );
     rebuild_events(&ctx, &kc, &previous, &new).await;
+    let volumes = match (
+        volumes,
+        storage::not_expanded(&claims, &kc.spec.storage.size),
+    ) {
+        ((false, "UpToDate", _), waiting) if !waiting.is_empty() => (
+            true,
+            "Expanding",
+            format!(
+                "{} of {} volumes do not report {} yet: {}",
+                waiting.len(),
+                claims.len(),
+                kc.spec.storage.size,
+                waiting.join(", ")
+            ),
+        ),
+        (v, _) => v,
+    };
+    conditions::set(
+        &mut new.conditions,
+        conditions::Wanted {
+            type_: storage::VOLUMES,
+            status: volumes.0,
+            reason: volumes.1,
+            message: volumes.2,
+        },
+        kc.metadata.generation,
+        now,
+    );
     let mut applied = brokers;
     let mut scaled_down = false;
     let rebalancing = previous.balanced_replicas != Some(want)
@@ -303,6 +337,128 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         ctx.settings.poll
     }))
+}
+
+/// Storage growth (see `storage`): `(in progress, reason, message)` for the
+/// VolumeExpansion condition, or `None` while the StatefulSet is recreated.
+async fn volumes_pass(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    previous: &crate::crd::KafkaClusterStatus,
+    children: &mut Children,
+) -> Result<Option<(bool, &'static str, String)>> {
+    let ns = kc.namespace().unwrap_or_default();
+    let name = kc.name_any();
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("get StatefulSet {ns}/{name}")))?;
+    if current
+        .as_ref()
+        .is_some_and(|s| s.metadata.deletion_timestamp.is_some())
+    {
+        return Ok(None);
+    }
+    let said_before = |reason: &str| {
+        previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == storage::VOLUMES && c.reason == reason)
+    };
+    let size = &kc.spec.storage.size;
+    let (from, to) = match storage::resize(current.as_ref(), size) {
+        storage::Resize::Unchanged => {
+            return Ok(Some((
+                false,
+                "UpToDate",
+                format!("every volume asks for {size}"),
+            )));
+        }
+        storage::Resize::Shrink { from, to } => {
+            storage::set_template_size(&mut children.statefulset, &from);
+            storage::set_template_size(&mut children.drained_statefulset, &from);
+            let msg = format!(
+                "storage.size {to} is smaller than the brokers' volumes ({from}): a volume cannot shrink; set {from} or more"
+            );
+            if !said_before("ShrinkRefused") {
+                ctx.event(
+                    kc,
+                    EventType::Warning,
+                    "VolumeShrinkRefused",
+                    "Resize",
+                    msg.clone(),
+                )
+                .await;
+            }
+            return Ok(Some((false, "ShrinkRefused", msg)));
+        }
+        storage::Resize::Grow { from, to } => (from, to),
+    };
+    let replicas = current
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": to}}}});
+    for id in 0..replicas {
+        let claim = status::claim_name(&name, id);
+        let Some(c) = claims
+            .get_opt(&claim)
+            .await
+            .map_err(Error::kube(format!("get claim {ns}/{claim}")))?
+        else {
+            continue;
+        };
+        if storage::claim_size(&c).and_then(|s| storage::bytes(&s)) >= storage::bytes(&to) {
+            continue;
+        }
+        if let Err(e) = claims
+            .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            // For instance a StorageClass without allowVolumeExpansion.
+            storage::set_template_size(&mut children.statefulset, &from);
+            storage::set_template_size(&mut children.drained_statefulset, &from);
+            let msg = format!("expanding {claim} from {from} to {to} was refused: {e}");
+            if !said_before("ExpansionRefused") {
+                ctx.event(
+                    kc,
+                    EventType::Warning,
+                    "VolumeExpansionRefused",
+                    "Resize",
+                    msg.clone(),
+                )
+                .await;
+            }
+            return Ok(Some((false, "ExpansionRefused", msg)));
+        }
+    }
+    // The claim template cannot change: recreate the StatefulSet around
+    // its running pods.
+    api.delete(
+        &name,
+        &kube::api::DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            ..kube::api::DeleteParams::default()
+        },
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "orphan-delete StatefulSet {ns}/{name}"
+    )))?;
+    ctx.event(
+        kc,
+        EventType::Normal,
+        "ExpandingVolumes",
+        "Resize",
+        format!(
+            "{replicas} broker volumes asked to grow from {from} to {to}; the StatefulSet is recreated around its running pods"
+        ),
+    )
+    .await;
+    Ok(None)
 }
 
 /// Unregisters the brokers of `leaving` whose pods are gone; returns the

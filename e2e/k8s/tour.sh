@@ -125,7 +125,7 @@ stop_load() {
   ok "$(tail -n 1 "$work/load.txt")"
   "$python" e2e/k8s/acked_load.py check "$bootstrap" orders "$work/acked.txt" >"$work/check.txt" 2>&1 ||
     fail "$(cat "$work/check.txt")"
-  ok "$(cat "$work/check.txt")"
+  ok "$(tail -n 1 "$work/check.txt")"
 }
 
 step "kubectl scale kc demo --replicas=5, then back to 3, under an acks=all load"
@@ -169,7 +169,7 @@ until_ok 180 "demo-1 recreated and Ready" bash -c \
 until_ok 120 "KafkaCluster Ready again" ready_brokers_are 3
 "$python" e2e/k8s/acked_load.py check "$bootstrap" orders "$work/acked.txt" >"$work/check.txt" 2>&1 ||
   fail "$(cat "$work/check.txt")"
-ok "after the pod came back: $(cat "$work/check.txt")"
+ok "after the pod came back: $(tail -n 1 "$work/check.txt")"
 
 pod_uids() {
   "$kubectl" get pods -l app.kubernetes.io/instance=demo \
@@ -208,7 +208,7 @@ stop_load
 
 step "storage.size 10Gi -> 20Gi expands every volume in place; 5Gi is refused"
 claim_sizes() {
-  "$kubectl" get pvc -l app.kubernetes.io/instance=demo \
+  "$kubectl" get pvc data-demo-0 data-demo-1 data-demo-2 \
     -o 'jsonpath={range .items[*]}{.status.capacity.storage}{" "}{end}'
 }
 before="$(pod_uids)"
@@ -256,11 +256,14 @@ step "a stopped node: the status names the broker"
 node="$(jp pod/demo-0 '{.spec.nodeName}')"
 touch "$SLUICE_TOUR_STATE/kubelet/stopped/$node"
 names_demo_0() {
-  [[ "$(condition Ready status)" == False ]] && condition Ready message | grep -q 'demo-0'
+  [[ "$(condition Ready status)" == False ]] &&
+    condition Ready message | grep -q "demo-0: Starting (its node $node stopped reporting"
 }
-until_ok 120 "KafkaCluster not Ready, its message naming demo-0 (node $node stopped)" names_demo_0
+until_ok 120 "KafkaCluster not Ready, naming demo-0 and its stopped node $node" names_demo_0
+jp kc/demo '{.status.brokers[?(@.id==0)].message}' | grep -q "kubectl describe node $node" ||
+  fail "broker 0's status does not say what to do"
+ok "broker 0's status says what a person can do"
 echo "    Ready: $(condition Ready message)"
-echo "    broker 0: $(jp kc/demo '{.status.brokers[?(@.id==0)]}')"
 printf 'while:node-down\n' | "$kcat" -b "$bootstrap" -P -t orders -K: -X acks=all || fail "writing with a node down"
 ok "acks=all writes go on with broker 0's node down"
 rm -f "$SLUICE_TOUR_STATE/kubelet/stopped/$node"

@@ -194,6 +194,21 @@ def listening(port):
         return s.getsockname() != s.getpeername()
 
 
+def brokers_listed(admin):
+    """How many brokers a Metadata answer lists; 0 while the cluster starts.
+
+    A broker that has not caught up with the metadata yet can answer a
+    partial Metadata response (librdkafka's _PARTIAL); the issue "One
+    metadata plane" is to make that impossible, and to test it there.
+    """
+    from confluent_kafka import KafkaException
+
+    try:
+        return len(admin.list_topics(timeout=5).brokers)
+    except KafkaException:
+        return 0
+
+
 def wait_for(what, check, timeout=60.0):
     """Polls `check` until it holds, or fails naming `what`."""
     deadline = time.time() + timeout

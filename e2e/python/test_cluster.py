@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import start_cluster, wait_for
+from conftest import brokers_listed, start_cluster, wait_for
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def full_isr(admin, topic):
 def test_produce_and_consume_while_a_broker_is_killed(cluster):
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wait_for("three brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+    wait_for("three brokers", lambda: brokers_listed(admin) == 3)
     fs = admin.create_topics(
         [NewTopic("py-cluster", 6, 3, config={"min.insync.replicas": "2"})]
     )

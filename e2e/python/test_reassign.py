@@ -25,7 +25,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from conftest import start_cluster, wait_for
+from conftest import brokers_listed, start_cluster, wait_for
 
 TOPIC = "moving"
 PARTITIONS = 3
@@ -127,7 +127,7 @@ class Load:
 def test_move_a_topic_to_other_brokers_while_producing(cluster):
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wait_for("six brokers", lambda: len(admin.list_topics(timeout=5).brokers) == BROKERS)
+    wait_for("six brokers", lambda: brokers_listed(admin) == BROKERS)
     admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})])[
         TOPIC
     ].result(timeout=30)
@@ -234,7 +234,7 @@ def test_move_a_topic_to_other_brokers_while_producing(cluster):
 def test_elect_cancel_and_refusals(cluster):
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wait_for("six brokers", lambda: len(admin.list_topics(timeout=5).brokers) == BROKERS)
+    wait_for("six brokers", lambda: brokers_listed(admin) == BROKERS)
     admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3)])[TOPIC].result(timeout=30)
     wait_for("a full ISR", lambda: all(len(isr) == 3 for _, _, isr in partitions(admin).values()))
     kp = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)

@@ -39,6 +39,17 @@ pub(crate) fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A pod whose containers are ready but which is not: the node lifecycle
+/// controller marked it so because its node stopped reporting (kubelet or
+/// machine down, node cut off). Returns the node's name.
+pub(crate) fn node_stopped_reporting(p: &Pod) -> Option<String> {
+    let conds = p.status.as_ref()?.conditions.as_ref()?;
+    let is = |t: &str, v: &str| conds.iter().any(|c| c.type_ == t && c.status == v);
+    (is("Ready", "False") && is("ContainersReady", "True"))
+        .then(|| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+        .flatten()
+}
+
 /// The scheduler's word when a pod cannot be placed because its volume is
 /// bound to a node it cannot use (the node is gone, or cordoned for good):
 /// `PodScheduled=False`, reason `Unschedulable`, "volume node affinity
@@ -154,6 +165,18 @@ fn rebuild_state(
 }
 
 /// Computes the new status from the previous one and what was observed.
+/// "2 of 3 brokers ready; demo-0: Starting (its node node-0 stopped reporting ...)".
+fn not_ready_message(ready: i32, desired: i32, brokers: &[BrokerStatus]) -> String {
+    let mut out = format!("{ready} of {desired} brokers ready");
+    for b in brokers.iter().filter(|b| b.state != "Running") {
+        out.push_str(&format!("; {}: {}", b.pod, b.state));
+        if !b.message.is_empty() {
+            out.push_str(&format!(" ({})", b.message));
+        }
+    }
+    out
+}
+
 pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaClusterStatus {
     let previous = kc.status.clone().unwrap_or_default();
     let generation = kc.metadata.generation;
@@ -222,9 +245,13 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
             );
             // A broker whose volume cannot be reached is rebuilt elsewhere
             // on a new volume once a person lets that volume go.
-            let message = match &stranded {
-                Some(why) if state == "VolumeUnreachable" => format!(
+            let node_gone = pod.and_then(node_stopped_reporting);
+            let message = match (&stranded, &node_gone) {
+                (Some(why), _) if state == "VolumeUnreachable" => format!(
                     "its volume is bound to a node that cannot run it ({why}); to rebuild the broker on a new volume: kubectl delete pvc {claim} && kubectl delete pod {pod_name}"
+                ),
+                (_, Some(node)) if state == "Starting" => format!(
+                    "its node {node} stopped reporting (kubelet or machine down); the other replicas serve its partitions. Check the node (kubectl describe node {node}); if it is gone for good, kubectl delete pod {pod_name} --force --grace-period=0 lets the pod go elsewhere (a local volume then needs the steps of 'A lost volume' in docs/operations.md)"
                 ),
                 _ => message,
             };
@@ -313,7 +340,7 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
             type_: READY,
             status: false,
             reason: "BrokersNotReady",
-            message: format!("{ready} of {desired} brokers ready"),
+            message: not_ready_message(ready, desired, &brokers),
         }
     } else {
         Wanted {
@@ -604,6 +631,61 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_whose_node_stopped_reporting_is_named_with_what_to_do() {
+        let k = kc(3);
+        let set = sts(2, 1, 1);
+        let mut cut_off = pod("demo-0", false);
+        cut_off.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("node-0".into()),
+            ..Default::default()
+        });
+        if let Some(conds) = cut_off.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conds.push(PodCondition {
+                type_: "ContainersReady".into(),
+                status: "True".into(),
+                ..PodCondition::default()
+            });
+        }
+        let pods = [cut_off, pod("demo-1", true), pod("demo-2", true)];
+        let c = cluster(true);
+        let s = compute(
+            &k,
+            &Observed {
+                statefulset: Some(&set),
+                pods: &pods,
+                claims: &[],
+                sizes: None,
+                cluster: Ok(&c),
+            },
+            Timestamp::now(),
+        );
+        let b = &s.brokers[0];
+        assert!(
+            b.message.contains("its node node-0 stopped reporting"),
+            "{}",
+            b.message
+        );
+        assert!(
+            b.message.contains("kubectl describe node node-0"),
+            "{}",
+            b.message
+        );
+        let r = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .expect("ready");
+        assert_eq!(r.status, "False");
+        assert!(
+            r.message.contains("demo-0: Starting (its node node-0"),
+            "{}",
+            r.message
+        );
+        // A pod that is merely starting says nothing of its node.
+        assert!(!s.brokers[1].message.contains("node"));
+    }
+
+    #[test]
     fn scaled_statefulset_not_yet_observed_is_reconciling() {
         let k = kc(5);
         let set = sts(3, 3, 2);
@@ -626,7 +708,12 @@ mod tests {
             .iter()
             .find(|c| c.type_ == READY)
             .expect("ready");
-        assert_eq!(r.message, "3 of 5 brokers ready");
+        assert!(
+            r.message
+                .starts_with("3 of 5 brokers ready; demo-0: Missing"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]

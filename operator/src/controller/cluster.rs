@@ -180,9 +180,19 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         now,
     );
     rebuild_events(&ctx, &kc, &previous, &new).await;
+    // The claims of the brokers the StatefulSet runs (a scale-down leaves
+    // the others behind, unused, as `storage.deleteClaim` says).
+    let in_use: Vec<PersistentVolumeClaim> = claims
+        .iter()
+        .filter(|c| {
+            (0..brokers)
+                .any(|id| c.metadata.name.as_deref() == Some(&status::claim_name(&name, id)))
+        })
+        .cloned()
+        .collect();
     let volumes = match (
         volumes,
-        storage::not_expanded(&claims, &kc.spec.storage.size),
+        storage::not_expanded(&in_use, &kc.spec.storage.size),
     ) {
         ((false, "UpToDate", _), waiting) if !waiting.is_empty() => (
             true,
@@ -190,7 +200,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             format!(
                 "{} of {} volumes do not report {} yet: {}",
                 waiting.len(),
-                claims.len(),
+                in_use.len(),
                 kc.spec.storage.size,
                 waiting.join(", ")
             ),

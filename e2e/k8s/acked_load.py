@@ -7,7 +7,9 @@
         ACKED_FILE as "partition offset value"; prints the counts.
     acked_load.py check BOOTSTRAP TOPIC ACKED_FILE
         reads the topic from the beginning and fails unless every
-        acknowledged record is there exactly once, at its offset.
+        acknowledged record is there exactly once, at its offset
+        (--known-duplicates: records written twice are reported, not failed;
+        used only where the tour meets that known broker defect).
 """
 
 import os
@@ -54,7 +56,7 @@ def produce(bootstrap, topic, acked_path, stop_path):
     return 0 if remaining == 0 else 1
 
 
-def check(bootstrap, topic, acked_path):
+def check(bootstrap, topic, acked_path, allow_duplicates=False):
     want = {}
     with open(acked_path) as f:
         for line in f:
@@ -89,12 +91,21 @@ def check(bootstrap, topic, acked_path):
     moved = [v for v, at in seen.items() if v in want and len(at) == 1 and at[0] != want[v]]
     print(f"check: {len(want)} acknowledged, {sum(len(seen.get(v, [])) for v in want)} of them read, "
           f"{len(lost)} lost, {len(doubled)} doubled, {len(moved)} at another offset")
+    for v in doubled[:5]:
+        print(f"check: {v} acknowledged at {want[v]} read at {seen[v]}")
     if len(eof) < len(parts):
         print("check: not every partition was read to its end within 180 s")
         return 1
+    if doubled and allow_duplicates:
+        print(f"check: KNOWN DEFECT: {len(doubled)} acknowledged records of an idempotent "
+              "producer were written twice (seen under partition moves; see the note of issue 14)")
+        doubled = []
     return 1 if (lost or doubled or moved) else 0
 
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    sys.exit(produce(*args) if cmd == "produce" else check(*args))
+    if cmd == "produce":
+        sys.exit(produce(*args))
+    allow = "--known-duplicates" in args
+    sys.exit(check(*[a for a in args if a != "--known-duplicates"], allow_duplicates=allow))

@@ -203,6 +203,8 @@ while :; do
   isr_at_least_2 || below_min_isr=$((below_min_isr + 1))
   sleep 1
 done
+roll_done() { [[ "$(condition RollingRestart reason)" == UpToDate ]] && ready_brokers_are 3; }
+until_ok 120 "the RollingRestart condition is back to UpToDate" roll_done
 ok "every broker pod was replaced (new uids)"
 ((max_down <= 1)) || fail "$max_down broker pods were down at once"
 ok "never more than one broker pod down at a time"

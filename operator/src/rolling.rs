@@ -30,6 +30,13 @@ pub fn ordinal(pod: &Pod) -> Option<i32> {
 
 /// Broker ids whose pods run an older revision than the StatefulSet's.
 pub fn outdated(sts: &StatefulSet, pods: &[Pod]) -> Vec<i32> {
+    // A StatefulSet whose controller has not caught up with it (just
+    // created again around its pods for a volume expansion, or just
+    // changed) has no revision to compare with yet.
+    let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
+    if observed.is_none() || observed < sts.metadata.generation {
+        return Vec::new();
+    }
     let Some(revision) = sts
         .status
         .as_ref()

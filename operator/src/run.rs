@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,18 @@ pub async fn controllers(ctx: Arc<Context>, namespace: Option<String>, stop: Can
         .owns(api::<StatefulSet>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
         .owns(api::<ConfigMap>(&client, ns), owned)
+        // Broker pods belong to the StatefulSet, not to the KafkaCluster:
+        // watched by their labels so that a pod turning unready (its node
+        // stopped reporting) shows in the status at once, not at the next
+        // resync.
+        .watches(
+            api::<Pod>(&client, ns),
+            watcher::Config::default().labels("app.kubernetes.io/component=broker"),
+            |pod: Pod| {
+                let cluster = pod.labels().get("app.kubernetes.io/instance")?.clone();
+                Some(ObjectRef::<KafkaCluster>::new(&cluster).within(&pod.namespace()?))
+            },
+        )
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(cluster::reconcile, cluster::error_policy, ctx.clone())
         .for_each(|r| async move {

@@ -339,7 +339,13 @@ grep -Eq '^orders +Retain +demo ' "$work/get.txt" || fail "kubectl get kt has no
 ok "the upgraded CRD is served: kubectl get kt shows POLICY"
 "$helm" uninstall sluice-operator --namespace sluice-system --wait --timeout 120s >"$work/helm.txt" ||
   fail "helm uninstall: $(cat "$work/helm.txt")"
-gone() { [[ -z "$("$kubectl" -n sluice-system get deploy,sa,svc -o name 2>/dev/null)" ]]; }
+# (The namespace keeps its own `default` ServiceAccount.)
+gone() {
+  local left
+  left="$("$kubectl" -n sluice-system get deploy/sluice-operator sa/sluice-operator \
+    svc/sluice-operator-metrics -o name --ignore-not-found 2>&1)"
+  [[ -z "$left" ]]
+}
 until_ok 60 "helm uninstall removed the operator's Deployment, ServiceAccount and Service" gone
 "$kubectl" get crd kafkaclusters.sluice.dev topics.sluice.dev >/dev/null || fail "helm uninstall deleted the CRDs"
 ok "the CRDs are kept (helm.sh/resource-policy: keep)"

@@ -207,6 +207,9 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         ),
         (v, _) => v,
     };
+    // Claims report their new size without an event the controller
+    // watches: it looks again soon while any is expanding.
+    let expanding = volumes.0;
     conditions::set(
         &mut new.conditions,
         conditions::Wanted {
@@ -338,6 +341,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     ctx.succeeded(&object_key(&*kc));
     let settled = after.as_deref() == Some("True")
         && !rolling.0
+        && !expanding
         && new
             .plan
             .as_ref()

@@ -190,14 +190,30 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
         .max(kc.spec.replicas)
         .max(0);
     let sts_status = seen.statefulset.and_then(|s| s.status.as_ref());
-    let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let name = kc.metadata.name.clone().unwrap_or_default();
+    // The StatefulSet's readyReplicas can lag behind its pods (seen after
+    // it was recreated around them for a volume expansion, when a node
+    // stopped reporting): a broker pod that is not ready is not counted.
+    let sts_ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let pods_ready = (0..desired)
+        .filter(|id| {
+            let pod_name = format!("{name}-{id}");
+            seen.pods
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()) && pod_ready(p))
+        })
+        .count() as i32;
+    let ready = if seen.pods.is_empty() {
+        sts_ready
+    } else {
+        sts_ready.min(pods_ready)
+    };
     let sts_current = seen
         .statefulset
         .and_then(|s| s.metadata.generation)
         .zip(sts_status.and_then(|s| s.observed_generation))
         .is_some_and(|(g, o)| o >= g);
 
-    let name = kc.metadata.name.clone().unwrap_or_default();
     let cluster = seen.cluster.as_ref().ok();
     let brokers: Vec<BrokerStatus> = (0..desired)
         .map(|id| {

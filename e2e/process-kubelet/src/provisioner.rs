@@ -24,7 +24,7 @@ pub const CLASS: &str = "sluice-local";
 pub const PROVISIONER: &str = "sluice.dev/local-dir";
 const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
-use sluice_operator::storage::bytes;
+use sluice_operator::storage::{bytes, claim_size as request};
 
 pub async fn ensure_class(agent: &Agent) -> Result<()> {
     let classes: Api<StorageClass> = Api::all(agent.client.clone());
@@ -45,17 +45,6 @@ pub async fn ensure_class(agent: &Agent) -> Result<()> {
         .await
         .context("creating the StorageClass sluice-local")?;
     Ok(())
-}
-
-fn request(pvc: &PersistentVolumeClaim) -> Option<String> {
-    pvc.spec
-        .as_ref()?
-        .resources
-        .as_ref()?
-        .requests
-        .as_ref()?
-        .get("storage")
-        .map(|q| q.0.clone())
 }
 
 async fn provision(agent: &Agent, pvc: &PersistentVolumeClaim, node: &str) -> Result<()> {

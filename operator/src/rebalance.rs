@@ -38,8 +38,13 @@ pub async fn connect_any(bootstrap: &str, timeout: Duration) -> Result<AdminClie
 /// not answer leaves them at what the others report.
 pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, AdminError> {
     let mut admin = connect_any(bootstrap, timeout).await?;
+    // Metadata and the list of moves are two answers from a metadata image
+    // that may advance in between: a move that ends (or starts) between
+    // them would show a partition with its adding replicas but not moving.
+    // Asking for the moves on both sides catches either.
+    let mut moving = admin.list_reassignments().await?;
     let info = admin.describe_cluster().await?;
-    let moving = admin.list_reassignments().await?;
+    moving.extend(admin.list_reassignments().await?);
     let mut min_isr: BTreeMap<String, usize> = BTreeMap::new();
     let mut gone = std::collections::BTreeSet::new();
     for p in &info.partitions {

@@ -61,12 +61,6 @@ pub struct NewTopic {
     pub configs: TopicConfigs,
 }
 
-const INVALID_REQUEST: i16 = 42;
-/// Topic changes that go through the metadata quorum in a cluster and are
-/// not wired in yet: refused with this message rather than applied to one
-/// broker only.
-const NOT_IN_CLUSTER_YET: &str = "changing an existing topic's partitions or configs is not available in a multi-broker cluster yet";
-
 /// The most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 100_000;
 
@@ -410,41 +404,38 @@ impl Broker {
         Ok(meta)
     }
 
-    /// CreatePartitions: grows a topic to `count` partitions.
+    /// CreatePartitions on a one-broker cluster: grows a topic to `count`
+    /// partitions.
     pub fn create_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
-        const UNKNOWN: i16 = 3;
-        const INVALID_PARTITIONS: i16 = 37;
-        if self.cluster().is_some() {
-            return Err((INVALID_REQUEST, NOT_IN_CLUSTER_YET.into()));
-        }
-        let mut store = self.metadata.lock();
-        let Some(mut meta) = store.get(name).cloned() else {
-            return Err((UNKNOWN, format!("Topic {name} does not exist")));
-        };
-        if count <= meta.partitions {
-            return Err((
-                INVALID_PARTITIONS,
-                format!(
-                    "Topic currently has {} partitions, which is higher than or equal to the requested {count}.",
-                    meta.partitions
-                ),
-            ));
-        }
-        if count > MAX_PARTITIONS {
-            return Err((
-                INVALID_PARTITIONS,
-                format!("{count} partitions is more than the limit of {MAX_PARTITIONS}"),
-            ));
-        }
+        let current = self
+            .metadata
+            .lock()
+            .get(name)
+            .map(|m| m.partitions)
+            .ok_or_else(|| unknown_topic(name))?;
+        check_partition_count(current, count)?;
         if validate_only {
             return Ok(());
         }
+        self.grow_local(name, count)
+    }
+
+    /// Opens this broker's partitions `current..count` of a topic and
+    /// records the new count: the whole growth or none of it.
+    pub(crate) fn grow_local(&self, name: &str, count: i32) -> Result<(), (i16, String)> {
+        let mut store = self.metadata.lock();
+        let Some(mut meta) = store.get(name).cloned() else {
+            return Err(unknown_topic(name));
+        };
         let old = meta.partitions;
+        if count <= old {
+            return Ok(());
+        }
         let log_config = meta.configs.log_config(&self.effective_config());
         for p in old..count {
             let tp = TopicPartition::new(&meta.name, p);
@@ -457,7 +448,7 @@ impl Broker {
                         .replicas
                         .delete_partition(&TopicPartition::new(&meta.name, q));
                 }
-                return Err((56, format!("creating partition {p}: {e}")));
+                return Err((KAFKA_STORAGE_ERROR, format!("creating partition {p}: {e}")));
             }
         }
         meta.partitions = count;
@@ -467,7 +458,7 @@ impl Broker {
                     .replicas
                     .delete_partition(&TopicPartition::new(name, q));
             }
-            return Err((56, e.to_string()));
+            return Err((KAFKA_STORAGE_ERROR, e.to_string()));
         }
         drop(store);
         self.metrics.partitions.set(self.replicas.len() as i64);
@@ -475,70 +466,43 @@ impl Broker {
         Ok(())
     }
 
-    /// IncrementalAlterConfigs on a topic: applies `(name, op, value)`
-    /// changes (0 set, 1 delete, 2 append, 3 subtract), validates the
-    /// result, persists it and makes it effective at once.
+    /// IncrementalAlterConfigs on a topic of a one-broker cluster: applies
+    /// `(name, op, value)` changes, validates the result, persists it and
+    /// makes it effective at once.
     pub fn alter_topic_configs(
         &self,
         name: &str,
         changes: &[(String, i8, Option<String>)],
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
-        const UNKNOWN: i16 = 3;
-        const INVALID_CONFIG: i16 = 40;
-        if self.cluster().is_some() {
-            return Err((INVALID_REQUEST, NOT_IN_CLUSTER_YET.into()));
-        }
-        let mut store = self.metadata.lock();
-        let Some(mut meta) = store.get(name).cloned() else {
-            return Err((UNKNOWN, format!("Topic {name} does not exist")));
-        };
-        let mut map = meta.configs.0.clone();
-        for (key, op, value) in changes {
-            match op {
-                0 => {
-                    map.insert(key.clone(), value.clone().unwrap_or_default());
-                }
-                1 => {
-                    map.remove(key);
-                }
-                2 | 3 => {
-                    // Only list-valued configs take APPEND/SUBTRACT; of those
-                    // supported, cleanup.policy is the one.
-                    if key != "cleanup.policy" {
-                        return Err((
-                            INVALID_CONFIG,
-                            format!("Config {key} is not a list: APPEND and SUBTRACT do not apply"),
-                        ));
-                    }
-                    let current = map.get(key).cloned().unwrap_or_else(|| "delete".into());
-                    let mut items: Vec<String> = current
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    let v = value.clone().unwrap_or_default();
-                    if *op == 2 {
-                        if !items.contains(&v) {
-                            items.push(v);
-                        }
-                    } else {
-                        items.retain(|i| *i != v);
-                    }
-                    map.insert(key.clone(), items.join(","));
-                }
-                other => return Err((INVALID_CONFIG, format!("Unknown config operation {other}"))),
-            }
-        }
-        let configs =
-            TopicConfigs::from_pairs(map.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
-                .map_err(|e| (INVALID_CONFIG, e.to_string()))?;
+        let current = self
+            .metadata
+            .lock()
+            .get(name)
+            .map(|m| m.configs.0.clone())
+            .ok_or_else(|| unknown_topic(name))?;
+        let configs = altered_configs(&current, changes)?;
         if validate_only {
             return Ok(());
         }
+        self.set_local_configs(name, configs)
+    }
+
+    /// Persists a topic's configs and applies them to its open partitions.
+    pub(crate) fn set_local_configs(
+        &self,
+        name: &str,
+        configs: TopicConfigs,
+    ) -> Result<(), (i16, String)> {
+        let mut store = self.metadata.lock();
+        let Some(mut meta) = store.get(name).cloned() else {
+            return Err(unknown_topic(name));
+        };
         meta.configs = configs;
         let log_config = meta.configs.log_config(&self.effective_config());
-        store.update(meta).map_err(|e| (56, e.to_string()))?;
+        store
+            .update(meta)
+            .map_err(|e| (KAFKA_STORAGE_ERROR, e.to_string()))?;
         drop(store);
         self.replicas.reconfigure(name, &log_config);
         tracing::info!(topic = %name, "altered topic configs");
@@ -798,6 +762,84 @@ fn remove_leftovers(dir: &std::path::Path, store: &MetadataStore) -> Result<()> 
         }
     }
     Ok(())
+}
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_CONFIG: i16 = 40;
+const KAFKA_STORAGE_ERROR: i16 = 56;
+
+pub(crate) fn unknown_topic(name: &str) -> (i16, String) {
+    (
+        UNKNOWN_TOPIC_OR_PARTITION,
+        format!("Topic {name} does not exist"),
+    )
+}
+
+/// CreatePartitions' rule for the new count, with Kafka's messages.
+pub(crate) fn check_partition_count(current: i32, count: i32) -> Result<(), (i16, String)> {
+    if count <= current {
+        return Err((
+            INVALID_PARTITIONS,
+            format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {count}."
+            ),
+        ));
+    }
+    if count > MAX_PARTITIONS {
+        return Err((
+            INVALID_PARTITIONS,
+            format!("{count} partitions is more than the limit of {MAX_PARTITIONS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A topic's configs after IncrementalAlterConfigs' `(name, op, value)`
+/// changes (0 set, 1 delete, 2 append, 3 subtract), validated.
+pub(crate) fn altered_configs(
+    current: &std::collections::BTreeMap<String, String>,
+    changes: &[(String, i8, Option<String>)],
+) -> Result<TopicConfigs, (i16, String)> {
+    let mut map = current.clone();
+    for (key, op, value) in changes {
+        match op {
+            0 => {
+                map.insert(key.clone(), value.clone().unwrap_or_default());
+            }
+            1 => {
+                map.remove(key);
+            }
+            2 | 3 => {
+                // Only list-valued configs take APPEND/SUBTRACT; of those
+                // supported, cleanup.policy is the one.
+                if key != "cleanup.policy" {
+                    return Err((
+                        INVALID_CONFIG,
+                        format!("Config {key} is not a list: APPEND and SUBTRACT do not apply"),
+                    ));
+                }
+                let current = map.get(key).cloned().unwrap_or_else(|| "delete".into());
+                let mut items: Vec<String> = current
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let v = value.clone().unwrap_or_default();
+                if *op == 2 {
+                    if !items.contains(&v) {
+                        items.push(v);
+                    }
+                } else {
+                    items.retain(|i| *i != v);
+                }
+                map.insert(key.clone(), items.join(","));
+            }
+            other => return Err((INVALID_CONFIG, format!("Unknown config operation {other}"))),
+        }
+    }
+    TopicConfigs::from_pairs(map.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
+        .map_err(|e| (INVALID_CONFIG, e.to_string()))
 }
 
 #[cfg(test)]

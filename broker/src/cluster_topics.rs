@@ -12,7 +12,10 @@ use sluice_quorum::image::{Command, MetadataImage, Outcome, Refusal};
 use sluice_quorum::placement::{self, Candidate, PlacementError};
 use uuid::Uuid;
 
-use crate::broker::{Broker, CreateTopicError, MAX_PARTITIONS, NewTopic, validate_topic_name};
+use crate::broker::{
+    Broker, CreateTopicError, MAX_PARTITIONS, NewTopic, altered_configs, check_partition_count,
+    unknown_topic, validate_topic_name,
+};
 use crate::metadata::{TopicConfigs, TopicMetadata};
 use crate::replica::TopicPartition;
 
@@ -26,6 +29,50 @@ pub(crate) fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -
         configs: TopicConfigs(t.configs.clone()),
     }
 }
+
+/// A manual CreatePartitions assignment: one list per new partition, of
+/// the topic's replication factor, registered brokers, none twice (Kafka's
+/// checks and messages).
+fn check_assignment(
+    img: &MetadataImage,
+    assignment: &[Vec<i32>],
+    added: usize,
+    rf: usize,
+) -> Result<(), (i16, String)> {
+    let invalid = |m: String| Err((INVALID_REPLICA_ASSIGNMENT, m));
+    if assignment.len() != added {
+        return invalid(format!(
+            "Increasing the number of partitions by {added} but {} assignments provided.",
+            assignment.len()
+        ));
+    }
+    for rs in assignment {
+        if rs.len() != rf {
+            return invalid(format!(
+                "Inconsistent replication factor between partitions: the topic has {rf}, an assignment has {}.",
+                rs.len()
+            ));
+        }
+        let mut seen = rs.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != rs.len() {
+            return invalid(format!(
+                "Duplicate brokers not allowed in replica assignment: {rs:?}."
+            ));
+        }
+        if let Some(b) = rs.iter().find(|b| !img.brokers.contains_key(b)) {
+            return invalid(format!("Unknown broker(s) in replica assignment: {b}."));
+        }
+    }
+    Ok(())
+}
+
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const INVALID_CONFIG: i16 = 40;
+const NOT_CONTROLLER: i16 = 41;
 
 /// Kafka's group coordinator errors.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
@@ -217,6 +264,138 @@ impl Broker {
         }
     }
 
+    /// CreatePartitions: grows a topic to `count` partitions, placed on the
+    /// live brokers or as `assignment` says (one replica list per new
+    /// partition); in a cluster through the quorum.
+    pub async fn grow_topic(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        let Some(cluster) = self.cluster() else {
+            let me = self.config.node_id;
+            if assignment
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|rs| *rs != [me]))
+            {
+                return Err((
+                    INVALID_REPLICA_ASSIGNMENT,
+                    format!("replicas must be [{me}] on a one-broker cluster"),
+                ));
+            }
+            return self.create_partitions(name, count, validate_only);
+        };
+        let img = cluster.image();
+        let Some(t) = img.topics.get(name) else {
+            return Err(unknown_topic(name));
+        };
+        let current = t.partitions.len() as i32;
+        check_partition_count(current, count)?;
+        // The topic's replication factor: its first partition's replica
+        // set once a move in progress ends.
+        let rf = t.partitions.first().map_or(1, |p| {
+            p.replicas
+                .iter()
+                .filter(|r| !p.removing_replicas.contains(r))
+                .count()
+        });
+        let added = (count - current) as usize;
+        let assignment = match assignment {
+            Some(a) => {
+                check_assignment(&img, &a, added, rf)?;
+                a
+            }
+            None => {
+                let live: Vec<Candidate> = img
+                    .live_brokers()
+                    .map(|b| Candidate {
+                        id: b.id,
+                        rack: b.rack.clone(),
+                    })
+                    .collect();
+                let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
+                placement::assign(&live, added, rf, current as usize, start).map_err(|e| {
+                    (
+                        INVALID_REPLICATION_FACTOR,
+                        match e {
+                            PlacementError::NotEnoughBrokers { rf, brokers } => format!(
+                                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {brokers} broker(s) are registered."
+                            ),
+                            PlacementError::ZeroReplicationFactor => {
+                                format!("topic {name} has no replicas to copy")
+                            }
+                        },
+                    )
+                })?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let cmd = Command::CreatePartitions {
+            name: name.to_string(),
+            id: t.id,
+            expected_count: t.partitions.len(),
+            assignment,
+        };
+        match cluster.write(cmd).await {
+            Ok(Outcome::Ok) => {
+                tracing::info!(topic = %name, from = current, to = count, "added partitions through the quorum");
+                Ok(())
+            }
+            Ok(Outcome::Refused(Refusal::UnknownTopic(_))) => Err(unknown_topic(name)),
+            Ok(other) => Err((
+                INVALID_PARTITIONS,
+                format!("the quorum refused it: {other:?}"),
+            )),
+            Err(e) => Err((
+                NOT_CONTROLLER,
+                format!("{e}; try again when the metadata quorum has a leader"),
+            )),
+        }
+    }
+
+    /// IncrementalAlterConfigs on a topic: `(name, op, value)` changes,
+    /// validated, then persisted and applied by every broker that hosts it
+    /// (in a cluster through the quorum).
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        changes: &[(String, i8, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        let Some(cluster) = self.cluster() else {
+            return self.alter_topic_configs(name, changes, validate_only);
+        };
+        let img = cluster.image();
+        let Some(t) = img.topics.get(name) else {
+            return Err(unknown_topic(name));
+        };
+        let configs = altered_configs(&t.configs, changes)?;
+        if validate_only {
+            return Ok(());
+        }
+        let cmd = Command::AlterTopicConfigs {
+            name: name.to_string(),
+            id: t.id,
+            configs: configs.0,
+        };
+        match cluster.write(cmd).await {
+            Ok(Outcome::Ok) => {
+                tracing::info!(topic = %name, "altered topic configs through the quorum");
+                Ok(())
+            }
+            Ok(Outcome::Refused(Refusal::UnknownTopic(_))) => Err(unknown_topic(name)),
+            Ok(other) => Err((INVALID_CONFIG, format!("the quorum refused it: {other:?}"))),
+            Err(e) => Err((
+                NOT_CONTROLLER,
+                format!("{e}; try again when the metadata quorum has a leader"),
+            )),
+        }
+    }
+
     /// DeleteTopics in a cluster: `None` when there is no such topic.
     pub async fn delete_topic_in_cluster(
         &self,
@@ -276,11 +455,29 @@ impl Broker {
             }
         }
         for (name, t) in hosted {
-            let exists = self.metadata.lock().get(name).is_some();
-            if !exists {
-                if let Err(e) = self.open_topic(topic_metadata(name, t)) {
-                    tracing::warn!(topic = %name, error = %e, "opening a topic from the metadata");
-                    continue;
+            let local = self.metadata.lock().get(name).cloned();
+            match local {
+                None => {
+                    if let Err(e) = self.open_topic(topic_metadata(name, t)) {
+                        tracing::warn!(topic = %name, error = %e, "opening a topic from the metadata");
+                        continue;
+                    }
+                }
+                Some(local) => {
+                    // Grown or reconfigured through the quorum since.
+                    let count = t.partitions.len() as i32;
+                    if count > local.partitions {
+                        if let Err((_, e)) = self.grow_local(name, count) {
+                            tracing::warn!(topic = %name, error = %e, "adding partitions from the metadata");
+                        }
+                    }
+                    if local.configs.0 != t.configs {
+                        if let Err((_, e)) =
+                            self.set_local_configs(name, TopicConfigs(t.configs.clone()))
+                        {
+                            tracing::warn!(topic = %name, error = %e, "applying topic configs from the metadata");
+                        }
+                    }
                 }
             }
             let lag = self

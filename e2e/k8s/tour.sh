@@ -275,7 +275,7 @@ ok "acks=all writes go on with broker 0's node down"
 rm -f "$SLUICE_TOUR_STATE/kubelet/stopped/$node"
 until_ok 180 "node $node back: KafkaCluster Ready" ready_brokers_are 3
 
-step "Topic objects: create, growth (refused in a cluster today), a decrease refused, delete with both policies"
+step "Topic objects: create, grow, reconfigure, a decrease refused, delete with both policies"
 cat >"$work/topics.yaml" <<'YAML'
 apiVersion: sluice.dev/v1alpha1
 kind: Topic
@@ -295,21 +295,24 @@ topics_ready() {
 partitions_are() { "$kcat" -b "$bootstrap" -L -t "$1" 2>/dev/null | grep -q "topic \"$1\" with $2 partitions"; }
 until_ok 60 "tour-keep and tour-drop Ready" topics_ready
 until_ok 30 "tour-keep is a real topic with 2 partitions" partitions_are tour-keep 2
-# Growing a topic needs CreatePartitions, which a multi-broker Sluice
-# cluster refuses today (its cluster metadata path has no partition
-# growth; the "one metadata plane" issue). The Topic must say so, and
-# nothing may change; when growth lands this step must grow to 4.
 "$kubectl" patch kt tour-keep --type merge -p '{"spec":{"partitions":4}}' >/dev/null
 message_has() { jp "kt/$1" '{.status.conditions[?(@.type=="Ready")].message}' | grep -q "$2"; }
-until_ok 60 "growing tour-keep is refused with the broker's reason in the status" \
-  message_has tour-keep "not available in a multi-broker cluster yet"
-echo "    $(jp kt/tour-keep '{.status.conditions[?(@.type=="Ready")].message}')"
-partitions_are tour-keep 2 || fail "a refused growth changed the topic"
+until_ok 60 "tour-keep grown to 4 partitions in Kafka" partitions_are tour-keep 4
+keep_ready() { [[ "$(jp kt/tour-keep '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+until_ok 30 "tour-keep Ready after the growth" keep_ready
+retention_is() { [[ "$("$python" e2e/k8s/topic_config.py "$bootstrap" tour-keep retention.ms 2>/dev/null)" == "$1" ]]; }
+"$kubectl" patch kt tour-keep --type merge -p '{"spec":{"config":{"retention.ms":"3600000"}}}' >/dev/null
+until_ok 60 "a config set on the Topic reaches Kafka (retention.ms 3600000)" retention_is 3600000
+status_retention() { [[ "$(jp kt/tour-keep '{.status.config.retention\.ms}')" == 3600000 ]]; }
+until_ok 30 "kt tour-keep status.config shows retention.ms 3600000" status_retention
+[[ "$("$python" e2e/k8s/topic_config.py "$bootstrap" tour-drop cleanup.policy)" == compact ]] ||
+  fail "tour-drop was not created with cleanup.policy=compact"
+ok "tour-drop has cleanup.policy=compact"
 "$kubectl" patch kt tour-keep --type merge -p '{"spec":{"partitions":1}}' >/dev/null
 until_ok 60 "a partition decrease is refused (Ready False: cannot shrink)" message_has tour-keep "cannot shrink"
 echo "    $(jp kt/tour-keep '{.status.conditions[?(@.type=="Ready")].message}')"
-partitions_are tour-keep 2 || fail "a refused decrease changed the topic"
-ok "the topic keeps its 2 partitions"
+partitions_are tour-keep 4 || fail "a refused decrease changed the topic"
+ok "the topic keeps its 4 partitions"
 "$kubectl" delete kt tour-keep tour-drop --timeout=60s >/dev/null || fail "deleting the Topic objects"
 # All topics, not -L -t tour-drop: a Metadata request that names a topic
 # auto-creates it (auto.create.topics.enable is on, as in Kafka).
@@ -317,7 +320,7 @@ dropped() {
   "$kcat" -b "$bootstrap" -L >"$work/all.txt" 2>&1 && ! grep -q 'topic "tour-drop" with' "$work/all.txt"
 }
 until_ok 30 "tour-drop (deletionPolicy: Delete) is deleted in Kafka" dropped
-partitions_are tour-keep 2 || fail "tour-keep (deletionPolicy: Retain) was deleted in Kafka"
+partitions_are tour-keep 4 || fail "tour-keep (deletionPolicy: Retain) was deleted in Kafka"
 ok "tour-keep (deletionPolicy: Retain) is still in Kafka"
 
 step "kubectl get kc,kt"

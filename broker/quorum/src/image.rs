@@ -98,6 +98,21 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// CreatePartitions: appends partitions to the topic of this id, valid
+    /// only while it has `expected_count` (two growths computed from one
+    /// image cannot both apply).
+    CreatePartitions {
+        name: String,
+        id: [u8; 16],
+        expected_count: usize,
+        assignment: Vec<Vec<i32>>,
+    },
+    /// Replaces the topic's configs (validated by the broker that wrote it).
+    AlterTopicConfigs {
+        name: String,
+        id: [u8; 16],
+        configs: BTreeMap<String, String>,
+    },
     /// New leader and/or ISR of one partition, valid only against the
     /// partition epoch it was computed from (compare-and-set).
     ChangePartition {
@@ -266,33 +281,7 @@ impl MetadataImage {
                 if self.topics.contains_key(name) {
                     return Err(Refusal::TopicExists(name.clone()));
                 }
-                if assignment.is_empty() {
-                    return Err(Refusal::Invalid("a topic needs a partition".into()));
-                }
-                let mut partitions = Vec::with_capacity(assignment.len());
-                for replicas in assignment {
-                    let mut seen = replicas.clone();
-                    seen.sort_unstable();
-                    seen.dedup();
-                    if replicas.is_empty() || seen.len() != replicas.len() {
-                        return Err(Refusal::Invalid(format!("replica set {replicas:?}")));
-                    }
-                    // The first live replica leads; fenced ones start out of the ISR.
-                    let isr: Vec<i32> = replicas
-                        .iter()
-                        .copied()
-                        .filter(|r| self.brokers.get(r).is_some_and(|b| !b.fenced))
-                        .collect();
-                    partitions.push(PartitionState {
-                        replicas: replicas.clone(),
-                        leader: isr.first().copied().unwrap_or(-1),
-                        isr,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                        adding_replicas: Vec::new(),
-                        removing_replicas: Vec::new(),
-                    });
-                }
+                let partitions = self.new_partitions(assignment)?;
                 self.topics.insert(
                     name.clone(),
                     TopicState {
@@ -301,6 +290,27 @@ impl MetadataImage {
                         configs: configs.clone(),
                     },
                 );
+                Ok(Outcome::Ok)
+            }
+            Command::CreatePartitions {
+                name,
+                id,
+                expected_count,
+                assignment,
+            } => {
+                let partitions = self.new_partitions(assignment)?;
+                let t = self.topic_mut(name, id)?;
+                if t.partitions.len() != *expected_count {
+                    return Err(Refusal::Invalid(format!(
+                        "topic {name} has {} partitions now, not {expected_count}",
+                        t.partitions.len()
+                    )));
+                }
+                t.partitions.extend(partitions);
+                Ok(Outcome::Ok)
+            }
+            Command::AlterTopicConfigs { name, id, configs } => {
+                self.topic_mut(name, id)?.configs = configs.clone();
                 Ok(Outcome::Ok)
             }
             Command::DeleteTopic { name } => {
@@ -382,6 +392,50 @@ impl MetadataImage {
 }
 
 /// A partition of the image, or the refusal naming what is unknown.
+impl MetadataImage {
+    /// New partitions for `assignment` (one replica set each, not empty, no
+    /// broker twice): the first live replica leads, fenced ones start out
+    /// of the ISR.
+    fn new_partitions(&self, assignment: &[Vec<i32>]) -> Result<Vec<PartitionState>, Refusal> {
+        if assignment.is_empty() {
+            return Err(Refusal::Invalid("a topic needs a partition".into()));
+        }
+        let mut partitions = Vec::with_capacity(assignment.len());
+        for replicas in assignment {
+            let mut seen = replicas.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if replicas.is_empty() || seen.len() != replicas.len() {
+                return Err(Refusal::Invalid(format!("replica set {replicas:?}")));
+            }
+            let isr: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|r| self.brokers.get(r).is_some_and(|b| !b.fenced))
+                .collect();
+            partitions.push(PartitionState {
+                replicas: replicas.clone(),
+                leader: isr.first().copied().unwrap_or(-1),
+                isr,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+            });
+        }
+        Ok(partitions)
+    }
+
+    /// The topic of this name and id (one deleted and created again under
+    /// the same name has another id).
+    fn topic_mut(&mut self, name: &str, id: &[u8; 16]) -> Result<&mut TopicState, Refusal> {
+        self.topics
+            .get_mut(name)
+            .filter(|t| t.id == *id)
+            .ok_or_else(|| Refusal::UnknownTopic(name.to_string()))
+    }
+}
+
 fn partition_mut<'a>(
     topics: &'a mut BTreeMap<String, TopicState>,
     topic: &str,
@@ -746,5 +800,58 @@ mod tests {
             }),
             Outcome::Refused(Refusal::UnknownPartition { .. })
         ));
+    }
+
+    #[test]
+    fn partitions_are_added_once_to_the_topic_of_that_id() {
+        let mut img = MetadataImage::default();
+        live(&mut img, 0);
+        live(&mut img, 1);
+        img.apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            assignment: vec![vec![0, 1]],
+            configs: BTreeMap::new(),
+        });
+        let grow = Command::CreatePartitions {
+            name: "t".into(),
+            id: [1; 16],
+            expected_count: 1,
+            assignment: vec![vec![1, 0], vec![0, 1]],
+        };
+        assert_eq!(img.apply(&grow), Outcome::Ok);
+        let t = &img.topics["t"];
+        assert_eq!(t.partitions.len(), 3);
+        assert_eq!(
+            (t.partitions[1].leader, &t.partitions[1].isr),
+            (1, &vec![1, 0])
+        );
+        // The same growth again (a retry) changes nothing.
+        assert!(matches!(
+            img.apply(&grow),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+        assert_eq!(img.topics["t"].partitions.len(), 3);
+        // Another topic of the same name is not this one.
+        let other = Command::CreatePartitions {
+            name: "t".into(),
+            id: [2; 16],
+            expected_count: 3,
+            assignment: vec![vec![0]],
+        };
+        assert!(matches!(
+            img.apply(&other),
+            Outcome::Refused(Refusal::UnknownTopic(_))
+        ));
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        assert_eq!(
+            img.apply(&Command::AlterTopicConfigs {
+                name: "t".into(),
+                id: [1; 16],
+                configs: configs.clone(),
+            }),
+            Outcome::Ok
+        );
+        assert_eq!(img.topics["t"].configs, configs);
     }
 }

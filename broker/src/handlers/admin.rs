@@ -24,113 +24,89 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const ELECTION_NOT_NEEDED: i16 = 84;
 
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
-    let me = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-                a.iter()
-                    .any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != me)
-            });
-            let outcome = if bad_assignment {
-                Err((
-                    code::INVALID_REPLICA_ASSIGNMENT,
-                    format!("replicas must be [{me}] on a one-broker cluster"),
-                ))
-            } else {
-                broker.create_partitions(&name, t.count, req.validate_only)
-            };
-            let r = CreatePartitionsTopicResult::default().with_name(t.name);
-            match outcome {
-                Ok(()) => r,
-                Err((c, m)) => {
-                    count_error(broker, "CreatePartitions", c);
-                    r.with_error_code(c).with_error_message(Some(str_bytes(m)))
-                }
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let assignment = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|x| x.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
+                .collect::<Vec<_>>()
+        });
+        let outcome = broker
+            .grow_topic(&name, t.count, assignment, req.validate_only)
+            .await;
+        let r = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match outcome {
+            Ok(()) => r,
+            Err((c, m)) => {
+                count_error(broker, "CreatePartitions", c);
+                r.with_error_code(c).with_error_message(Some(str_bytes(m)))
             }
-        })
-        .collect();
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub fn incremental_alter_configs(
+pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let base = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let outcome = match r.resource_type {
-                TOPIC => {
-                    let changes: Vec<(String, i8, Option<String>)> = r
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.to_string(),
-                                c.config_operation,
-                                c.value.as_ref().map(|v| v.to_string()),
-                            )
-                        })
-                        .collect();
-                    broker.alter_topic_configs(
-                        r.resource_name.as_str(),
-                        &changes,
-                        req.validate_only,
-                    )
-                }
-                BROKER => {
-                    let me = broker.config.node_id.to_string();
-                    if !r.resource_name.is_empty() && r.resource_name.as_str() != me {
-                        Err((
-                            code::INVALID_REQUEST,
-                            format!(
-                                "Unexpected broker id {}, this is broker {me}",
-                                r.resource_name.as_str()
-                            ),
-                        ))
-                    } else {
-                        let changes: Vec<(String, i8, Option<String>)> = r
-                            .configs
-                            .iter()
-                            .map(|c| {
-                                (
-                                    c.name.to_string(),
-                                    c.config_operation,
-                                    c.value.as_ref().map(|v| v.to_string()),
-                                )
-                            })
-                            .collect();
-                        broker.alter_broker_configs(&changes, req.validate_only)
-                    }
-                }
-                other => Err((
-                    code::INVALID_REQUEST,
-                    format!("Unsupported resource type {other}"),
-                )),
-            };
-            match outcome {
-                Ok(()) => base,
-                Err((c, m)) => {
-                    count_error(broker, "IncrementalAlterConfigs", c);
-                    base.with_error_code(c)
-                        .with_error_message(Some(str_bytes(m)))
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let changes: Vec<(String, i8, Option<String>)> = r
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let outcome = match r.resource_type {
+            TOPIC => {
+                broker
+                    .alter_topic(r.resource_name.as_str(), &changes, req.validate_only)
+                    .await
+            }
+            BROKER => {
+                let me = broker.config.node_id.to_string();
+                if !r.resource_name.is_empty() && r.resource_name.as_str() != me {
+                    Err((
+                        code::INVALID_REQUEST,
+                        format!(
+                            "Unexpected broker id {}, this is broker {me}",
+                            r.resource_name.as_str()
+                        ),
+                    ))
+                } else {
+                    broker.alter_broker_configs(&changes, req.validate_only)
                 }
             }
-        })
-        .collect();
+            other => Err((
+                code::INVALID_REQUEST,
+                format!("Unsupported resource type {other}"),
+            )),
+        };
+        responses.push(match outcome {
+            Ok(()) => base,
+            Err((c, m)) => {
+                count_error(broker, "IncrementalAlterConfigs", c);
+                base.with_error_code(c)
+                    .with_error_message(Some(str_bytes(m)))
+            }
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

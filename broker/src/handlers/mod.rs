@@ -167,12 +167,12 @@ pub async fn handle(
         }
         ApiKey::CreatePartitions => {
             let req: CreatePartitionsRequest = decode_body(&h).map_err(bad)?;
-            let resp = admin::create_partitions(broker, req, v);
+            let resp = admin::create_partitions(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::IncrementalAlterConfigs => {
             let req: IncrementalAlterConfigsRequest = decode_body(&h).map_err(bad)?;
-            let resp = admin::incremental_alter_configs(broker, req, v);
+            let resp = admin::incremental_alter_configs(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::DeleteRecords => {

@@ -47,6 +47,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 shellcheck scripts/*.sh .ci/run e2e/kind/*.sh e2e/k8s/*.sh
 bash -n e2e/kind/run.sh
+# Every decision record is in the index, with its status.
+for record in docs/decisions/0*.md; do
+  grep -q "($(basename "$record"))" docs/decisions/README.md ||
+    { echo "docs/decisions/README.md does not list $record" >&2; exit 1; }
+done
 
 step "kubernetes manifests (helm lint/template, CRD schemas, kubectl dry run)"
 scripts/check-k8s.sh

@@ -16,6 +16,9 @@ use crate::group::offsets_log;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMeta, ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
 use crate::metrics::Metrics;
+use crate::protocol::code::{
+    INVALID_CONFIG, INVALID_PARTITIONS, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::replica::{ReplicaManager, TopicPartition};
 use crate::storage::checkpoint;
 use crate::storage::log::now_ms;
@@ -763,11 +766,6 @@ fn remove_leftovers(dir: &std::path::Path, store: &MetadataStore) -> Result<()> 
     }
     Ok(())
 }
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const INVALID_PARTITIONS: i16 = 37;
-const INVALID_CONFIG: i16 = 40;
-const KAFKA_STORAGE_ERROR: i16 = 56;
 
 pub(crate) fn unknown_topic(name: &str) -> (i16, String) {
     (

@@ -17,6 +17,11 @@ use crate::broker::{
     unknown_topic, validate_topic_name,
 };
 use crate::metadata::{TopicConfigs, TopicMetadata};
+use crate::protocol::code::{
+    COORDINATOR_NOT_AVAILABLE, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT,
+    INVALID_REPLICATION_FACTOR, NOT_CONTROLLER, NOT_COORDINATOR, NOT_LEADER_OR_FOLLOWER,
+    UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::replica::TopicPartition;
 
 /// A topic of the metadata image in the local store's terms.
@@ -67,16 +72,6 @@ fn check_assignment(
     }
     Ok(())
 }
-
-const INVALID_PARTITIONS: i16 = 37;
-const INVALID_REPLICATION_FACTOR: i16 = 38;
-const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-const INVALID_CONFIG: i16 = 40;
-const NOT_CONTROLLER: i16 = 41;
-
-/// Kafka's group coordinator errors.
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const NOT_COORDINATOR: i16 = 16;
 
 impl Broker {
     /// Where `group` is coordinated: the leader of its `__consumer_offsets`
@@ -155,8 +150,6 @@ impl Broker {
         &self,
         tp: &TopicPartition,
     ) -> Result<Arc<crate::replica::Partition>, i16> {
-        const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-        const NOT_LEADER_OR_FOLLOWER: i16 = 6;
         let Some(cluster) = self.cluster() else {
             return self.replicas.get(tp).ok_or(UNKNOWN_TOPIC_OR_PARTITION);
         };

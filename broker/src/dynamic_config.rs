@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::metadata::TopicConfigs;
+use crate::protocol::code::{INVALID_CONFIG, INVALID_REQUEST};
 use crate::storage::checkpoint::write_atomic;
 
 /// Dynamic broker setting -> the topic config it is the default of.
@@ -100,8 +101,6 @@ impl DynamicConfigs {
         changes: &[(String, i8, Option<String>)],
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        const INVALID_CONFIG: i16 = 40;
-        const INVALID_REQUEST: i16 = 42;
         let mut next = self.values.clone();
         for (name, op, value) in changes {
             let known =
@@ -147,7 +146,6 @@ impl DynamicConfigs {
 /// non-negative number of bytes per second; a topic default follows the
 /// rules of the topic config it stands for.
 fn check_value(name: &str, v: &str) -> Result<(), Refusal> {
-    const INVALID_CONFIG: i16 = 40;
     if THROTTLE_RATES.contains(&name) {
         if v.parse::<i64>().ok().is_none_or(|r| r < 0) {
             return Err((

@@ -22,6 +22,7 @@ use sluice_replication::leader::IsrChange;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::protocol::code::OFFSET_OUT_OF_RANGE;
 use crate::replica::{Partition, Role};
 use crate::storage::batch;
 
@@ -321,7 +322,6 @@ async fn round(
                 continue;
             };
             let epoch = *epoch;
-            const OFFSET_OUT_OF_RANGE: i16 = 1;
             let leo = p.offsets().log_end;
             if pd.error_code == OFFSET_OUT_OF_RANGE && pd.log_start_offset > leo {
                 // The leader no longer has what this replica needs next

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::offsets_log::{CommittedOffset, OffsetsRecord};
 use super::state::{Group, GroupState, JoinRequest, JoinResult, Joined, Synced, code};
+use crate::protocol::code::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -450,9 +451,6 @@ impl GroupCoordinator {
         Some((entry.state(), topics))
     }
 }
-
-pub const NON_EMPTY_GROUP: i16 = 68;
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
 
 fn error_join(member_id: &str, error: i16) -> JoinResult {
     JoinResult {

@@ -17,8 +17,7 @@ use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
 use crate::cluster::Cluster;
 use crate::metadata::TopicConfigs;
-
-const LEADER_NOT_AVAILABLE: i16 = 5;
+use crate::protocol::code::LEADER_NOT_AVAILABLE;
 
 /// `host:port` into its parts (registrations are validated at start).
 pub(crate) fn split(address: &str) -> (String, i32) {

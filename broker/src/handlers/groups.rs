@@ -19,13 +19,11 @@ use tokio::sync::oneshot;
 
 use super::{count_error, str_bytes};
 use crate::broker::Broker;
-use crate::group::coordinator::{GROUP_ID_NOT_FOUND, Pending};
+use crate::group::coordinator::Pending;
 use crate::group::offsets_log;
 use crate::group::state::{JoinRequest, JoinResult, code as gcode};
-
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
-const INVALID_GROUP_ID: i16 = 24;
+use crate::protocol::code::GROUP_ID_NOT_FOUND;
+use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NOT_COORDINATOR};
 
 fn group_id(g: &GroupId) -> String {
     g.0.to_string()

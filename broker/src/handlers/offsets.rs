@@ -20,12 +20,11 @@ use crate::broker::Broker;
 use crate::group::GroupState;
 use crate::group::coordinator::{CommittedOffsetView, MAX_OFFSET_METADATA};
 use crate::group::offsets_log::{self, CommittedOffset};
+use crate::protocol::code::{
+    COORDINATOR_NOT_AVAILABLE, GROUP_SUBSCRIBED_TO_TOPIC, OFFSET_METADATA_TOO_LARGE,
+};
 use crate::replica::TopicPartition;
 use crate::storage::log::now_ms;
-
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 pub fn offset_commit(
     broker: &Arc<Broker>,

@@ -20,11 +20,11 @@ use sluice_quorum::image::{Command, MetadataImage, Outcome, PartitionState, Refu
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::cluster::Cluster;
+use crate::protocol::code::{
+    ELECTION_NOT_NEEDED, ELIGIBLE_LEADERS_NOT_AVAILABLE, NO_REASSIGNMENT_IN_PROGRESS,
+    PREFERRED_LEADER_NOT_AVAILABLE,
+};
 
-const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
-const ELECTION_NOT_NEEDED: i16 = 84;
-const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
-const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 /// Compare-and-set retries of one election against a changing partition.
 const ELECTION_ATTEMPTS: usize = 5;
 

@@ -10,9 +10,7 @@ use sluice_quorum::image::{Command, Outcome, Refusal};
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
-
-/// Kafka's BROKER_ID_NOT_REGISTERED.
-const BROKER_ID_NOT_REGISTERED: i16 = 102;
+use crate::protocol::code::BROKER_ID_NOT_REGISTERED;
 
 pub async fn handle(
     broker: &Arc<Broker>,

@@ -3,6 +3,7 @@
 //! are the `kafka-protocol` crate's generated types.
 
 pub mod api;
+pub mod code;
 pub mod codec;
 pub mod frame;
 pub mod splice;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::image::{Command, MetadataImage, PartitionState};
+use crate::model::{Command, MetadataImage, PartitionState};
 
 /// The last heartbeat the controller received from each broker epoch, in
 /// milliseconds of the controller's own monotonic clock.
@@ -84,7 +84,7 @@ fn next_state(p: &PartitionState, live: &impl Fn(&i32) -> bool) -> Option<(i32, 
 /// (`controller_since_ms` when never).
 fn last_heard(
     heartbeats: &Heartbeats,
-    b: &crate::image::BrokerRegistration,
+    b: &crate::model::BrokerRegistration,
     controller_since_ms: u64,
 ) -> u64 {
     match heartbeats.get(&b.id) {
@@ -203,21 +203,6 @@ pub fn elect(
                 .ok_or(ElectionRefusal::EligibleLeadersNotAvailable)
         }
     }
-}
-
-/// Partitions a broker leads or follows, for controlled shutdown: moving
-/// its leaderships away is `partition_changes` after fencing it.
-pub fn hosted_by(img: &MetadataImage, broker: i32) -> Vec<(String, i32)> {
-    img.topics
-        .iter()
-        .flat_map(|(name, t)| {
-            t.partitions
-                .iter()
-                .enumerate()
-                .filter(move |(_, p)| p.replicas.contains(&broker))
-                .map(move |(i, _)| (name.clone(), i as i32))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -348,7 +333,7 @@ mod tests {
         assert_eq!(ids, vec![0, 2]);
         // A new controller gives every broker a full session first.
         assert!(brokers_to_fence(&img, &Heartbeats::new(), 10_000, 9_000, 6_000).is_empty());
-        assert_eq!(hosted_by(&img, 1).len(), 3);
+        assert_eq!(img.hosted_by(1).len(), 3);
     }
 
     fn state(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionState {

@@ -1,176 +1,13 @@
-//! The cluster metadata that the quorum replicates, and the commands that
-//! change it. `MetadataImage::apply` is the whole state machine: pure,
-//! deterministic, and the same on every node for the same log.
+//! How a command changes the metadata: `MetadataImage::apply` is the
+//! whole state machine, pure, deterministic, and the same on every node for
+//! the same log. The data it changes is in [`crate::model`] (re-exported
+//! here).
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-/// A broker's registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerRegistration {
-    pub id: i32,
-    /// Bumped at every registration: a restarted broker is a new
-    /// incarnation, and stale requests of the old one are refused.
-    pub epoch: u64,
-    /// Chosen by the broker process at start: a repeated registration of
-    /// the same incarnation (a retry) gets the same epoch back.
-    pub incarnation: u64,
-    /// Kafka listener advertised to clients, `host:port`.
-    pub kafka_address: String,
-    /// Internal (gRPC) listener, `host:port`.
-    pub internal_address: String,
-    pub rack: Option<String>,
-    /// A fenced broker leads nothing and is in no ISR: it stopped
-    /// heartbeating, or shut down.
-    pub fenced: bool,
-}
-
-/// One partition's replica set and leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionState {
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    /// -1 when no replica may lead (every ISR member fenced).
-    pub leader: i32,
-    pub leader_epoch: i32,
-    /// Bumped by every change of leader, ISR or replica set.
-    pub partition_epoch: i32,
-    /// A reassignment in progress (KIP-455): replicas joining, which count
-    /// in `replicas` but are not yet in the ISR...
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub adding_replicas: Vec<i32>,
-    /// ...and replicas leaving once every adding one is in the ISR.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub removing_replicas: Vec<i32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicState {
-    /// 16 bytes, as Kafka's topic ids.
-    pub id: [u8; 16],
-    pub partitions: Vec<PartitionState>,
-    pub configs: BTreeMap<String, String>,
-}
-
-/// The replicated metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct MetadataImage {
-    pub cluster_id: Option<String>,
-    pub brokers: BTreeMap<i32, BrokerRegistration>,
-    pub topics: BTreeMap<String, TopicState>,
-    /// Next broker epoch to hand out.
-    pub next_broker_epoch: u64,
-}
-
-/// A change to the metadata, as written to the quorum's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Sets the cluster id once; later different ids are refused.
-    InitCluster {
-        cluster_id: String,
-    },
-    RegisterBroker {
-        id: i32,
-        incarnation: u64,
-        kafka_address: String,
-        internal_address: String,
-        rack: Option<String>,
-    },
-    /// Fences or unfences a broker of the given epoch (a stale epoch is
-    /// refused, so a late request of a previous incarnation changes nothing).
-    SetFenced {
-        id: i32,
-        epoch: u64,
-        fenced: bool,
-    },
-    /// Forgets a broker that is stopped (fenced) and holds no replica:
-    /// the last step of a scale-down (Kafka's UnregisterBroker).
-    UnregisterBroker {
-        id: i32,
-    },
-    CreateTopic {
-        name: String,
-        id: [u8; 16],
-        assignment: Vec<Vec<i32>>,
-        configs: BTreeMap<String, String>,
-    },
-    DeleteTopic {
-        name: String,
-    },
-    /// CreatePartitions: appends partitions to the topic of this id, valid
-    /// only while it has `expected_count` (two growths computed from one
-    /// image cannot both apply).
-    CreatePartitions {
-        name: String,
-        id: [u8; 16],
-        expected_count: usize,
-        assignment: Vec<Vec<i32>>,
-    },
-    /// Replaces the topic's configs (validated by the broker that wrote it).
-    AlterTopicConfigs {
-        name: String,
-        id: [u8; 16],
-        configs: BTreeMap<String, String>,
-    },
-    /// New leader and/or ISR of one partition, valid only against the
-    /// partition epoch it was computed from (compare-and-set).
-    ChangePartition {
-        topic: String,
-        partition: i32,
-        expected_partition_epoch: i32,
-        leader: i32,
-        isr: Vec<i32>,
-    },
-    /// AlterPartitionReassignments for one partition: `Some(target)` moves
-    /// the replica set to `target`; `None` cancels the move in progress.
-    ReassignPartition {
-        topic: String,
-        partition: i32,
-        target: Option<Vec<i32>>,
-    },
-}
-
-/// What applying a command did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    Ok,
-    /// Registration: the broker's new epoch.
-    Registered {
-        epoch: u64,
-    },
-    /// The command was valid Raft-wise but refused by the metadata rules;
-    /// the reason is for the requester.
-    Refused(Refusal),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum Refusal {
-    #[error("the cluster id is already {0}")]
-    ClusterIdMismatch(String),
-    #[error("unknown broker {0}")]
-    UnknownBroker(i32),
-    #[error("broker {id} epoch {got} is stale (current {current})")]
-    StaleBrokerEpoch { id: i32, got: u64, current: u64 },
-    #[error("topic {0} already exists")]
-    TopicExists(String),
-    #[error("unknown topic {0}")]
-    UnknownTopic(String),
-    #[error("unknown partition {topic}-{partition}")]
-    UnknownPartition { topic: String, partition: i32 },
-    #[error("partition epoch {got} is stale (current {current})")]
-    StalePartitionEpoch { got: i32, current: i32 },
-    #[error("invalid change: {0}")]
-    Invalid(String),
-    #[error("broker {0} is fenced or unknown and cannot join an ISR")]
-    IneligibleReplica(i32),
-    #[error("invalid replica assignment: {0}")]
-    InvalidReplicaAssignment(String),
-    #[error("no reassignment is in progress for {topic}-{partition}")]
-    NoReassignmentInProgress { topic: String, partition: i32 },
-    #[error("{0}")]
-    BrokerInUse(String),
-}
+pub use crate::model::{
+    BrokerRegistration, Command, MetadataImage, Outcome, PartitionState, Refusal, TopicState,
+};
 
 impl MetadataImage {
     /// Applies one command. Never panics: a command that does not fit the
@@ -241,7 +78,7 @@ impl MetadataImage {
                         "broker {id} is running: stop it before unregistering it"
                     )));
                 }
-                let held = crate::controller::hosted_by(self, *id);
+                let held = self.hosted_by(*id);
                 if !held.is_empty() {
                     let shown: Vec<String> = held
                         .iter()
@@ -384,14 +221,8 @@ impl MetadataImage {
             }
         }
     }
-
-    /// Brokers that are registered and not fenced.
-    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
-        self.brokers.values().filter(|b| !b.fenced)
-    }
 }
 
-/// A partition of the image, or the refusal naming what is unknown.
 impl MetadataImage {
     /// New partitions for `assignment` (one replica set each, not empty, no
     /// broker twice): the first live replica leads, fenced ones start out
@@ -436,6 +267,7 @@ impl MetadataImage {
     }
 }
 
+/// A partition of the image, or the refusal naming what is unknown.
 fn partition_mut<'a>(
     topics: &'a mut BTreeMap<String, TopicState>,
     topic: &str,

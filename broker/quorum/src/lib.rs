@@ -3,8 +3,9 @@
 //! Raft-replicated log ([openraft]), carried over gRPC ([tonic]) on the
 //! brokers' internal listener.
 //!
-//! - [`image`]: the metadata and the commands that change it (the state
-//!   machine, pure);
+//! - [`model`]: the metadata and the commands that change it;
+//! - [`image`]: how a command changes the metadata (the state machine,
+//!   pure);
 //! - [`controller`], [`placement`]: the controller's decisions (fencing,
 //!   leader and ISR changes, replica placement), pure;
 //! - [`log_store`], [`state_machine`]: Raft storage on disk;
@@ -14,6 +15,7 @@ pub mod controller;
 pub mod image;
 pub mod log_store;
 pub mod member;
+pub mod model;
 pub mod network;
 pub mod node;
 pub mod placement;

@@ -9,7 +9,7 @@
 //! Cancelling goes back to `O`. Every step keeps a non-empty ISR, so no
 //! acknowledged record depends on a replica that was dropped.
 
-use crate::image::{PartitionState, Refusal};
+use crate::model::{PartitionState, Refusal};
 
 fn ongoing(p: &PartitionState) -> bool {
     !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty()

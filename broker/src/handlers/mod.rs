@@ -27,7 +27,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::protocol::{self, DecodedHeader, HeaderError, decode_body, encode_response};
+use crate::protocol::{self, HeaderError, decode_body, encode_response};
 
 /// Why a connection must be closed.
 pub type Close = String;
@@ -288,49 +288,6 @@ fn record(broker: &Broker, api: &str, started: Instant) {
         .request_latency
         .with_label_values(&[api])
         .observe(started.elapsed().as_secs_f64());
-}
-
-/// Decodes the body of any served request, for decoder fuzzing.
-pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
-    match h.api_key {
-        ApiKey::ApiVersions => decode_body::<ApiVersionsRequest>(h).map(drop),
-        ApiKey::Metadata => decode_body::<MetadataRequest>(h).map(drop),
-        ApiKey::Produce => decode_body::<ProduceRequest>(h).map(drop),
-        ApiKey::Fetch => decode_body::<FetchRequest>(h).map(drop),
-        ApiKey::ListOffsets => decode_body::<ListOffsetsRequest>(h).map(drop),
-        ApiKey::OffsetForLeaderEpoch => decode_body::<OffsetForLeaderEpochRequest>(h).map(drop),
-        ApiKey::CreateTopics => decode_body::<CreateTopicsRequest>(h).map(drop),
-        ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(h).map(drop),
-        ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(h).map(drop),
-        ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(h).map(drop),
-        ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(h).map(drop),
-        ApiKey::InitProducerId => decode_body::<InitProducerIdRequest>(h).map(drop),
-        ApiKey::CreatePartitions => decode_body::<CreatePartitionsRequest>(h).map(drop),
-        ApiKey::IncrementalAlterConfigs => {
-            decode_body::<IncrementalAlterConfigsRequest>(h).map(drop)
-        }
-        ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(h).map(drop),
-        ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(h).map(drop),
-        ApiKey::ElectLeaders => decode_body::<ElectLeadersRequest>(h).map(drop),
-        ApiKey::UnregisterBroker => decode_body::<UnregisterBrokerRequest>(h).map(drop),
-        ApiKey::AlterPartitionReassignments => {
-            decode_body::<AlterPartitionReassignmentsRequest>(h).map(drop)
-        }
-        ApiKey::ListPartitionReassignments => {
-            decode_body::<ListPartitionReassignmentsRequest>(h).map(drop)
-        }
-        ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(h).map(drop),
-        ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(h).map(drop),
-        ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(h).map(drop),
-        ApiKey::LeaveGroup => decode_body::<LeaveGroupRequest>(h).map(drop),
-        ApiKey::DescribeGroups => decode_body::<DescribeGroupsRequest>(h).map(drop),
-        ApiKey::ListGroups => decode_body::<ListGroupsRequest>(h).map(drop),
-        ApiKey::DeleteGroups => decode_body::<DeleteGroupsRequest>(h).map(drop),
-        ApiKey::OffsetCommit => decode_body::<OffsetCommitRequest>(h).map(drop),
-        ApiKey::OffsetFetch => decode_body::<OffsetFetchRequest>(h).map(drop),
-        ApiKey::OffsetDelete => decode_body::<OffsetDeleteRequest>(h).map(drop),
-        other => Err(format!("{other:?} is not served")),
-    }
 }
 
 /// Counts a non-zero error code returned by `api`.

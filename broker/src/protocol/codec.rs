@@ -201,7 +201,7 @@ mod tests {
             f.put_i16(version);
             f.extend_from_slice(&body);
             if let Ok(h) = decode_header(f.freeze()) {
-                let _ = crate::handlers::decode_any(&h);
+                let _ = super::super::api::decode_any(&h);
             }
         }
     }

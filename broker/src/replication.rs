@@ -14,7 +14,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use sluice_admin::AdminClient;
+use sluice_client::AdminClient;
 use sluice_quorum::image::{Command, Outcome};
 use sluice_replication::epochs::{EpochCache, EpochEnd};
 use sluice_replication::follower;
@@ -200,7 +200,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                     // paused or cut-off broker does not refuse). The
                     // controller fences it as soon as its heartbeats have
                     // stopped too, instead of after a whole session.
-                    if let sluice_admin::AdminError::Connect { source, .. } = &e {
+                    if let sluice_client::AdminError::Connect { source, .. } = &e {
                         if source.kind() == std::io::ErrorKind::ConnectionRefused {
                             cluster.suspect(leader);
                         }
@@ -231,7 +231,7 @@ async fn round(
     leader: i32,
     parts: &[(Arc<Partition>, i32, bool)],
     wait_ms: u64,
-) -> Result<(), sluice_admin::AdminError> {
+) -> Result<(), sluice_client::AdminError> {
     let (untruncated, ready): (Vec<_>, Vec<_>) = parts.iter().partition(|(_, _, t)| !*t);
     if !untruncated.is_empty() {
         truncate(client, leader, &untruncated).await?;
@@ -387,7 +387,7 @@ async fn truncate(
     client: &mut AdminClient,
     leader: i32,
     parts: &[&(Arc<Partition>, i32, bool)],
-) -> Result<(), sluice_admin::AdminError> {
+) -> Result<(), sluice_client::AdminError> {
     let mut by_topic: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
     let mut index: HashMap<(String, i32), (Arc<Partition>, i32)> = HashMap::new();
     for (p, epoch, _) in parts {

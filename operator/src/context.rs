@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
-use sluice_admin::AdminClient;
+use sluice_client::AdminClient;
 
 use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};

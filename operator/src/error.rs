@@ -18,7 +18,7 @@ pub enum Error {
         bootstrap: String,
         action: String,
         #[source]
-        source: sluice_admin::AdminError,
+        source: sluice_client::AdminError,
     },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_admin::{AdminClient, AdminError};
+use sluice_client::{AdminClient, AdminError};
 
 use crate::plan::balance::next_step;
 
@@ -54,7 +54,7 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
         let configs = match admin.topic_configs(&p.topic).await {
             Ok(c) => c,
             // Deleted since the Metadata answer: not part of the plan.
-            Err(e) if sluice_admin::error_code(&e) == Some(UNKNOWN_TOPIC_OR_PARTITION) => {
+            Err(e) if sluice_client::error_code(&e) == Some(UNKNOWN_TOPIC_OR_PARTITION) => {
                 gone.insert(p.topic.clone());
                 continue;
             }
@@ -105,7 +105,7 @@ pub type Sizes = BTreeMap<(String, i32), u64>;
 /// Each live broker's own partition sizes (DescribeLogDirs, asked of the
 /// broker itself); a broker that does not answer is left out.
 pub async fn sizes_by_broker(
-    info: &sluice_admin::ClusterInfo,
+    info: &sluice_client::ClusterInfo,
     timeout: Duration,
 ) -> BTreeMap<i32, Sizes> {
     let mut out = BTreeMap::new();

@@ -8,7 +8,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use sluice_admin::ClusterInfo;
+use sluice_client::ClusterInfo;
 
 use crate::plan::roll::{RollStep, next_roll};
 use crate::plan::{Broker, Observed};

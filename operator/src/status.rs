@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use sluice_admin::ClusterInfo;
+use sluice_client::ClusterInfo;
 
 use crate::conditions::{self, Wanted};
 use crate::crd::{BrokerStatus, KafkaCluster, KafkaClusterStatus};
@@ -412,7 +412,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::StatefulSetStatus;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use sluice_admin::{BrokerInfo, PartitionInfo};
+    use sluice_client::{BrokerInfo, PartitionInfo};
 
     fn kc(replicas: i32) -> KafkaCluster {
         let mut kc: KafkaCluster = serde_json::from_value(serde_json::json!({

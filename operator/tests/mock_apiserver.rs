@@ -12,7 +12,7 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use sluice_admin::AdminClient;
+use sluice_client::AdminClient;
 use sluice_e2e::BrokerProcess;
 use sluice_operator::context::{Context, Settings};
 use sluice_operator::controller::{cluster, topic};
@@ -1017,7 +1017,7 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
     );
     for b in [3, 4] {
         let e = admin.unregister_broker(b).await.expect_err("already gone");
-        assert_eq!(sluice_admin::error_code(&e), Some(102), "{e}");
+        assert_eq!(sluice_client::error_code(&e), Some(102), "{e}");
     }
     // A voter of the metadata quorum is refused, saying why.
     let e = admin.unregister_broker(1).await.expect_err("a voter");

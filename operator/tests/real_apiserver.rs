@@ -23,7 +23,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
-use sluice_admin::AdminClient;
+use sluice_client::AdminClient;
 use sluice_e2e::{BrokerProcess, free_ports};
 use sluice_operator::context::{Context, Settings};
 use sluice_operator::metrics::Metrics;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use rdkafka::producer::FutureRecord;
-use sluice_admin::AdminClient;
+use sluice_client::AdminClient;
 use sluice_e2e::rd::{AckedLoad, check_acknowledged, producer};
 use sluice_e2e::start_cluster;
 use sluice_operator::plan::{Desired, Step};

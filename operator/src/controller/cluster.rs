@@ -503,7 +503,7 @@ async fn unregister_pass(
         }
         match admin.unregister_broker(id).await {
             Ok(()) => gone.push(id),
-            Err(e) if sluice_admin::error_code(&e) == Some(BROKER_ID_NOT_REGISTERED) => {}
+            Err(e) if sluice_client::error_code(&e) == Some(BROKER_ID_NOT_REGISTERED) => {}
             Err(e) => {
                 tracing::debug!(broker = id, error = %e, "unregistering a removed broker");
                 still.push(id);
@@ -674,7 +674,7 @@ async fn roll_pass(
     kc: &KafkaCluster,
     sts: &StatefulSet,
     pods: &[Pod],
-    cluster: &std::result::Result<sluice_admin::ClusterInfo, String>,
+    cluster: &std::result::Result<sluice_client::ClusterInfo, String>,
     new: &crate::crd::KafkaClusterStatus,
     brokers: i32,
 ) -> Result<(bool, &'static str, String)> {

@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use sluice_admin::{AdminClient, AdminError, code, error_code};
+use sluice_client::{AdminClient, AdminError, code, error_code};
 
 use crate::conditions::{self, Wanted};
 use crate::context::{Context, object_key};

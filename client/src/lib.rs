@@ -1,6 +1,7 @@
-//! A small async Kafka admin client, written on the `kafka-protocol` crate
-//! so that it speaks to any Kafka-compatible broker the same way other
-//! clients do. The operator manages topics with it; tests use it too.
+//! A small async Kafka client, written on the `kafka-protocol` crate so that
+//! it speaks to any Kafka-compatible broker the same way other clients do.
+//! The operator manages topics and moves partitions with it, a broker's
+//! replica fetchers fetch from their leaders with it, and tests use it too.
 //!
 //! One connection, one request in flight (as the broker serves a
 //! connection), versions negotiated with ApiVersions at connect time.
@@ -206,12 +207,12 @@ impl AdminClient {
             versions: HashMap::new(),
             correlation: 0,
             timeout,
-            client_id: StrBytes::from_static_str("sluice-admin"),
+            client_id: StrBytes::from_static_str("sluice-client"),
         };
         // ApiVersions v3 is what recent clients send; any broker that knows
         // KIP-511 answers it or falls back.
         let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("sluice-admin"))
+            .with_client_software_name(StrBytes::from_static_str("sluice-client"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp: ApiVersionsResponse = c.call_version(req, 3).await?;
         kafka(resp.error_code, None)?;

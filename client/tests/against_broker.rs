@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_admin::{AdminClient, code, error_code};
+use sluice_client::{AdminClient, code, error_code};
 use sluice_e2e::BrokerProcess;
 
 #[tokio::test]

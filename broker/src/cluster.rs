@@ -209,6 +209,32 @@ impl Cluster {
         })
     }
 
+    /// Returns once this process is registered and unfenced in the
+    /// metadata it follows (see [`Cluster::caught_up_in`]): the point where
+    /// Kafka starts processing client requests. Logs while it waits.
+    pub async fn wait_caught_up(&self) {
+        let started = std::time::Instant::now();
+        let mut next_log = Duration::from_secs(5);
+        let mut image = self.subscribe();
+        loop {
+            let img = image.borrow_and_update().clone();
+            if self.caught_up_in(&img) {
+                return;
+            }
+            if started.elapsed() >= next_log {
+                tracing::info!(
+                    waited_s = started.elapsed().as_secs(),
+                    controller = ?self.controller_id(),
+                    "waiting to be registered and unfenced by the metadata quorum before serving clients"
+                );
+                next_log += Duration::from_secs(10);
+            }
+            // The registration epoch is set outside the image: look again
+            // on a timer as well as on every image change.
+            let _ = tokio::time::timeout(Duration::from_millis(50), image.changed()).await;
+        }
+    }
+
     /// Reports a broker whose listener refused a connection (see
     /// `sluice_quorum::controller::suspects_to_fence`).
     pub fn suspect(&self, broker: i32) {

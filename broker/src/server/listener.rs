@@ -80,13 +80,29 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(metrics::serve(http, state, broker.shutdown.clone()));
     tasks.spawn(Arc::clone(&broker).run_background());
     tasks.spawn(Arc::clone(&broker).run_cleaner());
-    tasks.spawn(accept_loop(Arc::clone(&broker), kafka, connections.clone()));
     tasks.spawn(Arc::clone(&broker).run_materializer());
     if broker.cluster().is_some() {
         tasks.spawn(crate::replication::run_fetchers(Arc::clone(&broker)));
         tasks.spawn(crate::replication::run_isr_ticker(Arc::clone(&broker)));
     }
-    ready.cancel();
+    // The Kafka port is bound from the start, but connections wait in its
+    // backlog until this broker is registered and unfenced by the quorum,
+    // as Kafka enables request processing only then: no client ever sees
+    // a broker that cannot name its controller or answers from metadata
+    // it has not caught up with. Readiness follows the same point.
+    let serving = Arc::clone(&broker);
+    let accepted = connections.clone();
+    tasks.spawn(async move {
+        if let Some(c) = serving.cluster().cloned() {
+            tokio::select! {
+                _ = serving.shutdown.cancelled() => return,
+                () = c.wait_caught_up() => {}
+            }
+            tracing::info!("registered and unfenced: serving clients");
+        }
+        ready.cancel();
+        accept_loop(serving, kafka, accepted).await;
+    });
     tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");
     Ok(RunningBroker {
         broker,

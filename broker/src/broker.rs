@@ -11,15 +11,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::coordinator::group::offsets_log;
+use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::error::{Error, IoContext, Result};
-use crate::group::offsets_log;
-use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMeta, ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
 use crate::metrics::Metrics;
+use crate::partition::replica::{ReplicaManager, TopicPartition};
 use crate::protocol::code::{
     INVALID_CONFIG, INVALID_PARTITIONS, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION,
 };
-use crate::replica::{ReplicaManager, TopicPartition};
 use crate::storage::checkpoint;
 use crate::storage::log::now_ms;
 
@@ -75,19 +75,19 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
-    pub producer_ids: crate::producer_ids::ProducerIdManager,
+    pub producer_ids: crate::coordinator::producer_ids::ProducerIdManager,
     /// Budget for fetch data in memory, in KiB permits.
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Broker-wide topic defaults changed at run time.
-    pub dynamic: Mutex<crate::dynamic_config::DynamicConfigs>,
+    pub dynamic: Mutex<crate::config::dynamic::DynamicConfigs>,
     /// Replication throttles for replicas a reassignment is adding.
-    pub throttles: crate::throttle::Throttles,
+    pub throttles: crate::partition::throttle::Throttles,
     /// Serialises creation of the offsets topic.
     offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
     /// Set at start when the broker runs in a cluster.
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    pub cluster: std::sync::OnceLock<Arc<crate::metadata::cluster::Cluster>>,
 }
 
 /// Checks a topic name as Kafka does: 1-249 of `[a-zA-Z0-9._-]`, not `.`
@@ -117,7 +117,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl Broker {
     /// The cluster this broker runs in, if any.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+    pub fn cluster(&self) -> Option<&Arc<crate::metadata::cluster::Cluster>> {
         self.cluster.get()
     }
 
@@ -136,7 +136,7 @@ impl Broker {
         std::fs::create_dir_all(&dir).at(&dir)?;
         let meta = ClusterMeta::load_or_format(&dir, config.node_id)?;
         let store = MetadataStore::open(&dir)?;
-        let dynamic = crate::dynamic_config::DynamicConfigs::open(&dir)?;
+        let dynamic = crate::config::dynamic::DynamicConfigs::open(&dir)?;
         let effective = dynamic.apply(&config);
         let clean_marker = dir.join(CLEAN_SHUTDOWN);
         let clean = clean_marker.exists();
@@ -195,9 +195,9 @@ impl Broker {
             replicas,
             metrics,
             groups,
-            producer_ids: crate::producer_ids::ProducerIdManager::open(&dir)?,
+            producer_ids: crate::coordinator::producer_ids::ProducerIdManager::open(&dir)?,
             dynamic: Mutex::new(dynamic),
-            throttles: crate::throttle::Throttles::default(),
+            throttles: crate::partition::throttle::Throttles::default(),
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
@@ -525,7 +525,7 @@ impl Broker {
         &self,
         changes: &[(String, i8, Option<String>)],
         validate_only: bool,
-    ) -> Result<(), crate::dynamic_config::Refusal> {
+    ) -> Result<(), crate::config::dynamic::Refusal> {
         self.dynamic.lock().alter(changes, validate_only)?;
         if validate_only {
             return Ok(());

@@ -1,31 +1,28 @@
 //! Sluice broker: a Kafka-compatible broker.
 //!
 //! Layout, from the bytes on the wire inwards:
-//! - [`protocol`]: framing, request decoding, the ApiVersions table.
+//! - [`protocol`]: framing, request decoding, the served APIs, error codes.
 //! - [`server`]: the TCP listener and per-connection loop.
 //! - [`handlers`]: one module per Kafka API.
-//! - [`replica`]: the partitions this broker hosts (append, read, long-poll).
+//! - [`coordinator`]: consumer groups and offsets, producer ids.
+//! - [`partition`]: the partitions this broker hosts and their replication.
 //! - [`storage`]: the on-disk log (segments, indexes, checkpoints, recovery).
-//! - [`metadata`]: topics, ids and configs, persisted in the data directory.
+//! - [`metadata`]: the metadata plane: topics, ids and configs in the data
+//!   directory, and the cluster's metadata quorum as this broker follows it.
+//! - [`config`]: static settings and dynamic broker configs.
 
 pub mod alloc_guard;
 pub mod broker;
-pub mod cluster;
-pub mod cluster_topics;
 pub mod config;
-pub mod dynamic_config;
+pub mod coordinator;
 pub mod error;
-pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;
-pub mod producer_ids;
+pub mod partition;
 pub mod protocol;
-pub mod replica;
-pub mod replication;
 pub mod server;
 pub mod storage;
-pub mod throttle;
 
 pub use config::BrokerConfig;
 pub use error::{Error, Result};

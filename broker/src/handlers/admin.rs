@@ -18,8 +18,8 @@ use kafka_protocol::messages::*;
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::error::Error;
+use crate::partition::replica::TopicPartition;
 use crate::protocol::code::ELECTION_NOT_NEEDED;
-use crate::replica::TopicPartition;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
-use crate::cluster::Cluster;
 use crate::metadata::TopicConfigs;
+use crate::metadata::cluster::Cluster;
 use crate::protocol::code::LEADER_NOT_AVAILABLE;
 
 /// `host:port` into its parts (registrations are validated at start).
@@ -97,7 +97,7 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
         tracing::debug!(topic = name, %reason, "metadata for an invalid topic name");
         return error(code::INVALID_TOPIC_EXCEPTION);
     }
-    let internal = name == crate::group::OFFSETS_TOPIC;
+    let internal = name == crate::coordinator::group::OFFSETS_TOPIC;
     if !may_create && !internal {
         return error(code::UNKNOWN_TOPIC_OR_PARTITION);
     }

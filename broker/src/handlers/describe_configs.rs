@@ -73,19 +73,19 @@ pub fn handle(
                                 .filter_map(|l| l.trim().split_once(" = "))
                                 .filter(|(n, _)| wanted(n))
                                 .map(|(n, v)| {
-                                    let is_dynamic = crate::dynamic_config::DYNAMIC.iter().any(|(d, _)| *d == n);
+                                    let is_dynamic = crate::config::dynamic::DYNAMIC.iter().any(|(d, _)| *d == n);
                                     let source = if dynamic.contains_key(n) { DYNAMIC_BROKER } else { STATIC_BROKER };
                                     entry(n, v.to_string(), !is_dynamic, source)
                                 })
                                 .chain(
-                                    crate::dynamic_config::THROTTLE_RATES
+                                    crate::config::dynamic::THROTTLE_RATES
                                         .iter()
                                         .filter(|n| wanted(n))
                                         .map(|n| match dynamic.get(*n) {
                                             Some(v) => entry(n, v.clone(), false, DYNAMIC_BROKER),
                                             None => entry(
                                                 n,
-                                                crate::dynamic_config::UNTHROTTLED.to_string(),
+                                                crate::config::dynamic::UNTHROTTLED.to_string(),
                                                 false,
                                                 DEFAULT_CONFIG,
                                             ),

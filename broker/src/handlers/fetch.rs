@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{code, count_error};
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::replica::{Partition, TopicPartition};
+use crate::partition::replica::{Partition, TopicPartition};
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -122,7 +122,7 @@ pub async fn handle(
         for w in &wanted {
             if let Ok(p) = &w.found {
                 if let Some((change, leader_epoch)) = p.on_follower_fetch(f, w.fetch_offset) {
-                    crate::replication::propose_isr(broker, p, change, leader_epoch);
+                    crate::partition::replication::propose_isr(broker, p, change, leader_epoch);
                 }
             }
         }
@@ -314,7 +314,7 @@ fn read_one(
         };
         return base.with_error_code(c).with_high_watermark(-1);
     }
-    let with_offsets = |pd: PartitionData, o: crate::replica::Offsets| {
+    let with_offsets = |pd: PartitionData, o: crate::partition::replica::Offsets| {
         pd.with_high_watermark(o.high_watermark)
             .with_last_stable_offset(o.high_watermark)
             .with_log_start_offset(o.log_start)

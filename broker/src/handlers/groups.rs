@@ -19,9 +19,9 @@ use tokio::sync::oneshot;
 
 use super::{count_error, str_bytes};
 use crate::broker::Broker;
-use crate::group::coordinator::Pending;
-use crate::group::offsets_log;
-use crate::group::state::{JoinRequest, JoinResult, code as gcode};
+use crate::coordinator::group::coordinator::Pending;
+use crate::coordinator::group::offsets_log;
+use crate::coordinator::group::state::{JoinRequest, JoinResult, code as gcode};
 use crate::protocol::code::GROUP_ID_NOT_FOUND;
 use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NOT_COORDINATOR};
 

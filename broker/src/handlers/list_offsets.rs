@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{code, count_error};
 use crate::broker::Broker;
-use crate::replica::{Partition, TopicPartition};
+use crate::partition::replica::{Partition, TopicPartition};
 use crate::storage::records::first_record_at_or_after;
 
 const LATEST: i64 = -1;

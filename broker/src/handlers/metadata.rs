@@ -66,7 +66,7 @@ fn by_name(broker: &Broker, name: &str, may_create: bool) -> MetadataResponseTop
         tracing::debug!(topic = name, %reason, "metadata for an invalid topic name");
         return error(code::INVALID_TOPIC_EXCEPTION);
     }
-    if name == crate::group::OFFSETS_TOPIC {
+    if name == crate::coordinator::group::OFFSETS_TOPIC {
         // Internal: created with its own settings, never auto-created.
         return match broker.ensure_offsets_topic() {
             Ok(_) => match broker.metadata.lock().get(name).cloned() {
@@ -109,7 +109,7 @@ fn describe(broker: &Broker, t: &TopicMetadata) -> MetadataResponseTopic {
         .map(|p| {
             let epoch = broker
                 .replicas
-                .get(&crate::replica::TopicPartition::new(&t.name, p))
+                .get(&crate::partition::replica::TopicPartition::new(&t.name, p))
                 .map(|part| part.leader_epoch())
                 .unwrap_or(0);
             MetadataResponsePartition::default()

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use super::{code, count_error};
 use crate::broker::Broker;
-use crate::replica::TopicPartition;
+use crate::partition::replica::TopicPartition;
 
 /// Kafka's "no such epoch here" answer.
 const UNDEFINED_EPOCH: i32 = -1;

@@ -17,13 +17,13 @@ use kafka_protocol::messages::*;
 
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::group::GroupState;
-use crate::group::coordinator::{CommittedOffsetView, MAX_OFFSET_METADATA};
-use crate::group::offsets_log::{self, CommittedOffset};
+use crate::coordinator::group::GroupState;
+use crate::coordinator::group::coordinator::{CommittedOffsetView, MAX_OFFSET_METADATA};
+use crate::coordinator::group::offsets_log::{self, CommittedOffset};
+use crate::partition::replica::TopicPartition;
 use crate::protocol::code::{
     COORDINATOR_NOT_AVAILABLE, GROUP_SUBSCRIBED_TO_TOPIC, OFFSET_METADATA_TOO_LARGE,
 };
-use crate::replica::TopicPartition;
 use crate::storage::log::now_ms;
 
 pub fn offset_commit(

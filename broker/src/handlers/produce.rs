@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{code, count_error, str_bytes};
 use crate::broker::Broker;
-use crate::replica::TopicPartition;
+use crate::partition::replica::TopicPartition;
 use crate::storage::batch::{self, BatchError};
 
 fn batch_error_code(e: &BatchError) -> i16 {
@@ -39,7 +39,13 @@ pub struct Appended {
     deadline: tokio::time::Instant,
     responses: Vec<TopicProduceResponse>,
     /// (topic slot, partition slot, partition, end offset, index).
-    waits: Vec<(usize, usize, Arc<crate::replica::Partition>, i64, i32)>,
+    waits: Vec<(
+        usize,
+        usize,
+        Arc<crate::partition::replica::Partition>,
+        i64,
+        i32,
+    )>,
 }
 
 impl Appended {
@@ -129,7 +135,7 @@ pub async fn finish(broker: &Broker, a: Appended) -> Option<ProduceResponse> {
 /// the write). `None` on success, else the error for the client.
 async fn wait_for_replicas(
     broker: &Broker,
-    partition: &crate::replica::Partition,
+    partition: &crate::partition::replica::Partition,
     end: i64,
     deadline: tokio::time::Instant,
 ) -> Option<i16> {
@@ -158,7 +164,7 @@ async fn wait_for_replicas(
     }
 }
 
-type Wait = Option<(Arc<crate::replica::Partition>, i64)>;
+type Wait = Option<(Arc<crate::partition::replica::Partition>, i64)>;
 
 fn append(
     broker: &Broker,
@@ -230,7 +236,8 @@ fn append_one(
             Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
         }
     }
-    let replicated = partition.with_role(|r| matches!(r, crate::replica::Role::Leader(_)));
+    let replicated =
+        partition.with_role(|r| matches!(r, crate::partition::replica::Role::Leader(_)));
     if acks == -1 && !replicated && config.min_insync_replicas > 1 {
         let min = config.min_insync_replicas;
         return failed(

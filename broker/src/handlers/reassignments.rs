@@ -19,7 +19,7 @@ use sluice_quorum::image::{Command, MetadataImage, Outcome, PartitionState, Refu
 
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::cluster::Cluster;
+use crate::metadata::cluster::Cluster;
 use crate::protocol::code::{
     ELECTION_NOT_NEEDED, ELIGIBLE_LEADERS_NOT_AVAILABLE, NO_REASSIGNMENT_IN_PROGRESS,
     PREFERRED_LEADER_NOT_AVAILABLE,
@@ -52,7 +52,7 @@ fn reassign_single(broker: &Broker, topic: &str, p: i32, target: Option<&[i32]>)
     let me = broker.config.node_id;
     if broker
         .replicas
-        .get(&crate::replica::TopicPartition::new(topic, p))
+        .get(&crate::partition::replica::TopicPartition::new(topic, p))
         .is_none()
     {
         return unknown(topic, p);

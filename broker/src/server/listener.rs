@@ -56,7 +56,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
         crate::storage::checkpoint::write_atomic(&marker, b"joined a cluster\n")?;
         let local = broker.cluster_id.clone();
         let (cluster, id) =
-            crate::cluster::Cluster::start(&broker.config, &cc, &local, fresh).await?;
+            crate::metadata::cluster::Cluster::start(&broker.config, &cc, &local, fresh).await?;
         if id != local {
             crate::metadata::ClusterMeta {
                 cluster_id: id.clone(),
@@ -82,8 +82,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(Arc::clone(&broker).run_cleaner());
     tasks.spawn(Arc::clone(&broker).run_materializer());
     if broker.cluster().is_some() {
-        tasks.spawn(crate::replication::run_fetchers(Arc::clone(&broker)));
-        tasks.spawn(crate::replication::run_isr_ticker(Arc::clone(&broker)));
+        tasks.spawn(crate::partition::replication::run_fetchers(Arc::clone(
+            &broker,
+        )));
+        tasks.spawn(crate::partition::replication::run_isr_ticker(Arc::clone(
+            &broker,
+        )));
     }
     // The Kafka port is bound from the start, but connections wait in its
     // backlog until this broker is registered and unfenced by the quorum,

@@ -22,8 +22,8 @@ use sluice_replication::leader::IsrChange;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::partition::replica::{Partition, Role};
 use crate::protocol::code::OFFSET_OUT_OF_RANGE;
-use crate::replica::{Partition, Role};
 use crate::storage::batch;
 
 /// The Fetch version followers send: topics by name, `replica_id` in the
@@ -277,7 +277,7 @@ async fn round(
         }
         let leo = p.offsets().log_end;
         let max_bytes = if throttled {
-            crate::throttle::Throttle::partition_max_bytes(rate, 1 << 20)
+            crate::partition::throttle::Throttle::partition_max_bytes(rate, 1 << 20)
         } else {
             1 << 20
         };
@@ -328,7 +328,8 @@ async fn round(
                 // (retention, DeleteRecords): start over at its log start,
                 // as a Kafka follower does.
                 tracing::info!(partition = %p.tp, from = leo, to = pd.log_start_offset, "restarting the log at the leader's log start");
-                let still_following = |r: &Role| crate::replica::follows(r, leader, epoch);
+                let still_following =
+                    |r: &Role| crate::partition::replica::follows(r, leader, epoch);
                 if let Err(e) = p.reset_log(pd.log_start_offset, still_following) {
                     tracing::warn!(partition = %p.tp, error = %e, "restarting the log");
                 }

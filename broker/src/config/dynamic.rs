@@ -27,7 +27,7 @@ pub const DYNAMIC: &[(&str, &str)] = &[
 
 /// Dynamic-only broker settings: Kafka's replication throttles, in bytes
 /// per second, for the replicas a reassignment is adding (see
-/// `crate::throttle`). Unset means unthrottled.
+/// `crate::partition::throttle`). Unset means unthrottled.
 pub const THROTTLE_RATES: &[&str] = &[
     "leader.replication.throttled.rate",
     "follower.replication.throttled.rate",

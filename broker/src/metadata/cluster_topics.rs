@@ -3,7 +3,7 @@
 //! materializes the partitions it hosts from the metadata image.
 //!
 //! Partitions are replicated: followers fetch from the leader
-//! (`crate::replication`), and the leader answers `acks=all` once every
+//! (`crate::partition::replication`), and the leader answers `acks=all` once every
 //! in-sync replica has the write.
 
 use std::sync::Arc;
@@ -17,12 +17,12 @@ use crate::broker::{
     unknown_topic, validate_topic_name,
 };
 use crate::metadata::{TopicConfigs, TopicMetadata};
+use crate::partition::replica::TopicPartition;
 use crate::protocol::code::{
     COORDINATOR_NOT_AVAILABLE, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT,
     INVALID_REPLICATION_FACTOR, NOT_CONTROLLER, NOT_COORDINATOR, NOT_LEADER_OR_FOLLOWER,
     UNKNOWN_TOPIC_OR_PARTITION,
 };
-use crate::replica::TopicPartition;
 
 /// A topic of the metadata image in the local store's terms.
 pub(crate) fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -> TopicMetadata {
@@ -86,7 +86,7 @@ impl Broker {
             ));
         };
         let img = cluster.image();
-        let Some(t) = img.topics.get(crate::group::OFFSETS_TOPIC) else {
+        let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
             let b = Arc::clone(self);
             tokio::spawn(async move {
                 if let Ok(spec) = b.offsets_topic_spec() {
@@ -98,7 +98,8 @@ impl Broker {
             });
             return Err(COORDINATOR_NOT_AVAILABLE);
         };
-        let p = crate::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+        let p =
+            crate::coordinator::group::offsets_log::partition_for(group, t.partitions.len() as i32);
         let leader = usize::try_from(p)
             .ok()
             .and_then(|i| t.partitions.get(i))
@@ -114,17 +115,21 @@ impl Broker {
     pub fn coordinator_error(&self, group: &str) -> Option<i16> {
         let cluster = self.cluster()?;
         let img = cluster.image();
-        let Some(t) = img.topics.get(crate::group::OFFSETS_TOPIC) else {
+        let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
             return Some(COORDINATOR_NOT_AVAILABLE);
         };
-        let p = crate::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+        let p =
+            crate::coordinator::group::offsets_log::partition_for(group, t.partitions.len() as i32);
         let leads = usize::try_from(p)
             .ok()
             .and_then(|i| t.partitions.get(i))
             .is_some_and(|p| p.leader == self.config.node_id);
         let local = self
             .replicas
-            .get(&TopicPartition::new(crate::group::OFFSETS_TOPIC, p))
+            .get(&TopicPartition::new(
+                crate::coordinator::group::OFFSETS_TOPIC,
+                p,
+            ))
             .is_some();
         match (leads, local) {
             (true, true) => None,
@@ -149,7 +154,7 @@ impl Broker {
     pub fn led_partition(
         &self,
         tp: &TopicPartition,
-    ) -> Result<Arc<crate::replica::Partition>, i16> {
+    ) -> Result<Arc<crate::partition::replica::Partition>, i16> {
         let Some(cluster) = self.cluster() else {
             return self.replicas.get(tp).ok_or(UNKNOWN_TOPIC_OR_PARTITION);
         };
@@ -492,8 +497,9 @@ impl Broker {
                     // this broker is unfenced in: an older one, replayed at
                     // start, may not know that the replica came back.
                     if caught_up && part.has_records() {
-                        let still_offline =
-                            |r: &crate::replica::Role| matches!(r, crate::replica::Role::Offline);
+                        let still_offline = |r: &crate::partition::replica::Role| {
+                            matches!(r, crate::partition::replica::Role::Offline)
+                        };
                         match part.reset_log(0, still_offline) {
                             Ok(false) => {}
                             Ok(true) => {
@@ -515,7 +521,7 @@ impl Broker {
                     );
                     // The new coordinator of these groups: load them from
                     // the replicated log.
-                    if newly && name.as_str() == crate::group::OFFSETS_TOPIC {
+                    if newly && name.as_str() == crate::coordinator::group::OFFSETS_TOPIC {
                         match self.load_offsets_partition(i as i32) {
                             Ok(n) => tracing::info!(
                                 partition = i,

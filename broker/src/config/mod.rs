@@ -7,6 +7,8 @@
 //! environment, then file, then the default. An unknown or invalid setting is
 //! an error that names it.
 
+pub mod dynamic;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;

@@ -182,6 +182,15 @@ def start_cluster(tmp_path, n, extra=()):
     return brokers
 
 
+@pytest.fixture
+def cluster3(tmp_path):
+    """Three brokers of one cluster, stopped afterwards."""
+    brokers = start_cluster(tmp_path, 3)
+    yield brokers
+    for b in brokers:
+        b.stop()
+
+
 def listening(port):
     """Whether something listens on the loopback port. A connection to a
     port in the ephemeral range that nothing listens on can connect to

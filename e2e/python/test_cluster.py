@@ -4,20 +4,10 @@ every acknowledged record is read back once."""
 
 import time
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import brokers_listed, start_cluster, wait_for
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    brokers = start_cluster(tmp_path, 3)
-    yield brokers
-    for b in brokers:
-        b.stop()
-
+from conftest import brokers_listed, wait_for
 
 def full_isr(admin, topic):
     md = admin.list_topics(topic, timeout=5)
@@ -30,7 +20,8 @@ def full_isr(admin, topic):
     )
 
 
-def test_produce_and_consume_while_a_broker_is_killed(cluster):
+def test_produce_and_consume_while_a_broker_is_killed(cluster3):
+    cluster = cluster3
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wait_for("three brokers", lambda: brokers_listed(admin) == 3)

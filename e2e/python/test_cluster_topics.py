@@ -15,17 +15,9 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from conftest import brokers_listed, start_cluster, wait_for
+from conftest import brokers_listed, wait_for
 
 TOPIC = "py-grown"
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    brokers = start_cluster(tmp_path, 3)
-    yield brokers
-    for b in brokers:
-        b.stop()
 
 
 def partitions_seen_by(broker, topic):
@@ -59,7 +51,8 @@ def topic_config(broker, key):
     return admin.describe_configs([r], request_timeout=15)[r].result(timeout=30)[key]
 
 
-def test_grow_and_reconfigure_a_topic_in_a_cluster(cluster):
+def test_grow_and_reconfigure_a_topic_in_a_cluster(cluster3):
+    cluster = cluster3
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wait_for("three brokers", lambda: brokers_listed(admin) == 3)

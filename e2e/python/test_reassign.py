@@ -37,7 +37,7 @@ RATE = 64 * 1024  # follower.replication.throttled.rate while held back
 def cluster(tmp_path):
     # Replication and request handling at debug level, for post-mortems.
     brokers = start_cluster(
-        tmp_path, BROKERS, ["--logging-level", "info,sluice_broker::replication=debug,sluice_broker::handlers=debug"]
+        tmp_path, BROKERS, ["--logging-level", "info,sluice_broker::partition::replication=debug,sluice_broker::handlers=debug"]
     )
     yield brokers
     for b in brokers:

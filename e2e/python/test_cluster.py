@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import brokers_listed, wait_for
 
+
 def full_isr(admin, topic):
     md = admin.list_topics(topic, timeout=5)
     t = md.topics.get(topic)

@@ -694,7 +694,20 @@ impl PartitionLog {
         }
         let end = self.log_end_offset();
         self.leader_epochs.truncate_from_end(end)?;
-        self.producers.truncate_to(end);
+        if self.producers.truncate_to(end) {
+            // A producer whose remembered batches were all truncated has
+            // older ones in the log: rebuilt from the log, as Kafka reloads
+            // producer state after a truncation. Without it, this replica
+            // would answer the producer's next batch OUT_OF_ORDER_SEQUENCE
+            // once it leads (librdkafka then bumps the producer's epoch and
+            // resends what may already be written).
+            self.producers.reset(self.log_start_offset);
+            let mut replayed = Vec::new();
+            self.scan_headers(self.log_start_offset, |h| replayed.push(*h))?;
+            for h in &replayed {
+                self.producers.record(h);
+            }
+        }
         self.recovery_point = self.recovery_point.min(end);
         Ok(())
     }
@@ -716,7 +729,7 @@ impl PartitionLog {
         );
         self.log_start_offset = offset;
         self.leader_epochs.truncate_from_end(0)?;
-        self.producers.truncate_to(0);
+        self.producers.reset(offset);
         self.producers.snapshot()?;
         self.recovery_point = offset;
         self.unflushed_messages = 0;
@@ -880,6 +893,35 @@ mod tests {
         // Truncating to an epoch boundary keeps the cache in line.
         follower.truncate_to(5).expect("truncate");
         assert_eq!(follower.leader_epochs().entries(), &[(0, 0)]);
+    }
+
+    #[test]
+    fn a_truncation_past_a_producers_last_five_batches_keeps_its_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) =
+            PartitionLog::open(dir.path(), LogConfig::default(), 0, false, 0).expect("open");
+        // Seven batches of one producer, two records each (sequences 0-13).
+        let mut batches = Vec::new();
+        for i in 0..7 {
+            let mut b = batch(2, 10);
+            batch::set_producer(&mut b, 7, 0, 2 * i);
+            let hs = batch::validate_produce(&b, 1 << 20).expect("valid");
+            log.append_as_leader(&b, &hs, 1, 100).expect("append");
+            batches.push((b, hs));
+        }
+        // A follower's divergent tail: the last five batches go.
+        log.truncate_to(4).expect("truncate");
+        assert_eq!(log.log_end_offset(), 4);
+        // Leading now, it takes the producer's next batch (sequence 4)...
+        let (b, hs) = &batches[2];
+        let next = log.append_as_leader(b, hs, 2, 200).expect("next batch");
+        assert!(!next.duplicate);
+        assert_eq!(next.base_offset, 4);
+        // ...and knows a retry of a batch that stayed.
+        let (b, hs) = &batches[1];
+        let again = log.append_as_leader(b, hs, 2, 200).expect("retry");
+        assert!(again.duplicate);
+        assert_eq!((again.base_offset, again.last_offset), (2, 3));
     }
 
     #[test]

@@ -181,12 +181,28 @@ impl ProducerStateManager {
     }
 
     /// Forgets everything at or past `offset` (the log was truncated).
-    pub fn truncate_to(&mut self, offset: i64) {
+    /// Returns whether a producer lost every batch remembered of it: its
+    /// older batches (below `offset`, but beyond the last five) are still
+    /// in the log, and only a replay of the log finds where its sequence
+    /// stands (see [`ProducerStateManager::reset`]).
+    pub fn truncate_to(&mut self, offset: i64) -> bool {
+        let mut emptied = false;
         for e in self.producers.values_mut() {
+            let had = !e.batches.is_empty();
             e.batches.retain(|b| b.last_offset < offset);
+            emptied |= had && e.batches.is_empty();
         }
         self.producers.retain(|_, e| !e.batches.is_empty());
         self.end_offset = self.end_offset.min(offset);
+        self.dirty = true;
+        emptied
+    }
+
+    /// Forgets every producer, to be rebuilt by recording the log's batches
+    /// from `offset` (the log start) on.
+    pub fn reset(&mut self, offset: i64) {
+        self.producers.clear();
+        self.end_offset = offset;
         self.dirty = true;
     }
 

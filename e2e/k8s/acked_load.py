@@ -9,7 +9,9 @@
         reads the topic from the beginning and fails unless every
         acknowledged record is there exactly once, at its offset
         (--known-duplicates: records written twice are reported, not failed;
-        used only where the tour meets that known broker defect).
+        used only where partitions move under the load, for librdkafka #4953:
+        an idempotent producer that bumps its epoch after OUT_OF_ORDER_SEQUENCE
+        answers during a leader change resends batches already written).
 """
 
 import os
@@ -98,7 +100,7 @@ def check(bootstrap, topic, acked_path, allow_duplicates=False):
         return 1
     if doubled and allow_duplicates:
         print(f"check: KNOWN DEFECT: {len(doubled)} acknowledged records of an idempotent "
-              "producer were written twice (seen under partition moves; see the note of issue 14)")
+              "producer were written twice (librdkafka #4953, under partition moves)")
         doubled = []
     return 1 if (lost or doubled or moved) else 0
 

@@ -100,7 +100,7 @@ def check(bootstrap, topic, acked_path, allow_duplicates=False):
         return 1
     if doubled and allow_duplicates:
         print(f"check: KNOWN DEFECT: {len(doubled)} acknowledged records of an idempotent "
-              "producer were written twice (librdkafka #4953, under partition moves)")
+              "producer were written twice, under partition moves (as librdkafka #4953 describes)")
         doubled = []
     return 1 if (lost or doubled or moved) else 0
 

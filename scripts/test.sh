@@ -18,6 +18,10 @@ for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck \
 done
 # Go (1.24 or newer, as the machine has it) builds the Kubernetes control
 # plane, kubectl and helm: scripts/k8s-tools.sh.
+# Java 17+ and Maven run Apache Kafka itself, the peer of the
+# differential tests (e2e/kafka/kafka.sh); the machine's kind ships both.
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
@@ -42,10 +46,14 @@ k8s_bin="$(scripts/k8s-tools.sh)"
 "$k8s_bin/kubectl" version --client
 "$k8s_bin/helm" version --short
 
+step "Apache Kafka, the peer (pinned in e2e/kafka/pom.xml, resolved with Maven)"
+e2e/kafka/kafka.sh classpath >/dev/null
+java -version 2>&1 | head -n 1
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-shellcheck scripts/*.sh .ci/run e2e/kind/*.sh e2e/k8s/*.sh
+shellcheck scripts/*.sh .ci/run e2e/kind/*.sh e2e/k8s/*.sh e2e/kafka/*.sh
 bash -n e2e/kind/run.sh
 # Every decision record is in the index, with its status.
 for record in docs/decisions/0*.md; do
@@ -69,5 +77,5 @@ SLUICE_TEST_KUBE_APISERVER="$k8s_bin/kube-apiserver" SLUICE_TEST_ETCD="$k8s_bin/
 step "the Kubernetes tour on a real control plane (etcd, kube-apiserver, controller-manager, scheduler, process-kubelet)"
 e2e/k8s/run-tour.sh
 
-step "python client tests (confluent-kafka, kafka-python)"
+step "python client tests (confluent-kafka, kafka-python; some against Apache Kafka too)"
 .venv/bin/pytest -q e2e/python

@@ -191,6 +191,52 @@ def cluster3(tmp_path):
         b.stop()
 
 
+class KafkaNode:
+    """One node of an Apache Kafka cluster started by e2e/kafka/kafka.sh:
+    what the tests use of a broker (its bootstrap address and node id)."""
+
+    def __init__(self, node_id, port):
+        self.node_id = node_id
+        self.port = port
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+
+def start_kafka(tmp_path, n):
+    """`n` Apache Kafka 4 nodes (KRaft, combined mode, ids 0..n-1) on free
+    loopback ports; the caller stops them with stop_kafka."""
+    ports = free_ports(2 * n)
+    script = ROOT / "e2e" / "kafka" / "kafka.sh"
+    clients = ",".join(str(p) for p in ports[:n])
+    controllers = ",".join(str(p) for p in ports[n:])
+    subprocess.run([str(script), "start", str(tmp_path / "kafka"), clients, controllers],
+                   check=True, stdout=subprocess.DEVNULL, timeout=300)
+    return [KafkaNode(i, p) for i, p in enumerate(ports[:n])]
+
+
+def stop_kafka(tmp_path):
+    script = ROOT / "e2e" / "kafka" / "kafka.sh"
+    subprocess.run([str(script), "stop", str(tmp_path / "kafka")], check=False, timeout=120)
+
+
+@pytest.fixture(params=["sluice", "apache-kafka"])
+def cluster3_or_kafka(request, tmp_path):
+    """Three brokers of one cluster: Sluice's, then Apache Kafka's, for a
+    test whose every assertion must hold against both (the oracle)."""
+    if request.param == "sluice":
+        brokers = start_cluster(tmp_path, 3)
+        yield brokers
+        for b in brokers:
+            b.stop()
+    else:
+        try:
+            yield start_kafka(tmp_path, 3)
+        finally:
+            stop_kafka(tmp_path)
+
+
 def listening(port):
     """Whether something listens on the loopback port. A connection to a
     port in the ephemeral range that nothing listens on can connect to

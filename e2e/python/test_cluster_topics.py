@@ -1,7 +1,8 @@
-"""confluent-kafka's admin client against a three-broker Sluice cluster:
-a topic grown (placed by the cluster and by hand) and reconfigured through
-the metadata quorum, seen the same by every broker and in force on every
-partition's leader; the growths Kafka refuses are refused with its codes."""
+"""confluent-kafka's admin client against a three-broker cluster, Sluice's
+and then Apache Kafka's with the same assertions: a topic grown (placed by
+the cluster and by hand) and reconfigured, seen the same by every broker
+and in force on every partition's leader; the growths Kafka refuses are
+refused with its codes."""
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -51,8 +52,8 @@ def topic_config(broker, key):
     return admin.describe_configs([r], request_timeout=15)[r].result(timeout=30)[key]
 
 
-def test_grow_and_reconfigure_a_topic_in_a_cluster(cluster3):
-    cluster = cluster3
+def test_grow_and_reconfigure_a_topic_in_a_cluster(cluster3_or_kafka):
+    cluster = cluster3_or_kafka
     bootstrap = ",".join(b.bootstrap for b in cluster)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wait_for("three brokers", lambda: brokers_listed(admin) == 3)

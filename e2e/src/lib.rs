@@ -409,6 +409,7 @@ pub fn kcat() -> Option<&'static str> {
     })
 }
 
+pub mod apache_kafka;
 pub mod links;
 pub mod rd;
 pub mod wire;

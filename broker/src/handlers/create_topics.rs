@@ -37,7 +37,10 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
-        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        // No message on success (Kafka's null), only with an error.
+        let result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_error_message(None);
         let r = if seen.get(&name).copied().unwrap_or(0) > 1 {
             result
                 .with_error_code(code::INVALID_REQUEST)
@@ -123,9 +126,10 @@ async fn create_one(
                 .with_num_partitions(meta.partitions)
                 .with_replication_factor(meta.replication_factor);
             if version >= 5 {
-                let configs = meta
-                    .configs
-                    .describe(&broker.effective_config())
+                let mut described = meta.configs.describe(&broker.effective_config());
+                // By name, as Kafka lists them.
+                described.sort_by(|a, b| a.0.cmp(b.0));
+                let configs = described
                     .into_iter()
                     .map(|(name, value, source)| {
                         CreatableTopicConfigs::default()

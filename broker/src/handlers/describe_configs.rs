@@ -112,4 +112,65 @@ fn entry(name: &str, value: String, read_only: bool, source: i8) -> DescribeConf
         .with_value(Some(str_bytes(value)))
         .with_read_only(read_only)
         .with_config_source(source)
+        .with_config_type(config_type(name))
+        .with_documentation(None)
+}
+
+/// Kafka's ConfigType of a setting (DescribeConfigs v3+): 1 BOOLEAN,
+/// 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST, as Kafka's definitions of
+/// the same names say; 2 STRING for Sluice's own settings.
+fn config_type(name: &str) -> i8 {
+    const BOOLEAN: i8 = 1;
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const DOUBLE: i8 = 6;
+    const LIST: i8 = 7;
+    match name {
+        "cleanup.policy"
+        | "leader.replication.throttled.replicas"
+        | "follower.replication.throttled.replicas" => LIST,
+        "min.cleanable.dirty.ratio" => DOUBLE,
+        "preallocate"
+        | "unclean.leader.election.enable"
+        | "remote.storage.enable"
+        | "auto.create.topics.enable" => BOOLEAN,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "message.max.bytes"
+        | "log.segment.bytes"
+        | "log.index.interval.bytes"
+        | "num.partitions"
+        | "default.replication.factor"
+        | "socket.request.max.bytes"
+        | "max.connections"
+        | "fetch.max.bytes"
+        | "node.id" => INT,
+        "delete.retention.ms"
+        | "file.delete.delay.ms"
+        | "flush.messages"
+        | "flush.ms"
+        | "max.compaction.lag.ms"
+        | "min.compaction.lag.ms"
+        | "retention.bytes"
+        | "retention.ms"
+        | "segment.jitter.ms"
+        | "segment.ms"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "local.retention.ms"
+        | "local.retention.bytes"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.roll.ms"
+        | "log.flush.interval.messages"
+        | "log.flush.interval.ms"
+        | "log.retention.check.interval.ms"
+        | "leader.replication.throttled.rate"
+        | "follower.replication.throttled.rate" => LONG,
+        _ => STRING,
+    }
 }

@@ -302,9 +302,25 @@ fn read_one(
         .with_partition_index(w.partition)
         .with_records(Some(Bytes::new()))
         .with_aborted_transactions(read_committed.then(Vec::new));
+    // As Kafka answers an errored partition: offsets unknown (-1); a topic
+    // or partition it does not know (found before any read) also gets an
+    // empty list of aborted transactions.
+    let failed = |c: i16| {
+        let pd = base
+            .clone()
+            .with_error_code(c)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
+        if c == code::UNKNOWN_TOPIC_OR_PARTITION || c == code::UNKNOWN_TOPIC_ID {
+            pd.with_aborted_transactions(Some(Vec::new()))
+        } else {
+            pd
+        }
+    };
     let partition = match &w.found {
         Ok(p) => p,
-        Err(c) => return base.with_error_code(*c).with_high_watermark(-1),
+        Err(c) => return failed(*c),
     };
     if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch() {
         let c = if w.current_leader_epoch < partition.leader_epoch() {
@@ -312,7 +328,7 @@ fn read_one(
         } else {
             code::UNKNOWN_LEADER_EPOCH
         };
-        return base.with_error_code(c).with_high_watermark(-1);
+        return failed(c);
     }
     let with_offsets = |pd: PartitionData, o: crate::partition::replica::Offsets| {
         pd.with_high_watermark(o.high_watermark)
@@ -354,19 +370,14 @@ fn read_one(
                 }
                 Err(e) => {
                     tracing::error!(partition = %partition.tp, error = %e, "read failed");
-                    base.with_error_code(code::KAFKA_STORAGE_ERROR)
-                        .with_high_watermark(-1)
+                    failed(code::KAFKA_STORAGE_ERROR)
                 }
             }
         }
-        Err(Error::OffsetOutOfRange { .. }) => with_offsets(
-            base.with_error_code(code::OFFSET_OUT_OF_RANGE),
-            partition.offsets(),
-        ),
+        Err(Error::OffsetOutOfRange { .. }) => failed(code::OFFSET_OUT_OF_RANGE),
         Err(e) => {
             tracing::error!(partition = %partition.tp, error = %e, "read failed");
-            base.with_error_code(code::KAFKA_STORAGE_ERROR)
-                .with_high_watermark(-1)
+            failed(code::KAFKA_STORAGE_ERROR)
         }
     }
 }

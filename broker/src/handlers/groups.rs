@@ -59,7 +59,8 @@ pub fn find_coordinator(
             return (error, message, BrokerId(-1), Default::default(), -1);
         }
         match broker.group_coordinator(key) {
-            Ok((id, host, port)) => (0, None, BrokerId(id), str_bytes(host), port),
+            // Kafka's message for no error is the error's name.
+            Ok((id, host, port)) => (0, Some("NONE".into()), BrokerId(id), str_bytes(host), port),
             Err(e) => (
                 e,
                 Some("the group's coordinator is not available yet".into()),

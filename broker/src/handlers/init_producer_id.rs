@@ -13,7 +13,13 @@ pub fn handle(
     req: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
-    let resp = if req.transactional_id.is_some() {
+    let resp = if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+        // As Kafka: an empty transactional id is not one.
+        InitProducerIdResponse::default()
+            .with_error_code(code::INVALID_REQUEST)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    } else if req.transactional_id.is_some() {
         InitProducerIdResponse::default()
             .with_error_code(code::UNSUPPORTED_VERSION)
             .with_producer_id(ProducerId(-1))

@@ -22,14 +22,19 @@ fn batch_error_code(e: &BatchError) -> i16 {
     }
 }
 
+/// A refused partition. As Kafka, the message goes to the client only for
+/// INVALID_RECORD (a record the broker found wrong); for the other errors
+/// the code says it all, and the message is logged.
 fn failed(index: i32, error: i16, message: impl Into<String>) -> PartitionProduceResponse {
+    let message = message.into();
+    tracing::debug!(partition = index, error, %message, "produce refused");
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(error)
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
-        .with_error_message(Some(str_bytes(message.into())))
+        .with_error_message((error == code::INVALID_RECORD).then(|| str_bytes(message)))
 }
 
 /// A produce request whose batches are appended: the answer, less the

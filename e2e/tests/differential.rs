@@ -1,0 +1,543 @@
+//! The differential suite: the same requests sent to one Sluice broker and
+//! to one Apache Kafka node (4.3.1, KRaft, `e2e/kafka/kafka.sh`), the
+//! answers normalised (what differs by nature: throttle times, ids,
+//! addresses, timestamps, error message wording) and compared field by
+//! field. A scenario whose answers differ fails the test unless
+//! `tests/differential_accepted.txt` lists it with the reason; a listed
+//! scenario whose answers now agree fails it too, so the list stays true.
+//!
+//! Scenarios are named as a user would search for the behaviour.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use anyhow::{Context, Result, bail};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use regex::Regex;
+use sluice_e2e::BrokerProcess;
+use sluice_e2e::apache_kafka::ApacheKafka;
+use sluice_e2e::wire;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+/// One request and its answer, normalised.
+fn ask<Req: Encodable, Resp: Decodable + Debug>(
+    bootstrap: &str,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Result<String> {
+    let mut c = wire::connect(bootstrap)?;
+    wire::send(&mut c, &wire::frame(key, version, 7, req)?)?;
+    let (_, resp): (i32, Resp) = wire::read_response(&mut c, key, version)
+        .with_context(|| format!("{key:?} v{version} to {bootstrap}"))?;
+    Ok(normalise(&format!("{key:?} v{version}: {resp:#?}")))
+}
+
+/// As [`ask`], asked again (every 200 ms, for up to 20 s) while the answer
+/// is a coordinator still loading or not there yet (14, 15, 16): what a
+/// client does before it sees the steady answer compared here.
+fn settled<Req: Encodable, Resp: Decodable + Debug>(
+    bootstrap: &str,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Result<String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = ask::<Req, Resp>(bootstrap, key, version, req)?;
+        if !["error_code: 14,", "error_code: 15,", "error_code: 16,"]
+            .iter()
+            .any(|c| last.contains(c))
+        {
+            return Ok(last);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(last)
+}
+
+/// What differs between two correct brokers by nature.
+fn normalise(text: &str) -> String {
+    let rules: &[(&str, &str)] = &[
+        (r"throttle_time_ms: \d+", "throttle_time_ms: _"),
+        // The wording differs; whether there is a message does not.
+        (
+            r#"(?s)error_message: Some\(\s*"(?:[^"\\]|\\.)*",?\s*\)"#,
+            "error_message: Some(_)",
+        ),
+        (r"topic_id: [0-9a-f-]+", "topic_id: _"),
+        (r#"cluster_id: Some\(\s*"[^"]*",?\s*\)"#, "cluster_id: _"),
+        (r#"host: "[^"]*""#, "host: _"),
+        (r"port: \d+", "port: _"),
+        (r"producer_id: ProducerId\(\s*\d+,?\s*\)", "producer_id: _"),
+        (r"timestamp: \d{12,}", "timestamp: _"),
+        (r"session_id: \d+", "session_id: _"),
+        (
+            r#"(?s)records: Some\(\s*b"(?:[^"\\]|\\.)*",?\s*\)"#,
+            "records: Some(_)",
+        ),
+    ];
+    let mut out = text.to_string();
+    for (pattern, with) in rules {
+        let re = Regex::new(pattern).expect("a valid pattern");
+        out = re.replace_all(&out, *with).into_owned();
+    }
+    out
+}
+
+fn metadata(topics: Option<&[&str]>, auto_create: bool) -> MetadataRequest {
+    MetadataRequest::default()
+        .with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(topic(t))))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(auto_create)
+}
+
+fn create(name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(s(k))
+                        .with_value(Some(s(v)))
+                })
+                .collect(),
+        )
+}
+
+fn create_topics(topics: Vec<CreatableTopic>, validate_only: bool) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(10_000)
+        .with_validate_only(validate_only)
+}
+
+fn list_offsets(name: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ])
+}
+
+fn produce(name: &str, partition: i32, acks: i16) -> Result<ProduceRequest> {
+    Ok(ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic(name))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(wire::batch(3, 10)?)),
+                ]),
+        ]))
+}
+
+fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(10)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+type Scenario = fn(&str) -> Result<String>;
+
+/// Every scenario: a name a user would search for, and what it sends.
+/// Topics are named after the scenario, so each starts from nothing.
+fn scenarios() -> Vec<(&'static str, Scenario)> {
+    vec![
+        (
+            "metadata for a topic that does not exist, without auto-creation",
+            |b| {
+                ask::<_, MetadataResponse>(
+                    b,
+                    ApiKey::Metadata,
+                    12,
+                    &metadata(Some(&["no-such"]), false),
+                )
+            },
+        ),
+        (
+            "metadata v1 for a topic that does not exist, without auto-creation",
+            |b| {
+                ask::<_, MetadataResponse>(
+                    b,
+                    ApiKey::Metadata,
+                    4,
+                    &metadata(Some(&["no-such-v4"]), false),
+                )
+            },
+        ),
+        ("metadata for an invalid topic name", |b| {
+            ask::<_, MetadataResponse>(
+                b,
+                ApiKey::Metadata,
+                12,
+                &metadata(Some(&["bad/name"]), true),
+            )
+        }),
+        ("create a topic, answered with its configs (v7)", |b| {
+            let r = create_topics(vec![create("created", 3, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        ("create a topic (v4)", |b| {
+            let r = create_topics(vec![create("created-v4", 3, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)
+        }),
+        ("create a topic that already exists", |b| {
+            let r = create_topics(vec![create("twice", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        ("create a topic with validate only", |b| {
+            let r = create_topics(vec![create("validated", 2, 1, &[])], true);
+            let a = ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)?;
+            let m = ask::<_, MetadataResponse>(
+                b,
+                ApiKey::Metadata,
+                12,
+                &metadata(Some(&["validated"]), false),
+            )?;
+            Ok(format!("{a}\n{m}"))
+        }),
+        ("create a topic with zero partitions", |b| {
+            let r = create_topics(vec![create("zero-partitions", 0, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        (
+            "create a topic with a replication factor above the broker count",
+            |b| {
+                let r = create_topics(vec![create("too-many-replicas", 1, 3, &[])], false);
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            },
+        ),
+        ("create a topic with an invalid name", |b| {
+            let r = create_topics(vec![create("bad name!", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        ("create a topic named with a single dot", |b| {
+            let r = create_topics(vec![create(".", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        ("create a topic with a name of 250 characters", |b| {
+            let name = "n".repeat(250);
+            let r = create_topics(vec![create(&name, 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        ("create a topic with an unknown config", |b| {
+            let r = create_topics(
+                vec![create("unknown-config", 1, 1, &[("no.such.config", "1")])],
+                false,
+            );
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+        }),
+        (
+            "create a topic with a config value that does not parse",
+            |b| {
+                let r = create_topics(
+                    vec![create("bad-config", 1, 1, &[("retention.ms", "soon")])],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            },
+        ),
+        (
+            "create a topic with default partitions and replication factor",
+            |b| {
+                let r = create_topics(vec![create("defaults", -1, -1, &[])], false);
+                let a = ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)?;
+                let m = ask::<_, MetadataResponse>(
+                    b,
+                    ApiKey::Metadata,
+                    12,
+                    &metadata(Some(&["defaults"]), false),
+                )?;
+                Ok(format!("{a}\n{m}"))
+            },
+        ),
+        ("delete a topic that does not exist", |b| {
+            let r = DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic("never-was"))),
+                ])
+                .with_timeout_ms(10_000);
+            ask::<_, DeleteTopicsResponse>(b, ApiKey::DeleteTopics, 6, &r)
+        }),
+        ("list offsets of an empty topic: earliest and latest", |b| {
+            let r = create_topics(vec![create("empty", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            let e = ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("empty", 0, -2),
+            )?;
+            let l = ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("empty", 0, -1),
+            )?;
+            Ok(format!("{e}\n{l}"))
+        }),
+        ("list offsets of a partition that does not exist", |b| {
+            let r = create_topics(vec![create("one-partition", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("one-partition", 5, -1),
+            )
+        }),
+        (
+            "produce and list offsets: latest, earliest, max timestamp",
+            |b| {
+                let r = create_topics(vec![create("written", 1, 1, &[])], false);
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+                let p =
+                    ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("written", 0, -1)?)?;
+                let mut out = vec![p];
+                for ts in [-1, -2, -3] {
+                    out.push(ask::<_, ListOffsetsResponse>(
+                        b,
+                        ApiKey::ListOffsets,
+                        8,
+                        &list_offsets("written", 0, ts),
+                    )?);
+                }
+                Ok(out.join("\n"))
+            },
+        ),
+        ("produce to a topic that does not exist", |b| {
+            // Metadata first with auto-creation off: the produce itself
+            // does not create topics.
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("no-such-produce", 0, 1)?)
+        }),
+        ("produce to a partition that does not exist", |b| {
+            let r = create_topics(vec![create("small", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("small", 3, 1)?)
+        }),
+        ("produce with acks=2", |b| {
+            let r = create_topics(vec![create("acks-two", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("acks-two", 0, 2)?)
+        }),
+        ("fetch from an offset past the end", |b| {
+            let r = create_topics(vec![create("fetched", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("fetched", 0, -1)?)?;
+            ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("fetched", 0, 100))
+        }),
+        ("fetch from a topic that does not exist", |b| {
+            ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("no-such-fetch", 0, 0))
+        }),
+        ("fetch what was produced", |b| {
+            let r = create_topics(vec![create("read-back", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("read-back", 0, -1)?)?;
+            ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("read-back", 0, 0))
+        }),
+        ("grow a topic to fewer partitions than it has", |b| {
+            let r = create_topics(vec![create("shrunk", 3, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            let g = CreatePartitionsRequest::default()
+                .with_topics(vec![
+                    CreatePartitionsTopic::default()
+                        .with_name(topic("shrunk"))
+                        .with_count(2),
+                ])
+                .with_timeout_ms(10_000);
+            ask::<_, CreatePartitionsResponse>(b, ApiKey::CreatePartitions, 3, &g)
+        }),
+        ("describe the configs a topic overrides", |b| {
+            let r = create_topics(
+                vec![create("overrides", 1, 1, &[("retention.ms", "60000")])],
+                false,
+            );
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            let d = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("overrides"))
+                    .with_configuration_keys(Some(vec![s("retention.ms"), s("cleanup.policy")])),
+            ]);
+            ask::<_, DescribeConfigsResponse>(b, ApiKey::DescribeConfigs, 4, &d)
+        }),
+        ("describe the configs of a topic that does not exist", |b| {
+            let d = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("no-such-configs"))
+                    .with_configuration_keys(Some(vec![s("retention.ms")])),
+            ]);
+            ask::<_, DescribeConfigsResponse>(b, ApiKey::DescribeConfigs, 4, &d)
+        }),
+        ("find the coordinator of a group, once it is there", |b| {
+            let r = FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![s("a-group")]);
+            settled::<_, FindCoordinatorResponse>(b, ApiKey::FindCoordinator, 4, &r)
+        }),
+        ("describe a group that does not exist", |b| {
+            let r = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("no-such-group"))]);
+            settled::<_, DescribeGroupsResponse>(b, ApiKey::DescribeGroups, 5, &r)
+        }),
+        ("list groups when there are none", |b| {
+            settled::<_, ListGroupsResponse>(
+                b,
+                ApiKey::ListGroups,
+                4,
+                &ListGroupsRequest::default(),
+            )
+        }),
+        ("delete a group that does not exist", |b| {
+            let r =
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("no-such-group"))]);
+            settled::<_, DeleteGroupsResponse>(b, ApiKey::DeleteGroups, 2, &r)
+        }),
+        ("init a producer id with an empty transactional id", |b| {
+            let r = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(""))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &r)
+        }),
+        ("init a producer id without a transactional id", |b| {
+            let r = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &r)
+        }),
+    ]
+}
+
+/// `name: reason` lines of the accepted differences.
+fn accepted() -> Result<BTreeMap<String, String>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/differential_accepted.txt"
+    );
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, r)| (n.trim().to_string(), r.trim().to_string()))
+        .collect())
+}
+
+/// Where two renderings first differ, with a little context.
+fn first_difference(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let i = la
+        .iter()
+        .zip(&lb)
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let from = i.saturating_sub(3);
+    format!(
+        "Sluice:\n{}\nApache Kafka:\n{}",
+        la[from..(i + 4).min(la.len())].join("\n"),
+        lb[from..(i + 4).min(lb.len())].join("\n")
+    )
+}
+
+#[test]
+fn sluice_answers_as_apache_kafka_does() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Node id 0 on both (Sluice's default is 1, as Kafka's sample config).
+    let sluice = BrokerProcess::start(&dir.path().join("sluice"), &["--node-id", "0"])?;
+    let kafka = ApacheKafka::start(&dir.path().join("kafka"), 1)?;
+    let accepted = accepted()?;
+    let mut differ = Vec::new();
+    let mut stale = Vec::new();
+    let list = scenarios();
+    for (name, run) in &list {
+        let ours = run(&sluice.bootstrap()).with_context(|| format!("{name}: Sluice"))?;
+        let theirs =
+            run(&kafka.bootstrap_of(0)).with_context(|| format!("{name}: Apache Kafka"))?;
+        // SLUICE_DIFF_DUMP=DIR keeps both renderings of every scenario.
+        if let Some(d) = std::env::var_os("SLUICE_DIFF_DUMP") {
+            let file = name.replace(' ', "-");
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(
+                std::path::Path::new(&d).join(format!("{file}.sluice")),
+                &ours,
+            )?;
+            std::fs::write(
+                std::path::Path::new(&d).join(format!("{file}.kafka")),
+                &theirs,
+            )?;
+        }
+        match (ours == theirs, accepted.contains_key(*name)) {
+            (true, false) | (false, true) => {}
+            (true, true) => stale.push(*name),
+            (false, false) => differ.push(format!("{name}\n{}", first_difference(&ours, &theirs))),
+        }
+    }
+    let unknown: Vec<&String> = accepted
+        .keys()
+        .filter(|k| !list.iter().any(|(n, _)| n == k))
+        .collect();
+    println!(
+        "{} scenarios, {} agree, {} accepted differences",
+        list.len(),
+        list.len() - accepted.len().min(list.len()) - differ.len(),
+        accepted.len()
+    );
+    if !differ.is_empty() || !stale.is_empty() || !unknown.is_empty() {
+        bail!(
+            "{} scenario(s) answer differently from Apache Kafka:\n\n{}\n\naccepted but now agree: {stale:?}\naccepted but not a scenario: {unknown:?}",
+            differ.len(),
+            differ.join("\n\n")
+        );
+    }
+    Ok(())
+}

@@ -182,6 +182,137 @@ fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
         ])
 }
 
+/// Creates a one-partition topic, RF 1, and writes three records to it.
+fn written(b: &str, name: &str) -> Result<()> {
+    let r = create_topics(vec![create(name, 1, 1, &[])], false);
+    ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+    ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce(name, 0, -1)?)?;
+    Ok(())
+}
+
+fn alter_topic(name: &str, changes: &[(&str, i8, Option<&str>)]) -> IncrementalAlterConfigsRequest {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(name))
+            .with_configs(
+                changes
+                    .iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(s(k))
+                            .with_config_operation(*op)
+                            .with_value(v.map(s))
+                    })
+                    .collect(),
+            ),
+    ])
+}
+
+fn delete_records(name: &str, partition: i32, offset: i64) -> DeleteRecordsRequest {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(partition)
+                        .with_offset(offset),
+                ]),
+        ])
+}
+
+fn commit(group: &str, name: &str, offset: i64) -> OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1)
+                        .with_committed_metadata(Some(s("m"))),
+                ]),
+        ])
+}
+
+fn fetch_offsets(group: &str, name: &str) -> OffsetFetchRequest {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(topic(name))
+                .with_partition_indexes(vec![0]),
+        ]))
+}
+
+fn join(group: &str, member: &str) -> JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0\0\0")),
+        ])
+}
+
+fn leader_epoch(name: &str, current: i32, epoch: i32) -> OffsetForLeaderEpochRequest {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ]),
+        ])
+}
+
+fn fetch_with_epoch(name: &str, current_leader_epoch: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(10)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current_leader_epoch)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
 type Scenario = fn(&str) -> Result<String>;
 
 /// Every scenario: a name a user would search for, and what it sends.
@@ -387,6 +518,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             let g = CreatePartitionsRequest::default()
                 .with_topics(vec![
                     CreatePartitionsTopic::default()
+                        .with_assignments(None)
                         .with_name(topic("shrunk"))
                         .with_count(2),
                 ])
@@ -455,6 +587,344 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
                 .with_producer_epoch(-1);
             settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &r)
         }),
+        (
+            "metadata with auto-creation for a new topic, asked twice",
+            |b| {
+                let a = ask::<_, MetadataResponse>(
+                    b,
+                    ApiKey::Metadata,
+                    12,
+                    &metadata(Some(&["auto-created"]), true),
+                )?;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let m = ask::<_, MetadataResponse>(
+                    b,
+                    ApiKey::Metadata,
+                    12,
+                    &metadata(Some(&["auto-created"]), true),
+                )?;
+                Ok(format!("{a}\n{m}"))
+            },
+        ),
+        ("delete a topic, then ask for its metadata", |b| {
+            written(b, "deleted")?;
+            let r = DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic("deleted"))),
+                ])
+                .with_timeout_ms(10_000);
+            let d = ask::<_, DeleteTopicsResponse>(b, ApiKey::DeleteTopics, 6, &r)?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let m = ask::<_, MetadataResponse>(
+                b,
+                ApiKey::Metadata,
+                12,
+                &metadata(Some(&["deleted"]), false),
+            )?;
+            Ok(format!("{d}\n{m}"))
+        }),
+        ("delete a topic by an id that does not exist", |b| {
+            let r = DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default()
+                        .with_name(None)
+                        .with_topic_id(uuid::Uuid::from_u128(42)),
+                ])
+                .with_timeout_ms(10_000);
+            ask::<_, DeleteTopicsResponse>(b, ApiKey::DeleteTopics, 6, &r)
+        }),
+        ("list offsets of a topic that does not exist", |b| {
+            ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("no-such-offsets", 0, -1),
+            )
+        }),
+        (
+            "list offsets by timestamp: the first record at or after it",
+            |b| {
+                written(b, "by-time")?;
+                let a = ask::<_, ListOffsetsResponse>(
+                    b,
+                    ApiKey::ListOffsets,
+                    8,
+                    &list_offsets("by-time", 0, 0),
+                )?;
+                let z = ask::<_, ListOffsetsResponse>(
+                    b,
+                    ApiKey::ListOffsets,
+                    8,
+                    &list_offsets("by-time", 0, i64::MAX),
+                )?;
+                Ok(format!("{a}\n{z}"))
+            },
+        ),
+        ("list offsets: max timestamp of an empty topic", |b| {
+            let r = create_topics(vec![create("empty-max", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("empty-max", 0, -3),
+            )
+        }),
+        ("grow a topic, then grow it to the same count", |b| {
+            let r = create_topics(vec![create("grown", 1, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            let g = |n| {
+                CreatePartitionsRequest::default()
+                    .with_topics(vec![
+                        CreatePartitionsTopic::default()
+                            .with_assignments(None)
+                            .with_name(topic("grown"))
+                            .with_count(n),
+                    ])
+                    .with_timeout_ms(10_000)
+            };
+            let a = ask::<_, CreatePartitionsResponse>(b, ApiKey::CreatePartitions, 3, &g(3))?;
+            let c = ask::<_, CreatePartitionsResponse>(b, ApiKey::CreatePartitions, 3, &g(3))?;
+            let m = ask::<_, MetadataResponse>(
+                b,
+                ApiKey::Metadata,
+                12,
+                &metadata(Some(&["grown"]), false),
+            )?;
+            Ok(format!("{a}\n{c}\n{m}"))
+        }),
+        ("grow a topic that does not exist", |b| {
+            let g = CreatePartitionsRequest::default()
+                .with_topics(vec![
+                    CreatePartitionsTopic::default()
+                        .with_assignments(None)
+                        .with_name(topic("no-such-grow"))
+                        .with_count(3),
+                ])
+                .with_timeout_ms(10_000);
+            ask::<_, CreatePartitionsResponse>(b, ApiKey::CreatePartitions, 3, &g)
+        }),
+        ("set a topic config, then describe it", |b| {
+            written(b, "altered")?;
+            let a = ask::<_, IncrementalAlterConfigsResponse>(
+                b,
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &alter_topic("altered", &[("retention.ms", 0, Some("120000"))]),
+            )?;
+            let d = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("altered"))
+                    .with_configuration_keys(Some(vec![s("retention.ms")])),
+            ]);
+            let c = ask::<_, DescribeConfigsResponse>(b, ApiKey::DescribeConfigs, 4, &d)?;
+            Ok(format!("{a}\n{c}"))
+        }),
+        ("set a topic config that does not exist", |b| {
+            written(b, "altered-unknown")?;
+            ask::<_, IncrementalAlterConfigsResponse>(
+                b,
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &alter_topic("altered-unknown", &[("no.such.config", 0, Some("1"))]),
+            )
+        }),
+        ("set a topic config to a value that does not parse", |b| {
+            written(b, "altered-bad")?;
+            ask::<_, IncrementalAlterConfigsResponse>(
+                b,
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &alter_topic("altered-bad", &[("retention.ms", 0, Some("soon"))]),
+            )
+        }),
+        ("append to a topic config that is not a list", |b| {
+            written(b, "altered-append")?;
+            ask::<_, IncrementalAlterConfigsResponse>(
+                b,
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &alter_topic("altered-append", &[("retention.ms", 2, Some("1"))]),
+            )
+        }),
+        ("set a config of a topic that does not exist", |b| {
+            ask::<_, IncrementalAlterConfigsResponse>(
+                b,
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &alter_topic("no-such-alter", &[("retention.ms", 0, Some("1"))]),
+            )
+        }),
+        ("delete records up to an offset", |b| {
+            written(b, "trimmed")?;
+            let d = ask::<_, DeleteRecordsResponse>(
+                b,
+                ApiKey::DeleteRecords,
+                2,
+                &delete_records("trimmed", 0, 2),
+            )?;
+            let e = ask::<_, ListOffsetsResponse>(
+                b,
+                ApiKey::ListOffsets,
+                8,
+                &list_offsets("trimmed", 0, -2),
+            )?;
+            Ok(format!("{d}\n{e}"))
+        }),
+        ("delete records past the high watermark", |b| {
+            written(b, "trimmed-past")?;
+            ask::<_, DeleteRecordsResponse>(
+                b,
+                ApiKey::DeleteRecords,
+                2,
+                &delete_records("trimmed-past", 0, 100),
+            )
+        }),
+        ("delete records of a partition that does not exist", |b| {
+            written(b, "trimmed-unknown")?;
+            ask::<_, DeleteRecordsResponse>(
+                b,
+                ApiKey::DeleteRecords,
+                2,
+                &delete_records("trimmed-unknown", 4, 1),
+            )
+        }),
+        (
+            "commit an offset outside a group generation, then fetch it",
+            |b| {
+                written(b, "committed")?;
+                let c = settled::<_, OffsetCommitResponse>(
+                    b,
+                    ApiKey::OffsetCommit,
+                    8,
+                    &commit("committer", "committed", 2),
+                )?;
+                let f = settled::<_, OffsetFetchResponse>(
+                    b,
+                    ApiKey::OffsetFetch,
+                    7,
+                    &fetch_offsets("committer", "committed"),
+                )?;
+                Ok(format!("{c}\n{f}"))
+            },
+        ),
+        ("fetch the offsets of a group that does not exist", |b| {
+            written(b, "uncommitted")?;
+            settled::<_, OffsetFetchResponse>(
+                b,
+                ApiKey::OffsetFetch,
+                7,
+                &fetch_offsets("no-such-committer", "uncommitted"),
+            )
+        }),
+        ("join a group without a member id", |b| {
+            let j = settled::<_, JoinGroupResponse>(b, ApiKey::JoinGroup, 5, &join("joiners", ""))?;
+            Ok(Regex::new(r#"member_id: "[^"]*""#)?
+                .replace_all(&j, "member_id: _")
+                .into_owned())
+        }),
+        ("heartbeat to a group that does not exist", |b| {
+            let r = HeartbeatRequest::default()
+                .with_group_id(GroupId(s("no-such-heartbeat")))
+                .with_generation_id(1)
+                .with_member_id(s("m-1"));
+            settled::<_, HeartbeatResponse>(b, ApiKey::Heartbeat, 4, &r)
+        }),
+        ("delete an offset of a group that does not exist", |b| {
+            use kafka_protocol::messages::offset_delete_request::{
+                OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+            };
+            written(b, "offset-deleted")?;
+            let r = OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("no-such-offset-delete")))
+                .with_topics(vec![
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(topic("offset-deleted"))
+                        .with_partitions(vec![
+                            OffsetDeleteRequestPartition::default().with_partition_index(0),
+                        ]),
+                ]);
+            settled::<_, OffsetDeleteResponse>(b, ApiKey::OffsetDelete, 0, &r)
+        }),
+        ("end offset of a leader epoch", |b| {
+            written(b, "epochs")?;
+            let a = ask::<_, OffsetForLeaderEpochResponse>(
+                b,
+                ApiKey::OffsetForLeaderEpoch,
+                4,
+                &leader_epoch("epochs", -1, 0),
+            )?;
+            let f = ask::<_, OffsetForLeaderEpochResponse>(
+                b,
+                ApiKey::OffsetForLeaderEpoch,
+                4,
+                &leader_epoch("epochs", 5, 0),
+            )?;
+            Ok(format!("{a}\n{f}"))
+        }),
+        (
+            "fetch with a leader epoch newer than the partition's",
+            |b| {
+                written(b, "epoch-fetch")?;
+                ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch_with_epoch("epoch-fetch", 7))
+            },
+        ),
+        (
+            "produce a record larger than the topic's max.message.bytes",
+            |b| {
+                let r = create_topics(
+                    vec![create(
+                        "small-messages",
+                        1,
+                        1,
+                        &[("max.message.bytes", "100")],
+                    )],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+                let big = ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(10_000)
+                    .with_topic_data(vec![
+                        TopicProduceData::default()
+                            .with_name(topic("small-messages"))
+                            .with_partition_data(vec![
+                                PartitionProduceData::default()
+                                    .with_index(0)
+                                    .with_records(Some(wire::batch(1, 1000)?)),
+                            ]),
+                    ]);
+                ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &big)
+            },
+        ),
+        (
+            "elect the preferred leader of a one-replica partition",
+            |b| {
+                use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+                written(b, "elected")?;
+                let r = ElectLeadersRequest::default()
+                    .with_election_type(0)
+                    .with_timeout_ms(10_000)
+                    .with_topic_partitions(Some(vec![
+                        TopicPartitions::default()
+                            .with_topic(topic("elected"))
+                            .with_partitions(vec![0]),
+                    ]));
+                ask::<_, ElectLeadersResponse>(b, ApiKey::ElectLeaders, 2, &r)
+            },
+        ),
+        (
+            "list partition reassignments when none is in progress",
+            |b| {
+                ask::<_, ListPartitionReassignmentsResponse>(
+                    b,
+                    ApiKey::ListPartitionReassignments,
+                    0,
+                    &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+                )
+            },
+        ),
     ]
 }
 

@@ -40,9 +40,16 @@ pub async fn create_partitions(
         let outcome = broker
             .grow_topic(&name, t.count, assignment, req.validate_only)
             .await;
-        let r = CreatePartitionsTopicResult::default().with_name(t.name);
+        let r = CreatePartitionsTopicResult::default()
+            .with_name(t.name)
+            .with_error_message(None);
         results.push(match outcome {
             Ok(()) => r,
+            // Kafka names no unknown topic here.
+            Err((c, _)) if c == code::UNKNOWN_TOPIC_OR_PARTITION => {
+                count_error(broker, "CreatePartitions", c);
+                r.with_error_code(c)
+            }
             Err((c, m)) => {
                 count_error(broker, "CreatePartitions", c);
                 r.with_error_code(c).with_error_message(Some(str_bytes(m)))
@@ -60,6 +67,7 @@ pub async fn incremental_alter_configs(
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let base = AlterConfigsResourceResponse::default()
+            .with_error_message(None)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let changes: Vec<(String, i8, Option<String>)> = r

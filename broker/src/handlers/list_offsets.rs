@@ -77,7 +77,7 @@ fn lookup(
         EARLIEST | EARLIEST_LOCAL => base.with_offset(o.log_start),
         MAX_TIMESTAMP => match part.with_log(|l| l.max_timestamp_offset()) {
             Ok(Some((ts, _))) => find(part, ts, base),
-            Ok(None) => base,
+            Ok(None) => no_offset(base),
             Err(e) => storage_error(part, e, base),
         },
         t if t >= 0 => find(part, t, base),
@@ -93,17 +93,25 @@ fn find(
 ) -> ListOffsetsPartitionResponse {
     let batch = match part.with_log(|l| l.batch_for_timestamp(ts)) {
         Ok(Some(b)) => b,
-        Ok(None) => return base,
+        Ok(None) => return no_offset(base),
         Err(e) => return storage_error(part, e, base),
     };
     match first_record_at_or_after(batch, ts) {
         Ok(Some((offset, t))) => base.with_offset(offset).with_timestamp(t),
-        Ok(None) => base,
+        Ok(None) => no_offset(base),
         Err(e) => {
             tracing::error!(partition = %part.tp, error = %e, "timestamp lookup failed");
             base.with_error_code(code::UNKNOWN_SERVER_ERROR)
         }
     }
+}
+
+/// No record answers the lookup: offset, timestamp and leader epoch -1,
+/// as Kafka answers it.
+fn no_offset(base: ListOffsetsPartitionResponse) -> ListOffsetsPartitionResponse {
+    base.with_offset(-1)
+        .with_timestamp(-1)
+        .with_leader_epoch(-1)
 }
 
 fn storage_error(

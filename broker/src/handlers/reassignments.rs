@@ -218,16 +218,18 @@ pub fn list(
     for (t, p) in found {
         by_topic.entry(t).or_default().push(p);
     }
-    ListPartitionReassignmentsResponse::default().with_topics(
-        by_topic
-            .into_iter()
-            .map(|(t, ps)| {
-                OngoingTopicReassignment::default()
-                    .with_name(topic_name(t))
-                    .with_partitions(ps)
-            })
-            .collect(),
-    )
+    ListPartitionReassignmentsResponse::default()
+        .with_error_message(None)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    OngoingTopicReassignment::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
 }
 
 async fn elect_one(cluster: &Cluster, kind: Election, topic: &str, p: i32) -> Answer {

@@ -35,6 +35,20 @@ pub(crate) fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -
     }
 }
 
+/// One replica list per added partition, as Kafka checks it first.
+fn check_assignment_count(assignment: &[Vec<i32>], added: usize) -> Result<(), (i16, String)> {
+    if assignment.len() == added {
+        return Ok(());
+    }
+    Err((
+        INVALID_REPLICA_ASSIGNMENT,
+        format!(
+            "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+            assignment.len()
+        ),
+    ))
+}
+
 /// A manual CreatePartitions assignment: one list per new partition, of
 /// the topic's replication factor, registered brokers, none twice (Kafka's
 /// checks and messages).
@@ -45,12 +59,7 @@ fn check_assignment(
     rf: usize,
 ) -> Result<(), (i16, String)> {
     let invalid = |m: String| Err((INVALID_REPLICA_ASSIGNMENT, m));
-    if assignment.len() != added {
-        return invalid(format!(
-            "Increasing the number of partitions by {added} but {} assignments provided.",
-            assignment.len()
-        ));
-    }
+    check_assignment_count(assignment, added)?;
     for rs in assignment {
         if rs.len() != rf {
             return invalid(format!(
@@ -273,15 +282,22 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
         let Some(cluster) = self.cluster() else {
-            let me = self.config.node_id;
-            if assignment
-                .as_ref()
-                .is_some_and(|a| a.iter().any(|rs| *rs != [me]))
-            {
-                return Err((
-                    INVALID_REPLICA_ASSIGNMENT,
-                    format!("replicas must be [{me}] on a one-broker cluster"),
-                ));
+            if let Some(a) = &assignment {
+                let current = self
+                    .metadata
+                    .lock()
+                    .get(name)
+                    .map(|m| m.partitions)
+                    .ok_or_else(|| unknown_topic(name))?;
+                check_partition_count(current, count)?;
+                check_assignment_count(a, (count - current) as usize)?;
+                let me = self.config.node_id;
+                if a.iter().any(|rs| *rs != [me]) {
+                    return Err((
+                        INVALID_REPLICA_ASSIGNMENT,
+                        format!("replicas must be [{me}] on a one-broker cluster"),
+                    ));
+                }
             }
             return self.create_partitions(name, count, validate_only);
         };

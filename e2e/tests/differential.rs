@@ -35,6 +35,41 @@ fn topic(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
+/// One request and its answer, decoded.
+fn call<Req: Encodable, Resp: Decodable>(
+    bootstrap: &str,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Result<Resp> {
+    let mut c = wire::connect(bootstrap)?;
+    wire::send(&mut c, &wire::frame(key, version, 7, req)?)?;
+    let (_, resp): (i32, Resp) = wire::read_response(&mut c, key, version)
+        .with_context(|| format!("{key:?} v{version} to {bootstrap}"))?;
+    Ok(resp)
+}
+
+/// Member ids are made up by the coordinator.
+fn without_member_ids(text: &str) -> String {
+    let re = Regex::new(r#"(member_id|leader): "[^"]*""#).expect("a valid pattern");
+    re.replace_all(text, "$1: _").into_owned()
+}
+
+fn produce_batch(name: &str, batch: bytes::Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic(name))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch)),
+                ]),
+        ])
+}
+
 /// One request and its answer, normalised.
 fn ask<Req: Encodable, Resp: Decodable + Debug>(
     bootstrap: &str,
@@ -83,6 +118,7 @@ fn normalise(text: &str) -> String {
         ),
         (r"topic_id: [0-9a-f-]+", "topic_id: _"),
         (r#"cluster_id: Some\(\s*"[^"]*",?\s*\)"#, "cluster_id: _"),
+        (r#"cluster_id: "[^"]*""#, "cluster_id: _"),
         (r#"host: "[^"]*""#, "host: _"),
         (r"port: \d+", "port: _"),
         (r"producer_id: ProducerId\(\s*\d+,?\s*\)", "producer_id: _"),
@@ -925,6 +961,299 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
                 )
             },
         ),
+        (
+            "an idempotent producer's batch, its retry, and a gap in its sequence",
+            |b| {
+                written(b, "idempotent")?;
+                let init = InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+                let mut id = None;
+                for _ in 0..100 {
+                    let r: InitProducerIdResponse = call(b, ApiKey::InitProducerId, 4, &init)?;
+                    if r.error_code == 0 {
+                        id = Some((r.producer_id.0, r.producer_epoch));
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                let Some((pid, epoch)) = id else {
+                    bail!("no producer id")
+                };
+                let first = wire::producer_batch(2, 10, pid, epoch, 0)?;
+                let a = ask::<_, ProduceResponse>(
+                    b,
+                    ApiKey::Produce,
+                    9,
+                    &produce_batch("idempotent", first.clone()),
+                )?;
+                let again = ask::<_, ProduceResponse>(
+                    b,
+                    ApiKey::Produce,
+                    9,
+                    &produce_batch("idempotent", first),
+                )?;
+                let gap = wire::producer_batch(2, 10, pid, epoch, 7)?;
+                let g = ask::<_, ProduceResponse>(
+                    b,
+                    ApiKey::Produce,
+                    9,
+                    &produce_batch("idempotent", gap),
+                )?;
+                Ok(format!("{a}\n{again}\n{g}"))
+            },
+        ),
+        (
+            "a consumer group: join, sync, heartbeat, leave, describe",
+            |b| {
+                let first: JoinGroupResponse = {
+                    let mut r: JoinGroupResponse =
+                        call(b, ApiKey::JoinGroup, 5, &join("cycle", ""))?;
+                    for _ in 0..100 {
+                        if ![14, 15, 16].contains(&r.error_code) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        r = call(b, ApiKey::JoinGroup, 5, &join("cycle", ""))?;
+                    }
+                    r
+                };
+                let member = first.member_id.to_string();
+                let joined: JoinGroupResponse =
+                    call(b, ApiKey::JoinGroup, 5, &join("cycle", &member))?;
+                let sync = SyncGroupRequest::default()
+                .with_group_id(GroupId(s("cycle")))
+                .with_generation_id(joined.generation_id)
+                .with_member_id(s(&member))
+                .with_assignments(vec![
+                    kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(s(&member))
+                        .with_assignment(bytes::Bytes::from_static(b"\0\0\0\0\0\0\0\0\0\0")),
+                ]);
+                let synced = ask::<_, SyncGroupResponse>(b, ApiKey::SyncGroup, 3, &sync)?;
+                let hb = HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("cycle")))
+                    .with_generation_id(joined.generation_id)
+                    .with_member_id(s(&member));
+                let beat = ask::<_, HeartbeatResponse>(b, ApiKey::Heartbeat, 4, &hb)?;
+                let described = ask::<_, DescribeGroupsResponse>(
+                    b,
+                    ApiKey::DescribeGroups,
+                    5,
+                    &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("cycle"))]),
+                )?;
+                let leave = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s("cycle")))
+                    .with_members(vec![
+                        kafka_protocol::messages::leave_group_request::MemberIdentity::default()
+                            .with_member_id(s(&member)),
+                    ]);
+                let left = ask::<_, LeaveGroupResponse>(b, ApiKey::LeaveGroup, 4, &leave)?;
+                let after = ask::<_, DescribeGroupsResponse>(
+                    b,
+                    ApiKey::DescribeGroups,
+                    5,
+                    &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("cycle"))]),
+                )?;
+                let joined = normalise(&format!("{joined:#?}"));
+                Ok(without_member_ids(&format!(
+                    "{joined}\n{synced}\n{beat}\n{described}\n{left}\n{after}"
+                )))
+            },
+        ),
+        ("list groups by state", |b| {
+            written(b, "listed")?;
+            settled::<_, OffsetCommitResponse>(
+                b,
+                ApiKey::OffsetCommit,
+                8,
+                &commit("listed-group", "listed", 1),
+            )?;
+            let r = ListGroupsRequest::default().with_states_filter(vec![s("Empty")]);
+            settled::<_, ListGroupsResponse>(b, ApiKey::ListGroups, 4, &r)?;
+            let l: ListGroupsResponse = call(b, ApiKey::ListGroups, 4, &r)?;
+            // The groups the scenarios before made, by name.
+            let mut groups: Vec<String> = l
+                .groups
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} {} {:?}",
+                        g.group_id.as_str(),
+                        g.group_state.as_str(),
+                        g.protocol_type.as_str()
+                    )
+                })
+                .collect();
+            groups.sort();
+            Ok(format!("error {}\n{}", l.error_code, groups.join("\n")))
+        }),
+        (
+            "delete a group with committed offsets, then fetch them",
+            |b| {
+                written(b, "forgotten")?;
+                settled::<_, OffsetCommitResponse>(
+                    b,
+                    ApiKey::OffsetCommit,
+                    8,
+                    &commit("forgetful", "forgotten", 2),
+                )?;
+                let r =
+                    DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("forgetful"))]);
+                let d = settled::<_, DeleteGroupsResponse>(b, ApiKey::DeleteGroups, 2, &r)?;
+                let f = settled::<_, OffsetFetchResponse>(
+                    b,
+                    ApiKey::OffsetFetch,
+                    7,
+                    &fetch_offsets("forgetful", "forgotten"),
+                )?;
+                Ok(format!("{d}\n{f}"))
+            },
+        ),
+        ("commit an offset for a topic that does not exist", |b| {
+            settled::<_, OffsetCommitResponse>(
+                b,
+                ApiKey::OffsetCommit,
+                8,
+                &commit("lost-committer", "no-such-commit", 1),
+            )
+        }),
+        ("create a topic with a replica assignment", |b| {
+            use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+            let t = create("assigned", -1, -1, &[]).with_assignments(vec![
+                CreatableReplicaAssignment::default()
+                    .with_partition_index(0)
+                    .with_broker_ids(vec![BrokerId(0)]),
+                CreatableReplicaAssignment::default()
+                    .with_partition_index(1)
+                    .with_broker_ids(vec![BrokerId(0)]),
+            ]);
+            let a = ask::<_, CreateTopicsResponse>(
+                b,
+                ApiKey::CreateTopics,
+                4,
+                &create_topics(vec![t], false),
+            )?;
+            let m = ask::<_, MetadataResponse>(
+                b,
+                ApiKey::Metadata,
+                12,
+                &metadata(Some(&["assigned"]), false),
+            )?;
+            Ok(format!("{a}\n{m}"))
+        }),
+        (
+            "create a topic assigned to a broker that does not exist",
+            |b| {
+                use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+                let t = create("assigned-unknown", -1, -1, &[]).with_assignments(vec![
+                    CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![BrokerId(5)]),
+                ]);
+                ask::<_, CreateTopicsResponse>(
+                    b,
+                    ApiKey::CreateTopics,
+                    4,
+                    &create_topics(vec![t], false),
+                )
+            },
+        ),
+        ("create a topic with compression.type gzip", |b| {
+            let r = create_topics(
+                vec![create("gzipped", 1, 1, &[("compression.type", "gzip")])],
+                false,
+            );
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)
+        }),
+        (
+            "create a compacted topic and describe its cleanup policy",
+            |b| {
+                let r = create_topics(
+                    vec![create("compacted", 1, 1, &[("cleanup.policy", "compact")])],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)?;
+                let d = DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("compacted"))
+                        .with_configuration_keys(Some(vec![
+                            s("cleanup.policy"),
+                            s("min.compaction.lag.ms"),
+                        ])),
+                ]);
+                ask::<_, DescribeConfigsResponse>(b, ApiKey::DescribeConfigs, 4, &d)
+            },
+        ),
+        ("fetch read_committed", |b| {
+            written(b, "committed-read")?;
+            ask::<_, FetchResponse>(
+                b,
+                ApiKey::Fetch,
+                12,
+                &fetch("committed-read", 0, 0).with_isolation_level(1),
+            )
+        }),
+        ("fetch with a maximum smaller than the first batch", |b| {
+            written(b, "tiny-fetch")?;
+            let mut f = fetch("tiny-fetch", 0, 0).with_max_bytes(10);
+            f.topics[0].partitions[0].partition_max_bytes = 10;
+            ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &f)
+        }),
+        ("metadata of a topic with three partitions", |b| {
+            let r = create_topics(vec![create("three", 3, 1, &[])], false);
+            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            ask::<_, MetadataResponse>(b, ApiKey::Metadata, 12, &metadata(Some(&["three"]), false))
+        }),
+        ("describe the cluster", |b| {
+            ask::<_, DescribeClusterResponse>(
+                b,
+                ApiKey::DescribeCluster,
+                1,
+                &DescribeClusterRequest::default(),
+            )
+        }),
+        (
+            "end offset of a leader epoch of a topic that does not exist",
+            |b| {
+                ask::<_, OffsetForLeaderEpochResponse>(
+                    b,
+                    ApiKey::OffsetForLeaderEpoch,
+                    4,
+                    &leader_epoch("no-such-epochs", -1, 0),
+                )
+            },
+        ),
+        ("move a partition to a broker that does not exist", |b| {
+            use kafka_protocol::messages::alter_partition_reassignments_request::{
+                ReassignablePartition, ReassignableTopic,
+            };
+            written(b, "moved")?;
+            let r = AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    ReassignableTopic::default()
+                        .with_name(topic("moved"))
+                        .with_partitions(vec![
+                            ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(7)])),
+                        ]),
+                ]);
+            ask::<_, AlterPartitionReassignmentsResponse>(
+                b,
+                ApiKey::AlterPartitionReassignments,
+                0,
+                &r,
+            )
+        }),
+        ("produce with the lowest served version (v3)", |b| {
+            written(b, "old-produce")?;
+            ask::<_, ProduceResponse>(b, ApiKey::Produce, 3, &produce("old-produce", 0, -1)?)
+        }),
     ]
 }
 

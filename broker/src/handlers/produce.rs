@@ -274,15 +274,17 @@ fn append_one(
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(info.base_offset)
-                .with_log_append_time_ms(-1)
+                .with_log_append_time_ms(info.log_append_time)
                 .with_log_start_offset(info.log_start_offset)
         }
+        // Refused by the log's producer state: Kafka gives the log start.
         Err(e @ crate::Error::OutOfOrderSequence { .. }) => {
-            tracing::debug!(partition = %tp, error = %e, "refused produce");
             failed(index, code::OUT_OF_ORDER_SEQUENCE_NUMBER, e.to_string())
+                .with_log_start_offset(partition.offsets().log_start)
         }
         Err(e @ crate::Error::InvalidProducerEpoch { .. }) => {
             failed(index, code::INVALID_PRODUCER_EPOCH, e.to_string())
+                .with_log_start_offset(partition.offsets().log_start)
         }
         Err(e @ crate::Error::MultipleIdempotentBatches) => {
             failed(index, code::INVALID_RECORD, e.to_string())

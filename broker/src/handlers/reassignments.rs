@@ -160,6 +160,7 @@ pub async fn alter(
         );
     }
     AlterPartitionReassignmentsResponse::default()
+        .with_error_message(None)
         .with_allow_replication_factor_change(allow_rf_change)
         .with_responses(responses)
 }

@@ -68,6 +68,10 @@ pub struct AppendInfo {
     /// The batch was a producer's retry of one already in the log; the
     /// offsets are the original ones and nothing was written.
     pub duplicate: bool,
+    /// What the Produce answer gives as the log append time: -1, except
+    /// for a duplicate, which Kafka answers with the original batch's max
+    /// timestamp.
+    pub log_append_time: i64,
 }
 
 /// Bytes read for a fetch, whole batches only (except that the first batch
@@ -358,6 +362,7 @@ impl PartitionLog {
                         last_offset: meta.last_offset,
                         log_start_offset: self.log_start_offset,
                         duplicate: true,
+                        log_append_time: meta.max_timestamp,
                     });
                 }
                 SequenceCheck::OutOfOrder { expected, got } => {
@@ -408,6 +413,7 @@ impl PartitionLog {
             last_offset: next - 1,
             log_start_offset: self.log_start_offset,
             duplicate: false,
+            log_append_time: -1,
         })
     }
 

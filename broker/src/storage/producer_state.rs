@@ -22,6 +22,14 @@ pub struct BatchMeta {
     pub last_seq: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    /// The batch's max timestamp: Kafka answers a duplicate with it as the
+    /// log append time. -1 in snapshots written before it was kept.
+    #[serde(default = "no_timestamp")]
+    pub max_timestamp: i64,
+}
+
+fn no_timestamp() -> i64 {
+    -1
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +180,7 @@ impl ProducerStateManager {
             last_seq: last,
             first_offset: h.base_offset,
             last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
         });
         while entry.batches.len() > REMEMBERED_BATCHES {
             entry.batches.pop_front();

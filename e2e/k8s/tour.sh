@@ -132,6 +132,7 @@ stop_load() {
   "$python" e2e/k8s/acked_load.py check "$bootstrap" orders "$work/acked.txt" "$@" >"$work/check.txt" 2>&1 ||
     fail "$(cat "$work/check.txt")"
   grep -q "KNOWN DEFECT" "$work/check.txt" && echo "    $(grep "KNOWN DEFECT" "$work/check.txt")"
+  grep -q "without an offset" "$work/check.txt" && echo "    $(grep "without an offset" "$work/check.txt")"
   ok "$(grep '^check: [0-9]' "$work/check.txt")"
 }
 

@@ -87,3 +87,47 @@ def test_produce_and_consume_while_a_broker_is_killed(cluster3):
     # The killed broker comes back into every ISR.
     cluster[1].start()
     wait_for("the ISR to grow back", lambda: full_isr(admin, "py-cluster"))
+
+
+def test_a_replica_behind_the_leaders_log_start_catches_up(cluster3):
+    """A replica that was down while the leader's log start moved past its
+    log end (DeleteRecords) starts its log over at the leader's log start
+    and rejoins the ISR; the records after it are read back."""
+    from confluent_kafka import TopicPartition
+
+    cluster = cluster3
+    bootstrap = ",".join(b.bootstrap for b in cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wait_for("three brokers", lambda: brokers_listed(admin) == 3)
+    admin.create_topics([NewTopic("py-behind", 1, 3)])["py-behind"].result(timeout=30)
+    wait_for("a full ISR", lambda: full_isr(admin, "py-behind"))
+    leader = admin.list_topics("py-behind", timeout=5).topics["py-behind"].partitions[0].leader
+    down = next(b for i, b in enumerate(cluster) if i != leader)
+    down.stop()
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(100):
+        p.produce("py-behind", value=f"old-{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    [(_, f)] = admin.delete_records([TopicPartition("py-behind", 0, 100)]).items()
+    assert f.result(timeout=30).low_watermark == 100
+
+    down.start()
+    wait_for("the replica back in the ISR", lambda: full_isr(admin, "py-behind"), timeout=60)
+    for i in range(10):
+        p.produce("py-behind", value=f"new-{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    # Read from the replica that was behind, once it leads: every broker
+    # must hold the same records.
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "py-behind-check",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition("py-behind", 0, 0)])
+    got = []
+    for _ in range(150):
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.value()))
+        if len(got) == 10:
+            break
+    c.close()
+    assert got == [(100 + i, f"new-{i}".encode()) for i in range(10)], got

@@ -374,6 +374,13 @@ fn read_one(
                 }
             }
         }
+        // A consumer gets Kafka's -1 offsets (it resets by ListOffsets); a
+        // follower of ours gets the leader's offsets, and restarts its log
+        // at the leader's log start when it is behind it.
+        Err(Error::OffsetOutOfRange { .. }) if to_end => with_offsets(
+            base.with_error_code(code::OFFSET_OUT_OF_RANGE),
+            partition.offsets(),
+        ),
         Err(Error::OffsetOutOfRange { .. }) => failed(code::OFFSET_OUT_OF_RANGE),
         Err(e) => {
             tracing::error!(partition = %partition.tp, error = %e, "read failed");

@@ -77,5 +77,14 @@ SLUICE_TEST_KUBE_APISERVER="$k8s_bin/kube-apiserver" SLUICE_TEST_ETCD="$k8s_bin/
 step "the Kubernetes tour on a real control plane (etcd, kube-apiserver, controller-manager, scheduler, process-kubelet)"
 e2e/k8s/run-tour.sh
 
+step "Go client tests (franz-go: kgo, kadm) against broker processes"
+(
+  cd e2e/go
+  unformatted="$(gofmt -l .)"
+  [[ -z "$unformatted" ]] || { echo "gofmt: $unformatted" >&2; exit 1; }
+  go vet ./...
+  go test -count=1 ./...
+)
+
 step "python client tests (confluent-kafka, kafka-python; some against Apache Kafka too)"
 .venv/bin/pytest -q e2e/python

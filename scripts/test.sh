@@ -77,7 +77,7 @@ SLUICE_TEST_KUBE_APISERVER="$k8s_bin/kube-apiserver" SLUICE_TEST_ETCD="$k8s_bin/
 step "the Kubernetes tour on a real control plane (etcd, kube-apiserver, controller-manager, scheduler, process-kubelet)"
 e2e/k8s/run-tour.sh
 
-step "Go client tests (franz-go: kgo, kadm) against broker processes"
+step "Go client tests (franz-go: kgo, kadm; sarama) against broker processes"
 (
   cd e2e/go
   unformatted="$(gofmt -l .)"

@@ -408,11 +408,12 @@ impl Broker {
     }
 
     /// CreatePartitions on a one-broker cluster: grows a topic to `count`
-    /// partitions.
+    /// partitions; a manual `assignment` may only name this broker.
     pub fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignment: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
         let current = self
@@ -422,6 +423,16 @@ impl Broker {
             .map(|m| m.partitions)
             .ok_or_else(|| unknown_topic(name))?;
         check_partition_count(current, count)?;
+        if let Some(a) = assignment {
+            crate::metadata::cluster_topics::check_assignment_count(a, (count - current) as usize)?;
+            let me = self.config.node_id;
+            if a.iter().any(|rs| *rs != [me]) {
+                return Err((
+                    crate::protocol::code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("replicas must be [{me}] on a one-broker cluster"),
+                ));
+            }
+        }
         if validate_only {
             return Ok(());
         }

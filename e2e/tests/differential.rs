@@ -77,10 +77,7 @@ fn ask<Req: Encodable, Resp: Decodable + Debug>(
     version: i16,
     req: &Req,
 ) -> Result<String> {
-    let mut c = wire::connect(bootstrap)?;
-    wire::send(&mut c, &wire::frame(key, version, 7, req)?)?;
-    let (_, resp): (i32, Resp) = wire::read_response(&mut c, key, version)
-        .with_context(|| format!("{key:?} v{version} to {bootstrap}"))?;
+    let resp: Resp = call(bootstrap, key, version, req)?;
     Ok(normalise(&format!("{key:?} v{version}: {resp:#?}")))
 }
 
@@ -218,10 +215,16 @@ fn fetch(name: &str, partition: i32, offset: i64) -> FetchRequest {
         ])
 }
 
+/// Creates a topic of `partitions`, RF 1, with `configs`.
+fn created(b: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
+    let r = create_topics(vec![create(name, partitions, 1, configs)], false);
+    ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+    Ok(())
+}
+
 /// Creates a one-partition topic, RF 1, and writes three records to it.
 fn written(b: &str, name: &str) -> Result<()> {
-    let r = create_topics(vec![create(name, 1, 1, &[])], false);
-    ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+    created(b, name, 1, &[])?;
     ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce(name, 0, -1)?)?;
     Ok(())
 }
@@ -331,22 +334,18 @@ fn leader_epoch(name: &str, current: i32, epoch: i32) -> OffsetForLeaderEpochReq
 }
 
 fn fetch_with_epoch(name: &str, current_leader_epoch: i32) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(10)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(topic(name))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_current_leader_epoch(current_leader_epoch)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ])
+    let mut f = fetch(name, 0, 0);
+    f.topics[0].partitions[0].current_leader_epoch = current_leader_epoch;
+    f
+}
+
+/// InitProducerId for a new producer, with this transactional id.
+fn init_producer(transactional_id: Option<&str>) -> InitProducerIdRequest {
+    InitProducerIdRequest::default()
+        .with_transactional_id(transactional_id.map(|t| TransactionalId(s(t))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
 }
 
 type Scenario = fn(&str) -> Result<String>;
@@ -394,8 +393,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 4, &r)
         }),
         ("create a topic that already exists", |b| {
+            created(b, "twice", 1, &[])?;
             let r = create_topics(vec![create("twice", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
             ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
         }),
         ("create a topic with validate only", |b| {
@@ -473,8 +472,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, DeleteTopicsResponse>(b, ApiKey::DeleteTopics, 6, &r)
         }),
         ("list offsets of an empty topic: earliest and latest", |b| {
-            let r = create_topics(vec![create("empty", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "empty", 1, &[])?;
             let e = ask::<_, ListOffsetsResponse>(
                 b,
                 ApiKey::ListOffsets,
@@ -490,8 +488,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             Ok(format!("{e}\n{l}"))
         }),
         ("list offsets of a partition that does not exist", |b| {
-            let r = create_topics(vec![create("one-partition", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "one-partition", 1, &[])?;
             ask::<_, ListOffsetsResponse>(
                 b,
                 ApiKey::ListOffsets,
@@ -502,8 +499,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         (
             "produce and list offsets: latest, earliest, max timestamp",
             |b| {
-                let r = create_topics(vec![create("written", 1, 1, &[])], false);
-                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+                created(b, "written", 1, &[])?;
                 let p =
                     ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("written", 0, -1)?)?;
                 let mut out = vec![p];
@@ -524,18 +520,15 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("no-such-produce", 0, 1)?)
         }),
         ("produce to a partition that does not exist", |b| {
-            let r = create_topics(vec![create("small", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "small", 1, &[])?;
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("small", 3, 1)?)
         }),
         ("produce with acks=2", |b| {
-            let r = create_topics(vec![create("acks-two", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "acks-two", 1, &[])?;
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("acks-two", 0, 2)?)
         }),
         ("fetch from an offset past the end", |b| {
-            let r = create_topics(vec![create("fetched", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "fetched", 1, &[])?;
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("fetched", 0, -1)?)?;
             ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("fetched", 0, 100))
         }),
@@ -543,14 +536,12 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("no-such-fetch", 0, 0))
         }),
         ("fetch what was produced", |b| {
-            let r = create_topics(vec![create("read-back", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "read-back", 1, &[])?;
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce("read-back", 0, -1)?)?;
             ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &fetch("read-back", 0, 0))
         }),
         ("grow a topic to fewer partitions than it has", |b| {
-            let r = create_topics(vec![create("shrunk", 3, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "shrunk", 3, &[])?;
             let g = CreatePartitionsRequest::default()
                 .with_topics(vec![
                     CreatePartitionsTopic::default()
@@ -562,11 +553,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, CreatePartitionsResponse>(b, ApiKey::CreatePartitions, 3, &g)
         }),
         ("describe the configs a topic overrides", |b| {
-            let r = create_topics(
-                vec![create("overrides", 1, 1, &[("retention.ms", "60000")])],
-                false,
-            );
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "overrides", 1, &[("retention.ms", "60000")])?;
             let d = DescribeConfigsRequest::default().with_resources(vec![
                 DescribeConfigsResource::default()
                     .with_resource_type(2)
@@ -608,19 +595,11 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             settled::<_, DeleteGroupsResponse>(b, ApiKey::DeleteGroups, 2, &r)
         }),
         ("init a producer id with an empty transactional id", |b| {
-            let r = InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(s(""))))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1);
+            let r = init_producer(Some(""));
             settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &r)
         }),
         ("init a producer id without a transactional id", |b| {
-            let r = InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1);
+            let r = init_producer(None);
             settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &r)
         }),
         (
@@ -697,8 +676,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             },
         ),
         ("list offsets: max timestamp of an empty topic", |b| {
-            let r = create_topics(vec![create("empty-max", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "empty-max", 1, &[])?;
             ask::<_, ListOffsetsResponse>(
                 b,
                 ApiKey::ListOffsets,
@@ -707,8 +685,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             )
         }),
         ("grow a topic, then grow it to the same count", |b| {
-            let r = create_topics(vec![create("grown", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "grown", 1, &[])?;
             let g = |n| {
                 CreatePartitionsRequest::default()
                     .with_topics(vec![
@@ -965,11 +942,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             "an idempotent producer's batch, its retry, and a gap in its sequence",
             |b| {
                 written(b, "idempotent")?;
-                let init = InitProducerIdRequest::default()
-                    .with_transactional_id(None)
-                    .with_transaction_timeout_ms(60_000)
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1);
+                let init = init_producer(None);
                 let mut id = None;
                 for _ in 0..100 {
                     let r: InitProducerIdResponse = call(b, ApiKey::InitProducerId, 4, &init)?;
@@ -1204,8 +1177,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
             ask::<_, FetchResponse>(b, ApiKey::Fetch, 12, &f)
         }),
         ("metadata of a topic with three partitions", |b| {
-            let r = create_topics(vec![create("three", 3, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
+            created(b, "three", 3, &[])?;
             ask::<_, MetadataResponse>(b, ApiKey::Metadata, 12, &metadata(Some(&["three"]), false))
         }),
         ("describe the cluster", |b| {

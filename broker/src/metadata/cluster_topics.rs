@@ -35,8 +35,31 @@ pub(crate) fn topic_metadata(name: &str, t: &sluice_quorum::image::TopicState) -
     }
 }
 
+/// Writes a change of topic `name` to the quorum: an unknown topic is
+/// UNKNOWN_TOPIC_OR_PARTITION, another refusal `refused`, no quorum leader
+/// NOT_CONTROLLER (retriable).
+async fn write_topic_change(
+    cluster: &crate::metadata::cluster::Cluster,
+    cmd: Command,
+    name: &str,
+    refused: i16,
+) -> Result<(), (i16, String)> {
+    match cluster.write(cmd).await {
+        Ok(Outcome::Ok) => Ok(()),
+        Ok(Outcome::Refused(Refusal::UnknownTopic(_))) => Err(unknown_topic(name)),
+        Ok(other) => Err((refused, format!("the quorum refused it: {other:?}"))),
+        Err(e) => Err((
+            NOT_CONTROLLER,
+            format!("{e}; try again when the metadata quorum has a leader"),
+        )),
+    }
+}
+
 /// One replica list per added partition, as Kafka checks it first.
-fn check_assignment_count(assignment: &[Vec<i32>], added: usize) -> Result<(), (i16, String)> {
+pub(crate) fn check_assignment_count(
+    assignment: &[Vec<i32>],
+    added: usize,
+) -> Result<(), (i16, String)> {
     if assignment.len() == added {
         return Ok(());
     }
@@ -282,24 +305,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
         let Some(cluster) = self.cluster() else {
-            if let Some(a) = &assignment {
-                let current = self
-                    .metadata
-                    .lock()
-                    .get(name)
-                    .map(|m| m.partitions)
-                    .ok_or_else(|| unknown_topic(name))?;
-                check_partition_count(current, count)?;
-                check_assignment_count(a, (count - current) as usize)?;
-                let me = self.config.node_id;
-                if a.iter().any(|rs| *rs != [me]) {
-                    return Err((
-                        INVALID_REPLICA_ASSIGNMENT,
-                        format!("replicas must be [{me}] on a one-broker cluster"),
-                    ));
-                }
-            }
-            return self.create_partitions(name, count, validate_only);
+            return self.create_partitions(name, count, assignment.as_deref(), validate_only);
         };
         let img = cluster.image();
         let Some(t) = img.topics.get(name) else {
@@ -354,21 +360,9 @@ impl Broker {
             expected_count: t.partitions.len(),
             assignment,
         };
-        match cluster.write(cmd).await {
-            Ok(Outcome::Ok) => {
-                tracing::info!(topic = %name, from = current, to = count, "added partitions through the quorum");
-                Ok(())
-            }
-            Ok(Outcome::Refused(Refusal::UnknownTopic(_))) => Err(unknown_topic(name)),
-            Ok(other) => Err((
-                INVALID_PARTITIONS,
-                format!("the quorum refused it: {other:?}"),
-            )),
-            Err(e) => Err((
-                NOT_CONTROLLER,
-                format!("{e}; try again when the metadata quorum has a leader"),
-            )),
-        }
+        write_topic_change(cluster, cmd, name, INVALID_PARTITIONS).await?;
+        tracing::info!(topic = %name, from = current, to = count, "added partitions through the quorum");
+        Ok(())
     }
 
     /// IncrementalAlterConfigs on a topic: `(name, op, value)` changes,
@@ -396,18 +390,9 @@ impl Broker {
             id: t.id,
             configs: configs.0,
         };
-        match cluster.write(cmd).await {
-            Ok(Outcome::Ok) => {
-                tracing::info!(topic = %name, "altered topic configs through the quorum");
-                Ok(())
-            }
-            Ok(Outcome::Refused(Refusal::UnknownTopic(_))) => Err(unknown_topic(name)),
-            Ok(other) => Err((INVALID_CONFIG, format!("the quorum refused it: {other:?}"))),
-            Err(e) => Err((
-                NOT_CONTROLLER,
-                format!("{e}; try again when the metadata quorum has a leader"),
-            )),
-        }
+        write_topic_change(cluster, cmd, name, INVALID_CONFIG).await?;
+        tracing::info!(topic = %name, "altered topic configs through the quorum");
+        Ok(())
     }
 
     /// DeleteTopics in a cluster: `None` when there is no such topic.

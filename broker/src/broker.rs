@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::coordinator::group::offsets_log;
 use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::error::{Error, IoContext, Result};
-use crate::metadata::{ClusterMeta, ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
+use crate::metadata::cluster::Cluster;
+use crate::metadata::{ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
 use crate::metrics::Metrics;
 use crate::partition::replica::{ReplicaManager, TopicPartition};
 use crate::protocol::code::{
@@ -44,8 +44,10 @@ pub enum CreateTopicError {
 
     #[error("{0}")]
     InvalidConfig(#[from] ConfigError),
-    #[error("Manual replica assignment is not supported on a single-node broker.")]
-    Assignment,
+    #[error("{0}")]
+    InvalidAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("{0}")]
     Storage(#[from] Error),
     /// The metadata quorum has no leader to take the topic now; the
@@ -62,6 +64,8 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: TopicConfigs,
+    /// A manual placement: one replica list per partition.
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// The most partitions one topic may have.
@@ -70,7 +74,8 @@ pub const MAX_PARTITIONS: i32 = 100_000;
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
-    pub cluster_id: String,
+    /// The topics this broker hosts, as it keeps them in its data
+    /// directory (the metadata quorum says which those are).
     pub metadata: Mutex<MetadataStore>,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
@@ -82,12 +87,10 @@ pub struct Broker {
     pub dynamic: Mutex<crate::config::dynamic::DynamicConfigs>,
     /// Replication throttles for replicas a reassignment is adding.
     pub throttles: crate::partition::throttle::Throttles,
-    /// Serialises creation of the offsets topic.
-    offsets_topic: Mutex<()>,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
-    /// Set at start when the broker runs in a cluster.
-    pub cluster: std::sync::OnceLock<Arc<crate::metadata::cluster::Cluster>>,
+    /// Its membership in the metadata quorum.
+    cluster: Arc<Cluster>,
 }
 
 /// Checks a topic name as Kafka does: 1-249 of `[a-zA-Z0-9._-]`, not `.`
@@ -116,25 +119,21 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl Broker {
-    /// The cluster this broker runs in, if any.
-    pub fn cluster(&self) -> Option<&Arc<crate::metadata::cluster::Cluster>> {
-        self.cluster.get()
+    /// The metadata quorum as this broker takes part in it.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     /// The cluster id clients see.
     pub fn cluster_id(&self) -> String {
-        match self.cluster() {
-            Some(c) => c.cluster_id.clone(),
-            None => self.cluster_id.clone(),
-        }
+        self.cluster.cluster_id.clone()
     }
 
-    /// Opens the data directory: identity, topics, and every partition log
-    /// (recovering what an unclean stop left behind).
-    pub fn open(config: BrokerConfig) -> Result<Arc<Self>> {
+    /// Opens the data directory: the topics hosted here and every
+    /// partition log (recovering what an unclean stop left behind).
+    pub fn open(config: BrokerConfig, cluster: Arc<Cluster>) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let meta = ClusterMeta::load_or_format(&dir, config.node_id)?;
         let store = MetadataStore::open(&dir)?;
         let dynamic = crate::config::dynamic::DynamicConfigs::open(&dir)?;
         let effective = dynamic.apply(&config);
@@ -177,7 +176,7 @@ impl Broker {
             std::fs::remove_file(&clean_marker).at(&clean_marker)?;
         }
         tracing::info!(
-            cluster_id = %meta.cluster_id,
+            cluster_id = %cluster.cluster_id,
             topics = store.len(),
             partitions = replicas.len(),
             clean_shutdown = clean,
@@ -190,7 +189,6 @@ impl Broker {
         let fetch_permits = (config.fetch_memory_max_bytes / 1024) as usize;
         let broker = Broker {
             config,
-            cluster_id: meta.cluster_id,
             metadata: Mutex::new(store),
             replicas,
             metrics,
@@ -199,9 +197,8 @@ impl Broker {
             dynamic: Mutex::new(dynamic),
             throttles: crate::partition::throttle::Throttles::default(),
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
-            offsets_topic: Mutex::new(()),
             shutdown: CancellationToken::new(),
-            cluster: std::sync::OnceLock::new(),
+            cluster,
         };
         broker.load_offsets()?;
         Ok(Arc::new(broker))
@@ -259,28 +256,19 @@ impl Broker {
         Ok(records)
     }
 
-    /// Creates `__consumer_offsets` on first use. Returns its partition count.
+    /// The partition count of `__consumer_offsets`, which the Metadata
+    /// and FindCoordinator paths create through the quorum on first use.
     pub fn ensure_offsets_topic(&self) -> Result<i32, CreateTopicError> {
-        let _guard = self.offsets_topic.lock();
-        if let Some(c) = self.cluster() {
-            // In a cluster it is created through the quorum (by the
-            // Metadata or FindCoordinator path); here it must exist.
-            return c
-                .image()
-                .topics
-                .get(OFFSETS_TOPIC)
-                .map(|t| t.partitions.len() as i32)
-                .ok_or_else(|| {
-                    CreateTopicError::Storage(Error::Metadata(
-                        "the offsets topic is being created".into(),
-                    ))
-                });
-        }
-        if let Some(t) = self.metadata.lock().get(OFFSETS_TOPIC) {
-            return Ok(t.partitions);
-        }
-        let t = self.create_topic(self.offsets_topic_spec()?, false)?;
-        Ok(t.partitions)
+        self.cluster
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+            .ok_or_else(|| {
+                CreateTopicError::Storage(Error::Metadata(
+                    "the offsets topic is being created".into(),
+                ))
+            })
     }
 
     /// How `__consumer_offsets` is created. Compacted: the latest commit of
@@ -291,17 +279,15 @@ impl Broker {
             ("cleanup.policy", Some("compact")),
             ("segment.bytes", Some("104857600")),
         ])?;
-        // In a cluster: three replicas (Kafka's default), or as many as
-        // there are brokers.
-        let replication_factor = match self.cluster() {
-            Some(c) => c.image().live_brokers().count().clamp(1, 3) as i16,
-            None => 1,
-        };
+        // Three replicas (Kafka's default), or as many as there are
+        // brokers.
+        let replication_factor = self.cluster.image().live_brokers().count().clamp(1, 3) as i16;
         Ok(NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_num_partitions,
             replication_factor,
             configs,
+            assignment: None,
         })
     }
 
@@ -326,54 +312,6 @@ impl Broker {
             .map_err(|e| e.to_string())?;
         part.append(&batch, &headers).map_err(|e| e.to_string())?;
         Ok(())
-    }
-
-    /// Creates a topic: validates, persists the metadata, creates the logs.
-    pub fn create_topic(
-        &self,
-        t: NewTopic,
-        validate_only: bool,
-    ) -> Result<TopicMetadata, CreateTopicError> {
-        validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
-        if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
-            return Err(CreateTopicError::InvalidPartitions {
-                got: t.partitions,
-                max: MAX_PARTITIONS,
-            });
-        }
-        let brokers = 1;
-        if t.replication_factor < 1 || t.replication_factor > brokers {
-            return Err(CreateTopicError::InvalidReplicationFactor {
-                got: t.replication_factor,
-                brokers,
-            });
-        }
-        let store = self.metadata.lock();
-        if store.get(&t.name).is_some() {
-            return Err(CreateTopicError::AlreadyExists(t.name));
-        }
-        // Kafka refuses names that collide once '.' and '_' are equated,
-        // since metric names cannot tell them apart.
-        let folded = t.name.replace('.', "_");
-        if let Some(other) = store.topics().find(|o| o.name.replace('.', "_") == folded) {
-            return Err(CreateTopicError::InvalidName(format!(
-                "Topic '{}' collides with existing topic: {}",
-                t.name, other.name
-            )));
-        }
-        let meta = TopicMetadata {
-            name: t.name.clone(),
-            id: Uuid::new_v4(),
-            partitions: t.partitions,
-            replication_factor: t.replication_factor,
-            configs: t.configs,
-        };
-        if validate_only {
-            return Ok(meta);
-        }
-        drop(store);
-        self.open_topic(meta.clone())?;
-        Ok(meta)
     }
 
     /// Records a topic and opens its partition logs: whole or not at all.
@@ -405,38 +343,6 @@ impl Broker {
         self.metrics.partitions.set(self.replicas.len() as i64);
         tracing::info!(topic = %meta.name, id = %meta.id, partitions = meta.partitions, "created topic");
         Ok(meta)
-    }
-
-    /// CreatePartitions on a one-broker cluster: grows a topic to `count`
-    /// partitions; a manual `assignment` may only name this broker.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        assignment: Option<&[Vec<i32>]>,
-        validate_only: bool,
-    ) -> Result<(), (i16, String)> {
-        let current = self
-            .metadata
-            .lock()
-            .get(name)
-            .map(|m| m.partitions)
-            .ok_or_else(|| unknown_topic(name))?;
-        check_partition_count(current, count)?;
-        if let Some(a) = assignment {
-            crate::metadata::cluster_topics::check_assignment_count(a, (count - current) as usize)?;
-            let me = self.config.node_id;
-            if a.iter().any(|rs| *rs != [me]) {
-                return Err((
-                    crate::protocol::code::INVALID_REPLICA_ASSIGNMENT,
-                    format!("replicas must be [{me}] on a one-broker cluster"),
-                ));
-            }
-        }
-        if validate_only {
-            return Ok(());
-        }
-        self.grow_local(name, count)
     }
 
     /// Opens this broker's partitions `current..count` of a topic and
@@ -478,28 +384,6 @@ impl Broker {
         self.metrics.partitions.set(self.replicas.len() as i64);
         tracing::info!(topic = %name, from = old, to = count, "added partitions");
         Ok(())
-    }
-
-    /// IncrementalAlterConfigs on a topic of a one-broker cluster: applies
-    /// `(name, op, value)` changes, validates the result, persists it and
-    /// makes it effective at once.
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        changes: &[(String, i8, Option<String>)],
-        validate_only: bool,
-    ) -> Result<(), (i16, String)> {
-        let current = self
-            .metadata
-            .lock()
-            .get(name)
-            .map(|m| m.configs.0.clone())
-            .ok_or_else(|| unknown_topic(name))?;
-        let configs = altered_configs(&current, changes)?;
-        if validate_only {
-            return Ok(());
-        }
-        self.set_local_configs(name, configs)
     }
 
     /// Persists a topic's configs and applies them to its open partitions.
@@ -568,26 +452,6 @@ impl Broker {
         self.metrics.partitions.set(self.replicas.len() as i64);
         tracing::info!(topic = %name, "deleted topic");
         Ok(Some(meta))
-    }
-
-    /// Creates a topic with the broker's defaults when a client asks for an
-    /// unknown one and auto-creation is on.
-    pub fn auto_create(&self, name: &str) -> Result<TopicMetadata, CreateTopicError> {
-        let t = NewTopic {
-            name: name.to_string(),
-            partitions: self.config.num_partitions,
-            replication_factor: self.config.default_replication_factor,
-            configs: TopicConfigs::default(),
-        };
-        match self.create_topic(t, false) {
-            Err(CreateTopicError::AlreadyExists(_)) => self
-                .metadata
-                .lock()
-                .get(name)
-                .cloned()
-                .ok_or_else(|| CreateTopicError::AlreadyExists(name.to_string())),
-            other => other,
-        }
     }
 
     /// Writes the high-watermark and recovery-point checkpoints.

@@ -119,6 +119,10 @@ fn normalise(text: &str) -> String {
         (r#"host: "[^"]*""#, "host: _"),
         (r"port: \d+", "port: _"),
         (r"producer_id: ProducerId\(\s*\d+,?\s*\)", "producer_id: _"),
+        // An id handed out (not -1): Kafka's controller hands out blocks
+        // from 0, Sluice's brokers each a range of their own (decision
+        // 0027).
+        (r"producer_id: \d+", "producer_id: _"),
         (r"timestamp: \d{12,}", "timestamp: _"),
         (r"session_id: \d+", "session_id: _"),
         (

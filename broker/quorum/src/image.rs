@@ -106,7 +106,19 @@ impl MetadataImage {
                         current: b.epoch,
                     });
                 }
+                let unfenced = b.fenced && !*fenced;
                 b.fenced = *fenced;
+                if unfenced {
+                    // Leaderless partitions it can lead are elected in the
+                    // same command, as Kafka's controller does on
+                    // unfencing: no client sees the broker serving and
+                    // its partitions offline (a lone broker's, after a
+                    // restart, would otherwise be until the controller
+                    // loop's next look).
+                    for change in crate::controller::partition_changes_for(self, *id) {
+                        let _ = self.apply(&change);
+                    }
+                }
                 Ok(Outcome::Ok)
             }
             Command::CreateTopic {

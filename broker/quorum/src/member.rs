@@ -25,7 +25,8 @@ pub struct MemberConfig {
     pub broker_id: i32,
     /// Advertised Kafka listener.
     pub kafka_address: String,
-    /// This member's internal listener as other brokers reach it.
+    /// This member's internal listener as other brokers reach it (empty:
+    /// the address it was bound to).
     pub internal_address: String,
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`.
@@ -87,6 +88,10 @@ fn incarnation() -> u64 {
 impl Member {
     pub async fn start(cfg: MemberConfig) -> Result<Member, QuorumError> {
         let node = Arc::new(QuorumNode::start(cfg.quorum.clone()).await?);
+        let mut cfg = cfg;
+        if cfg.internal_address.is_empty() {
+            cfg.internal_address = node.local_addr().to_string();
+        }
         let stop = CancellationToken::new();
         let stop_liveness = stop.child_token();
         let (epoch_tx, epoch_rx) = watch::channel(None);

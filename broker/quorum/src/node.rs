@@ -31,7 +31,9 @@ pub struct QuorumConfig {
     /// The internal listener to bind.
     pub listen: SocketAddr,
     /// The voters, id -> internal `host:port`. A member that is not among
-    /// them joins as an observer (learner) when a voter adds it.
+    /// them joins as an observer (learner) when a voter adds it. Empty:
+    /// this member alone, at the address its listener was bound to (a
+    /// standalone broker is a one-voter quorum of itself).
     pub voters: BTreeMap<NodeId, String>,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
@@ -355,6 +357,7 @@ pub struct QuorumNode {
     image: watch::Receiver<Arc<MetadataImage>>,
     server: JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    local_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -389,16 +392,23 @@ impl QuorumNode {
             connect_timeout: Duration::from_millis(500),
             source_address: cfg.source_address,
         };
-        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
-            .await
-            .map_err(|e| QuorumError::Raft(e.to_string()))?;
-
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| QuorumError::Bind {
                 addr: cfg.listen,
                 source,
             })?;
+        let local_addr = listener.local_addr().map_err(|source| QuorumError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let mut cfg = cfg;
+        if cfg.voters.is_empty() {
+            cfg.voters = BTreeMap::from([(cfg.node_id, local_addr.to_string())]);
+        }
+        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::new(Shared {
             id: cfg.node_id,
@@ -453,11 +463,22 @@ impl QuorumNode {
             image,
             server,
             stop: Some(stop_tx),
+            local_addr,
         })
     }
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Where the internal listener was bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The voters this member was started with (resolved: never empty).
+    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
+        &self.shared.voters
     }
 
     /// The Raft handle (metrics, membership changes).

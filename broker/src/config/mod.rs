@@ -184,11 +184,11 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_timeout_ms: Option<u64>,
 
-    /// The metadata quorum's voters, `id@host:port,...` (their internal listeners). Unset: a single-node broker with local metadata.
+    /// The metadata quorum's voters, `id@host:port,...` (their internal listeners). Unset: this broker alone is the quorum (one voter), as a single Kafka node in combined mode.
     #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS")]
     pub controller_quorum_voters: Option<String>,
 
-    /// Address the internal (quorum) listener binds. [default: the Kafka listener's address, port 9093]
+    /// Address the internal (quorum) listener binds. [default: with voters, the Kafka listener's address, port 9093; alone, a free loopback port]
     #[arg(long, env = "SLUICE_INTERNAL_LISTENER")]
     pub internal_listener: Option<SocketAddr>,
 
@@ -221,12 +221,15 @@ pub struct Cli {
     pub replica_fetch_wait_max_ms: Option<u64>,
 }
 
-/// The cluster settings of a broker that runs in a cluster.
+/// The broker's part in the metadata quorum. Every broker has one: a
+/// broker started without voters is a one-voter quorum of itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// Voter node id -> internal `host:port`.
+    /// Voter node id -> internal `host:port`. Empty: this broker alone, at
+    /// the address its internal listener is bound to.
     pub voters: BTreeMap<i32, String>,
     pub internal_listener: SocketAddr,
+    /// Empty: the address the internal listener is bound to.
     pub internal_advertised: String,
     /// Where outbound broker-to-broker connections come from.
     pub source_address: Option<std::net::IpAddr>,
@@ -236,6 +239,23 @@ pub struct ClusterConfig {
     pub election_timeout_ms: u64,
     pub replica_lag_time_max_ms: u64,
     pub replica_fetch_wait_max_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    /// Alone: a one-voter quorum on a free loopback port.
+    fn default() -> Self {
+        ClusterConfig {
+            voters: BTreeMap::new(),
+            internal_listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            internal_advertised: String::new(),
+            source_address: None,
+            heartbeat_interval_ms: 100,
+            session_timeout_ms: 1000,
+            election_timeout_ms: 600,
+            replica_lag_time_max_ms: 10_000,
+            replica_fetch_wait_max_ms: 500,
+        }
+    }
 }
 
 /// Parses `id@host:port,id@host:port`.
@@ -302,8 +322,8 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
     pub fetch_memory_max_bytes: u64,
     pub shutdown_timeout_ms: u64,
-    /// Set when the broker runs in a cluster (`controller.quorum.voters`).
-    pub cluster: Option<ClusterConfig>,
+    /// The broker's part in the metadata quorum.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for BrokerConfig {
@@ -419,60 +439,74 @@ impl BrokerConfig {
             log_cleaner_io_max_bytes_per_second: c.log_cleaner_io_max_bytes_per_second,
             fetch_memory_max_bytes: c.fetch_memory_max_bytes.unwrap_or(64 << 20),
             shutdown_timeout_ms: c.shutdown_timeout_ms.unwrap_or(30_000),
-            cluster: None,
+            cluster: ClusterConfig::default(),
         };
         let mut cfg = cfg;
-        if let Some(text) = &c.controller_quorum_voters {
-            let voters =
-                parse_voters(text).map_err(|e| Error::config("controller.quorum.voters", e))?;
-            let internal_listener = c
-                .internal_listener
-                .unwrap_or_else(|| SocketAddr::new(cfg.listener.ip(), 9093));
-            let internal_advertised = match &c.internal_advertised_listener {
-                Some(a) => {
-                    parse_host_port(a).ok_or_else(|| {
-                        Error::config(
-                            "internal.advertised.listener",
-                            format!("`{a}` is not host:port"),
-                        )
-                    })?;
-                    a.clone()
-                }
-                None => format!("{}:{}", cfg.advertised_host, internal_listener.port()),
-            };
-            let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
-            let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(1000);
-            if session_timeout_ms <= 2 * heartbeat_interval_ms {
+        let voters = match &c.controller_quorum_voters {
+            Some(text) => {
+                parse_voters(text).map_err(|e| Error::config("controller.quorum.voters", e))?
+            }
+            None => BTreeMap::new(),
+        };
+        let internal_listener = c.internal_listener.unwrap_or_else(|| {
+            // Alone, nobody dials the internal listener: a free loopback
+            // port, so that a broker run without flags binds no second
+            // well-known port and two of them never collide.
+            let port = if voters.is_empty() { 0 } else { 9093 };
+            SocketAddr::new(
+                if voters.is_empty() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    cfg.listener.ip()
+                },
+                port,
+            )
+        });
+        let internal_advertised = match &c.internal_advertised_listener {
+            Some(a) => {
+                parse_host_port(a).ok_or_else(|| {
+                    Error::config(
+                        "internal.advertised.listener",
+                        format!("`{a}` is not host:port"),
+                    )
+                })?;
+                a.clone()
+            }
+            None if voters.is_empty() => String::new(),
+            None => format!("{}:{}", cfg.advertised_host, internal_listener.port()),
+        };
+        let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
+        let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(1000);
+        if session_timeout_ms <= 2 * heartbeat_interval_ms {
+            return Err(Error::config(
+                "broker.session.timeout.ms",
+                format!(
+                    "{session_timeout_ms} must exceed two heartbeat intervals ({heartbeat_interval_ms} ms each)"
+                ),
+            ));
+        }
+        if let Some(addr) = voters.get(&cfg.node_id) {
+            if addr != &internal_advertised {
                 return Err(Error::config(
-                    "broker.session.timeout.ms",
+                    "controller.quorum.voters",
                     format!(
-                        "{session_timeout_ms} must exceed two heartbeat intervals ({heartbeat_interval_ms} ms each)"
+                        "lists node {} at {addr}, but this broker's internal listener is advertised as {internal_advertised}",
+                        cfg.node_id
                     ),
                 ));
             }
-            if let Some(addr) = voters.get(&cfg.node_id) {
-                if addr != &internal_advertised {
-                    return Err(Error::config(
-                        "controller.quorum.voters",
-                        format!(
-                            "lists node {} at {addr}, but this broker's internal listener is advertised as {internal_advertised}",
-                            cfg.node_id
-                        ),
-                    ));
-                }
-            }
-            cfg.cluster = Some(ClusterConfig {
-                voters,
-                internal_listener,
-                internal_advertised,
-                source_address: c.internal_source_address,
-                heartbeat_interval_ms,
-                session_timeout_ms,
-                election_timeout_ms: c.controller_quorum_election_timeout_ms.unwrap_or(600),
-                replica_lag_time_max_ms: c.replica_lag_time_max_ms.unwrap_or(10_000),
-                replica_fetch_wait_max_ms: c.replica_fetch_wait_max_ms.unwrap_or(500),
-            });
         }
+        cfg.cluster = ClusterConfig {
+            voters,
+            internal_listener,
+            internal_advertised,
+            source_address: c.internal_source_address,
+            heartbeat_interval_ms,
+            session_timeout_ms,
+            election_timeout_ms: c.controller_quorum_election_timeout_ms.unwrap_or(600),
+            replica_lag_time_max_ms: c.replica_lag_time_max_ms.unwrap_or(10_000),
+            replica_fetch_wait_max_ms: c.replica_fetch_wait_max_ms.unwrap_or(500),
+        };
         if (cfg.message_max_bytes as u64) > cfg.fetch_memory_max_bytes {
             return Err(Error::config(
                 "fetch.memory.max.bytes",
@@ -734,58 +768,38 @@ impl fmt::Display for BrokerConfig {
             (
                 "controller.quorum.voters",
                 self.cluster
-                    .as_ref()
-                    .map(|c| {
-                        c.voters
-                            .iter()
-                            .map(|(id, a)| format!("{id}@{a}"))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default(),
+                    .voters
+                    .iter()
+                    .map(|(id, a)| format!("{id}@{a}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             (
                 "internal.listener",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.internal_listener.to_string())
-                    .unwrap_or_default(),
+                self.cluster.internal_listener.to_string(),
             ),
             (
                 "internal.advertised.listener",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.internal_advertised.clone())
-                    .unwrap_or_default(),
+                self.cluster.internal_advertised.clone(),
             ),
             (
                 "internal.source.address",
                 self.cluster
-                    .as_ref()
-                    .and_then(|c| c.source_address)
+                    .source_address
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
             ),
             (
                 "broker.heartbeat.interval.ms",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.heartbeat_interval_ms.to_string())
-                    .unwrap_or_default(),
+                self.cluster.heartbeat_interval_ms.to_string(),
             ),
             (
                 "broker.session.timeout.ms",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.session_timeout_ms.to_string())
-                    .unwrap_or_default(),
+                self.cluster.session_timeout_ms.to_string(),
             ),
             (
                 "controller.quorum.election.timeout.ms",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.election_timeout_ms.to_string())
-                    .unwrap_or_default(),
+                self.cluster.election_timeout_ms.to_string(),
             ),
             ("version", env!("CARGO_PKG_VERSION").to_string()),
         ];
@@ -809,7 +823,8 @@ mod tests {
     #[test]
     fn cluster_settings_parse_and_bad_ones_are_named() {
         let c = load(&[], &[]).expect("defaults");
-        assert!(c.cluster.is_none(), "single-node without voters");
+        assert!(c.cluster.voters.is_empty(), "alone without voters");
+        assert_eq!(c.cluster.internal_listener.to_string(), "127.0.0.1:0");
         let c = load(
             &[
                 "--node-id",
@@ -822,7 +837,7 @@ mod tests {
             &[],
         )
         .expect("cluster");
-        let cc = c.cluster.expect("cluster settings");
+        let cc = c.cluster;
         assert_eq!(cc.voters.len(), 3);
         assert_eq!(cc.internal_advertised, "127.0.0.1:9193");
         assert_eq!(

@@ -11,7 +11,6 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::*;
 
@@ -19,7 +18,6 @@ use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::replica::TopicPartition;
-use crate::protocol::code::ELECTION_NOT_NEEDED;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -204,63 +202,4 @@ pub fn describe_log_dirs(
         result = result.with_total_bytes(total).with_usable_bytes(usable);
     }
     DescribeLogDirsResponse::default().with_results(vec![result])
-}
-
-pub fn elect_leaders(
-    broker: &Arc<Broker>,
-    req: ElectLeadersRequest,
-    _version: i16,
-) -> ElectLeadersResponse {
-    // One broker: it leads every partition it hosts, which is also every
-    // partition's preferred (and only) replica, so no election is needed.
-    let requested: Vec<(String, Vec<i32>)> = match req.topic_partitions {
-        Some(tps) => tps
-            .into_iter()
-            .map(|t| (t.topic.0.to_string(), t.partitions))
-            .collect(),
-        None => {
-            let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
-            for p in broker.replicas.all() {
-                by_topic
-                    .entry(p.tp.topic.clone())
-                    .or_default()
-                    .push(p.tp.partition);
-            }
-            by_topic.into_iter().collect()
-        }
-    };
-    let results = requested
-        .into_iter()
-        .map(|(topic, parts)| {
-            let partition_result = parts
-                .into_iter()
-                .map(|p| {
-                    let (c, m) = if broker
-                        .replicas
-                        .get(&TopicPartition::new(topic.clone(), p))
-                        .is_some()
-                    {
-                        (
-                            ELECTION_NOT_NEEDED,
-                            "Leader election not needed for topic partition.",
-                        )
-                    } else {
-                        (
-                            code::UNKNOWN_TOPIC_OR_PARTITION,
-                            "The partition does not exist.",
-                        )
-                    };
-                    count_error(broker, "ElectLeaders", c);
-                    PartitionResult::default()
-                        .with_partition_id(p)
-                        .with_error_code(c)
-                        .with_error_message(Some(str_bytes(m)))
-                })
-                .collect();
-            ReplicaElectionResult::default()
-                .with_topic(topic_name(topic))
-                .with_partition_result(partition_result)
-        })
-        .collect();
-    ElectLeadersResponse::default().with_replica_election_results(results)
 }

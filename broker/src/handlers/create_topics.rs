@@ -18,7 +18,8 @@ fn error_code(e: &CreateTopicError) -> i16 {
         CreateTopicError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
         CreateTopicError::InvalidReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
-        CreateTopicError::Assignment => code::INVALID_REPLICA_ASSIGNMENT,
+        CreateTopicError::InvalidAssignment(_) => code::INVALID_REPLICA_ASSIGNMENT,
+        CreateTopicError::InvalidRequest(_) => code::INVALID_REQUEST,
         CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         CreateTopicError::NoController(_) => code::NOT_CONTROLLER,
     }
@@ -69,31 +70,10 @@ async fn create_one(
             .with_error_code(error_code(&e))
             .with_error_message(Some(str_bytes(e.to_string())))
     };
-    if !t.assignments.is_empty() && broker.cluster().is_some() {
-        // Manual placement comes with replica reassignment.
-        return fail(CreateTopicError::Assignment);
-    }
-    if !t.assignments.is_empty() {
-        // One broker: the only valid assignment is [this broker] per partition.
-        let me = broker.config.node_id;
-        if t.num_partitions != -1 || t.replication_factor != -1 {
-            return fail(CreateTopicError::InvalidConfig(
-                crate::metadata::ConfigError::Invalid {
-                    name: "assignments".into(),
-                    value: "given".into(),
-                    reason:
-                        "numPartitions and replicationFactor must be -1 when assignments are given"
-                            .into(),
-                },
-            ));
-        }
-        if t.assignments
-            .iter()
-            .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != me)
-        {
-            return fail(CreateTopicError::Assignment);
-        }
-    }
+    let assignment = match manual_assignment(&t) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let configs = match TopicConfigs::from_pairs(
         t.configs
             .iter()
@@ -103,23 +83,27 @@ async fn create_one(
         Err(e) => return fail(e.into()),
     };
     // KIP-464: -1 means the broker's default.
-    let partitions = match (t.num_partitions, t.assignments.len()) {
-        (-1, 0) => broker.config.num_partitions,
-        (-1, n) => n as i32,
-        (n, _) => n,
-    };
-    let replication_factor = match t.replication_factor {
-        -1 if t.assignments.is_empty() => broker.config.default_replication_factor,
-        -1 => 1,
-        n => n,
+    let (partitions, replication_factor) = match &assignment {
+        Some(a) => (a.len() as i32, a.first().map_or(0, |rs| rs.len() as i16)),
+        None => (
+            match t.num_partitions {
+                -1 => broker.config.num_partitions,
+                n => n,
+            },
+            match t.replication_factor {
+                -1 => broker.config.default_replication_factor,
+                n => n,
+            },
+        ),
     };
     let new = NewTopic {
         name: t.name.0.to_string(),
         partitions,
         replication_factor,
         configs,
+        assignment,
     };
-    match broker.create_topic_in_cluster(new, validate_only).await {
+    match broker.create_topic(new, validate_only).await {
         Ok(meta) => {
             let mut r = result
                 .with_topic_id(meta.id)
@@ -144,4 +128,46 @@ async fn create_one(
         }
         Err(e) => fail(e),
     }
+}
+
+/// A request's manual assignment, one replica list per partition in
+/// partition order, with Kafka's checks of its shape (the brokers are
+/// checked against the registered ones at creation).
+fn manual_assignment(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, CreateTopicError> {
+    if t.assignments.is_empty() {
+        return Ok(None);
+    }
+    for (field, value) in [
+        ("numPartitions", i32::from(t.num_partitions != -1)),
+        ("replicationFactor", i32::from(t.replication_factor != -1)),
+    ] {
+        if value != 0 {
+            return Err(CreateTopicError::InvalidRequest(format!(
+                "A manual partition assignment was specified, but {field} was not set to -1."
+            )));
+        }
+    }
+    let mut by_index: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    by_index.sort_by_key(|(i, _)| *i);
+    if by_index
+        .iter()
+        .enumerate()
+        .any(|(want, (got, _))| usize::try_from(*got).ok() != Some(want))
+    {
+        return Err(CreateTopicError::InvalidAssignment(
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    Ok(Some(by_index.into_iter().map(|(_, rs)| rs).collect()))
 }

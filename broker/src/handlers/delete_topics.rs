@@ -36,15 +36,15 @@ pub async fn handle(
 }
 
 async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
-    let resolved = match (&name, broker.cluster()) {
-        (Some(n), _) => Some(n.clone()),
-        (None, Some(c)) => c
+    let resolved = match &name {
+        Some(n) => Some(n.clone()),
+        None => broker
+            .cluster()
             .image()
             .topics
             .iter()
             .find(|(_, t)| Uuid::from_bytes(t.id) == id)
             .map(|(n, _)| n.clone()),
-        (None, None) => broker.metadata.lock().name_of(&id).map(str::to_string),
     };
     let base = DeletableTopicResult::default()
         .with_name(resolved.clone().or(name.clone()).map(topic_name))
@@ -54,7 +54,7 @@ async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> Deletabl
             .with_error_code(code::UNKNOWN_TOPIC_ID)
             .with_error_message(Some(str_bytes(format!("Topic id {id} does not exist."))));
     };
-    match broker.delete_topic_in_cluster(&n).await {
+    match broker.remove_topic(&n).await {
         Ok(Some(meta)) => base.with_topic_id(meta.id),
         Ok(None) => base
             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)

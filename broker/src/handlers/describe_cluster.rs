@@ -13,34 +13,21 @@ pub fn handle(
     _req: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let me = BrokerId(broker.config.node_id);
-    if let Some(c) = broker.cluster() {
-        let img = c.image();
-        let brokers = super::cluster_metadata::brokers(&img, &Default::default())
-            .into_iter()
-            .map(|b| {
-                DescribeClusterBroker::default()
-                    .with_broker_id(b.node_id)
-                    .with_host(b.host)
-                    .with_port(b.port)
-                    .with_rack(b.rack)
-            })
-            .collect();
-        return DescribeClusterResponse::default()
-            .with_cluster_id(str_bytes(broker.cluster_id()))
-            .with_controller_id(BrokerId(c.controller_id().unwrap_or(-1)))
-            .with_endpoint_type(1)
-            .with_brokers(brokers);
-    }
+    let c = broker.cluster();
+    let img = c.image();
+    let brokers = super::metadata::brokers(&img, &Default::default())
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.node_id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id()))
-        .with_controller_id(me)
+        .with_controller_id(BrokerId(c.controller_id().unwrap_or(-1)))
         .with_endpoint_type(1)
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(me)
-                .with_host(str_bytes(broker.config.advertised_host.clone()))
-                .with_port(i32::from(broker.config.advertised_port))
-                .with_rack(broker.config.rack.clone().map(str_bytes)),
-        ])
+        .with_brokers(brokers)
 }

@@ -94,15 +94,15 @@ pub async fn handle(
     } else {
         req.replica_id.0
     };
-    let follower = (replica >= 0 && broker.cluster().is_some()).then_some(replica);
+    let follower = (replica >= 0).then_some(replica);
     let leader_rate = follower.and_then(|_| {
         broker
             .dynamic
             .lock()
             .rate("leader.replication.throttled.rate")
     });
-    if let (Some(f), Some(_), Some(cluster)) = (follower, leader_rate, broker.cluster()) {
-        let img = cluster.image();
+    if let (Some(f), Some(_)) = (follower, leader_rate) {
+        let img = broker.cluster().image();
         for w in &mut wanted {
             if let Ok(p) = &w.found {
                 w.throttled = img

@@ -45,13 +45,7 @@ pub fn find_coordinator(
         if key.is_empty() {
             return (INVALID_GROUP_ID, Some("the group id is empty".into()));
         }
-        if broker.cluster().is_some() {
-            return (0, None);
-        }
-        match broker.ensure_offsets_topic() {
-            Ok(_) => (0, None),
-            Err(e) => (COORDINATOR_NOT_AVAILABLE, Some(e.to_string())),
-        }
+        (0, None)
     };
     let answer = |key: &str| -> (i16, Option<String>, BrokerId, StrBytes, i32) {
         let (error, message) = answer_error(key);

@@ -44,11 +44,9 @@ pub fn handle(
     resp
 }
 
-/// In a cluster every broker hands out ids: each gets its own range, above
-/// the ids a single-node broker uses, keyed by node id (2^40 ids each).
+/// Every broker hands out ids: each gets its own range, keyed by node id
+/// (2^40 ids each), above the ids brokers gave out when one ran alone
+/// without a quorum (docs/decisions/0027).
 fn cluster_unique(broker: &Broker, id: i64) -> i64 {
-    match broker.cluster() {
-        Some(_) => ((i64::from(broker.config.node_id) + 1) << 40) | (id & ((1 << 40) - 1)),
-        None => id,
-    }
+    ((i64::from(broker.config.node_id) + 1) << 40) | (id & ((1 << 40) - 1))
 }

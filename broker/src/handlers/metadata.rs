@@ -1,101 +1,205 @@
-//! Metadata (3): brokers, the controller, topics and partition leaders.
-//! Unknown topics are created here when auto-creation is on, as Kafka does.
+//! Metadata (3): brokers, controller, topics, leaders, epochs,
+//! replicas and ISR, all from the metadata quorum's image. Unknown topics
+//! are created through the quorum when auto-creation is on.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use sluice_quorum::image::{MetadataImage, TopicState};
 use uuid::Uuid;
 
 use super::{code, count_error, str_bytes, topic_name};
-use crate::broker::{Broker, CreateTopicError, validate_topic_name};
-use crate::metadata::TopicMetadata;
+use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
+use crate::metadata::TopicConfigs;
+use crate::metadata::cluster::Cluster;
+use crate::protocol::code::LEADER_NOT_AVAILABLE;
 
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = broker.config.node_id;
-    let brokers = vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(broker.config.advertised_host.clone()))
-            .with_port(i32::from(broker.config.advertised_port))
-            .with_rack(broker.config.rack.clone().map(str_bytes)),
-    ];
-    // v0: an empty list means all topics; v1+: null means all.
+/// `host:port` into its parts (registrations are validated at start).
+pub(crate) fn split(address: &str) -> (String, i32) {
+    match address.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(-1)),
+        None => (address.to_string(), -1),
+    }
+}
+
+/// The live brokers, and of the fenced ones those in `also`.
+pub fn brokers(img: &MetadataImage, also: &BTreeSet<i32>) -> Vec<MetadataResponseBroker> {
+    img.brokers
+        .values()
+        .filter(|b| !b.fenced || also.contains(&b.id))
+        .map(|b| {
+            let (host, port) = split(&b.kafka_address);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let cluster = Arc::clone(broker.cluster());
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
     let may_create =
         broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
-    let topics: Vec<MetadataResponseTopic> = if all {
-        let snapshot: Vec<TopicMetadata> = broker.metadata.lock().topics().cloned().collect();
-        snapshot.iter().map(|t| describe(broker, t)).collect()
+    let mut topics = Vec::new();
+    if all {
+        let img = cluster.image();
+        topics.extend(img.topics.iter().map(|(n, t)| describe(&img, n, t)));
     } else {
-        req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| match t.name {
-                Some(name) => by_name(broker, name.as_str(), may_create),
-                None => by_id(broker, t.topic_id),
-            })
-            .collect()
-    };
+        for t in req.topics.unwrap_or_default() {
+            let r = match t.name {
+                Some(name) => by_name(broker, name.as_str(), may_create).await,
+                None => by_id(&cluster.image(), t.topic_id),
+            };
+            topics.push(r);
+        }
+    }
+    if !all {
+        wait_for_gone_leaders(&cluster, &mut topics).await;
+    }
     for t in &topics {
         count_error(broker, "Metadata", t.error_code);
     }
+    let img = cluster.image();
     MetadataResponse::default()
-        .with_brokers(brokers)
+        .with_brokers(brokers(&img, &cluster.recently_fenced(&img)))
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
         .with_topics(topics)
 }
 
-fn by_name(broker: &Broker, name: &str, may_create: bool) -> MetadataResponseTopic {
-    let found = broker.metadata.lock().get(name).cloned();
-    if let Some(t) = found {
-        return describe(broker, &t);
-    }
+async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> MetadataResponseTopic {
     let error = |code: i16| {
         MetadataResponseTopic::default()
             .with_name(Some(topic_name(name)))
             .with_error_code(code)
     };
+    let cluster = Arc::clone(broker.cluster());
+    let img = cluster.image();
+    if let Some(t) = img.topics.get(name) {
+        return describe(&img, name, t);
+    }
     if let Err(reason) = validate_topic_name(name) {
         tracing::debug!(topic = name, %reason, "metadata for an invalid topic name");
         return error(code::INVALID_TOPIC_EXCEPTION);
     }
-    if name == crate::coordinator::group::OFFSETS_TOPIC {
-        // Internal: created with its own settings, never auto-created.
-        return match broker.ensure_offsets_topic() {
-            Ok(_) => match broker.metadata.lock().get(name).cloned() {
-                Some(t) => describe(broker, &t),
-                None => error(code::UNKNOWN_TOPIC_OR_PARTITION),
-            },
-            Err(_) => error(code::UNKNOWN_TOPIC_OR_PARTITION),
-        };
-    }
-    if !may_create {
+    let internal = name == crate::coordinator::group::OFFSETS_TOPIC;
+    if !may_create && !internal {
         return error(code::UNKNOWN_TOPIC_OR_PARTITION);
     }
-    match broker.auto_create(name) {
-        Ok(t) => describe(broker, &t),
-        Err(CreateTopicError::InvalidName(_)) => error(code::INVALID_TOPIC_EXCEPTION),
+    let new = if internal {
+        match broker.offsets_topic_spec() {
+            Ok(t) => t,
+            Err(_) => return error(code::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    } else {
+        NewTopic {
+            name: name.to_string(),
+            partitions: broker.config.num_partitions,
+            replication_factor: broker.config.default_replication_factor,
+            configs: TopicConfigs::default(),
+            assignment: None,
+        }
+    };
+    match broker.create_topic(new, false).await {
+        Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
+        Err(CreateTopicError::InvalidName(_)) => return error(code::INVALID_TOPIC_EXCEPTION),
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-creating topic failed");
-            error(code::UNKNOWN_TOPIC_OR_PARTITION)
+            return error(code::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+    }
+    // The write is committed; wait briefly for this broker's image.
+    let mut image = cluster.subscribe();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        image.wait_for(|img| img.topics.contains_key(name)),
+    )
+    .await;
+    broker.wait_hosted(name).await;
+    let img = cluster.image();
+    match img.topics.get(name) {
+        Some(t) => describe(&img, name, t),
+        None => error(LEADER_NOT_AVAILABLE),
+    }
+}
+
+/// A client that asks for named topics is most often looking for a leader
+/// it just lost. When a leader in the answer is found gone (its listener
+/// refuses connections: the process is not there), the answer waits, up to
+/// a broker session, for the controller to fence it and move its
+/// leaderships, and then names the new leaders. Told the old leader,
+/// clients stop their quick leader queries and look again only on a
+/// periodic scan (once a second in librdkafka), which used to make most of
+/// a failover. The answer never hides a leader the image names: one the
+/// controller keeps (alive, only cut off from this broker) is answered as
+/// it is after the wait, and for the next ten seconds without waiting
+/// (decision 0020).
+async fn wait_for_gone_leaders(cluster: &Arc<Cluster>, topics: &mut [MetadataResponseTopic]) {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(cluster.config.session_timeout_ms);
+    // From the image current now: one that changed since the answer was
+    // put together would not wake the wait below.
+    let mut images = cluster.subscribe();
+    let img = images.borrow_and_update().clone();
+    redescribe(&img, topics);
+    loop {
+        let gone = cluster.found_gone(&leaders(topics)).await;
+        if gone.is_empty() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, images.changed()).await {
+            Ok(Ok(())) => {
+                let img = images.borrow_and_update().clone();
+                redescribe(&img, topics);
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(?gone, "metadata: leaders found gone were kept");
+                cluster.leader_kept(&gone);
+                return;
+            }
         }
     }
 }
 
-fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
-    let found = {
-        let store = broker.metadata.lock();
-        store.name_of(&id).and_then(|n| store.get(n)).cloned()
-    };
-    match found {
-        Some(t) => describe(broker, &t),
+/// The leaders named in an answer.
+fn leaders(topics: &[MetadataResponseTopic]) -> BTreeSet<i32> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.leader_id.0))
+        .filter(|l| *l >= 0)
+        .collect()
+}
+
+/// Describes again, from `img`, the topics an answer found.
+fn redescribe(img: &MetadataImage, topics: &mut [MetadataResponseTopic]) {
+    for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+        if let Some(name) = t.name.clone()
+            && let Some(state) = img.topics.get(name.as_str())
+        {
+            *t = describe(img, name.as_str(), state);
+        }
+    }
+}
+
+fn by_id(img: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+    match img
+        .topics
+        .iter()
+        .find(|(_, t)| Uuid::from_bytes(t.id) == id)
+    {
+        Some((n, t)) => describe(img, n, t),
         None => MetadataResponseTopic::default()
             .with_name(None)
             .with_topic_id(id)
@@ -103,26 +207,32 @@ fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
     }
 }
 
-fn describe(broker: &Broker, t: &TopicMetadata) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
-    let partitions = (0..t.partitions)
-        .map(|p| {
-            let epoch = broker
-                .replicas
-                .get(&crate::partition::replica::TopicPartition::new(&t.name, p))
-                .map(|part| part.leader_epoch())
-                .unwrap_or(0);
+fn describe(img: &MetadataImage, name: &str, t: &TopicState) -> MetadataResponseTopic {
+    let fenced = |r: &i32| img.brokers.get(r).is_none_or(|b| b.fenced);
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+            let offline: Vec<i32> = p.replicas.iter().copied().filter(|r| fenced(r)).collect();
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(if p.leader < 0 {
+                    LEADER_NOT_AVAILABLE
+                } else {
+                    0
+                })
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(topic_name(t.name.clone())))
-        .with_topic_id(t.id)
-        .with_is_internal(t.name.starts_with("__"))
+        .with_name(Some(topic_name(name.to_string())))
+        .with_topic_id(Uuid::from_bytes(t.id))
+        .with_is_internal(name.starts_with("__"))
         .with_partitions(partitions)
 }

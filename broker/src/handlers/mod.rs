@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod api_versions;
-pub mod cluster_metadata;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
@@ -104,10 +103,7 @@ pub async fn handle(
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = decode_body(&h).map_err(bad)?;
-            let resp = match broker.cluster() {
-                Some(_) => cluster_metadata::handle(broker, req, v).await,
-                None => metadata::handle(broker, req, v),
-            };
+            let resp = metadata::handle(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::Produce => {
@@ -187,10 +183,7 @@ pub async fn handle(
         }
         ApiKey::ElectLeaders => {
             let req: ElectLeadersRequest = decode_body(&h).map_err(bad)?;
-            let resp = match broker.cluster() {
-                Some(c) => reassignments::elect_leaders(broker, c, req, v).await,
-                None => admin::elect_leaders(broker, req, v),
-            };
+            let resp = reassignments::elect_leaders(broker, broker.cluster(), req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::AlterPartitionReassignments => {

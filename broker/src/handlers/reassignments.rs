@@ -46,33 +46,7 @@ fn unknown(topic: &str, p: i32) -> Answer {
     )
 }
 
-/// One partition of AlterPartitionReassignments on a one-broker cluster:
-/// the only valid target is the broker itself, which is already the set.
-fn reassign_single(broker: &Broker, topic: &str, p: i32, target: Option<&[i32]>) -> Answer {
-    let me = broker.config.node_id;
-    if broker
-        .replicas
-        .get(&crate::partition::replica::TopicPartition::new(topic, p))
-        .is_none()
-    {
-        return unknown(topic, p);
-    }
-    match target {
-        None => (
-            NO_REASSIGNMENT_IN_PROGRESS,
-            Some(format!("No reassignment is in progress for {topic}-{p}")),
-        ),
-        Some(t) if t == [me] => ok(),
-        Some(t) => (
-            code::INVALID_REPLICA_ASSIGNMENT,
-            Some(format!(
-                "replicas {t:?}: a one-broker cluster only has broker {me}"
-            )),
-        ),
-    }
-}
-
-async fn reassign_in_cluster(
+async fn reassign(
     cluster: &Cluster,
     topic: &str,
     p: i32,
@@ -134,13 +108,14 @@ pub async fn alter(
         for p in t.partitions {
             let target: Option<Vec<i32>> =
                 p.replicas.map(|rs| rs.into_iter().map(|b| b.0).collect());
-            let (c, m) = match broker.cluster() {
-                None => reassign_single(broker, &topic, p.partition_index, target.as_deref()),
-                Some(cluster) => {
-                    reassign_in_cluster(cluster, &topic, p.partition_index, target, allow_rf_change)
-                        .await
-                }
-            };
+            let (c, m) = reassign(
+                broker.cluster(),
+                &topic,
+                p.partition_index,
+                target,
+                allow_rf_change,
+            )
+            .await;
             if c != code::NONE {
                 count_error(broker, "AlterPartitionReassignments", c);
             } else {
@@ -189,8 +164,7 @@ pub fn list(
     req: ListPartitionReassignmentsRequest,
     _version: i16,
 ) -> ListPartitionReassignmentsResponse {
-    // A one-broker cluster never has a move in progress.
-    let img = broker.cluster().map(|c| c.image()).unwrap_or_default();
+    let img = broker.cluster().image();
     let found: Vec<(String, OngoingPartitionReassignment)> = match req.topics {
         None => img
             .topics

@@ -25,13 +25,8 @@ pub async fn handle(
 }
 
 async fn unregister(broker: &Arc<Broker>, id: i32) -> (i16, Option<String>) {
-    let Some(cluster) = broker.cluster() else {
-        return (
-            BROKER_ID_NOT_REGISTERED,
-            Some("a single broker has no other broker to unregister".into()),
-        );
-    };
-    if cluster.config.voters.contains_key(&id) {
+    let cluster = broker.cluster();
+    if cluster.voters().contains_key(&id) {
         return (
             code::INVALID_REQUEST,
             Some(format!(

@@ -3,7 +3,7 @@
 //! the metadata image that replaces the single-node topic file as the
 //! source of truth for topics, partitions and leaders.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,20 @@ impl Cluster {
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<MetadataImage>> {
         self.node.subscribe()
+    }
+
+    /// The quorum's voters, broker id -> internal address.
+    pub fn voters(&self) -> BTreeMap<i32, String> {
+        self.node
+            .voters()
+            .iter()
+            .map(|(id, a)| (*id as i32, a.clone()))
+            .collect()
+    }
+
+    /// Where this broker's internal (quorum) listener is bound.
+    pub fn internal_address(&self) -> std::net::SocketAddr {
+        self.node.local_addr()
     }
 
     /// The controller (quorum leader) as a broker id.

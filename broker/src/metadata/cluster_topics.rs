@@ -105,24 +105,50 @@ fn check_assignment(
     Ok(())
 }
 
+/// CreateTopics' manual assignment, with Kafka's checks and messages:
+/// every list non-empty, of registered brokers, none twice, all as long as
+/// the first.
+fn check_manual_assignment(img: &MetadataImage, assignment: &[Vec<i32>]) -> Result<(), String> {
+    let rf = assignment.first().map_or(0, Vec::len);
+    for rs in assignment {
+        if rs.is_empty() {
+            return Err("The manual partition assignment includes an empty replica list.".into());
+        }
+        let mut sorted = rs.clone();
+        sorted.sort_unstable();
+        for (i, b) in sorted.iter().enumerate() {
+            if !img.brokers.contains_key(b) {
+                return Err(format!(
+                    "The manual partition assignment includes broker {b}, but no such broker is registered."
+                ));
+            }
+            if i > 0 && sorted[i - 1] == *b {
+                return Err(format!(
+                    "The manual partition assignment includes the broker {b} more than once."
+                ));
+            }
+        }
+        if rs.len() != rf {
+            return Err(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).",
+                rs.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Broker {
     /// Where `group` is coordinated: the leader of its `__consumer_offsets`
     /// partition, as `(node id, host, port)`, or the error to answer
     /// (the offsets topic is created through the quorum on first use).
     pub fn group_coordinator(self: &Arc<Self>, group: &str) -> Result<(i32, String, i32), i16> {
-        let Some(cluster) = self.cluster() else {
-            return Ok((
-                self.config.node_id,
-                self.config.advertised_host.clone(),
-                i32::from(self.config.advertised_port),
-            ));
-        };
-        let img = cluster.image();
+        let img = self.cluster().image();
         let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
             let b = Arc::clone(self);
             tokio::spawn(async move {
                 if let Ok(spec) = b.offsets_topic_spec() {
-                    match b.create_topic_in_cluster(spec, false).await {
+                    match b.create_topic(spec, false).await {
                         Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
                         Err(e) => tracing::warn!(error = %e, "creating the offsets topic"),
                     }
@@ -139,14 +165,13 @@ impl Broker {
         let Some(b) = img.brokers.get(&leader).filter(|b| !b.fenced) else {
             return Err(COORDINATOR_NOT_AVAILABLE);
         };
-        let (host, port) = crate::handlers::cluster_metadata::split(&b.kafka_address);
+        let (host, port) = crate::handlers::metadata::split(&b.kafka_address);
         Ok((b.id, host, port))
     }
 
     /// `None` when this broker coordinates `group`, else the error to answer.
     pub fn coordinator_error(&self, group: &str) -> Option<i16> {
-        let cluster = self.cluster()?;
-        let img = cluster.image();
+        let img = self.cluster().image();
         let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
             return Some(COORDINATOR_NOT_AVAILABLE);
         };
@@ -170,14 +195,14 @@ impl Broker {
         }
     }
 
-    /// A topic as the cluster knows it: from the metadata image in a
-    /// cluster (every broker answers for every topic, hosted here or not),
-    /// else from the local store.
+    /// A topic as the cluster knows it, from the metadata image: every
+    /// broker answers for every topic, hosted here or not.
     pub fn topic_metadata_anywhere(&self, name: &str) -> Option<TopicMetadata> {
-        match self.cluster() {
-            Some(c) => c.image().topics.get(name).map(|t| topic_metadata(name, t)),
-            None => self.metadata.lock().get(name).cloned(),
-        }
+        self.cluster()
+            .image()
+            .topics
+            .get(name)
+            .map(|t| topic_metadata(name, t))
     }
 
     /// The partition, if this broker leads it; else the Kafka error code a
@@ -187,10 +212,7 @@ impl Broker {
         &self,
         tp: &TopicPartition,
     ) -> Result<Arc<crate::partition::replica::Partition>, i16> {
-        let Some(cluster) = self.cluster() else {
-            return self.replicas.get(tp).ok_or(UNKNOWN_TOPIC_OR_PARTITION);
-        };
-        let Some(p) = cluster.partition(&tp.topic, tp.partition) else {
+        let Some(p) = self.cluster().partition(&tp.topic, tp.partition) else {
             return Err(UNKNOWN_TOPIC_OR_PARTITION);
         };
         if p.leader != self.config.node_id {
@@ -200,15 +222,14 @@ impl Broker {
         self.replicas.get(tp).ok_or(NOT_LEADER_OR_FOLLOWER)
     }
 
-    /// CreateTopics in a cluster.
-    pub async fn create_topic_in_cluster(
+    /// CreateTopics: validated, placed on the live brokers (or as the
+    /// request's assignment says), then written to the quorum.
+    pub async fn create_topic(
         &self,
         t: NewTopic,
         validate_only: bool,
     ) -> Result<TopicMetadata, CreateTopicError> {
-        let Some(cluster) = self.cluster() else {
-            return self.create_topic(t, validate_only);
-        };
+        let cluster = self.cluster();
         validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
         if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
             return Err(CreateTopicError::InvalidPartitions {
@@ -224,7 +245,7 @@ impl Broker {
                 rack: b.rack.clone(),
             })
             .collect();
-        if t.replication_factor < 1 {
+        if t.assignment.is_none() && t.replication_factor < 1 {
             return Err(CreateTopicError::InvalidReplicationFactor {
                 got: t.replication_factor,
                 brokers: live.len() as i16,
@@ -240,26 +261,36 @@ impl Broker {
                 t.name
             )));
         }
-        let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
-        let assignment = placement::assign(
-            &live,
-            t.partitions as usize,
-            t.replication_factor as usize,
-            0,
-            start,
-        )
-        .map_err(|e| match e {
-            PlacementError::NotEnoughBrokers { rf, brokers } => {
-                CreateTopicError::InvalidReplicationFactor {
-                    got: rf as i16,
-                    brokers: brokers as i16,
-                }
+        let assignment = match t.assignment.clone() {
+            Some(a) => {
+                check_manual_assignment(&img, &a).map_err(CreateTopicError::InvalidAssignment)?;
+                a
             }
-            PlacementError::ZeroReplicationFactor => CreateTopicError::InvalidReplicationFactor {
-                got: 0,
-                brokers: live.len() as i16,
-            },
-        })?;
+            None => {
+                let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
+                placement::assign(
+                    &live,
+                    t.partitions as usize,
+                    t.replication_factor as usize,
+                    0,
+                    start,
+                )
+                .map_err(|e| match e {
+                    PlacementError::NotEnoughBrokers { rf, brokers } => {
+                        CreateTopicError::InvalidReplicationFactor {
+                            got: rf as i16,
+                            brokers: brokers as i16,
+                        }
+                    }
+                    PlacementError::ZeroReplicationFactor => {
+                        CreateTopicError::InvalidReplicationFactor {
+                            got: 0,
+                            brokers: live.len() as i16,
+                        }
+                    }
+                })?
+            }
+        };
         let id = Uuid::new_v4();
         let meta = TopicMetadata {
             name: t.name.clone(),
@@ -285,6 +316,7 @@ impl Broker {
         match written {
             Outcome::Ok => {
                 tracing::info!(topic = %t.name, %id, partitions = t.partitions, "created topic through the quorum");
+                self.wait_hosted(&t.name).await;
                 Ok(meta)
             }
             Outcome::Refused(Refusal::TopicExists(n)) => Err(CreateTopicError::AlreadyExists(n)),
@@ -304,9 +336,7 @@ impl Broker {
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
-        let Some(cluster) = self.cluster() else {
-            return self.create_partitions(name, count, assignment.as_deref(), validate_only);
-        };
+        let cluster = self.cluster();
         let img = cluster.image();
         let Some(t) = img.topics.get(name) else {
             return Err(unknown_topic(name));
@@ -362,6 +392,7 @@ impl Broker {
         };
         write_topic_change(cluster, cmd, name, INVALID_PARTITIONS).await?;
         tracing::info!(topic = %name, from = current, to = count, "added partitions through the quorum");
+        self.wait_hosted(name).await;
         Ok(())
     }
 
@@ -374,9 +405,7 @@ impl Broker {
         changes: &[(String, i8, Option<String>)],
         validate_only: bool,
     ) -> Result<(), (i16, String)> {
-        let Some(cluster) = self.cluster() else {
-            return self.alter_topic_configs(name, changes, validate_only);
-        };
+        let cluster = self.cluster();
         let img = cluster.image();
         let Some(t) = img.topics.get(name) else {
             return Err(unknown_topic(name));
@@ -395,14 +424,10 @@ impl Broker {
         Ok(())
     }
 
-    /// DeleteTopics in a cluster: `None` when there is no such topic.
-    pub async fn delete_topic_in_cluster(
-        &self,
-        name: &str,
-    ) -> crate::error::Result<Option<TopicMetadata>> {
-        let Some(cluster) = self.cluster() else {
-            return self.delete_topic(name);
-        };
+    /// DeleteTopics, through the quorum: `None` when there is no such
+    /// topic.
+    pub async fn remove_topic(&self, name: &str) -> crate::error::Result<Option<TopicMetadata>> {
+        let cluster = self.cluster();
         let Some(meta) = cluster
             .image()
             .topics
@@ -417,9 +442,116 @@ impl Broker {
             })
             .await?
         {
-            Outcome::Ok => Ok(Some(meta)),
+            Outcome::Ok => {
+                // This broker's replicas go as it applies the deletion:
+                // waited for (up to two seconds), so that a client that
+                // creates the topic again here, right after, starts on
+                // an empty log. Other brokers follow as they apply it.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                while self
+                    .metadata
+                    .lock()
+                    .get(name)
+                    .is_some_and(|t| t.id == meta.id)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Ok(Some(meta))
+            }
             _ => Ok(None),
         }
+    }
+
+    /// Whether this broker serves the replicas of topic `name` that `t`
+    /// (its state in the current image) places here: the partitions
+    /// opened, those it leads led.
+    fn serves(&self, name: &str, t: &sluice_quorum::image::TopicState) -> bool {
+        let me = self.config.node_id;
+        t.partitions.iter().enumerate().all(|(i, p)| {
+            let tp = TopicPartition::new(name, i as i32);
+            if p.leader == me {
+                self.led_partition(&tp).is_ok_and(|p| p.is_leader())
+            } else {
+                !p.replicas.contains(&me) || self.replicas.get(&tp).is_some()
+            }
+        })
+    }
+
+    /// Waits, up to `limit`, until this broker serves what the image
+    /// places on it, of topic `name` or (`None`) of every topic: a client
+    /// that produces to the broker right after it answered a topic change,
+    /// or right after it began to serve, finds its partitions led. Other
+    /// brokers follow as they apply the change; clients retry there
+    /// (NOT_LEADER_OR_FOLLOWER).
+    pub async fn wait_served(&self, name: Option<&str>, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let img = self.cluster().image();
+            let ready = match name {
+                Some(n) => img.topics.get(n).is_none_or(|t| self.serves(n, t)),
+                None => img.topics.iter().all(|(n, t)| self.serves(n, t)),
+            };
+            if ready || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// [`Broker::wait_served`] for one topic, up to two seconds.
+    pub async fn wait_hosted(&self, name: &str) {
+        self.wait_served(Some(name), std::time::Duration::from_secs(2))
+            .await;
+    }
+
+    /// Moves the topics of a data directory written before every broker
+    /// was a quorum member into this broker's own one-voter quorum, with
+    /// their ids, partition counts and configs, every replica here: the
+    /// records, committed offsets and producer state stay where they are
+    /// (docs/decisions/0027). A topic the quorum already has with the same
+    /// id (an earlier, interrupted move) is left as it is.
+    pub async fn move_topics_into_quorum(&self) -> crate::error::Result<()> {
+        let me = self.config.node_id;
+        let local: Vec<TopicMetadata> = self.metadata.lock().topics().cloned().collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for t in local {
+            let cmd = Command::CreateTopic {
+                name: t.name.clone(),
+                id: *t.id.as_bytes(),
+                assignment: vec![vec![me]; t.partitions as usize],
+                configs: t.configs.0.clone(),
+            };
+            loop {
+                if let Some(q) = self.cluster().image().topics.get(&t.name) {
+                    if Uuid::from_bytes(q.id) == t.id {
+                        break;
+                    }
+                    return Err(crate::error::Error::Metadata(format!(
+                        "moving topic {} into the metadata quorum: the quorum has another topic of that name",
+                        t.name
+                    )));
+                }
+                match self.cluster().write(cmd.clone()).await {
+                    Ok(Outcome::Ok) => {
+                        tracing::info!(topic = %t.name, id = %t.id, partitions = t.partitions, "moved a topic into the metadata quorum");
+                        break;
+                    }
+                    Ok(other) => {
+                        return Err(crate::error::Error::Metadata(format!(
+                            "moving topic {} into the metadata quorum: refused: {other:?}",
+                            t.name
+                        )));
+                    }
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "moving topics: no quorum leader yet");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Brings the local partitions in line with the image: topics this
@@ -438,7 +570,7 @@ impl Broker {
             .topics()
             .map(|t| (t.name.clone(), t.id))
             .collect();
-        let caught_up = self.cluster().is_some_and(|c| c.caught_up_in(img));
+        let caught_up = self.cluster().caught_up_in(img);
         for (name, id) in &local {
             // Kept while the image hosts a topic of that name and id here
             // (a topic deleted and created again has a new id).
@@ -479,11 +611,7 @@ impl Broker {
                     }
                 }
             }
-            let lag = self
-                .config
-                .cluster
-                .as_ref()
-                .map_or(10_000, |c| c.replica_lag_time_max_ms);
+            let lag = self.config.cluster.replica_lag_time_max_ms;
             for (i, p) in t.partitions.iter().enumerate() {
                 let Some(part) = self
                     .replicas
@@ -543,9 +671,7 @@ impl Broker {
 
     /// Follows the image for as long as the broker runs.
     pub async fn run_materializer(self: Arc<Self>) {
-        let Some(cluster) = self.cluster().cloned() else {
-            return;
-        };
+        let cluster = Arc::clone(self.cluster());
         let mut image = cluster.subscribe();
         loop {
             let img = image.borrow_and_update().clone();

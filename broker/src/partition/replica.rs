@@ -98,6 +98,11 @@ impl Partition {
             .fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// Whether this replica has taken the leadership the metadata gave it.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.lock(), Role::Leader(_))
+    }
+
     pub fn append(&self, records: &[u8], headers: &[BatchHeader]) -> Result<AppendInfo> {
         let mut log = self.log.lock();
         let info = log.append_as_leader(records, headers, self.leader_epoch(), now_ms())?;

@@ -39,9 +39,7 @@ pub fn propose_isr(
     change: IsrChange,
     leader_epoch: i32,
 ) {
-    let Some(cluster) = broker.cluster().cloned() else {
-        return;
-    };
+    let cluster = Arc::clone(broker.cluster());
     let partition = Arc::clone(partition);
     let me = broker.config.node_id;
     tokio::spawn(async move {
@@ -151,14 +149,8 @@ fn topic_name(s: &str) -> TopicName {
 
 /// Fetches from `leader` while this broker follows it for some partition.
 async fn fetch_from(broker: Arc<Broker>, leader: i32) {
-    let Some(cluster) = broker.cluster().cloned() else {
-        return;
-    };
-    let wait_ms = broker
-        .config
-        .cluster
-        .as_ref()
-        .map_or(500, |c| c.replica_fetch_wait_max_ms);
+    let cluster = Arc::clone(broker.cluster());
+    let wait_ms = broker.config.cluster.replica_fetch_wait_max_ms;
     let mut client: Option<AdminClient> = None;
     // When the last round failed: a broken connection is retried at once
     // (a leader that is gone refuses it, and is suspected within a
@@ -183,11 +175,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let source = broker
-                .config
-                .cluster
-                .as_ref()
-                .and_then(|c| c.source_address);
+            let source = broker.config.cluster.source_address;
             match AdminClient::connect_from(&address, source, Duration::from_millis(wait_ms + 5000))
                 .await
             {
@@ -245,9 +233,9 @@ async fn round(
         .dynamic
         .lock()
         .rate("follower.replication.throttled.rate");
-    let adding: Vec<(String, i32)> = match (rate, broker.cluster()) {
-        (Some(_), Some(c)) => {
-            let img = c.image();
+    let adding: Vec<(String, i32)> = match rate {
+        Some(_) => {
+            let img = broker.cluster().image();
             let me = broker.config.node_id;
             ready
                 .iter()

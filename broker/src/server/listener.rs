@@ -36,37 +36,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     let metrics_addr = http
         .local_addr()
         .map_err(|e| Error::io("metrics listener", e))?;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .map_err(|e| Error::Metadata(format!("startup task failed: {e}")))??;
-    if let Some(cc) = broker.config.cluster.clone() {
-        let fresh = broker.metadata.lock().is_empty();
-        // Topics of a single-node broker are not in any quorum's metadata:
-        // joining a cluster would delete them. Refused, not guessed.
-        let marker = broker.config.data_dir.join("meta").join("cluster-member");
-        if !fresh && !marker.exists() {
-            return Err(Error::config(
-                "controller.quorum.voters",
-                format!(
-                    "{} holds topics of a single-node broker; a cluster member needs a new data directory",
-                    broker.config.data_dir.display()
-                ),
-            ));
-        }
-        crate::storage::checkpoint::write_atomic(&marker, b"joined a cluster\n")?;
-        let local = broker.cluster_id.clone();
-        let (cluster, id) =
-            crate::metadata::cluster::Cluster::start(&broker.config, &cc, &local, fresh).await?;
-        if id != local {
-            crate::metadata::ClusterMeta {
-                cluster_id: id.clone(),
-                node_id: broker.config.node_id,
-            }
-            .write(&broker.config.data_dir)?;
-        }
-        let _ = broker.cluster.set(Arc::new(cluster));
-        tracing::info!(cluster_id = %id, internal = %cc.internal_listener, "joined the cluster");
-    }
+    let broker = join_quorum(config).await?;
 
     let tasks = TaskTracker::new();
     let connections = TaskTracker::new();
@@ -81,14 +51,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(Arc::clone(&broker).run_background());
     tasks.spawn(Arc::clone(&broker).run_cleaner());
     tasks.spawn(Arc::clone(&broker).run_materializer());
-    if broker.cluster().is_some() {
-        tasks.spawn(crate::partition::replication::run_fetchers(Arc::clone(
-            &broker,
-        )));
-        tasks.spawn(crate::partition::replication::run_isr_ticker(Arc::clone(
-            &broker,
-        )));
-    }
+    tasks.spawn(crate::partition::replication::run_fetchers(Arc::clone(
+        &broker,
+    )));
+    tasks.spawn(crate::partition::replication::run_isr_ticker(Arc::clone(
+        &broker,
+    )));
     // The Kafka port is bound from the start, but connections wait in its
     // backlog until this broker is registered and unfenced by the quorum,
     // as Kafka enables request processing only then: no client ever sees
@@ -97,13 +65,16 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     let serving = Arc::clone(&broker);
     let accepted = connections.clone();
     tasks.spawn(async move {
-        if let Some(c) = serving.cluster().cloned() {
-            tokio::select! {
-                _ = serving.shutdown.cancelled() => return,
-                () = c.wait_caught_up() => {}
-            }
-            tracing::info!("registered and unfenced: serving clients");
+        let c = Arc::clone(serving.cluster());
+        tokio::select! {
+            _ = serving.shutdown.cancelled() => return,
+            () = c.wait_caught_up() => {}
         }
+        // And the partitions the metadata gives it are opened and led, so
+        // that the first produce finds its leader here (bounded: a
+        // partition that cannot open is logged by the materializer).
+        serving.wait_served(None, Duration::from_secs(5)).await;
+        tracing::info!("registered and unfenced: serving clients");
         ready.cancel();
         accept_loop(serving, kafka, accepted).await;
     });
@@ -115,6 +86,78 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
         tasks,
         connections,
     })
+}
+
+/// Where this data directory stands before the broker joins the quorum.
+struct DataDir {
+    /// The cluster id it was formatted with.
+    cluster_id: String,
+    /// No topics yet.
+    fresh: bool,
+    /// Topics written by a broker of the time before every broker was a
+    /// quorum member (docs/decisions/0027): to be moved into the quorum.
+    pre_quorum: bool,
+}
+
+/// The marker of a data directory whose topics live in the quorum.
+const QUORUM_MARKER: &str = "cluster-member";
+
+fn inspect(config: &BrokerConfig) -> Result<DataDir> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let meta = crate::metadata::ClusterMeta::load_or_format(dir, config.node_id)?;
+    let fresh = crate::metadata::MetadataStore::open(dir)?.is_empty();
+    let marker = dir.join("meta").join(QUORUM_MARKER);
+    Ok(DataDir {
+        cluster_id: meta.cluster_id,
+        fresh,
+        pre_quorum: !fresh && !marker.exists(),
+    })
+}
+
+/// Joins the metadata quorum (this broker alone, or the voters
+/// configured), settles the cluster id and opens the data directory; a
+/// directory of a broker from before the quorum has its topics moved in.
+async fn join_quorum(config: BrokerConfig) -> Result<Arc<Broker>> {
+    let blocking = |e: tokio::task::JoinError| Error::Metadata(format!("startup task failed: {e}"));
+    let cfg = config.clone();
+    let dir = tokio::task::spawn_blocking(move || inspect(&cfg))
+        .await
+        .map_err(blocking)??;
+    let cc = config.cluster.clone();
+    let alone =
+        cc.voters.is_empty() || (cc.voters.len() == 1 && cc.voters.contains_key(&config.node_id));
+    if dir.pre_quorum && !alone {
+        // Its topics are not in that quorum's metadata: joining would
+        // delete them. Refused, not guessed.
+        return Err(Error::config(
+            "controller.quorum.voters",
+            format!(
+                "{} holds topics of a broker that ran alone; start it once without controller.quorum.voters (its topics move into its own quorum), then move them to the cluster with a client (a mirror or a replay), or give this broker a new data directory",
+                config.data_dir.display()
+            ),
+        ));
+    }
+    let (cluster, id) =
+        crate::metadata::cluster::Cluster::start(&config, &cc, &dir.cluster_id, dir.fresh).await?;
+    if id != dir.cluster_id {
+        crate::metadata::ClusterMeta {
+            cluster_id: id.clone(),
+            node_id: config.node_id,
+        }
+        .write(&config.data_dir)?;
+    }
+    tracing::info!(cluster_id = %id, internal = %cluster.internal_address(), "joined the metadata quorum");
+    let cluster = Arc::new(cluster);
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, cluster))
+        .await
+        .map_err(blocking)??;
+    if dir.pre_quorum {
+        broker.move_topics_into_quorum().await?;
+    }
+    let marker = broker.config.data_dir.join("meta").join(QUORUM_MARKER);
+    crate::storage::checkpoint::write_atomic(&marker, b"topics in the metadata quorum\n")?;
+    Ok(broker)
 }
 
 async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, connections: TaskTracker) {
@@ -154,13 +197,14 @@ impl RunningBroker {
     pub async fn shutdown(self) -> Result<()> {
         tracing::info!("shutting down");
         let timeout = Duration::from_millis(self.broker.config.shutdown_timeout_ms);
-        if let Some(c) = self.broker.cluster() {
-            // Controlled shutdown first, while still serving: leaderships
-            // move to other in-sync replicas before the listener closes.
-            // Bounded well below the pod's grace period: with no quorum
-            // left (the whole cluster stopping) there is nobody to hand to.
-            c.shutdown(timeout.min(Duration::from_secs(5))).await;
-        }
+        // Controlled shutdown first, while still serving: leaderships
+        // move to other in-sync replicas before the listener closes.
+        // Bounded well below the pod's grace period: with no quorum left
+        // (the whole cluster stopping) there is nobody to hand to.
+        self.broker
+            .cluster()
+            .shutdown(timeout.min(Duration::from_secs(5)))
+            .await;
         self.broker.shutdown.cancel();
         self.connections.close();
         if tokio::time::timeout(timeout, self.connections.wait())

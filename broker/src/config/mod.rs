@@ -452,15 +452,11 @@ impl BrokerConfig {
             // Alone, nobody dials the internal listener: a free loopback
             // port, so that a broker run without flags binds no second
             // well-known port and two of them never collide.
-            let port = if voters.is_empty() { 0 } else { 9093 };
-            SocketAddr::new(
-                if voters.is_empty() {
-                    std::net::IpAddr::from([127, 0, 0, 1])
-                } else {
-                    cfg.listener.ip()
-                },
-                port,
-            )
+            if voters.is_empty() {
+                ClusterConfig::default().internal_listener
+            } else {
+                SocketAddr::new(cfg.listener.ip(), 9093)
+            }
         });
         let internal_advertised = match &c.internal_advertised_listener {
             Some(a) => {

@@ -660,6 +660,96 @@ impl AdminClient {
         kafka(resp.error_code, resp.error_message.as_ref())
     }
 
+    /// The metadata quorum (DescribeQuorum of `__cluster_metadata`).
+    pub async fn describe_quorum(&mut self) -> Result<QuorumInfo, AdminError> {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let req = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+        ]);
+        let resp = self.call(req).await?;
+        kafka(resp.error_code, resp.error_message.as_ref())?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| AdminError::Protocol("empty DescribeQuorum answer".into()))?;
+        kafka(p.error_code, p.error_message.as_ref())?;
+        let replicas = |rs: &[describe_quorum_response::ReplicaState]| {
+            rs.iter()
+                .map(|r| QuorumReplica {
+                    id: r.replica_id.0,
+                    directory_id: r.replica_directory_id,
+                    log_end_offset: r.log_end_offset,
+                    last_caught_up_ms: r.last_caught_up_timestamp,
+                })
+                .collect()
+        };
+        let address = |id: i32| {
+            resp.nodes
+                .iter()
+                .find(|n| n.node_id.0 == id)
+                .and_then(|n| n.listeners.first())
+                .map(|l| format!("{}:{}", l.host.as_str(), l.port))
+        };
+        let voters: Vec<QuorumReplica> = replicas(&p.current_voters);
+        Ok(QuorumInfo {
+            leader: p.leader_id.0,
+            epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            addresses: voters
+                .iter()
+                .filter_map(|v| address(v.id).map(|a| (v.id, a)))
+                .collect(),
+            voters,
+            observers: replicas(&p.observers),
+        })
+    }
+
+    /// Makes broker `id` a quorum voter (AddRaftVoter); `address` is its
+    /// quorum listener, `host:port`.
+    pub async fn add_raft_voter(
+        &mut self,
+        id: i32,
+        directory_id: uuid::Uuid,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::add_raft_voter_request::Listener;
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| AdminError::Protocol(format!("{address} is not host:port")))?;
+        let req = AddRaftVoterRequest::default()
+            .with_cluster_id(None)
+            .with_voter_id(id)
+            .with_voter_directory_id(directory_id)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_listeners(vec![
+                Listener::default()
+                    .with_name(StrBytes::from_static_str("CONTROLLER"))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port),
+            ]);
+        let resp = self.call(req).await?;
+        kafka(resp.error_code, resp.error_message.as_ref())
+    }
+
+    /// Makes voter `id` an observer (RemoveRaftVoter).
+    pub async fn remove_raft_voter(
+        &mut self,
+        id: i32,
+        directory_id: uuid::Uuid,
+    ) -> Result<(), AdminError> {
+        let req = RemoveRaftVoterRequest::default()
+            .with_cluster_id(None)
+            .with_voter_id(id)
+            .with_voter_directory_id(directory_id);
+        let resp = self.call(req).await?;
+        kafka(resp.error_code, resp.error_message.as_ref())
+    }
+
     /// Sets (Some) or removes (None) dynamic configs of the broker this
     /// client is connected to (resource name: its id).
     pub async fn alter_broker_configs(
@@ -716,6 +806,46 @@ impl AdminClient {
             .first()
             .ok_or_else(|| AdminError::Protocol("empty IncrementalAlterConfigs answer".into()))?;
         kafka(r.error_code, r.error_message.as_ref())
+    }
+}
+
+/// One member of the metadata quorum, as DescribeQuorum shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    pub id: i32,
+    pub directory_id: uuid::Uuid,
+    /// `-1`: not known.
+    pub log_end_offset: i64,
+    /// When it last held the whole log, ms since the Unix epoch (`-1`: not
+    /// known).
+    pub last_caught_up_ms: i64,
+}
+
+/// The metadata quorum, as DescribeQuorum shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumInfo {
+    pub leader: i32,
+    pub epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    pub observers: Vec<QuorumReplica>,
+    /// The voters' quorum listeners, `host:port`.
+    pub addresses: BTreeMap<i32, String>,
+}
+
+impl QuorumInfo {
+    pub fn voter_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Node `id`, voter or observer.
+    pub fn member(&self, id: i32) -> Option<&QuorumReplica> {
+        self.voters
+            .iter()
+            .chain(&self.observers)
+            .find(|r| r.id == id)
     }
 }
 

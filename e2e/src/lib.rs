@@ -96,9 +96,20 @@ pub fn free_port_list(n: usize) -> Result<Vec<u16>> {
 /// first three (or fewer) the metadata quorum's voters, each with its own
 /// data directory under `dir`, plus `extra` flags for all.
 pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<BrokerProcess>> {
+    start_cluster_voting(dir, n, n.min(3), extra)
+}
+
+/// Like [`start_cluster`], with the first `voters` brokers the quorum's
+/// voters at the start.
+pub fn start_cluster_voting(
+    dir: &Path,
+    n: usize,
+    voters: usize,
+    extra: &[&str],
+) -> Result<Vec<BrokerProcess>> {
     let ports = free_port_list(3 * n)?;
     let internal = |i: usize| ports[3 * i + 2];
-    let voters = (0..n.min(3))
+    let voters = (0..voters.min(n))
         .map(|i| format!("{i}@127.0.0.1:{}", internal(i)))
         .collect::<Vec<_>>()
         .join(",");
@@ -225,6 +236,18 @@ impl BrokerProcess {
             metrics_port,
             extra: args,
         }
+    }
+
+    /// The internal (quorum) listener as the other brokers reach it.
+    pub fn internal_address(&self) -> Option<String> {
+        let after = |flag: &str| {
+            self.extra
+                .iter()
+                .position(|a| a == flag)
+                .and_then(|i| self.extra.get(i + 1))
+                .cloned()
+        };
+        after("--internal-advertised-listener").or_else(|| after("--internal-listener"))
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -410,6 +433,7 @@ pub fn kcat() -> Option<&'static str> {
 }
 
 pub mod apache_kafka;
+pub mod java;
 pub mod links;
 pub mod rd;
 pub mod wire;

@@ -86,9 +86,25 @@ pub struct KafkaClusterSpec {
     /// How partitions move when brokers are added or removed.
     #[serde(default)]
     pub rebalance: RebalanceSpec,
+    /// The metadata quorum's voters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumSpec>,
     /// Overrides for the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateOverrides>,
+}
+
+/// Which brokers vote in the metadata quorum.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumSpec {
+    /// How many brokers vote: the lowest ids, odd, at most `replicas`.
+    /// Default: three (one for a cluster of one or two brokers). Voters
+    /// follow scaling: a joining broker becomes a voter once it has caught
+    /// up, a leaving one hands its vote on before its partitions move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self % 2 == 1").message("quorum.voters must be odd and at least 1"))]
+    pub voters: Option<i32>,
 }
 
 fn default_image() -> String {
@@ -291,6 +307,44 @@ pub struct KafkaClusterStatus {
     /// The rebalancing step in progress, written before it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanStatus>,
+    /// The metadata quorum: controller, voters and their lag, observers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+}
+
+/// The metadata quorum as DescribeQuorum shows it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumStatus {
+    /// The quorum leader (the active controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<i32>,
+    /// The leader's epoch (its Raft term).
+    #[serde(default)]
+    pub epoch: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<QuorumVoterStatus>,
+    /// Brokers that replicate the metadata log without voting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<i32>,
+    /// `controller.quorum.voters` as the cluster began: kept in the brokers'
+    /// config so that scaling never rewrites it (voters change through the
+    /// quorum itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_voters: Option<String>,
+}
+
+/// One voter of the metadata quorum.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumVoterStatus {
+    pub id: i32,
+    /// The directory id of its metadata log: a new one after its volume
+    /// was replaced.
+    pub directory_id: String,
+    /// Entries behind the high watermark (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
 }
 
 /// A rebalancing step: what moves where, or why nothing moves.

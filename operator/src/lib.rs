@@ -11,6 +11,7 @@ pub mod crdgen;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod quorum;
 pub mod rebalance;
 pub mod resources;
 pub mod rolling;

@@ -38,24 +38,44 @@ pub const OWNED_SETTINGS: &[&str] = &[
     "internal.advertised.listener",
 ];
 
-/// Voters of the metadata quorum: the first three ordinals (one on a
-/// one-broker cluster), at their stable pod addresses. Counted from the
-/// larger of the spec and the brokers running, so a scale-down in progress
-/// does not change the voters under the running quorum.
+/// `controller.quorum.voters`: the voters the cluster began with, kept as
+/// `status.quorum.initialVoters` from then on, so that scaling never
+/// rewrites it (and never rolls the brokers for it): the voters change
+/// through the quorum itself (AddRaftVoter / RemoveRaftVoter, decision
+/// 0028), and only a new cluster's first start reads this. Before that
+/// status exists: the voters of `spec.quorum`, counted from the larger of
+/// the spec and the brokers running, at their stable pod addresses.
 pub fn quorum_voters(kc: &KafkaCluster) -> String {
-    let name = kc.metadata.name.as_deref().unwrap_or_default();
-    let ns = kc.metadata.namespace.as_deref().unwrap_or("default");
-    let headless = headless_service_name(kc);
-    let port = kc.spec.listeners.internal_port;
+    if let Some(initial) = kc
+        .status
+        .as_ref()
+        .and_then(|s| s.quorum.as_ref())
+        .and_then(|q| q.initial_voters.clone())
+    {
+        return initial;
+    }
     let running = kc
         .status
         .as_ref()
         .and_then(|s| s.applied_replicas)
         .unwrap_or(0);
-    (0..kc.spec.replicas.max(running).clamp(1, 3))
-        .map(|i| format!("{i}@{name}-{i}.{headless}.{ns}.svc:{port}"))
+    let replicas = kc.spec.replicas.max(running);
+    let count =
+        crate::plan::voters::voter_count(kc.spec.quorum.as_ref().and_then(|q| q.voters), replicas);
+    (0..count)
+        .map(|i| format!("{i}@{}", internal_address(kc, i)))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Broker `id`'s quorum listener at its stable pod address, as it
+/// advertises it (`internal.advertised.listener`).
+pub fn internal_address(kc: &KafkaCluster, id: i32) -> String {
+    let name = kc.metadata.name.as_deref().unwrap_or_default();
+    let ns = kc.metadata.namespace.as_deref().unwrap_or("default");
+    let headless = headless_service_name(kc);
+    let port = kc.spec.listeners.internal_port;
+    format!("{name}-{id}.{headless}.{ns}.svc:{port}")
 }
 
 /// Where the broker keeps its data inside the pod.
@@ -659,6 +679,23 @@ mod tests {
             3,
             "observers beyond three"
         );
+        // Once the cluster has begun, its first voters stay in the config
+        // whatever the scale: a one-broker cluster scaled to five still
+        // starts every broker with one configured voter (the quorum itself
+        // adds the others).
+        let mut began = one.clone();
+        began.status = Some(crate::crd::KafkaClusterStatus {
+            quorum: Some(crate::crd::QuorumStatus {
+                initial_voters: Some(quorum_voters(&one)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        began.spec.replicas = 5;
+        assert_eq!(quorum_voters(&began), quorum_voters(&one));
+        let mut five_voters = five.clone();
+        five_voters.spec.quorum = Some(crate::crd::QuorumSpec { voters: Some(5) });
+        assert_eq!(quorum_voters(&five_voters).matches('@').count(), 5);
         let h1 = config_hash(&kc).expect("hash");
         kc.spec
             .config

@@ -68,6 +68,7 @@ pub fn next(
     cluster: &ClusterInfo,
     partitions: Observed,
     pending: &[i32],
+    voters: &[i32],
 ) -> RollStep {
     let listed = |id: i32| cluster.brokers.iter().any(|b| b.id == id);
     let ready = |id: i32| pods.iter().any(|p| ordinal(p) == Some(id) && pod_ready(p));
@@ -81,6 +82,5 @@ pub fn next(
             .collect(),
         partitions: partitions.partitions,
     };
-    let voters: Vec<i32> = (0..brokers.clamp(1, 3)).collect();
-    next_roll(&obs, pending, &voters, Some(cluster.controller_id))
+    next_roll(&obs, pending, voters, Some(cluster.controller_id))
 }

@@ -383,6 +383,7 @@ pub fn compute(kc: &KafkaCluster, seen: &Observed<'_>, now: Timestamp) -> KafkaC
         balanced_replicas: previous.balanced_replicas,
         plan: previous.plan,
         unregistering: previous.unregistering,
+        quorum: previous.quorum,
     }
 }
 

@@ -1023,14 +1023,32 @@ async fn scale_down_shows_its_plan_then_drains_before_the_statefulset_shrinks() 
     let e = admin.unregister_broker(1).await.expect_err("a voter");
     assert!(e.to_string().contains("quorum"), "{e}");
 
-    // Below three brokers the quorum's voters would go: refused.
+    // Below three brokers the quorum keeps one voter: the vote of leaving
+    // broker 2 moves first, shown in the plan before it runs (and, the
+    // spec set back to three below, never run). status.quorum shows the
+    // voters and the controller.
     let r = any_round(&scaled_cluster(2, status.clone()), ctx.clone(), &mut api).await;
     assert_eq!(r.statefulsets, vec![3]);
-    assert_eq!(r.status["plan"]["phase"], "Refused");
+    assert_eq!(r.status["plan"]["phase"], "Planned", "{}", r.status);
+    assert_eq!(r.status["plan"]["id"], "quorum-remove-2");
     assert!(
         r.status["plan"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("quorum"))
+            .is_some_and(|m| m.contains("quorum")),
+        "{}",
+        r.status["plan"]
+    );
+    let voters: Vec<i64> = r.status["quorum"]["voters"]
+        .as_array()
+        .expect("status.quorum.voters")
+        .iter()
+        .filter_map(|v| v["id"].as_i64())
+        .collect();
+    assert_eq!(voters, vec![0, 1, 2], "{}", r.status["quorum"]);
+    assert!(
+        r.status["quorum"]["controller"]
+            .as_i64()
+            .is_some_and(|c| c < 3)
     );
 
     // 3 -> 5: the StatefulSet grows at once, its new pods (brokers 3 and

@@ -219,6 +219,7 @@ mod tests {
                 kafka_address: String::new(),
                 internal_address: String::new(),
                 rack: None,
+                directory_id: Default::default(),
             }) else {
                 panic!("register")
             };
@@ -297,6 +298,7 @@ mod tests {
             kafka_address: String::new(),
             internal_address: String::new(),
             rack: None,
+            directory_id: Default::default(),
         }) else {
             panic!()
         };

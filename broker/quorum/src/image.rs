@@ -34,6 +34,7 @@ impl MetadataImage {
                 kafka_address,
                 internal_address,
                 rack,
+                directory_id,
             } => {
                 if *id < 0 {
                     return Err(Refusal::Invalid(format!("broker id {id}")));
@@ -57,6 +58,7 @@ impl MetadataImage {
                         kafka_address: kafka_address.clone(),
                         internal_address: internal_address.clone(),
                         rack: rack.clone(),
+                        directory_id: *directory_id,
                         fenced: true,
                     },
                 );
@@ -318,6 +320,7 @@ mod tests {
             kafka_address: format!("b{id}:9092"),
             internal_address: format!("b{id}:9093"),
             rack: None,
+            directory_id: Default::default(),
         }) {
             Outcome::Registered { epoch } => epoch,
             o => panic!("{o:?}"),
@@ -386,6 +389,7 @@ mod tests {
             kafka_address: String::new(),
             internal_address: String::new(),
             rack: None,
+            directory_id: Default::default(),
         };
         let first = img.apply(&reg);
         assert_eq!(img.apply(&reg), first);

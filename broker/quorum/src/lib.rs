@@ -9,9 +9,12 @@
 //! - [`controller`], [`placement`]: the controller's decisions (fencing,
 //!   leader and ISR changes, replica placement), pure;
 //! - [`log_store`], [`state_machine`]: Raft storage on disk;
-//! - [`network`], [`node`]: transport and a running member.
+//! - [`network`], [`node`]: transport and a running member;
+//! - [`election`]: elections after a pre-vote; [`voters`]: the voter set
+//!   (KIP-853: described, changed, directory ids).
 
 pub mod controller;
+pub mod election;
 pub mod image;
 pub mod log_store;
 pub mod member;
@@ -22,6 +25,7 @@ pub mod placement;
 pub mod reassign;
 pub mod state_machine;
 pub mod types;
+pub mod voters;
 
 /// Generated from `proto/quorum.proto`.
 #[allow(clippy::all, missing_docs, unreachable_pub)]

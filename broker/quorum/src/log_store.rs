@@ -90,6 +90,17 @@ fn frame(entry: &Entry) -> std::io::Result<Vec<u8>> {
 }
 
 impl LogStore {
+    /// The id of the last entry written (or purged into a snapshot).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .next_back()
+            .map(|(e, _)| *e.get_log_id())
+            .or(inner.purged)
+    }
+
     /// Opens (or creates) the log in `dir`, cutting a torn tail.
     pub fn open(dir: &Path) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
@@ -206,16 +217,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let inner = self.inner.lock();
-        let last = inner
-            .entries
-            .values()
-            .next_back()
-            .map(|(e, _)| *e.get_log_id())
-            .or(inner.purged);
+        let last_log_id = self.last_log_id();
         Ok(LogState {
-            last_purged_log_id: inner.purged,
-            last_log_id: last,
+            last_purged_log_id: self.inner.lock().purged,
+            last_log_id,
         })
     }
 

@@ -5,7 +5,7 @@
 //! away from fenced brokers, and adds observers to the quorum as learners so
 //! that every broker replicates the metadata.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -305,10 +305,11 @@ async fn stand_for_gone_leader(node: &QuorumNode, gone: u64, lease: Duration) {
     if leader.is_some_and(|l| l != gone) || first != Some(node.id()) {
         return;
     }
-    tracing::info!(gone, "the quorum leader is gone: standing for election");
-    if let Err(e) = node.raft().trigger().elect().await {
-        tracing::debug!(error = %e, "standing for election");
-    }
+    tracing::info!(
+        gone,
+        "the quorum leader is gone: asking to stand for election"
+    );
+    node.stand().await;
 }
 
 /// Partitions `broker` leads.
@@ -336,7 +337,9 @@ async fn liveness_loop(
         kafka_address: cfg.kafka_address.clone(),
         internal_address: cfg.internal_address.clone(),
         rack: cfg.rack.clone(),
+        directory_id: node.directory_id(),
     };
+    let mut server = node.raft().server_metrics();
     loop {
         let epoch = *epoch_tx.borrow();
         match epoch {
@@ -403,9 +406,20 @@ async fn liveness_loop(
                 }
             },
         }
+        // The controller's own heartbeats go to itself, which never fences
+        // itself: once unfenced, it heartbeats again only when it no
+        // longer leads.
+        let own_controller = node.is_leader()
+            && epoch_tx.borrow().is_some_and(|e| {
+                node.image()
+                    .brokers
+                    .get(&cfg.broker_id)
+                    .is_some_and(|b| b.epoch == e && !b.fenced)
+            });
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
+            _ = tokio::time::sleep(cfg.heartbeat_interval), if !own_controller => {}
+            changed = server.changed(), if own_controller => if changed.is_err() { return },
             _ = report_now.notified() => {}
         }
     }
@@ -444,10 +458,21 @@ async fn controller_loop(
     let lease = cfg.quorum.election_timeout_max.as_millis() as u64;
     // Server state changes (an election won) wake the loop at once.
     let mut server = node.raft().server_metrics();
+    let mut images = node.subscribe();
     loop {
+        // A controller with no other broker registered has nothing to
+        // time (it never fences itself): it wakes for a metadata change,
+        // not on a tick, so an idle lone broker stays idle.
+        let alone = node.is_leader()
+            && images
+                .borrow_and_update()
+                .brokers
+                .keys()
+                .all(|b| *b == cfg.broker_id);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(tick), if !alone => {}
+            changed = images.changed(), if alone => if changed.is_err() { return },
             changed = server.changed() => if changed.is_err() { return },
         }
         if !node.is_leader() {
@@ -527,15 +552,40 @@ async fn controller_loop(
             }
         }
         // Observers replicate the metadata log as learners.
-        let (members, voters): (BTreeSet<u64>, BTreeSet<u64>) = {
+        let (nodes, voters, updates) = {
             let m = node.raft().metrics();
             let m = m.borrow();
             let membership = m.membership_config.membership();
-            (
-                membership.nodes().map(|(id, _)| *id).collect(),
-                membership.voter_ids().collect(),
-            )
+            let nodes: BTreeMap<u64, Node> =
+                membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let updates = if membership.get_joint_config().len() > 1 {
+                BTreeMap::new()
+            } else {
+                crate::voters::node_updates(
+                    &nodes,
+                    &voters,
+                    &img,
+                    &m.replication.clone().unwrap_or_default(),
+                    m.last_applied.map(|l| l.index),
+                )
+            };
+            (nodes, voters, updates)
         };
+        let members: BTreeSet<u64> = nodes.keys().copied().collect();
+        // Directory ids and addresses follow the registrations.
+        if !updates.is_empty() {
+            match node
+                .raft()
+                .change_membership(openraft::ChangeMembers::SetNodes(updates.clone()), true)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(nodes = ?updates, "metadata quorum members updated from their registrations")
+                }
+                Err(e) => tracing::debug!(error = %e, "updating quorum members"),
+            }
+        }
         // Learners of brokers no longer registered (unregistered after a
         // scale-down) leave the membership: the leader stops sending them
         // the log.
@@ -568,9 +618,7 @@ async fn controller_loop(
             {
                 continue;
             }
-            let node_info = Node {
-                address: b.internal_address.clone(),
-            };
+            let node_info = Node::new(b.internal_address.clone(), b.directory_id);
             match node.raft().add_learner(id, node_info, false).await {
                 Ok(_) => {
                     tracing::info!(broker = b.id, "added as a metadata learner");
@@ -599,6 +647,7 @@ mod tests {
                 kafka_address: "127.0.0.1:9092".into(),
                 internal_address: "127.0.0.1:9093".into(),
                 rack: None,
+                directory_id: Default::default(),
                 fenced: false,
             },
         );

@@ -22,6 +22,11 @@ pub struct BrokerRegistration {
     /// Internal (gRPC) listener, `host:port`.
     pub internal_address: String,
     pub rack: Option<String>,
+    /// The directory id of the broker's metadata log (KIP-853): a new one
+    /// after its volume was replaced. Nil when not known (registered by
+    /// an older broker).
+    #[serde(default, skip_serializing_if = "uuid::Uuid::is_nil")]
+    pub directory_id: uuid::Uuid,
     /// A fenced broker leads nothing and is in no ISR: it stopped
     /// heartbeating, or shut down.
     pub fenced: bool,
@@ -77,6 +82,8 @@ pub enum Command {
         kafka_address: String,
         internal_address: String,
         rack: Option<String>,
+        #[serde(default, skip_serializing_if = "uuid::Uuid::is_nil")]
+        directory_id: uuid::Uuid,
     },
     /// Fences or unfences a broker of the given epoch (a stale epoch is
     /// refused, so a late request of a previous incarnation changes nothing).

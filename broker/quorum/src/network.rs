@@ -1,5 +1,7 @@
 //! The Raft network over tonic: one lazily connected channel per peer.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -18,11 +20,28 @@ use crate::pb::Payload;
 use crate::pb::quorum_client::QuorumClient;
 use crate::types::{Node, NodeId, TypeConfig};
 
+/// The gRPC metadata key of a vote request that names the directory id
+/// the candidate knows the voter by (KIP-853): a voter whose log is in
+/// another directory (its volume was replaced) refuses to vote.
+pub(crate) const TO_DIRECTORY: &str = "sluice-to-directory";
+
+/// When each member last acknowledged an AppendEntries of this one, as
+/// milliseconds since the Unix epoch (what DescribeQuorum reports).
+pub(crate) type Acks = Arc<parking_lot::Mutex<BTreeMap<NodeId, i64>>>;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Builds a client per peer.
 #[derive(Debug, Clone)]
 pub struct Network {
     pub connect_timeout: Duration,
     pub source_address: Option<std::net::IpAddr>,
+    pub(crate) acks: Acks,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -35,6 +54,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             connect_timeout: self.connect_timeout,
             source_address: self.source_address,
             client: None,
+            acks: self.acks.clone(),
         }
     }
 }
@@ -46,6 +66,7 @@ pub struct Peer {
     connect_timeout: Duration,
     source_address: Option<std::net::IpAddr>,
     client: Option<QuorumClient<Channel>>,
+    acks: Acks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +128,11 @@ impl Peer {
         };
         let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
+        if method == "vote" && !self.node.directory_id.is_nil() {
+            if let Ok(v) = self.node.directory_id.to_string().parse() {
+                request.metadata_mut().insert(TO_DIRECTORY, v);
+            }
+        }
         let reply = match method {
             "append_entries" => client.append_entries(request).await,
             "vote" => client.vote(request).await,
@@ -144,7 +170,13 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call("append_entries", &rpc, &option).await
+        let r: Result<AppendEntriesResponse<NodeId>, _> =
+            self.call("append_entries", &rpc, &option).await;
+        // Any answer in this leader's term is the follower fetching.
+        if matches!(&r, Ok(resp) if !matches!(resp, AppendEntriesResponse::HigherVote(_))) {
+            self.acks.lock().insert(self.target, wall_ms());
+        }
+        r
     }
 
     async fn install_snapshot(

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::controller::Heartbeats;
+use crate::election;
 use crate::image::{Command, MetadataImage, Outcome};
 use crate::log_store::LogStore;
 use crate::network::{self, Network, decode, encode};
@@ -21,6 +22,7 @@ use crate::pb::Payload;
 use crate::pb::quorum_server::{Quorum, QuorumServer};
 use crate::state_machine::StateMachine;
 use crate::types::{Node, NodeId, Raft};
+use crate::voters::{self, ChangeReply, QuorumDescription, ReplicaState, VoterChange};
 
 /// How a member runs.
 #[derive(Debug, Clone)]
@@ -95,6 +97,69 @@ pub enum QuorumError {
     Forward { address: String, message: String },
 }
 
+/// Whether another configured voter already answers for a quorum with a
+/// leader: then this member (a voter on an empty volume, or a broker
+/// whose configured voters changed since the cluster began) must not write
+/// a first membership of its own, which could differ from the quorum's
+/// under the same log id; the leader brings it the log instead. At the
+/// first start of a cluster nobody answers yet, and every voter writes the
+/// same first membership.
+async fn joins_a_running_quorum(cfg: &QuorumConfig) -> bool {
+    for (id, address) in cfg.voters.iter().filter(|(id, _)| **id != cfg.node_id) {
+        let req = Forwarded {
+            request: (),
+            hops: 0,
+        };
+        let asked = tokio::time::timeout(
+            Duration::from_secs(2),
+            call::<_, Option<QuorumDescription>>(address, cfg.source_address, "describe", &req),
+        )
+        .await;
+        if let Ok(Ok(Some(d))) = asked {
+            tracing::info!(
+                voter = id,
+                leader = d.leader,
+                term = d.term,
+                "the metadata quorum is running: waiting for its leader to bring this member the log"
+            );
+            return true;
+        }
+    }
+    false
+}
+
+/// The file in the quorum directory that holds its directory id.
+const DIRECTORY_ID_FILE: &str = "directory-id";
+
+/// The directory id of the metadata log in `dir`: made at its first use,
+/// so an emptied volume is a new directory (KIP-853).
+fn directory_id(dir: &std::path::Path) -> std::io::Result<uuid::Uuid> {
+    let path = dir.join(DIRECTORY_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not a directory id ({e})", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4();
+            let tmp = dir.join(format!("{DIRECTORY_ID_FILE}.tmp"));
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                writeln!(f, "{id}")?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            tracing::info!(directory_id = %id, "a new metadata log directory");
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A request as sent between members; `hops` counts forwards so that a
 /// request never circles while leadership moves.
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,10 +201,16 @@ pub enum HeartbeatReply {
     NotLeader,
 }
 
-/// What the node and its service share.
-struct Shared {
-    id: NodeId,
-    raft: Raft,
+/// What the node, its service and its election loop share.
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    /// The directory id of this member's metadata log (KIP-853).
+    pub(crate) directory_id: uuid::Uuid,
+    /// A handle on the log (its last entry, for pre-votes).
+    pub(crate) log: LogStore,
+    /// The voters configured at start (where to forward while the
+    /// membership is not known yet).
     voters: BTreeMap<NodeId, String>,
     image: watch::Receiver<Arc<MetadataImage>>,
     /// Heartbeats received while this member leads; cleared when it
@@ -148,12 +219,138 @@ struct Shared {
     /// When each broker was last reported dead by a peer, while leading.
     suspicions: parking_lot::Mutex<std::collections::BTreeMap<i32, u64>>,
     clock: std::time::Instant,
-    source_address: Option<std::net::IpAddr>,
+    pub(crate) source_address: Option<std::net::IpAddr>,
+    /// When (on `clock`) this member last heard a leader: an append or
+    /// snapshot it accepted, or a vote it granted.
+    heard: std::sync::atomic::AtomicU64,
+    pub(crate) lease_ms: u64,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) election_timeout_min: Duration,
+    pub(crate) election_timeout_max: Duration,
+    /// When each member last answered this one's appends (while leading).
+    acks: network::Acks,
+    /// When each member was last seen holding the whole log.
+    caught_up: parking_lot::Mutex<BTreeMap<NodeId, i64>>,
 }
 
 impl Shared {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn heard_ms(&self) -> u64 {
+        self.heard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn hear(&self) {
+        self.heard
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The leader as this member knows it, with its internal address.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| (l, n.address.clone()))
+        })
+    }
+
+    /// This member's side of a pre-vote.
+    fn pre_vote(&self, req: &election::PreVote) -> election::PreVoteReply {
+        let (leader, committed) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.state == openraft::ServerState::Leader,
+                m.vote.is_committed(),
+            )
+        };
+        let own = election::Own {
+            directory_id: self.directory_id,
+            leader,
+            silence_ms: self.now_ms().saturating_sub(self.heard_ms()),
+            lease_ms: self.lease_ms,
+            committed,
+            last_log_id: self.log.last_log_id(),
+        };
+        match election::grant(&own, req) {
+            Ok(()) => election::PreVoteReply {
+                granted: true,
+                reason: String::new(),
+            },
+            Err(reason) => {
+                tracing::debug!(candidate = req.candidate, %reason, "pre-vote refused");
+                election::PreVoteReply {
+                    granted: false,
+                    reason,
+                }
+            }
+        }
+    }
+
+    /// The quorum as this member sees it while leading.
+    fn describe(&self) -> Option<QuorumDescription> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != openraft::ServerState::Leader {
+            return None;
+        }
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+        let leader_end = end(m.last_log_index);
+        let now = network::wall_ms();
+        let acks = self.acks.lock().clone();
+        let mut caught = self.caught_up.lock();
+        let replication = m.replication.clone().unwrap_or_default();
+        let mut voter_states = Vec::new();
+        let mut observers = Vec::new();
+        for (id, node) in membership.nodes() {
+            let (log_end, fetch) = if *id == self.id {
+                (leader_end, now)
+            } else {
+                (
+                    // Not known (-1) until it has matched an entry.
+                    replication
+                        .get(id)
+                        .copied()
+                        .flatten()
+                        .map_or(-1, |l| l.index as i64 + 1),
+                    acks.get(id).copied().unwrap_or(-1),
+                )
+            };
+            if log_end >= leader_end && fetch >= 0 {
+                caught.insert(*id, fetch);
+            }
+            let state = ReplicaState {
+                id: *id,
+                directory_id: if *id == self.id {
+                    self.directory_id
+                } else {
+                    node.directory_id
+                },
+                address: node.address.clone(),
+                log_end_offset: log_end,
+                last_fetch_ms: fetch,
+                last_caught_up_ms: caught.get(id).copied().unwrap_or(-1),
+            };
+            if voters.contains(id) {
+                voter_states.push(state);
+            } else {
+                observers.push(state);
+            }
+        }
+        Some(QuorumDescription {
+            leader: self.id,
+            term: m.current_term,
+            high_watermark: end(m.last_applied.map(|l| l.index)),
+            voters: voter_states,
+            observers,
+        })
     }
 
     fn is_leader(&self) -> bool {
@@ -181,15 +378,109 @@ fn reply<T: Serialize>(v: &T) -> Result<tonic::Response<Payload>, tonic::Status>
 /// Where to forward a request this member cannot serve: the leader it
 /// knows, else every other voter in turn.
 fn forward_targets(shared: &Shared, leader: Option<(NodeId, String)>) -> Vec<String> {
-    match leader {
-        Some((id, address)) if id != shared.id => vec![address],
-        _ => shared
-            .voters
-            .iter()
-            .filter(|(id, _)| **id != shared.id)
-            .map(|(_, a)| a.clone())
-            .collect(),
+    if let Some((_, address)) = leader.filter(|(id, _)| *id != shared.id) {
+        return vec![address];
     }
+    let known: Vec<String> = {
+        let m = shared.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter(|id| *id != shared.id)
+            .filter_map(|id| membership.get_node(&id).map(|n| n.address.clone()))
+            .collect()
+    };
+    if !known.is_empty() {
+        return known;
+    }
+    shared
+        .voters
+        .iter()
+        .filter(|(id, _)| **id != shared.id)
+        .map(|(_, a)| a.clone())
+        .collect()
+}
+
+/// Sends a request on toward the leader (or, knowing none, to each other
+/// voter in turn) until a member answers other than "not the leader".
+async fn forward<Req, Resp>(
+    shared: &Shared,
+    leader: Option<(NodeId, String)>,
+    method: &'static str,
+    request: &Req,
+    hops: u8,
+    not_leader: fn(&Resp) -> bool,
+) -> Option<Resp>
+where
+    Req: Serialize + Clone,
+    Resp: serde::de::DeserializeOwned,
+{
+    if hops >= MAX_HOPS {
+        return None;
+    }
+    for address in forward_targets(shared, leader) {
+        let req = Forwarded {
+            request: request.clone(),
+            hops: hops + 1,
+        };
+        match call::<_, Resp>(&address, shared.source_address, method, &req).await {
+            Ok(r) if not_leader(&r) => continue,
+            Ok(r) => return Some(r),
+            Err(e) => tracing::debug!(%address, method, error = %e, "forwarding"),
+        }
+    }
+    None
+}
+
+/// Describes the quorum on the leader, forwarding there.
+async fn describe(shared: &Shared, hops: u8) -> Option<QuorumDescription> {
+    if let Some(d) = shared.describe() {
+        return Some(d);
+    }
+    forward(
+        shared,
+        shared.leader(),
+        "describe",
+        &(),
+        hops,
+        Option::is_none,
+    )
+    .await
+    .flatten()
+}
+
+/// Changes the voters on the leader, forwarding there.
+async fn change_voters(shared: &Shared, change: VoterChange, hops: u8) -> ChangeReply {
+    if shared.is_leader() {
+        let (nodes, voters) = {
+            let m = shared.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (
+                membership
+                    .nodes()
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+                membership.voter_ids().collect(),
+            )
+        };
+        let img = shared.image.borrow().clone();
+        return match voters::check(&change, &nodes, &voters, &img) {
+            Ok(node) => voters::apply(&shared.raft, &change, node).await,
+            Err(reply) => reply,
+        };
+    }
+    forward(
+        shared,
+        shared.leader(),
+        "change_voters",
+        &change,
+        hops,
+        |r| *r == ChangeReply::NotLeader,
+    )
+    .await
+    .unwrap_or(ChangeReply::NotLeader)
 }
 
 /// Writes through the local Raft node, forwarding toward the leader when
@@ -200,26 +491,14 @@ async fn write(shared: &Shared, command: Command, hops: u8) -> WriteReply {
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
         Err(e) => return WriteReply::Failed(e.to_string()),
     };
-    if hops >= MAX_HOPS {
-        return WriteReply::NotLeader {
-            leader: f.leader_id,
-        };
-    }
     let leader = f.leader_id.zip(f.leader_node.map(|n| n.address));
-    for address in forward_targets(shared, leader) {
-        let req = Forwarded {
-            request: command.clone(),
-            hops: hops + 1,
-        };
-        match call(&address, shared.source_address, "write", &req).await {
-            Ok(WriteReply::NotLeader { .. }) => continue,
-            Ok(r) => return r,
-            Err(e) => tracing::debug!(%address, error = %e, "forwarding a metadata write"),
-        }
-    }
-    WriteReply::NotLeader {
+    forward(shared, leader, "write", &command, hops, |r| {
+        matches!(r, WriteReply::NotLeader { .. })
+    })
+    .await
+    .unwrap_or(WriteReply::NotLeader {
         leader: f.leader_id,
-    }
+    })
 }
 
 /// Records a heartbeat on the leader (unfencing a broker that heartbeats
@@ -252,35 +531,15 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
             Err(_) => HeartbeatReply::NotLeader,
         };
     }
-    if hops >= MAX_HOPS {
-        return HeartbeatReply::NotLeader;
-    }
-    let leader = {
-        let m = shared.raft.metrics();
-        let m = m.borrow();
-        m.current_leader.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| (l, n.address.clone()))
-        })
-    };
-    for address in forward_targets(shared, leader) {
-        let req = Forwarded {
-            request: hb.clone(),
-            hops: hops + 1,
-        };
-        match call(&address, shared.source_address, "heartbeat", &req).await {
-            Ok(HeartbeatReply::NotLeader) => continue,
-            Ok(r) => return r,
-            Err(e) => tracing::debug!(%address, error = %e, "forwarding a heartbeat"),
-        }
-    }
-    HeartbeatReply::NotLeader
+    forward(shared, shared.leader(), "heartbeat", &hb, hops, |r| {
+        *r == HeartbeatReply::NotLeader
+    })
+    .await
+    .unwrap_or(HeartbeatReply::NotLeader)
 }
 
 /// One unary call to another member.
-async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     address: &str,
     source: Option<std::net::IpAddr>,
     method: &str,
@@ -300,7 +559,11 @@ async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     let payload = encode(req).map_err(|e| fwd(e.to_string()))?;
     let r = match method {
         "write" => client.write(payload).await,
-        _ => client.heartbeat(payload).await,
+        "heartbeat" => client.heartbeat(payload).await,
+        "pre_vote" => client.pre_vote(payload).await,
+        "describe" => client.describe(payload).await,
+        "change_voters" => client.change_voters(payload).await,
+        other => return Err(fwd(format!("no such quorum method {other}"))),
     }
     .map_err(|e| fwd(e.to_string()))?;
     decode(&r.into_inner()).map_err(|e| fwd(e.to_string()))
@@ -313,15 +576,36 @@ impl Quorum for Service {
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.shared.raft.append_entries(req).await)
+        let r = self.shared.raft.append_entries(req).await;
+        if matches!(&r, Ok(resp) if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.shared.hear();
+        }
+        reply(&r)
     }
 
     async fn vote(
         &self,
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
+        if let Some(expected) = request
+            .metadata()
+            .get(network::TO_DIRECTORY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<uuid::Uuid>().ok())
+            .filter(|d| !d.is_nil() && *d != self.shared.directory_id)
+        {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this voter's metadata log is directory {}, not {expected}: its volume was replaced, and it votes again once the controller has made it a new voter",
+                self.shared.directory_id
+            )));
+        }
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.shared.raft.vote(req).await)
+        let r = self.shared.raft.vote(req).await;
+        if matches!(&r, Ok(v) if v.vote_granted) {
+            self.shared.hear();
+        }
+        reply(&r)
     }
 
     async fn install_snapshot(
@@ -329,7 +613,35 @@ impl Quorum for Service {
         request: tonic::Request<Payload>,
     ) -> Result<tonic::Response<Payload>, tonic::Status> {
         let req = decode(request.get_ref()).map_err(bad_request)?;
-        reply(&self.shared.raft.install_snapshot(req).await)
+        let r = self.shared.raft.install_snapshot(req).await;
+        if r.is_ok() {
+            self.shared.hear();
+        }
+        reply(&r)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: tonic::Request<Payload>,
+    ) -> Result<tonic::Response<Payload>, tonic::Status> {
+        let req: election::PreVote = decode(request.get_ref()).map_err(bad_request)?;
+        reply(&self.shared.pre_vote(&req))
+    }
+
+    async fn describe(
+        &self,
+        request: tonic::Request<Payload>,
+    ) -> Result<tonic::Response<Payload>, tonic::Status> {
+        let req: Forwarded<()> = decode(request.get_ref()).map_err(bad_request)?;
+        reply(&describe(&self.shared, req.hops).await)
+    }
+
+    async fn change_voters(
+        &self,
+        request: tonic::Request<Payload>,
+    ) -> Result<tonic::Response<Payload>, tonic::Status> {
+        let req: Forwarded<VoterChange> = decode(request.get_ref()).map_err(bad_request)?;
+        reply(&change_voters(&self.shared, req.request, req.hops).await)
     }
 
     async fn write(
@@ -353,6 +665,8 @@ impl Quorum for Service {
 pub struct QuorumNode {
     id: NodeId,
     raft: Raft,
+    /// Stops the election loop.
+    elections: tokio_util::sync::CancellationToken,
     shared: Arc<Shared>,
     image: watch::Receiver<Arc<MetadataImage>>,
     server: JoinHandle<()>,
@@ -375,6 +689,7 @@ impl QuorumNode {
             source,
         };
         let log = LogStore::open(&cfg.dir).map_err(storage)?;
+        let directory_id = directory_id(&cfg.dir).map_err(storage)?;
         let sm = StateMachine::open(&cfg.dir).map_err(storage)?;
         let image = sm.subscribe();
         let config = openraft::Config {
@@ -384,13 +699,17 @@ impl QuorumNode {
             election_timeout_max: cfg.election_timeout_max.as_millis() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.snapshot_every,
+            // Elections are `election::run`'s, after a pre-vote.
+            enable_elect: false,
             ..openraft::Config::default()
         }
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let acks = network::Acks::default();
         let network = Network {
             connect_timeout: Duration::from_millis(500),
             source_address: cfg.source_address,
+            acks: acks.clone(),
         };
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -406,19 +725,28 @@ impl QuorumNode {
         if cfg.voters.is_empty() {
             cfg.voters = BTreeMap::from([(cfg.node_id, local_addr.to_string())]);
         }
-        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
+        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::new(Shared {
             id: cfg.node_id,
             raft: raft.clone(),
+            directory_id,
+            log,
             voters: cfg.voters.clone(),
             image: image.clone(),
             heartbeats: parking_lot::Mutex::new(Heartbeats::new()),
             suspicions: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
             clock: std::time::Instant::now(),
             source_address: cfg.source_address,
+            heard: std::sync::atomic::AtomicU64::new(0),
+            lease_ms: cfg.election_timeout_max.as_millis() as u64,
+            heartbeat_interval: cfg.heartbeat_interval,
+            election_timeout_min: cfg.election_timeout_min,
+            election_timeout_max: cfg.election_timeout_max,
+            acks,
+            caught_up: parking_lot::Mutex::default(),
         });
         let service = QuorumServer::new(Service {
             shared: shared.clone(),
@@ -442,11 +770,14 @@ impl QuorumNode {
                 .is_initialized()
                 .await
                 .map_err(|e| QuorumError::Raft(e.to_string()))?;
-            if !initialized {
+            if !initialized && !joins_a_running_quorum(&cfg).await {
                 let members: BTreeMap<NodeId, Node> = cfg
                     .voters
                     .iter()
-                    .map(|(id, a)| (*id, Node { address: a.clone() }))
+                    // Directory ids are filled in from the registrations
+                    // (`voters::node_updates`): every voter must write
+                    // the same first entry.
+                    .map(|(id, a)| (*id, Node::new(a.clone(), uuid::Uuid::nil())))
                     .collect();
                 // Every voter of a new cluster initializes with the same
                 // membership; openraft accepts that, and whichever
@@ -456,9 +787,12 @@ impl QuorumNode {
                 }
             }
         }
+        let elections = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(election::run(shared.clone(), elections.clone()));
         Ok(QuorumNode {
             id: cfg.node_id,
             raft,
+            elections,
             shared,
             image,
             server,
@@ -469,6 +803,39 @@ impl QuorumNode {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The directory id of this member's metadata log.
+    pub fn directory_id(&self) -> uuid::Uuid {
+        self.shared.directory_id
+    }
+
+    /// The quorum as its leader describes it (asked of the leader through
+    /// this member); `None` while no leader answers.
+    pub async fn describe(&self) -> Option<QuorumDescription> {
+        describe(&self.shared, 0).await
+    }
+
+    /// Adds or removes a voter, on the leader.
+    pub async fn change_voters(&self, change: VoterChange) -> ChangeReply {
+        change_voters(&self.shared, change, 0).await
+    }
+
+    /// Stands for election after a pre-vote (see [`election`]); whether
+    /// it stood.
+    pub async fn stand(&self) -> bool {
+        election::stand(&self.shared).await
+    }
+
+    /// The voters of the current membership, id -> internal address.
+    pub fn current_voters(&self) -> BTreeMap<NodeId, String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.address.clone())))
+            .collect()
     }
 
     /// Where the internal listener was bound.
@@ -554,6 +921,7 @@ impl QuorumNode {
 
     /// Stops Raft and the listener.
     pub async fn shutdown(mut self) {
+        self.elections.cancel();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "stopping Raft");
         }

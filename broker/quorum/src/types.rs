@@ -7,10 +7,24 @@ use crate::image::{Command, Outcome};
 /// Node ids are Kafka node ids (non-negative), widened as openraft wants.
 pub type NodeId = u64;
 
-/// A quorum member's internal (gRPC) address.
+/// A quorum member: its internal (gRPC) address and the directory id of
+/// the metadata log it votes with (KIP-853). The nil id means not known
+/// yet (the first membership of a cluster, logs written before directory
+/// ids): such a member's votes are not checked against it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub address: String,
+    #[serde(default, skip_serializing_if = "uuid::Uuid::is_nil")]
+    pub directory_id: uuid::Uuid,
+}
+
+impl Node {
+    pub fn new(address: impl Into<String>, directory_id: uuid::Uuid) -> Node {
+        Node {
+            address: address.into(),
+            directory_id,
+        }
+    }
 }
 
 impl std::fmt::Display for Node {

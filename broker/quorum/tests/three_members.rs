@@ -49,6 +49,7 @@ fn register(id: i32) -> Command {
         kafka_address: format!("127.0.0.1:{}", 9000 + id),
         internal_address: format!("127.0.0.1:{}", 9100 + id),
         rack: None,
+        directory_id: Default::default(),
     }
 }
 

@@ -161,6 +161,7 @@ impl Sim {
                 kafka_address: String::new(),
                 internal_address: String::new(),
                 rack: None,
+                directory_id: Default::default(),
             }) else {
                 panic!("register")
             };
@@ -313,6 +314,7 @@ impl Sim {
                         kafka_address: String::new(),
                         internal_address: String::new(),
                         rack: None,
+                        directory_id: Default::default(),
                     })
                 {
                     self.send(CONTROLLER, from, Msg::Registered { epoch });

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod quorum;
 pub mod reassignments;
 pub mod unregister_broker;
 
@@ -189,6 +190,21 @@ pub async fn handle(
         ApiKey::AlterPartitionReassignments => {
             let req: AlterPartitionReassignmentsRequest = decode_body(&h).map_err(bad)?;
             let resp = reassignments::alter(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::DescribeQuorum => {
+            let req: DescribeQuorumRequest = decode_body(&h).map_err(bad)?;
+            let resp = quorum::describe_quorum(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::AddRaftVoter => {
+            let req: AddRaftVoterRequest = decode_body(&h).map_err(bad)?;
+            let resp = quorum::add_raft_voter(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::RemoveRaftVoter => {
+            let req: RemoveRaftVoterRequest = decode_body(&h).map_err(bad)?;
+            let resp = quorum::remove_raft_voter(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::UnregisterBroker => {

@@ -192,13 +192,26 @@ impl Cluster {
         self.node.subscribe()
     }
 
-    /// The quorum's voters, broker id -> internal address.
+    /// The quorum's voters now, broker id -> internal address.
     pub fn voters(&self) -> BTreeMap<i32, String> {
         self.node
-            .voters()
+            .current_voters()
             .iter()
             .map(|(id, a)| (*id as i32, a.clone()))
             .collect()
+    }
+
+    /// The quorum as its leader describes it; `None` while none answers.
+    pub async fn describe_quorum(&self) -> Option<sluice_quorum::voters::QuorumDescription> {
+        self.node.describe().await
+    }
+
+    /// Adds or removes a quorum voter (on the leader).
+    pub async fn change_voters(
+        &self,
+        change: sluice_quorum::voters::VoterChange,
+    ) -> sluice_quorum::voters::ChangeReply {
+        self.node.change_voters(change).await
     }
 
     /// Where this broker's internal (quorum) listener is bound.
@@ -387,6 +400,7 @@ mod tests {
                     kafka_address: format!("127.0.0.1:{}", 9092 + id),
                     internal_address: format!("127.0.0.1:{}", 9192 + id),
                     rack: None,
+                    directory_id: Default::default(),
                     fenced: *fenced,
                 },
             );

@@ -86,6 +86,9 @@ served! {
     AlterPartitionReassignments: AlterPartitionReassignmentsRequest, 0..=1;
     ListPartitionReassignments: ListPartitionReassignmentsRequest, 0..=0;
     UnregisterBroker: UnregisterBrokerRequest, 0..=0;
+    DescribeQuorum: DescribeQuorumRequest, 0..=2;
+    AddRaftVoter: AddRaftVoterRequest, 0..=0;
+    RemoveRaftVoter: RemoveRaftVoterRequest, 0..=0;
 }
 
 /// The advertised range for `key`, if served.

@@ -54,3 +54,6 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
 pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
 pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 pub const BROKER_ID_NOT_REGISTERED: i16 = E::BrokerIdNotRegistered.code();
+pub const INCONSISTENT_CLUSTER_ID: i16 = E::InconsistentClusterId.code();
+pub const DUPLICATE_VOTER: i16 = E::DuplicateVoter.code();
+pub const VOTER_NOT_FOUND: i16 = E::VoterNotFound.code();

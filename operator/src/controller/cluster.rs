@@ -21,7 +21,9 @@ use crate::context::{Context, FIELD_MANAGER, object_key};
 use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};
 use crate::plan::roll::RollStep;
+use crate::plan::voters::{self, VoterStep};
 use crate::plan::{Desired, Step};
+use crate::quorum;
 use crate::rebalance;
 use crate::resources::{self, RenderError};
 use crate::rolling;
@@ -223,13 +225,49 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     );
     let mut applied = brokers;
     let mut scaled_down = false;
+    // The metadata quorum: shown in status, and its voters follow the
+    // brokers (see `voter_pass`).
+    let quorum_seen = match &cluster {
+        Ok(_) => quorum::observe(&ctx.bootstrap(&kc), ctx.settings.admin_timeout)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let initial_voters = previous
+        .quorum
+        .as_ref()
+        .and_then(|q| q.initial_voters.clone())
+        .or_else(|| Some(resources::quorum_voters(&kc)));
+    new.quorum = Some(match &quorum_seen {
+        Ok(q) => quorum::status(q, initial_voters),
+        Err(_) => crate::crd::QuorumStatus {
+            initial_voters,
+            ..previous.quorum.clone().unwrap_or_default()
+        },
+    });
+    let voters_off = quorum_seen.as_ref().is_ok_and(|q| {
+        wanted_voters(&kc, want)
+            .is_none_or(|w| voters::next(&w, &quorum::view(q)) != VoterStep::Idle)
+    });
     let rebalancing = previous.balanced_replicas != Some(want)
         || previous
             .plan
             .as_ref()
-            .is_some_and(|p| p.phase != "Balanced");
+            .is_some_and(|p| p.phase != "Balanced")
+        || voters_off;
     if rebalancing && cluster.is_ok() {
-        let plan = rebalance_pass(&ctx, &kc, &previous, want).await;
+        let voter_plan = match &quorum_seen {
+            Ok(q) => voter_pass(&ctx, &kc, &previous, q, want).await,
+            Err(e) => Some(rebalance::plan_status(
+                &Step::Wait(format!("the metadata quorum cannot be observed: {e}")),
+                want,
+                None,
+            )),
+        };
+        let plan = match voter_plan {
+            Some(p) => p,
+            None => rebalance_pass(&ctx, &kc, &previous, want).await,
+        };
         if plan.phase == "Balanced" {
             new.balanced_replicas = Some(want);
             if draining {
@@ -266,6 +304,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             "Waiting" => "Waiting",
             "Planned" => "Planned",
             "AwaitingApproval" => "AwaitingApproval",
+            "ChangingVoters" => "ChangingVoters",
             _ => "Moving",
         };
         conditions::set(
@@ -549,7 +588,11 @@ async fn rebuild_events(
         }
         if is && !was {
             let mut msg = format!("broker {}: {}", b.id, b.message);
-            if b.id < 3 {
+            let votes = previous
+                .quorum
+                .as_ref()
+                .is_some_and(|q| q.voters.iter().any(|v| v.id == b.id));
+            if votes {
                 msg.push_str(
                     "; it votes in the metadata quorum, which lost this voter's log: keep the other voters up until it has caught up",
                 );
@@ -569,6 +612,82 @@ async fn rebuild_events(
     }
 }
 
+/// The voters `spec.quorum` asks for at `want` brokers; `None` when it
+/// cannot be met.
+fn wanted_voters(kc: &KafkaCluster, want: i32) -> Option<std::collections::BTreeSet<i32>> {
+    let spec = kc.spec.quorum.as_ref().and_then(|q| q.voters);
+    voters::invalid(spec, want)
+        .is_none()
+        .then(|| voters::wanted(voters::voter_count(spec, want)))
+}
+
+/// The metadata quorum's voters follow the brokers, before any partition
+/// moves: a joining broker becomes a voter once it has caught up, and a
+/// leaving broker hands its vote on before it drains. One change per
+/// pass, shown in `status.plan` before it runs (as moves are). `None`:
+/// the voters are as they should be.
+async fn voter_pass(
+    ctx: &Context,
+    kc: &KafkaCluster,
+    previous: &crate::crd::KafkaClusterStatus,
+    q: &sluice_client::QuorumInfo,
+    want: i32,
+) -> Option<crate::crd::PlanStatus> {
+    let spec = kc.spec.quorum.as_ref().and_then(|q| q.voters);
+    if let Some(why) = voters::invalid(spec, want) {
+        return Some(rebalance::plan_status(&Step::Refused(why), want, None));
+    }
+    let step = voters::next(
+        &voters::wanted(voters::voter_count(spec, want)),
+        &quorum::view(q),
+    );
+    let (verb, id) = match &step {
+        VoterStep::Idle => return None,
+        VoterStep::Wait(why) => {
+            return Some(rebalance::plan_status(&Step::Wait(why.clone()), want, None));
+        }
+        VoterStep::Add(id) => ("add", *id),
+        VoterStep::Remove(id) => ("remove", *id),
+    };
+    let mut shown = crate::crd::PlanStatus {
+        phase: "Planned".into(),
+        id: format!("quorum-{verb}-{id}"),
+        target_brokers: want,
+        message: quorum::describe(&step),
+        ..Default::default()
+    };
+    if !rebalance::shown_before(previous.plan.as_ref(), &shown) {
+        return Some(shown);
+    }
+    let address = |i: i32| resources::internal_address(kc, i);
+    match quorum::execute(
+        &ctx.bootstrap(kc),
+        q,
+        &step,
+        address,
+        ctx.settings.admin_timeout,
+    )
+    .await
+    {
+        Ok(()) => {
+            shown.phase = "ChangingVoters".into();
+            ctx.event(
+                kc,
+                EventType::Normal,
+                "QuorumVotersChanged",
+                "Rebalance",
+                shown.message.clone(),
+            )
+            .await;
+        }
+        Err(e) => {
+            shown.phase = "Waiting".into();
+            shown.message = format!("{}: refused: {e}", shown.message);
+        }
+    }
+    Some(shown)
+}
+
 /// Moves and elections run only when the same step was planned and shown
 /// in status by the previous pass: the plan is visible before it acts,
 /// and a restart of the operator resumes from what the cluster reports.
@@ -581,19 +700,6 @@ async fn rebalance_pass(
     previous: &crate::crd::KafkaClusterStatus,
     want: i32,
 ) -> crate::crd::PlanStatus {
-    // The quorum's voters are brokers 0, 1 and 2 (see
-    // `resources::quorum_voters`); changing them is not supported yet.
-    let running = previous.applied_replicas.unwrap_or(want);
-    if want < 3 && running > want && running >= 2 {
-        return rebalance::plan_status(
-            &Step::Refused(format!(
-                "brokers 0..{} vote in the metadata quorum; a cluster of {running} brokers cannot shrink to {want}",
-                running.min(3) - 1
-            )),
-            want,
-            None,
-        );
-    }
     let spec = &kc.spec.rebalance;
     let throttle = (spec.throttle_bytes_per_second > 0).then_some(spec.throttle_bytes_per_second);
     let bootstrap = ctx.bootstrap(kc);
@@ -717,7 +823,13 @@ async fn roll_pass(
             ));
         }
     };
-    match rolling::next(brokers, pods, info, observed, &pending) {
+    // The voters as the quorum shows them (the configured first voters
+    // until it has been observed).
+    let voters: Vec<i32> = match new.quorum.as_ref().filter(|q| !q.voters.is_empty()) {
+        Some(q) => q.voters.iter().map(|v| v.id).collect(),
+        None => (0..brokers.clamp(1, 3)).collect(),
+    };
+    match rolling::next(brokers, pods, info, observed, &pending, &voters) {
         RollStep::Roll(b) => {
             let ns = kc.namespace().unwrap_or_default();
             let pod = format!("{}-{b}", kc.name_any());

@@ -10,9 +10,12 @@
 //!   bytes moved as possible), and the next batch of moves toward it.
 //! - [`roll`]: which broker may restart next without taking any partition
 //!   below `min.insync.replicas` or the metadata quorum below a majority.
+//! - [`voters`]: which brokers vote in the metadata quorum, and the next
+//!   voter change toward that.
 
 pub mod balance;
 pub mod roll;
+pub mod voters;
 
 use std::collections::BTreeMap;
 

@@ -48,28 +48,44 @@ pub(crate) struct Own {
     pub last_log_id: Option<LogId>,
 }
 
+/// Why a voter refuses a pre-vote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("this voter's metadata log is directory {own}, not {asked}")]
+    OtherDirectory { own: Uuid, asked: Uuid },
+    #[error("this voter leads")]
+    Leads,
+    #[error("a leader was heard {silence_ms} ms ago (lease {lease_ms} ms)")]
+    LeaderHeard { silence_ms: u64, lease_ms: u64 },
+    #[error("the candidate's log ends at {candidate:?}, before this voter's {own:?}")]
+    OlderLog {
+        candidate: Option<LogId>,
+        own: Option<LogId>,
+    },
+}
+
 /// Whether a voter grants a pre-vote, and why not.
-pub(crate) fn grant(own: &Own, req: &PreVote) -> Result<(), String> {
+pub(crate) fn grant(own: &Own, req: &PreVote) -> Result<(), Refusal> {
     if !req.to_directory.is_nil() && req.to_directory != own.directory_id {
-        return Err(format!(
-            "this voter's metadata log is directory {}, not {}",
-            own.directory_id, req.to_directory
-        ));
+        return Err(Refusal::OtherDirectory {
+            own: own.directory_id,
+            asked: req.to_directory,
+        });
     }
     if own.leader {
-        return Err("this voter leads".into());
+        return Err(Refusal::Leads);
     }
     if own.committed && own.silence_ms < own.lease_ms {
-        return Err(format!(
-            "a leader was heard {} ms ago (lease {} ms)",
-            own.silence_ms, own.lease_ms
-        ));
+        return Err(Refusal::LeaderHeard {
+            silence_ms: own.silence_ms,
+            lease_ms: own.lease_ms,
+        });
     }
     if req.last_log_id < own.last_log_id {
-        return Err(format!(
-            "the candidate's log ends at {:?}, before this voter's {:?}",
-            req.last_log_id, own.last_log_id
-        ));
+        return Err(Refusal::OlderLog {
+            candidate: req.last_log_id,
+            own: own.last_log_id,
+        });
     }
     Ok(())
 }

@@ -340,7 +340,9 @@ async fn liveness_loop(
         directory_id: node.directory_id(),
     };
     let mut server = node.raft().server_metrics();
+    let mut images = node.subscribe();
     loop {
+        images.borrow_and_update();
         let epoch = *epoch_tx.borrow();
         match epoch {
             // A retried registration of this incarnation is idempotent, so
@@ -419,7 +421,10 @@ async fn liveness_loop(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(cfg.heartbeat_interval), if !own_controller => {}
+            // Woken when it stops leading, or when the metadata changes
+            // (its registration fenced by a write of its own, say).
             changed = server.changed(), if own_controller => if changed.is_err() { return },
+            changed = images.changed(), if own_controller => if changed.is_err() { return },
             _ = report_now.notified() => {}
         }
     }
@@ -533,7 +538,7 @@ async fn controller_loop(
                 .iter()
                 .all(|c| matches!(c, Command::SetFenced { fenced: true, .. }));
         for c in commands {
-            match node.write(c.clone()).await {
+            match node.write_as_leader(c.clone()).await {
                 Ok(Outcome::Ok) => tracing::info!(command = ?c, "controller"),
                 Ok(o) => tracing::debug!(command = ?c, outcome = ?o, "controller command refused"),
                 Err(e) => tracing::debug!(error = %e, "controller write"),
@@ -542,7 +547,7 @@ async fn controller_loop(
         if fenced_some {
             // Move the fenced brokers' leaderships now, not a tick later.
             for c in controller::partition_changes(&node.image()) {
-                match node.write(c.clone()).await {
+                match node.write_as_leader(c.clone()).await {
                     Ok(Outcome::Ok) => tracing::info!(command = ?c, "controller"),
                     Ok(o) => {
                         tracing::debug!(command = ?c, outcome = ?o, "controller command refused")

@@ -286,7 +286,7 @@ impl Shared {
                 tracing::debug!(candidate = req.candidate, %reason, "pre-vote refused");
                 election::PreVoteReply {
                     granted: false,
-                    reason,
+                    reason: reason.to_string(),
                 }
             }
         }
@@ -875,6 +875,23 @@ impl QuorumNode {
             WriteReply::Done(o) => Ok(o),
             WriteReply::NotLeader { .. } => Err(QuorumError::NoLeader),
             WriteReply::Failed(e) => Err(QuorumError::Raft(e)),
+        }
+    }
+
+    /// Writes a command only through this member's own Raft node, as its
+    /// leader: never forwarded. The controller's decisions go this way: a
+    /// controller that was paused (SIGSTOP, a long GC-like stall) and
+    /// deposed meanwhile still runs the decisions it was making, on what
+    /// it knew then (every other broker silent for its whole pause); as a
+    /// forwarded write they would reach the new leader and apply, as its
+    /// own entry in its old term they never commit.
+    pub async fn write_as_leader(&self, command: Command) -> Result<Outcome, QuorumError> {
+        match self.raft.client_write(command).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(QuorumError::NoLeader)
+            }
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
         }
     }
 

@@ -36,7 +36,9 @@ pub enum CreateTopicError {
     #[error("Topic '{0}' already exists.")]
     AlreadyExists(String),
     #[error("{0}")]
-    InvalidName(String),
+    InvalidName(#[from] TopicNameError),
+    #[error("Topic '{name}' collides with existing topic: {other}")]
+    Collides { name: String, other: String },
     #[error("Number of partitions must be larger than 0 (and at most {max}), got {got}.")]
     InvalidPartitions { got: i32, max: i32 },
     #[error("Replication factor {got} is invalid: this cluster has {brokers} broker(s).")]
@@ -45,7 +47,7 @@ pub enum CreateTopicError {
     #[error("{0}")]
     InvalidConfig(#[from] ConfigError),
     #[error("{0}")]
-    InvalidAssignment(String),
+    InvalidAssignment(#[from] crate::metadata::cluster_topics::AssignmentError),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0}")]
@@ -93,29 +95,60 @@ pub struct Broker {
     cluster: Arc<Cluster>,
 }
 
+/// Why a topic name is illegal, in Kafka's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicNameError {
+    #[error("Topic name is illegal, it can't be empty")]
+    Empty,
+    #[error("Topic name cannot be \".\" or \"..\"")]
+    Dots,
+    #[error(
+        "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {0}"
+    )]
+    TooLong(String),
+    #[error(
+        "Topic name {name:?} is illegal, it contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
+    )]
+    IllegalCharacter { name: String, c: char },
+}
+
 /// Checks a topic name as Kafka does: 1-249 of `[a-zA-Z0-9._-]`, not `.`
 /// or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
+pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.is_empty() {
-        return Err("Topic name is illegal, it can't be empty".into());
+        return Err(TopicNameError::Empty);
     }
     if name == "." || name == ".." {
-        return Err("Topic name cannot be \".\" or \"..\"".into());
+        return Err(TopicNameError::Dots);
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(format!(
-            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
-        ));
+        return Err(TopicNameError::TooLong(name.to_string()));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "Topic name {name:?} is illegal, it contains {c:?}; legal characters are ASCII alphanumerics, '.', '_' and '-'"
-        ));
+        return Err(TopicNameError::IllegalCharacter {
+            name: name.to_string(),
+            c,
+        });
     }
     Ok(())
+}
+
+/// Why committed offsets could not be written to `__consumer_offsets`.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("the offsets topic: {0}")]
+    OffsetsTopic(#[from] CreateTopicError),
+    #[error("{OFFSETS_TOPIC}-{0} is not hosted here")]
+    NotHosted(i32),
+    #[error("building the offsets batch: {0:#}")]
+    Batch(anyhow::Error),
+    #[error("the offsets batch is invalid: {0}")]
+    Invalid(#[from] crate::storage::batch::BatchError),
+    #[error("appending offsets: {0}")]
+    Append(#[from] Error),
 }
 
 impl Broker {
@@ -297,20 +330,19 @@ impl Broker {
         &self,
         group: &str,
         records: &[(bytes::Bytes, Option<bytes::Bytes>)],
-    ) -> Result<(), String> {
+    ) -> Result<(), PersistError> {
         if records.is_empty() {
             return Ok(());
         }
-        let partitions = self.ensure_offsets_topic().map_err(|e| e.to_string())?;
+        let partitions = self.ensure_offsets_topic()?;
         let p = offsets_log::partition_for(group, partitions);
         let part = self
             .replicas
             .get(&TopicPartition::new(OFFSETS_TOPIC, p))
-            .ok_or_else(|| format!("{OFFSETS_TOPIC}-{p} is not hosted here"))?;
-        let batch = offsets_log::batch(records, now_ms()).map_err(|e| e.to_string())?;
-        let headers = crate::storage::batch::validate_produce(&batch, usize::MAX)
-            .map_err(|e| e.to_string())?;
-        part.append(&batch, &headers).map_err(|e| e.to_string())?;
+            .ok_or(PersistError::NotHosted(p))?;
+        let batch = offsets_log::batch(records, now_ms()).map_err(PersistError::Batch)?;
+        let headers = crate::storage::batch::validate_produce(&batch, usize::MAX)?;
+        part.append(&batch, &headers)?;
         Ok(())
     }
 

@@ -258,27 +258,47 @@ impl Default for ClusterConfig {
     }
 }
 
+/// Why `controller.quorum.voters` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VotersError {
+    #[error("`{0}` is not id@host:port")]
+    NotIdAtAddress(String),
+    #[error("`{id}` in `{part}` is not a node id")]
+    BadId { id: String, part: String },
+    #[error("`{addr}` in `{part}` is not host:port")]
+    BadAddress { addr: String, part: String },
+    #[error("node {0} is listed twice")]
+    Twice(i32),
+    #[error("no voters listed")]
+    Empty,
+}
+
 /// Parses `id@host:port,id@host:port`.
-fn parse_voters(text: &str) -> std::result::Result<BTreeMap<i32, String>, String> {
+fn parse_voters(text: &str) -> std::result::Result<BTreeMap<i32, String>, VotersError> {
     let mut out = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
             .split_once('@')
-            .ok_or_else(|| format!("`{part}` is not id@host:port"))?;
-        let id: i32 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|i| *i >= 0)
-            .ok_or_else(|| format!("`{id}` in `{part}` is not a node id"))?;
-        parse_host_port(addr.trim())
-            .ok_or_else(|| format!("`{addr}` in `{part}` is not host:port"))?;
+            .ok_or_else(|| VotersError::NotIdAtAddress(part.to_string()))?;
+        let id: i32 =
+            id.trim()
+                .parse()
+                .ok()
+                .filter(|i| *i >= 0)
+                .ok_or_else(|| VotersError::BadId {
+                    id: id.to_string(),
+                    part: part.to_string(),
+                })?;
+        parse_host_port(addr.trim()).ok_or_else(|| VotersError::BadAddress {
+            addr: addr.to_string(),
+            part: part.to_string(),
+        })?;
         if out.insert(id, addr.trim().to_string()).is_some() {
-            return Err(format!("node {id} is listed twice"));
+            return Err(VotersError::Twice(id));
         }
     }
     if out.is_empty() {
-        return Err("no voters listed".into());
+        return Err(VotersError::Empty);
     }
     Ok(out)
 }
@@ -367,8 +387,9 @@ impl BrokerConfig {
                     .filter_map(|(k, v)| known.get(k).map(|long| format!("--{long}={v}"))),
             )
             .collect();
-        let cli = parse_layer(args).map_err(|e| Error::config("command line", e))?;
-        let from_env = parse_layer(env_args).map_err(|e| Error::config("environment", e))?;
+        let cli = parse_layer(args).map_err(|e| Error::config("command line", e.to_string()))?;
+        let from_env =
+            parse_layer(env_args).map_err(|e| Error::config("environment", e.to_string()))?;
         let mut merged = merge(cli, from_env);
         if let Some(path) = merged.config.clone() {
             merged = merge(merged, read_file(&path)?);
@@ -443,9 +464,8 @@ impl BrokerConfig {
         };
         let mut cfg = cfg;
         let voters = match &c.controller_quorum_voters {
-            Some(text) => {
-                parse_voters(text).map_err(|e| Error::config("controller.quorum.voters", e))?
-            }
+            Some(text) => parse_voters(text)
+                .map_err(|e| Error::config("controller.quorum.voters", e.to_string()))?,
             None => BTreeMap::new(),
         };
         let internal_listener = c.internal_listener.unwrap_or_else(|| {
@@ -586,12 +606,12 @@ fn read_file(path: &Path) -> Result<Cli> {
         }
         args.push(format!("--{flag}={}", value.trim()));
     }
-    parse_layer(args).map_err(|e| Error::config(format!("file {}", path.display()), e))
+    parse_layer(args).map_err(|e| Error::config(format!("file {}", path.display()), e.to_string()))
 }
 
 /// Parses one layer of settings (command line, environment or file) with
 /// clap's own environment lookup off, so the layers merge explicitly.
-fn parse_layer<I, T>(args: I) -> std::result::Result<Cli, String>
+fn parse_layer<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -605,10 +625,10 @@ where
                 let _ = Cli::command().print_long_help();
                 std::process::exit(0)
             }
-            _ => return Err(e.to_string()),
+            _ => return Err(e),
         },
     };
-    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+    Cli::from_arg_matches(&matches)
 }
 
 /// Fills every unset value of `over` from `under`.

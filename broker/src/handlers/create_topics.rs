@@ -10,11 +10,14 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::{code, count_error, str_bytes};
 use crate::broker::{Broker, CreateTopicError, NewTopic};
 use crate::metadata::TopicConfigs;
+use crate::metadata::cluster_topics::AssignmentError;
 
 fn error_code(e: &CreateTopicError) -> i16 {
     match e {
         CreateTopicError::AlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
-        CreateTopicError::InvalidName(_) => code::INVALID_TOPIC_EXCEPTION,
+        CreateTopicError::InvalidName(_) | CreateTopicError::Collides { .. } => {
+            code::INVALID_TOPIC_EXCEPTION
+        }
         CreateTopicError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
         CreateTopicError::InvalidReplicationFactor { .. } => code::INVALID_REPLICATION_FACTOR,
         CreateTopicError::InvalidConfig(_) => code::INVALID_CONFIG,
@@ -165,9 +168,7 @@ fn manual_assignment(
         .enumerate()
         .any(|(want, (got, _))| usize::try_from(*got).ok() != Some(want))
     {
-        return Err(CreateTopicError::InvalidAssignment(
-            "partitions should be a consecutive 0-based integer sequence".into(),
-        ));
+        return Err(AssignmentError::NotASequence.into());
     }
     Ok(Some(by_index.into_iter().map(|(_, rs)| rs).collect()))
 }

@@ -113,7 +113,9 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
     };
     match broker.create_topic(new, false).await {
         Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
-        Err(CreateTopicError::InvalidName(_)) => return error(code::INVALID_TOPIC_EXCEPTION),
+        Err(CreateTopicError::InvalidName(_) | CreateTopicError::Collides { .. }) => {
+            return error(code::INVALID_TOPIC_EXCEPTION);
+        }
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-creating topic failed");
             return error(code::UNKNOWN_TOPIC_OR_PARTITION);

@@ -29,8 +29,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::protocol::{self, HeaderError, decode_body, encode_response};
 
-/// Why a connection must be closed.
-pub type Close = String;
+pub use crate::protocol::Close;
 
 /// What handling a request left to do.
 pub enum Reply {
@@ -83,7 +82,7 @@ pub async fn handle(
         }
         Err(HeaderError::Close(reason)) => {
             broker.metrics.malformed_requests.inc();
-            return Err(reason);
+            return Err(Close::Header(reason));
         }
     };
     let mut held: fetch::Held = None;
@@ -91,7 +90,7 @@ pub async fn handle(
     let v = h.api_version;
     let corr = h.header.correlation_id;
     let api = protocol::api::name(key);
-    let bad = |e: String| {
+    let bad = |e: Close| {
         broker.metrics.malformed_requests.inc();
         e
     };
@@ -283,7 +282,7 @@ pub async fn handle(
             let resp = offsets::offset_delete(broker, req, v);
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
-        other => return Err(format!("{other:?} is not served")),
+        other => return Err(Close::NotServed { api: other }),
     }
     record(broker, api, started);
     Ok(Reply::Now(held))

@@ -105,34 +105,52 @@ fn check_assignment(
     Ok(())
 }
 
+/// Why CreateTopics' manual assignment is refused, in Kafka's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssignmentError {
+    #[error("partitions should be a consecutive 0-based integer sequence")]
+    NotASequence,
+    #[error("The manual partition assignment includes an empty replica list.")]
+    Empty,
+    #[error(
+        "The manual partition assignment includes broker {0}, but no such broker is registered."
+    )]
+    Unregistered(i32),
+    #[error("The manual partition assignment includes the broker {0} more than once.")]
+    Twice(i32),
+    #[error(
+        "The manual partition assignment includes a partition with {got} replica(s), but this is not consistent with previous partitions, which have {first} replica(s)."
+    )]
+    Uneven { got: usize, first: usize },
+}
+
 /// CreateTopics' manual assignment, with Kafka's checks and messages:
 /// every list non-empty, of registered brokers, none twice, all as long as
 /// the first.
-fn check_manual_assignment(img: &MetadataImage, assignment: &[Vec<i32>]) -> Result<(), String> {
+fn check_manual_assignment(
+    img: &MetadataImage,
+    assignment: &[Vec<i32>],
+) -> Result<(), AssignmentError> {
     let rf = assignment.first().map_or(0, Vec::len);
     for rs in assignment {
         if rs.is_empty() {
-            return Err("The manual partition assignment includes an empty replica list.".into());
+            return Err(AssignmentError::Empty);
         }
         let mut sorted = rs.clone();
         sorted.sort_unstable();
         for (i, b) in sorted.iter().enumerate() {
             if !img.brokers.contains_key(b) {
-                return Err(format!(
-                    "The manual partition assignment includes broker {b}, but no such broker is registered."
-                ));
+                return Err(AssignmentError::Unregistered(*b));
             }
             if i > 0 && sorted[i - 1] == *b {
-                return Err(format!(
-                    "The manual partition assignment includes the broker {b} more than once."
-                ));
+                return Err(AssignmentError::Twice(*b));
             }
         }
         if rs.len() != rf {
-            return Err(format!(
-                "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).",
-                rs.len()
-            ));
+            return Err(AssignmentError::Uneven {
+                got: rs.len(),
+                first: rf,
+            });
         }
     }
     Ok(())
@@ -230,7 +248,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicMetadata, CreateTopicError> {
         let cluster = self.cluster();
-        validate_topic_name(&t.name).map_err(CreateTopicError::InvalidName)?;
+        validate_topic_name(&t.name)?;
         if t.partitions < 1 || t.partitions > MAX_PARTITIONS {
             return Err(CreateTopicError::InvalidPartitions {
                 got: t.partitions,
@@ -256,14 +274,14 @@ impl Broker {
         }
         let folded = t.name.replace('.', "_");
         if let Some(other) = img.topics.keys().find(|o| o.replace('.', "_") == folded) {
-            return Err(CreateTopicError::InvalidName(format!(
-                "Topic '{}' collides with existing topic: {other}",
-                t.name
-            )));
+            return Err(CreateTopicError::Collides {
+                name: t.name.clone(),
+                other: other.clone(),
+            });
         }
         let assignment = match t.assignment.clone() {
             Some(a) => {
-                check_manual_assignment(&img, &a).map_err(CreateTopicError::InvalidAssignment)?;
+                check_manual_assignment(&img, &a)?;
                 a
             }
             None => {

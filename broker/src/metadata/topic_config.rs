@@ -24,23 +24,37 @@ pub enum ConfigError {
 struct Def {
     name: &'static str,
     broker_setting: &'static str,
-    check: fn(&str) -> Result<(), String>,
+    check: fn(&str) -> Result<(), ValueError>,
     default: fn(&BrokerConfig) -> String,
 }
 
-fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+/// Why a topic config value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("must be at least {0}")]
+    Below(i64),
+    #[error("not a number")]
+    NotANumber,
+    #[error("not a 32-bit number")]
+    NotAnInt,
+    /// Must be one of the values the message names, or is not supported.
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
+fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), ValueError> {
     move |v| match v.trim().parse::<i64>() {
         Ok(n) if n >= min => Ok(()),
-        Ok(_) => Err(format!("must be at least {min}")),
-        Err(_) => Err("not a number".into()),
+        Ok(_) => Err(ValueError::Below(min)),
+        Err(_) => Err(ValueError::NotANumber),
     }
 }
 
-fn int_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+fn int_at_least(min: i64) -> impl Fn(&str) -> Result<(), ValueError> {
     move |v| match v.trim().parse::<i32>() {
         Ok(n) if i64::from(n) >= min => Ok(()),
-        Ok(_) => Err(format!("must be at least {min}")),
-        Err(_) => Err("not a 32-bit number".into()),
+        Ok(_) => Err(ValueError::Below(min)),
+        Err(_) => Err(ValueError::NotAnInt),
     }
 }
 
@@ -50,7 +64,7 @@ const DEFS: &[Def] = &[
         broker_setting: "log.cleanup.policy",
         check: |v| match v.trim() {
             "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
-            _ => Err("must be a list of [delete, compact]".into()),
+            _ => Err(ValueError::Refused("must be a list of [delete, compact]")),
         },
         default: |_| "delete".into(),
     },
@@ -59,7 +73,7 @@ const DEFS: &[Def] = &[
         broker_setting: "log.cleaner.min.cleanable.ratio",
         check: |v| match v.trim().parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-            _ => Err("must be a number between 0 and 1".into()),
+            _ => Err(ValueError::Refused("must be a number between 0 and 1")),
         },
         default: |_| "0.5".into(),
     },
@@ -78,11 +92,11 @@ const DEFS: &[Def] = &[
     Def {
         name: "compression.type",
         broker_setting: "compression.type",
-        check: |v| {
-            match v.trim() {
+        check: |v| match v.trim() {
             "producer" => Ok(()),
-            _ => Err("only `producer` is supported: Sluice stores batches as the producer compressed them".into()),
-        }
+            _ => Err(ValueError::Refused(
+                "only `producer` is supported: Sluice stores batches as the producer compressed them",
+            )),
         },
         default: |_| "producer".into(),
     },
@@ -145,8 +159,10 @@ const DEFS: &[Def] = &[
         broker_setting: "log.message.timestamp.type",
         check: |v| match v.trim() {
             "CreateTime" => Ok(()),
-            "LogAppendTime" => Err("LogAppendTime is not supported yet".into()),
-            _ => Err("must be one of [CreateTime, LogAppendTime]".into()),
+            "LogAppendTime" => Err(ValueError::Refused("LogAppendTime is not supported yet")),
+            _ => Err(ValueError::Refused(
+                "must be one of [CreateTime, LogAppendTime]",
+            )),
         },
         default: |_| "CreateTime".into(),
     },
@@ -155,7 +171,7 @@ const DEFS: &[Def] = &[
         broker_setting: "unclean.leader.election.enable",
         check: |v| match v.trim() {
             "true" | "false" => Ok(()),
-            _ => Err("must be true or false".into()),
+            _ => Err(ValueError::Refused("must be true or false")),
         },
         default: |_| "false".into(),
     },
@@ -204,7 +220,7 @@ impl TopicConfigs {
             (def.check)(value).map_err(|reason| ConfigError::Invalid {
                 name: name.into(),
                 value: value.into(),
-                reason,
+                reason: reason.to_string(),
             })?;
             map.insert(name.to_string(), value.trim().to_string());
         }

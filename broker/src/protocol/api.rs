@@ -44,10 +44,10 @@ macro_rules! served {
         )*];
 
         /// Decodes the body of any served request (for decoder fuzzing).
-        pub fn decode_any(h: &DecodedHeader) -> Result<(), String> {
+        pub fn decode_any(h: &DecodedHeader) -> Result<(), super::Close> {
             match h.api_key {
                 $(ApiKey::$key => decode_body::<$req>(h).map(drop),)*
-                other => Err(format!("{other:?} is not served")),
+                other => Err(super::Close::NotServed { api: other }),
             }
         }
     };

@@ -4,6 +4,7 @@ use bytes::{Buf, BufMut, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::FrameError;
 use super::api::{Support, supported};
 use super::splice::ResponseBuf;
 
@@ -15,6 +16,33 @@ pub struct DecodedHeader {
     pub header: RequestHeader,
     /// The request body, after the header.
     pub body: Bytes,
+}
+
+/// Why a connection is closed: a request that cannot be read, or an
+/// answer that cannot be written. Kafka closes the connection in these
+/// cases too; the reason is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum Close {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Header(String),
+    #[error("malformed {api:?} v{version} body: {message}")]
+    Body {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
+    #[error("{api:?} is not served")]
+    NotServed { api: ApiKey },
+    #[error("{api:?} v{version} response: {message}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
+    #[error("write error: {0}")]
+    Write(std::io::Error),
 }
 
 /// What to do with a frame whose header cannot be served.
@@ -69,10 +97,13 @@ pub fn decode_header(frame: Bytes) -> Result<DecodedHeader, HeaderError> {
 }
 
 /// Decodes a request body; trailing bytes are tolerated as Kafka does.
-pub fn decode_body<T: Decodable>(h: &DecodedHeader) -> Result<T, String> {
+pub fn decode_body<T: Decodable>(h: &DecodedHeader) -> Result<T, Close> {
     let mut body = h.body.clone();
-    T::decode(&mut body, h.api_version)
-        .map_err(|e| format!("malformed {:?} v{} body: {e:#}", h.api_key, h.api_version))
+    T::decode(&mut body, h.api_version).map_err(|e| Close::Body {
+        api: h.api_key,
+        version: h.api_version,
+        message: format!("{e:#}"),
+    })
 }
 
 /// Encodes a response frame (size prefix, header, body) for `api_key` at
@@ -85,7 +116,12 @@ pub fn encode_response<T: Encodable>(
     correlation_id: i32,
     body: &T,
     splice: Vec<Bytes>,
-) -> Result<(), String> {
+) -> Result<(), Close> {
+    let failed = |message: String| Close::Encode {
+        api: api_key,
+        version,
+        message,
+    };
     let header_version = if api_key == ApiKey::ApiVersions {
         0 // ApiVersions responses always use header v0 (KIP-511).
     } else {
@@ -95,23 +131,20 @@ pub fn encode_response<T: Encodable>(
     let size = header
         .compute_size(header_version)
         .and_then(|h| Ok(h + body.compute_size(version)?))
-        .map_err(|e| format!("sizing {api_key:?} v{version} response: {e}"))?;
+        .map_err(|e| failed(format!("sizing: {e}")))?;
     let spliced: usize = splice.iter().map(Bytes::len).sum();
     let mut buf = ResponseBuf::new((size + 4).saturating_sub(spliced).min(1 << 20), splice);
-    buf.put_i32(
-        i32::try_from(size)
-            .map_err(|_| format!("{api_key:?} response of {size} bytes is too large"))?,
-    );
+    buf.put_i32(i32::try_from(size).map_err(|_| failed(format!("{size} bytes is too large")))?);
     header
         .encode(&mut buf, header_version)
-        .map_err(|e| format!("encoding {api_key:?} header: {e}"))?;
+        .map_err(|e| failed(format!("encoding the header: {e}")))?;
     body.encode(&mut buf, version)
-        .map_err(|e| format!("encoding {api_key:?} v{version} response: {e}"))?;
+        .map_err(|e| failed(format!("encoding: {e}")))?;
     if buf.len() != size + 4 {
-        return Err(format!(
-            "{api_key:?} v{version} response: sized {size} bytes, encoded {}",
+        return Err(failed(format!(
+            "sized {size} bytes, encoded {}",
             buf.len() - 4
-        ));
+        )));
     }
     out.extend(buf.finish());
     Ok(())

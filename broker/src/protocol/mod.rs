@@ -9,5 +9,5 @@ pub mod frame;
 pub mod splice;
 
 pub use api::{SUPPORTED, Support, supported};
-pub use codec::{DecodedHeader, HeaderError, decode_body, decode_header, encode_response};
+pub use codec::{Close, DecodedHeader, HeaderError, decode_body, decode_header, encode_response};
 pub use frame::{FrameError, FrameReader, read_frame};

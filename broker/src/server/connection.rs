@@ -16,7 +16,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::broker::Broker;
 use crate::handlers;
-use crate::protocol::{FrameError, FrameReader};
+use crate::protocol::{Close, FrameError, FrameReader};
 
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     broker.metrics.connections.inc();
@@ -34,7 +34,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
 /// idempotence, up to a million without.
 const MAX_WAITING: usize = 16;
 
-async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), String> {
+async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), Close> {
     let max = broker.config.socket_request_max_bytes.max(0) as usize;
     let (rd, wr) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
@@ -69,10 +69,10 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
                 reading = false;
                 continue;
             }
-            Err(FrameError::Io(e)) => return Err(format!("read error: {e}")),
+            Err(e @ FrameError::Io(_)) => return Err(e.into()),
             Err(e) => {
                 broker.metrics.malformed_requests.inc();
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         // Produce requests are pipelined: each is appended as it arrives,
@@ -108,19 +108,13 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
     flush(&mut writer).await
 }
 
-async fn write(writer: &mut BufWriter<OwnedWriteHalf>, chunks: Vec<Bytes>) -> Result<(), String> {
+async fn write(writer: &mut BufWriter<OwnedWriteHalf>, chunks: Vec<Bytes>) -> Result<(), Close> {
     for chunk in chunks {
-        writer
-            .write_all(&chunk)
-            .await
-            .map_err(|e| format!("write error: {e}"))?;
+        writer.write_all(&chunk).await.map_err(Close::Write)?;
     }
     Ok(())
 }
 
-async fn flush(writer: &mut BufWriter<OwnedWriteHalf>) -> Result<(), String> {
-    writer
-        .flush()
-        .await
-        .map_err(|e| format!("write error: {e}"))
+async fn flush(writer: &mut BufWriter<OwnedWriteHalf>) -> Result<(), Close> {
+    writer.flush().await.map_err(Close::Write)
 }

@@ -86,5 +86,9 @@ step "Go client tests (franz-go: kgo, kadm; sarama) against broker processes"
   go test -count=1 ./...
 )
 
+step "Java client and Kafka's own tools (kafka-clients, kafka-tools; JUnit 5 with Maven) against broker processes"
+mvn -q -B -Dstyle.color=never -f e2e/java/pom.xml test \
+  -Dsluice.broker="$PWD/target/debug/sluice-broker"
+
 step "python client tests (confluent-kafka, kafka-python; some against Apache Kafka too)"
 .venv/bin/pytest -q e2e/python

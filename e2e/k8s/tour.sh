@@ -245,6 +245,9 @@ ok "the StatefulSet still asks for 20Gi"
 step "a lost volume (claim and pod deleted) is rebuilt from the other replicas"
 start_load
 old_claim="$(jp pvc/data-demo-2 '{.metadata.uid}')"
+# Broker 2 votes in the metadata quorum: its new log is a new voter.
+old_dir="$(jp kc/demo '{.status.quorum.voters[?(@.id==2)].directoryId}')"
+[[ -n "$old_dir" ]] || fail "status.quorum does not show voter 2"
 "$kubectl" delete pvc data-demo-2 --wait=false >/dev/null
 "$kubectl" delete pod demo-2 --wait=false >/dev/null
 rebuilt() {
@@ -257,6 +260,13 @@ broker_2_back() {
     [[ "$(condition Degraded status)" == False ]]
 }
 until_ok 300 "broker 2 Running with its replicas copied back (Degraded False)" broker_2_back
+new_voter() {
+  local dir
+  dir="$(jp kc/demo '{.status.quorum.voters[?(@.id==2)].directoryId}')"
+  [[ -n "$dir" && "$dir" != "$old_dir" ]] &&
+    [[ "$(jp kc/demo '{.status.quorum.voters[*].id}')" == "0 1 2" ]]
+}
+until_ok 120 "voter 2 votes again under its new directory id (status.quorum)" new_voter
 "$kubectl" get events --field-selector involvedObject.name=demo \
   -o 'jsonpath={range .items[*]}{.reason}{" "}{end}' | grep -q Rebuil || fail "no event tells of the rebuild"
 ok "events tell of the rebuild"

@@ -138,7 +138,9 @@ async fn a_data_directory_from_before_the_quorum_opens_with_nothing_lost() -> Re
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition("orders", 0);
     tpl.add_partition("orders", 1);
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .with_context(|| format!("the committed offsets; broker log:\n{}", broker.log()))?;
     let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
     ensure!(
         offsets == [Offset::Offset(3), Offset::Offset(2)],

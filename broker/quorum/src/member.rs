@@ -464,11 +464,15 @@ async fn controller_loop(
     // Server state changes (an election won) wake the loop at once.
     let mut server = node.raft().server_metrics();
     let mut images = node.subscribe();
+    let mut quiet = false;
     loop {
         // A controller with no other broker registered has nothing to
-        // time (it never fences itself): it wakes for a metadata change,
-        // not on a tick, so an idle lone broker stays idle.
-        let alone = node.is_leader()
+        // time (it never fences itself): once a pass found nothing to do,
+        // it wakes for a metadata change, not on a tick, so an idle lone
+        // broker stays idle. A pass that wrote (or tried to: a refused
+        // compare-and-set is retried) ticks again.
+        let alone = quiet
+            && node.is_leader()
             && images
                 .borrow_and_update()
                 .brokers
@@ -480,6 +484,7 @@ async fn controller_loop(
             changed = images.changed(), if alone => if changed.is_err() { return },
             changed = server.changed() => if changed.is_err() { return },
         }
+        quiet = false;
         if !node.is_leader() {
             leading_since = None;
             if let Some(l) = node.leader().filter(|l| *l != node.id()) {
@@ -533,6 +538,7 @@ async fn controller_loop(
         if commands.is_empty() {
             commands.extend(controller::partition_changes(&img));
         }
+        let mut worked = !commands.is_empty();
         let fenced_some = !commands.is_empty()
             && commands
                 .iter()
@@ -579,6 +585,7 @@ async fn controller_loop(
         };
         let members: BTreeSet<u64> = nodes.keys().copied().collect();
         // Directory ids and addresses follow the registrations.
+        worked |= !updates.is_empty();
         if !updates.is_empty() {
             match node
                 .raft()
@@ -600,6 +607,7 @@ async fn controller_loop(
             .filter(|id| !voters.contains(id))
             .filter(|id| i32::try_from(*id).map_or(true, |b| !img.brokers.contains_key(&b)))
             .collect();
+        worked |= !gone.is_empty();
         if !gone.is_empty() {
             match node
                 .raft()
@@ -623,6 +631,7 @@ async fn controller_loop(
             {
                 continue;
             }
+            worked = true;
             let node_info = Node::new(b.internal_address.clone(), b.directory_id);
             match node.raft().add_learner(id, node_info, false).await {
                 Ok(_) => {
@@ -632,6 +641,7 @@ async fn controller_loop(
                 Err(e) => tracing::debug!(broker = b.id, error = %e, "adding a learner"),
             }
         }
+        quiet = !worked;
     }
 }
 

@@ -531,6 +531,12 @@ impl Broker {
     /// id (an earlier, interrupted move) is left as it is.
     pub async fn move_topics_into_quorum(&self) -> crate::error::Result<()> {
         let me = self.config.node_id;
+        // Registered and unfenced first: a topic created while this broker
+        // is fenced (or not yet registered) starts with no live replica,
+        // an empty ISR and no leader, and no clean election can ever give
+        // it one. Nothing deletes local topics meanwhile: the materializer
+        // starts once the move is done.
+        self.cluster().wait_caught_up().await;
         let local: Vec<TopicMetadata> = self.metadata.lock().topics().cloned().collect();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         for t in local {

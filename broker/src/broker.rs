@@ -91,6 +91,10 @@ pub struct Broker {
     pub throttles: crate::partition::throttle::Throttles,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
+    /// Bumped after every pass of the materializer (partition roles may
+    /// have changed): the replication loops wait on it when they have
+    /// nothing to time.
+    pub roles: tokio::sync::watch::Sender<u64>,
     /// Its membership in the metadata quorum.
     cluster: Arc<Cluster>,
 }
@@ -231,6 +235,7 @@ impl Broker {
             throttles: crate::partition::throttle::Throttles::default(),
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             shutdown: CancellationToken::new(),
+            roles: tokio::sync::watch::channel(0).0,
             cluster,
         };
         broker.load_offsets()?;

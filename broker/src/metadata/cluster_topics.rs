@@ -704,6 +704,8 @@ impl Broker {
             if let Err(e) = tokio::task::spawn_blocking(move || b.materialize(&img)).await {
                 tracing::error!(error = %e, "metadata materializer");
             }
+            // The replication loops look at the roles again.
+            self.roles.send_modify(|g| *g = g.wrapping_add(1));
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 changed = image.changed() => if changed.is_err() { return },

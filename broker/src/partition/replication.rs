@@ -65,17 +65,31 @@ pub fn propose_isr(
     });
 }
 
-/// Shrinks ISRs of followers that stopped catching up, every 100 ms.
+/// Shrinks ISRs of followers that stopped catching up, every 100 ms
+/// while this broker leads a partition with another replica; otherwise
+/// (a lone broker, RF 1 only) it waits for the partition roles to change.
 pub async fn run_isr_ticker(broker: Arc<Broker>) {
+    // Subscribed before the first look, so no change is missed.
+    let mut roles = broker.roles.subscribe();
+    let mut timed = false;
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = broker.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        if !first {
+            tokio::select! {
+                _ = broker.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)), if timed => {}
+                changed = roles.changed() => if changed.is_err() { return },
+            }
         }
+        first = false;
         let now = crate::storage::log::now_ms() as u64;
+        timed = false;
         for p in broker.replicas.all() {
             let proposal = p.with_role(|r| match r {
-                Role::Leader(s) => s.tick(now).map(|c| (c, s.leader_epoch)),
+                Role::Leader(s) => {
+                    timed |= s.replicas.len() > 1;
+                    s.tick(now).map(|c| (c, s.leader_epoch))
+                }
                 _ => None,
             });
             if let Some((change, epoch)) = proposal {
@@ -88,11 +102,22 @@ pub async fn run_isr_ticker(broker: Arc<Broker>) {
 /// Keeps one fetcher per leader this broker follows.
 pub async fn run_fetchers(broker: Arc<Broker>) {
     let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    // Subscribed before the first look, so no change is missed.
+    let mut roles = broker.roles.subscribe();
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = broker.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        // Every 50 ms while it follows a leader (a fetcher that ended is
+        // started again); a broker that follows nobody waits for the
+        // partition roles to change.
+        let timed = !fetchers.is_empty();
+        if !first {
+            tokio::select! {
+                _ = broker.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(50)), if timed => {}
+                changed = roles.changed() => if changed.is_err() { break },
+            }
         }
+        first = false;
         fetchers.retain(|_, h| !h.is_finished());
         for leader in followed_leaders(&broker) {
             fetchers

@@ -4,43 +4,15 @@
 //! controller failover, controlled shutdown, and re-registration.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_quorum::image::Command;
 use sluice_quorum::member::leading;
 use sluice_quorum::placement::{self, Candidate};
-use sluice_quorum::{Member, MemberConfig, MetadataImage, Outcome, QuorumConfig};
+use sluice_quorum::{Member, MetadataImage, Outcome};
 
-const HEARTBEAT: Duration = Duration::from_millis(100);
-const SESSION: Duration = Duration::from_millis(600);
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
-
-fn config(id: i32, dir: &Path, ports: &[u16]) -> MemberConfig {
-    let voters: BTreeMap<u64, String> = (0..3)
-        .map(|i| (i as u64, format!("127.0.0.1:{}", ports[i])))
-        .collect();
-    let address = format!("127.0.0.1:{}", ports[id as usize]);
-    let listen = address.parse().expect("addr");
-    MemberConfig {
-        quorum: QuorumConfig::new(id as u64, dir.join(format!("b{id}")), listen, voters),
-        broker_id: id,
-        kafka_address: format!("127.0.0.1:{}", 19000 + id),
-        internal_address: address,
-        rack: None,
-        heartbeat_interval: HEARTBEAT,
-        session_timeout: SESSION,
-    }
-}
+mod common;
+use common::{SESSION, free_ports, member_config as config};
 
 async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

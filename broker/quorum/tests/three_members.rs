@@ -3,21 +3,15 @@
 //! nothing committed is lost, and a restarted member recovers from disk.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_quorum::image::Command;
 use sluice_quorum::{Outcome, QuorumConfig, QuorumNode};
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
+mod common;
+use common::free_ports;
 
 fn config(id: u64, dir: &Path, ports: &[u16]) -> QuorumConfig {
     let voters: BTreeMap<u64, String> = ports

@@ -4,42 +4,14 @@
 //! killed and restarted, and no term ever has two leaders.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_quorum::{Member, MemberConfig, QuorumConfig};
+use sluice_quorum::Member;
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
-
-fn config(id: i32, dir: &Path, ports: &[u16]) -> MemberConfig {
-    let voters: BTreeMap<u64, String> = (0..3)
-        .map(|i| (i as u64, format!("127.0.0.1:{}", ports[i])))
-        .collect();
-    let address = format!("127.0.0.1:{}", ports[id as usize]);
-    MemberConfig {
-        quorum: QuorumConfig::new(
-            id as u64,
-            dir.join(format!("b{id}")),
-            address.parse().expect("addr"),
-            voters,
-        ),
-        broker_id: id,
-        kafka_address: format!("127.0.0.1:{}", 19100 + id),
-        internal_address: address,
-        rack: None,
-        heartbeat_interval: Duration::from_millis(100),
-        session_timeout: Duration::from_millis(600),
-    }
-}
+mod common;
+use common::{free_ports, member_config as config};
 
 /// Every (term, leader) any member has been in.
 type Leaders = Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>;

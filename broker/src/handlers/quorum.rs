@@ -113,19 +113,26 @@ fn outcome(reply: ChangeReply) -> (i16, Option<String>) {
     }
 }
 
-/// A request naming another cluster is refused, as Kafka does.
-fn other_cluster(broker: &Broker, asked: Option<&str>) -> Option<(i16, Option<String>)> {
+/// Runs a voter change, unless the request names another cluster
+/// (refused with INCONSISTENT_CLUSTER_ID, as Kafka does).
+async fn change(
+    broker: &Broker,
+    asked_cluster: Option<&str>,
+    change: VoterChange,
+) -> (i16, Option<String>) {
     let ours = &broker.cluster().cluster_id;
-    asked.filter(|a| *a != ours.as_str()).map(|a| {
-        (
+    match asked_cluster.filter(|a| *a != ours.as_str()) {
+        Some(a) => (
             code::INCONSISTENT_CLUSTER_ID,
             Some(format!("this is cluster {ours}, not {a}")),
-        )
-    })
+        ),
+        None => outcome(broker.cluster().change_voters(change).await),
+    }
 }
 
-fn timeout_ms(asked: i32) -> u64 {
-    u64::try_from(asked).unwrap_or(0)
+/// A voter id as the quorum counts them (a negative one matches none).
+fn voter(id: i32) -> u64 {
+    u64::try_from(id).unwrap_or(u64::MAX)
 }
 
 pub async fn add_raft_voter(
@@ -133,22 +140,17 @@ pub async fn add_raft_voter(
     req: AddRaftVoterRequest,
     _version: i16,
 ) -> AddRaftVoterResponse {
-    let (error, message) = match other_cluster(broker, req.cluster_id.as_deref()) {
-        Some(refused) => refused,
-        None => {
-            let change = VoterChange::Add {
-                id: u64::try_from(req.voter_id).unwrap_or(u64::MAX),
-                directory_id: req.voter_directory_id,
-                addresses: req
-                    .listeners
-                    .iter()
-                    .map(|l| format!("{}:{}", l.host.as_str(), l.port))
-                    .collect(),
-                timeout_ms: timeout_ms(req.timeout_ms),
-            };
-            outcome(broker.cluster().change_voters(change).await)
-        }
+    let add = VoterChange::Add {
+        id: voter(req.voter_id),
+        directory_id: req.voter_directory_id,
+        addresses: req
+            .listeners
+            .iter()
+            .map(|l| format!("{}:{}", l.host.as_str(), l.port))
+            .collect(),
+        timeout_ms: u64::try_from(req.timeout_ms).unwrap_or(0),
     };
+    let (error, message) = change(broker, req.cluster_id.as_deref(), add).await;
     AddRaftVoterResponse::default()
         .with_error_code(error)
         .with_error_message(message.map(str_bytes))
@@ -159,17 +161,12 @@ pub async fn remove_raft_voter(
     req: RemoveRaftVoterRequest,
     _version: i16,
 ) -> RemoveRaftVoterResponse {
-    let (error, message) = match other_cluster(broker, req.cluster_id.as_deref()) {
-        Some(refused) => refused,
-        None => {
-            let change = VoterChange::Remove {
-                id: u64::try_from(req.voter_id).unwrap_or(u64::MAX),
-                directory_id: req.voter_directory_id,
-                timeout_ms: 30_000,
-            };
-            outcome(broker.cluster().change_voters(change).await)
-        }
+    let remove = VoterChange::Remove {
+        id: voter(req.voter_id),
+        directory_id: req.voter_directory_id,
+        timeout_ms: 30_000,
     };
+    let (error, message) = change(broker, req.cluster_id.as_deref(), remove).await;
     RemoveRaftVoterResponse::default()
         .with_error_code(error)
         .with_error_message(message.map(str_bytes))

@@ -21,28 +21,20 @@ import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /** Consumer groups of the classic protocol, as the Java client runs them. */
-class ConsumerGroupTest {
-  static SluiceBroker broker;
+class ConsumerGroupTest extends OneBroker {
 
   @BeforeAll
-  static void start() throws Exception {
-    broker = SluiceBroker.start();
+  static void createTopics() throws Exception {
     Properties a = new Properties();
     a.put("bootstrap.servers", broker.bootstrap());
     try (Admin admin = Admin.create(a)) {
       admin.createTopics(List.of(
           new NewTopic("coop", 6, (short) 1), new NewTopic("static", 4, (short) 1))).all().get();
     }
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    broker.close();
   }
 
   static Properties props(String group) {

@@ -10,8 +10,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
@@ -19,20 +17,9 @@ import org.junit.jupiter.api.TestMethodOrder;
 
 /** Kafka's own command-line tools, each run from its main class as a process of its own. */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
-class KafkaToolsTest {
-  static SluiceBroker broker;
+class KafkaToolsTest extends OneBroker {
 
   record Run(int exit, String out) {}
-
-  @BeforeAll
-  static void start() throws Exception {
-    broker = SluiceBroker.start();
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    broker.close();
-  }
 
   /** Runs `main` with `args` (and `input` on stdin), up to two minutes. */
   static Run tool(String main, String input, String... args) throws Exception {

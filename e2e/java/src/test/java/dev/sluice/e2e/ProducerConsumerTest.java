@@ -22,25 +22,12 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Kafka's Java producer and consumer, with their defaults, against one broker. */
-class ProducerConsumerTest {
-  static SluiceBroker broker;
-
-  @BeforeAll
-  static void start() throws Exception {
-    broker = SluiceBroker.start();
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    broker.close();
-  }
+class ProducerConsumerTest extends OneBroker {
 
   static Properties producerProps(String compression) {
     Properties p = new Properties();

@@ -444,6 +444,16 @@ impl Broker {
         Ok(())
     }
 
+    /// A topic's configs as DescribeConfigs and CreateTopics show them,
+    /// over this broker's static and dynamic settings.
+    pub fn describe_topic_configs(
+        &self,
+        configs: &crate::metadata::TopicConfigs,
+    ) -> Vec<crate::metadata::topic_config::Described> {
+        let dynamic = self.dynamic.lock().values().clone();
+        configs.describe(&self.config, &dynamic)
+    }
+
     /// The static config with the dynamic broker configs applied: the
     /// defaults every topic without its own override uses.
     pub fn effective_config(&self) -> BrokerConfig {

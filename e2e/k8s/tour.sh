@@ -47,8 +47,12 @@ until_ok() {
   ok "$what"
 }
 jp() { "$kubectl" get "$1" -o "jsonpath=$2"; }
-ready_brokers_are() { [[ "$(jp kc/demo '{.status.readyReplicas}')" == "$1" ]] &&
-  [[ "$(jp kc/demo '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+# ready_brokers_are N [CLUSTER]
+ready_brokers_are() { [[ "$(jp "kc/${2:-demo}" '{.status.readyReplicas}')" == "$1" ]] &&
+  [[ "$(jp "kc/${2:-demo}" '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+# voters_are CLUSTER "IDS": status.quorum lists these voters, and a controller.
+voters_are() { [[ "$(jp "kc/$1" '{.status.quorum.voters[*].id}')" == "$2" ]] &&
+  [[ -n "$(jp "kc/$1" '{.status.quorum.controller}')" ]]; }
 
 step "helm install the operator (it runs as a pod, with the chart's ServiceAccount and RBAC)"
 "$helm" install sluice-operator charts/sluice-operator --namespace sluice-system --create-namespace \
@@ -80,6 +84,23 @@ sed 's/^  replicas: 3/  replicas: 0/; s/^  name: demo/  name: bad/' examples/kaf
 refused "$work/bad-kc.yaml" "a cluster needs at least one broker"
 sed 's/^  partitions: 6/  partitions: 0/; s/^  name: orders/  name: bad/' examples/topic.yaml >"$work/bad-topic.yaml"
 refused "$work/bad-topic.yaml" "a topic needs at least one partition"
+
+step "a one-broker KafkaCluster is a one-voter quorum; scaled to 3, its voters follow"
+sed 's/^  replicas: 3/  replicas: 1/; s/^  name: demo/  name: solo/; s/"3"$/"1"/; s/min.insync.replicas: "2"/min.insync.replicas: "1"/' \
+  examples/kafkacluster.yaml >"$work/solo.yaml"
+"$kubectl" apply -f "$work/solo.yaml" >/dev/null
+until_ok 240 "KafkaCluster solo Ready with 1 broker" ready_brokers_are 1 solo
+until_ok 60 "status.quorum of solo: voter 0 alone, and a controller" voters_are solo 0
+"$kubectl" scale kc solo --replicas=3 >/dev/null
+until_ok 300 "solo scaled to 3 ready brokers" ready_brokers_are 3 solo
+until_ok 180 "brokers 1 and 2 became voters once they had caught up: voters 0 1 2" voters_are solo "0 1 2"
+changes="$("$kubectl" get events --field-selector involvedObject.name=solo,reason=QuorumVotersChanged -o name | wc -l)"
+((changes >= 2)) || fail "$changes QuorumVotersChanged events for solo (two voters were added)"
+ok "$changes QuorumVotersChanged events tell of the new voters"
+echo "    quorum: $(jp kc/solo '{.status.quorum}')"
+"$kubectl" delete kc solo --timeout=120s >/dev/null || fail "deleting KafkaCluster solo"
+solo_gone() { [[ -z "$("$kubectl" get pods -l app.kubernetes.io/instance=solo -o name)" ]]; }
+until_ok 120 "KafkaCluster solo deleted, its pods gone" solo_gone
 
 step "kubectl apply -f examples/ -> KafkaCluster Ready, Topic Ready"
 "$kubectl" apply -f examples/kafkacluster.yaml -f examples/topic.yaml >/dev/null
@@ -142,12 +163,18 @@ start_load
 until_ok 300 "5 ready brokers" ready_brokers_are 5
 until_ok 300 "partitions moved onto the new brokers (demo-3 and demo-4 lead or follow)" bash -c \
   "'$kcat' -b '$bootstrap' -L -t orders | grep -Eq 'replicas: .*\\b(3|4)\\b'"
+"$kubectl" patch kc demo --type merge -p '{"spec":{"quorum":{"voters":5}}}' >/dev/null
+until_ok 240 "spec.quorum.voters 5: brokers 3 and 4 vote too" voters_are demo "0 1 2 3 4"
 # The scale-down waits for approval (spec.rebalance.requireApproval), so
 # the operator can be killed with the plan written but not carried out.
 "$kubectl" patch kc demo --type merge -p '{"spec":{"rebalance":{"requireApproval":true}}}' >/dev/null
-"$kubectl" scale kc demo --replicas=3 >/dev/null
+# Back to 3 brokers and the default voters (the first three).
+"$kubectl" patch kc demo --type merge -p '{"spec":{"replicas":3,"quorum":null}}' >/dev/null
 awaiting() { [[ "$(jp kc/demo '{.status.plan.phase}')" == AwaitingApproval ]]; }
-until_ok 120 "the scale-down plan is written and awaits approval" awaiting
+until_ok 240 "the scale-down plan is written and awaits approval" awaiting
+voters_are demo "0 1 2" || fail "awaiting the drain, the voters are $(jp kc/demo '{.status.quorum.voters[*].id}')"
+[[ "$(jp sts/demo '{.spec.replicas}')" == 5 ]] || fail "the StatefulSet shrank before the drain was approved"
+ok "brokers 3 and 4 gave up their votes before draining (voters 0 1 2, 5 pods still)"
 plan_id="$(jp kc/demo '{.status.plan.id}')"
 operator_pod="$("$kubectl" -n sluice-system get pods -o name | head -n 1)"
 "$kubectl" -n sluice-system delete "$operator_pod" --force --grace-period=0 >/dev/null 2>&1

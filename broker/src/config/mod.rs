@@ -344,6 +344,10 @@ pub struct BrokerConfig {
     pub shutdown_timeout_ms: u64,
     /// The broker's part in the metadata quorum.
     pub cluster: ClusterConfig,
+    /// The topic-default settings given explicitly (flag, environment or
+    /// file), by Kafka name: DescribeConfigs names them as
+    /// STATIC_BROKER_CONFIG.
+    pub explicit: std::collections::BTreeSet<&'static str>,
 }
 
 impl Default for BrokerConfig {
@@ -419,7 +423,28 @@ impl BrokerConfig {
                 (listener.ip().to_string(), listener.port())
             }
         };
+        let explicit = [
+            ("min.insync.replicas", c.min_insync_replicas.is_some()),
+            ("message.max.bytes", c.message_max_bytes.is_some()),
+            ("log.segment.bytes", c.log_segment_bytes.is_some()),
+            ("log.roll.ms", c.log_roll_ms.is_some()),
+            ("log.retention.ms", c.log_retention_ms.is_some()),
+            ("log.retention.bytes", c.log_retention_bytes.is_some()),
+            (
+                "log.flush.interval.messages",
+                c.log_flush_interval_messages.is_some(),
+            ),
+            ("log.flush.interval.ms", c.log_flush_interval_ms.is_some()),
+            (
+                "log.index.interval.bytes",
+                c.log_index_interval_bytes.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
         let cfg = BrokerConfig {
+            explicit,
             node_id: c.node_id.unwrap_or(1),
             listener,
             advertised_host,

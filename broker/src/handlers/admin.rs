@@ -1,6 +1,6 @@
 //! Admin APIs beyond topic creation: CreatePartitions (37),
-//! IncrementalAlterConfigs (44), DeleteRecords (21), DescribeLogDirs (35),
-//! ElectLeaders (43).
+//! IncrementalAlterConfigs (44) and the legacy AlterConfigs (33),
+//! DeleteRecords (21), DescribeLogDirs (35), ElectLeaders (43).
 
 use std::sync::Arc;
 
@@ -64,11 +64,7 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let base = AlterConfigsResourceResponse::default()
-            .with_error_message(None)
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name.clone());
-        let changes: Vec<(String, i8, Option<String>)> = r
+        let changes: Changes = r
             .configs
             .iter()
             .map(|c| {
@@ -79,41 +75,139 @@ pub async fn incremental_alter_configs(
                 )
             })
             .collect();
-        let outcome = match r.resource_type {
-            TOPIC => {
-                broker
-                    .alter_topic(r.resource_name.as_str(), &changes, req.validate_only)
-                    .await
-            }
-            BROKER => {
-                let me = broker.config.node_id.to_string();
-                if !r.resource_name.is_empty() && r.resource_name.as_str() != me {
-                    Err((
-                        code::INVALID_REQUEST,
-                        format!(
-                            "Unexpected broker id {}, this is broker {me}",
-                            r.resource_name.as_str()
-                        ),
-                    ))
-                } else {
-                    broker.alter_broker_configs(&changes, req.validate_only)
-                }
-            }
-            other => Err((
-                code::INVALID_REQUEST,
-                format!("Unsupported resource type {other}"),
-            )),
-        };
-        responses.push(match outcome {
-            Ok(()) => base,
-            Err((c, m)) => {
-                count_error(broker, "IncrementalAlterConfigs", c);
-                base.with_error_code(c)
-                    .with_error_message(Some(str_bytes(m)))
-            }
-        });
+        let outcome = alter_resource(
+            broker,
+            r.resource_type,
+            r.resource_name.as_str(),
+            |_| Ok(changes),
+            req.validate_only,
+        )
+        .await;
+        let (error_code, error_message) = answer(broker, "IncrementalAlterConfigs", outcome);
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs (33), the legacy form that librdkafka's and older Java
+/// clients' `alterConfigs` send: the configs given replace every dynamic
+/// config of the resource (one not given goes back to its default), as in
+/// Kafka. Carried out as the incremental change that has that effect.
+pub async fn alter_configs(
+    broker: &Arc<Broker>,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as Legacy;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let given: Vec<(String, Option<String>)> = r
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let outcome = alter_resource(
+            broker,
+            r.resource_type,
+            r.resource_name.as_str(),
+            |current| replacing(current, &given),
+            req.validate_only,
+        )
+        .await;
+        let (error_code, error_message) = answer(broker, "AlterConfigs", outcome);
+        responses.push(
+            Legacy::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// `(name, op, value)` config changes, as IncrementalAlterConfigs names
+/// them.
+type Changes = Vec<(String, i8, Option<String>)>;
+
+/// The incremental changes (0 set, 1 delete) that make `current` exactly
+/// `given`.
+fn replacing(
+    current: &[String],
+    given: &[(String, Option<String>)],
+) -> Result<Changes, (i16, String)> {
+    let mut changes = Vec::with_capacity(current.len() + given.len());
+    for (name, value) in given {
+        let Some(value) = value else {
+            return Err((
+                code::INVALID_REQUEST,
+                format!("Null value not supported for : {name}"),
+            ));
+        };
+        changes.push((name.clone(), 0, Some(value.clone())));
+    }
+    changes.extend(
+        current
+            .iter()
+            .filter(|c| !given.iter().any(|(g, _)| g == *c))
+            .map(|c| (c.clone(), 1, None)),
+    );
+    Ok(changes)
+}
+
+/// One resource's config change: `changes` is given the names of the
+/// configs the resource sets now.
+async fn alter_resource(
+    broker: &Arc<Broker>,
+    resource_type: i8,
+    name: &str,
+    changes: impl FnOnce(&[String]) -> Result<Changes, (i16, String)>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    match resource_type {
+        TOPIC => {
+            let current = broker.topic_overrides(name).unwrap_or_default();
+            broker
+                .alter_topic(name, &changes(&current)?, validate_only)
+                .await
+        }
+        BROKER => {
+            let me = broker.config.node_id.to_string();
+            if !name.is_empty() && name != me {
+                return Err((
+                    code::INVALID_REQUEST,
+                    format!("Unexpected broker id {name}, this is broker {me}"),
+                ));
+            }
+            let current: Vec<String> = broker.dynamic.lock().values().keys().cloned().collect();
+            broker.alter_broker_configs(&changes(&current)?, validate_only)
+        }
+        other => Err((
+            code::INVALID_REQUEST,
+            format!("Unsupported resource type {other}"),
+        )),
+    }
+}
+
+/// A resource's `(error_code, error_message)`, counted when an error.
+fn answer(
+    broker: &Broker,
+    api: &'static str,
+    outcome: Result<(), (i16, String)>,
+) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err((c, m)) => {
+            count_error(broker, api, c);
+            (c, Some(str_bytes(m)))
+        }
+    }
 }
 
 pub fn delete_records(

@@ -113,16 +113,16 @@ async fn create_one(
                 .with_num_partitions(meta.partitions)
                 .with_replication_factor(meta.replication_factor);
             if version >= 5 {
-                let mut described = meta.configs.describe(&broker.effective_config());
+                let mut described = broker.describe_topic_configs(&meta.configs);
                 // By name, as Kafka lists them.
-                described.sort_by(|a, b| a.0.cmp(b.0));
+                described.sort_by(|a, b| a.name.cmp(b.name));
                 let configs = described
                     .into_iter()
-                    .map(|(name, value, source)| {
+                    .map(|d| {
                         CreatableTopicConfigs::default()
-                            .with_name(str_bytes(name))
-                            .with_value(Some(str_bytes(value)))
-                            .with_config_source(source.code())
+                            .with_name(str_bytes(d.name))
+                            .with_value(Some(str_bytes(d.value)))
+                            .with_config_source(d.source.code())
                     })
                     .collect();
                 r = r.with_configs(Some(configs));

@@ -1,10 +1,10 @@
-//! DescribeConfigs (32): topic configs (with their source) and this
+//! DescribeConfigs (32): topic configs (with their source and synonyms) and this
 //! broker's static settings.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -46,11 +46,27 @@ pub fn handle(
                                 r.resource_name.as_str()
                             )))),
                         Some(m) => base.with_configs(
-                            m.configs
-                                .describe(&broker.effective_config())
+                            broker
+                                .describe_topic_configs(&m.configs)
                                 .into_iter()
-                                .filter(|(n, _, _)| wanted(n))
-                                .map(|(n, v, s)| entry(n, v, false, s.code()))
+                                .filter(|d| wanted(d.name))
+                                .map(|d| {
+                                    let synonyms = if req.include_synonyms {
+                                        d.synonyms
+                                            .into_iter()
+                                            .map(|(name, value, source)| {
+                                                DescribeConfigsSynonym::default()
+                                                    .with_name(str_bytes(name))
+                                                    .with_value(Some(str_bytes(value)))
+                                                    .with_source(source.code())
+                                            })
+                                            .collect()
+                                    } else {
+                                        Vec::new()
+                                    };
+                                    entry(d.name, d.value, false, d.source.code())
+                                        .with_synonyms(synonyms)
+                                })
                                 .collect(),
                         ),
                     }

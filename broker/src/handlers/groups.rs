@@ -23,7 +23,7 @@ use crate::coordinator::group::coordinator::Pending;
 use crate::coordinator::group::offsets_log;
 use crate::coordinator::group::state::{JoinRequest, JoinResult, code as gcode};
 use crate::protocol::code::GROUP_ID_NOT_FOUND;
-use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NOT_COORDINATOR};
+use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, NOT_COORDINATOR};
 
 fn group_id(g: &GroupId) -> String {
     g.0.to_string()
@@ -120,14 +120,21 @@ fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
                 .with_metadata(meta)
         })
         .collect();
+    // An error answer names no protocol (null from v7, empty before), as
+    // Kafka's does.
+    let protocol = match (r.error, r.protocol) {
+        (NONE, Some(p)) => Some(str_bytes(p)),
+        _ if version >= 7 => None,
+        _ => Some(Default::default()),
+    };
     let resp = JoinGroupResponse::default()
         .with_error_code(r.error)
         .with_generation_id(r.generation)
-        .with_protocol_name(Some(str_bytes(r.protocol.unwrap_or_default())))
+        .with_protocol_name(protocol)
         .with_leader(str_bytes(r.leader))
         .with_member_id(str_bytes(r.member_id))
         .with_members(members);
-    if version >= 7 {
+    if version >= 7 && r.error == NONE {
         resp.with_protocol_type(r.protocol_type.map(str_bytes))
     } else {
         resp
@@ -250,7 +257,7 @@ pub async fn sync_group(
     let resp = SyncGroupResponse::default()
         .with_error_code(error)
         .with_assignment(assignment);
-    if version >= 5 {
+    if version >= 5 && error == NONE {
         resp.with_protocol_type(req.protocol_type)
             .with_protocol_name(req.protocol_name)
     } else {

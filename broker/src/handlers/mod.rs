@@ -171,6 +171,11 @@ pub async fn handle(
             let resp = admin::incremental_alter_configs(broker, req, v).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::AlterConfigs => {
+            let req: AlterConfigsRequest = decode_body(&h).map_err(bad)?;
+            let resp = admin::alter_configs(broker, req, v).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         ApiKey::DeleteRecords => {
             let req: DeleteRecordsRequest = decode_body(&h).map_err(bad)?;
             let resp = admin::delete_records(broker, req, v);

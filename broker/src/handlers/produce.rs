@@ -224,6 +224,24 @@ fn append_one(
             "control and transactional batches are not supported yet",
         );
     }
+    // A topic's compression.type other than `producer`: its batches are
+    // stored in that codec (Kafka recompresses the same way, on the leader;
+    // followers copy the leader's bytes).
+    let recompressed;
+    let (records, headers) = match config.compression {
+        None => (records, headers),
+        Some(to) => match crate::storage::records::recompress(records, to) {
+            Ok(None) => (records, headers),
+            Ok(Some(b)) => {
+                recompressed = b;
+                match batch::validate_produce(&recompressed, max) {
+                    Ok(h) => (&recompressed, h),
+                    Err(e) => return failed(index, batch_error_code(&e), e.to_string()),
+                }
+            }
+            Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
+        },
+    };
     if config.compact {
         // A compacted topic keeps records by key: a record without one
         // could never be cleaned (Kafka refuses it the same way).

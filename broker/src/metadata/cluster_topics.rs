@@ -414,6 +414,14 @@ impl Broker {
         Ok(())
     }
 
+    /// The names of the configs `name` sets itself (its overrides).
+    pub fn topic_overrides(&self, name: &str) -> Option<Vec<String>> {
+        let img = self.cluster().image();
+        img.topics
+            .get(name)
+            .map(|t| t.configs.keys().cloned().collect())
+    }
+
     /// IncrementalAlterConfigs on a topic: `(name, op, value)` changes,
     /// validated, then persisted and applied by every broker that hosts it
     /// (in a cluster through the quorum).

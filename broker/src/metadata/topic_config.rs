@@ -92,10 +92,10 @@ const DEFS: &[Def] = &[
     Def {
         name: "compression.type",
         broker_setting: "compression.type",
-        check: |v| match v.trim() {
-            "producer" => Ok(()),
-            _ => Err(ValueError::Refused(
-                "only `producer` is supported: Sluice stores batches as the producer compressed them",
+        check: |v| match codec_of(v) {
+            Some(_) => Ok(()),
+            None => Err(ValueError::Refused(
+                "String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer",
             )),
         },
         default: |_| "producer".into(),
@@ -182,6 +182,10 @@ const DEFS: &[Def] = &[
 pub enum ConfigSource {
     /// Set on the topic (DYNAMIC_TOPIC_CONFIG = 1).
     Topic,
+    /// A dynamic broker config (DYNAMIC_BROKER_CONFIG = 2).
+    DynamicBroker,
+    /// Given to the broker at start (STATIC_BROKER_CONFIG = 4).
+    StaticBroker,
     /// The broker's default (DEFAULT_CONFIG = 5).
     Default,
 }
@@ -190,10 +194,30 @@ impl ConfigSource {
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
     }
 }
+
+/// One topic config as DescribeConfigs shows it: its value, where the
+/// value comes from, and its synonyms (the topic's own value and the
+/// broker settings it falls back to, highest precedence first), as Kafka
+/// lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub name: &'static str,
+    pub value: String,
+    pub source: ConfigSource,
+    pub synonyms: Vec<(String, String, ConfigSource)>,
+}
+
+/// Broker settings that Kafka defines without a default of their own
+/// (they fall back to `log.retention.hours`, `log.roll.hours`,
+/// `log.flush.scheduler.interval.ms`): Kafka lists no default synonym for
+/// them.
+const NO_KAFKA_DEFAULT: &[&str] = &["log.retention.ms", "log.roll.ms", "log.flush.interval.ms"];
 
 /// A topic's explicit config overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -228,11 +252,48 @@ impl TopicConfigs {
     }
 
     /// Every supported config with its effective value and source.
-    pub fn describe(&self, broker: &BrokerConfig) -> Vec<(&'static str, String, ConfigSource)> {
+    /// Every topic config: `configured` is the broker's static config,
+    /// `dynamic` its dynamic broker configs.
+    pub fn describe(
+        &self,
+        configured: &BrokerConfig,
+        dynamic: &BTreeMap<String, String>,
+    ) -> Vec<Described> {
+        let builtin = BrokerConfig::default();
         DEFS.iter()
-            .map(|d| match self.0.get(d.name) {
-                Some(v) => (d.name, v.clone(), ConfigSource::Topic),
-                None => (d.name, (d.default)(broker), ConfigSource::Default),
+            .map(|d| {
+                let setting = d.broker_setting;
+                let mut synonyms = Vec::new();
+                if let Some(v) = self.0.get(d.name) {
+                    synonyms.push((d.name.to_string(), v.clone(), ConfigSource::Topic));
+                }
+                if let Some(v) = dynamic.get(setting) {
+                    synonyms.push((setting.to_string(), v.clone(), ConfigSource::DynamicBroker));
+                }
+                if configured.explicit.contains(setting) {
+                    synonyms.push((
+                        setting.to_string(),
+                        (d.default)(configured),
+                        ConfigSource::StaticBroker,
+                    ));
+                }
+                if !NO_KAFKA_DEFAULT.contains(&setting) {
+                    synonyms.push((
+                        setting.to_string(),
+                        (d.default)(&builtin),
+                        ConfigSource::Default,
+                    ));
+                }
+                let (value, source) = match synonyms.first() {
+                    Some((_, v, s)) => (v.clone(), *s),
+                    None => ((d.default)(&builtin), ConfigSource::Default),
+                };
+                Described {
+                    name: d.name,
+                    value,
+                    source,
+                    synonyms,
+                }
             })
             .collect()
     }
@@ -276,8 +337,28 @@ impl TopicConfigs {
             min_cleanable_dirty_permille: (ratio * 1000.0).round() as u32,
             delete_retention_ms: self.get("delete.retention.ms").unwrap_or(86_400_000),
             min_compaction_lag_ms: self.get("min.compaction.lag.ms").unwrap_or(0),
+            compression: self
+                .0
+                .get("compression.type")
+                .and_then(|v| codec_of(v))
+                .flatten(),
         }
     }
+}
+
+/// The codec id (the batch attributes' low bits) that `compression.type`
+/// names; `Some(None)` for `producer` (kept as the producer wrote it),
+/// `None` for a value Kafka does not know.
+fn codec_of(value: &str) -> Option<Option<i16>> {
+    Some(match value.trim() {
+        "producer" => None,
+        "uncompressed" => Some(0),
+        "gzip" => Some(1),
+        "snappy" => Some(2),
+        "lz4" => Some(3),
+        "zstd" => Some(4),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -300,12 +381,56 @@ mod tests {
         .expect("valid");
         let broker = BrokerConfig::default();
         assert_eq!(ok.log_config(&broker).retention_ms, 1000);
-        let described = ok.describe(&broker);
-        assert!(described.contains(&("retention.ms", "1000".into(), ConfigSource::Topic)));
-        assert!(
+        let described = ok.describe(&broker, &BTreeMap::new());
+        let of = |name: &str| {
             described
                 .iter()
-                .any(|(n, _, s)| *n == "segment.bytes" && *s == ConfigSource::Default)
+                .find(|d| d.name == name)
+                .cloned()
+                .expect("described")
+        };
+        // As Kafka: the topic's own value alone (log.retention.ms has no
+        // default of its own in Kafka), and a default's broker synonym.
+        let r = of("retention.ms");
+        assert_eq!((r.value.as_str(), r.source), ("1000", ConfigSource::Topic));
+        assert_eq!(
+            r.synonyms,
+            vec![("retention.ms".into(), "1000".into(), ConfigSource::Topic)]
+        );
+        let s = of("segment.bytes");
+        assert_eq!(s.source, ConfigSource::Default);
+        assert_eq!(
+            s.synonyms,
+            vec![(
+                "log.segment.bytes".into(),
+                "1073741824".into(),
+                ConfigSource::Default
+            )]
+        );
+        // A dynamic broker config, over a static one, over the default.
+        let mut configured = BrokerConfig {
+            log_segment_bytes: 1 << 20,
+            ..Default::default()
+        };
+        configured.explicit.insert("log.segment.bytes");
+        let dynamic = BTreeMap::from([("log.segment.bytes".to_string(), "2097152".to_string())]);
+        let d = TopicConfigs::default().describe(&configured, &dynamic);
+        let s = d
+            .iter()
+            .find(|d| d.name == "segment.bytes")
+            .expect("described");
+        assert_eq!(
+            (s.value.as_str(), s.source),
+            ("2097152", ConfigSource::DynamicBroker)
+        );
+        let sources: Vec<ConfigSource> = s.synonyms.iter().map(|x| x.2).collect();
+        assert_eq!(
+            sources,
+            vec![
+                ConfigSource::DynamicBroker,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default
+            ]
         );
     }
 }

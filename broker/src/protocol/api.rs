@@ -80,6 +80,7 @@ served! {
     InitProducerId: InitProducerIdRequest, 0..=5;
     CreatePartitions: CreatePartitionsRequest, 0..=3;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest, 0..=1;
+    AlterConfigs: AlterConfigsRequest, 0..=2;
     DeleteRecords: DeleteRecordsRequest, 0..=2;
     DescribeLogDirs: DescribeLogDirsRequest, 1..=4;
     ElectLeaders: ElectLeadersRequest, 0..=2;

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use bytes::Bytes;
+use kafka_protocol::records::Record;
 use parking_lot::Mutex;
 
 use super::batch::{self, BatchHeader};
 use super::log::{CleanableSegment, PartitionLog};
-use super::records::decode_all;
+use super::records::{self, decode_all};
 use super::segment::{LogSegment, SegmentReader};
 use crate::error::{Error, IoContext, Result};
 
@@ -113,53 +113,11 @@ fn for_each_batch(
     Ok(())
 }
 
-fn compression(h: &BatchHeader) -> Compression {
-    match h.compression() {
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        _ => Compression::None,
-    }
-}
-
 /// Re-encodes the kept records of one batch, with their original offsets,
 /// timestamps, producer fields and codec.
 fn reencode(h: &BatchHeader, kept: &[Record]) -> Result<Bytes> {
-    let first = kept[0].offset;
-    let recs: Vec<Record> = kept
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            // The encoder keeps records with a constant offset - sequence in
-            // one batch; the real base sequence is written below.
-            r.sequence = (r.offset - first) as i32;
-            r.partition_leader_epoch = h.partition_leader_epoch;
-            r
-        })
-        .collect();
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut b,
-        &recs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: compression(h),
-        },
-    )
-    .map_err(|e| Error::Protocol(format!("re-encoding a cleaned batch: {e:#}")))?;
-    if BatchHeader::parse(&b).map(|n| n.size) != Ok(b.len()) {
-        return Err(Error::Protocol(
-            "a cleaned batch did not encode as one batch".into(),
-        ));
-    }
-    let base_sequence = if h.producer_id >= 0 {
-        h.base_sequence.wrapping_add((first - h.base_offset) as i32)
-    } else {
-        -1
-    };
-    batch::set_producer(&mut b, h.producer_id, h.producer_epoch, base_sequence);
-    Ok(b.freeze())
+    records::encode_batch(h, kept, records::codec(h.compression()))
+        .map_err(|e| Error::Protocol(format!("re-encoding a cleaned batch: {e}")))
 }
 
 fn decode(h: &BatchHeader, bytes: Bytes, path: &Path) -> Result<Vec<Record>> {
@@ -329,7 +287,10 @@ pub fn clean(
 mod tests {
     use super::*;
     use crate::storage::LogConfig;
-    use kafka_protocol::records::TimestampType;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     fn rec(key: &str, value: Option<&str>, ts: i64) -> Record {
         Record {

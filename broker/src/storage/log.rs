@@ -36,6 +36,10 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not cleaned.
     pub min_compaction_lag_ms: i64,
+    /// `compression.type`: the codec the leader stores batches in (the
+    /// codec id of the batch attributes); `None` (`producer`): as the
+    /// producer compressed them.
+    pub compression: Option<i16>,
 }
 
 impl Default for LogConfig {
@@ -55,6 +59,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_permille: 500,
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,
+            compression: None,
         }
     }
 }

@@ -1,11 +1,16 @@
 //! Looking inside a stored batch, for the few requests that need record
-//! timestamps (ListOffsets by time). Decompression is bounded so that a
-//! batch built as a decompression bomb cannot exhaust memory.
+//! timestamps (ListOffsets by time), the cleaner, and a topic's
+//! `compression.type`. Decompression is bounded so that a batch built as
+//! a decompression bomb cannot exhaust memory.
 
 use std::io::Read;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+
+use super::batch::{self, BatchHeader};
 
 /// Most bytes a batch may decompress to here.
 pub const MAX_DECOMPRESSED: u64 = 64 << 20;
@@ -95,6 +100,86 @@ pub fn decode_all(data: Bytes) -> Result<Vec<kafka_protocol::records::Record>, S
     Ok(out)
 }
 
+/// The codec of a batch attributes' codec id.
+pub fn codec(id: i16) -> Compression {
+    match id {
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// Encodes `recs`, records of the batch `h`, as one batch in `codec`,
+/// with their offsets, timestamps and the batch's producer fields and
+/// leader epoch.
+pub fn encode_batch(h: &BatchHeader, recs: &[Record], codec: Compression) -> Result<Bytes, String> {
+    let Some(first) = recs.first().map(|r| r.offset) else {
+        return Err("a batch without records".into());
+    };
+    let recs: Vec<Record> = recs
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            // The encoder keeps records with a constant offset - sequence in
+            // one batch; the real base sequence is written below.
+            r.sequence = (r.offset - first) as i32;
+            r.partition_leader_epoch = h.partition_leader_epoch;
+            r
+        })
+        .collect();
+    let mut b = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut b,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        },
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    if BatchHeader::parse(&b).map(|n| n.size) != Ok(b.len()) {
+        return Err("the records did not encode as one batch".into());
+    }
+    let base_sequence = if h.producer_id >= 0 {
+        h.base_sequence.wrapping_add((first - h.base_offset) as i32)
+    } else {
+        -1
+    };
+    batch::set_producer(&mut b, h.producer_id, h.producer_epoch, base_sequence);
+    Ok(b.freeze())
+}
+
+/// Produced batches (`data`, validated) in the codec `to`, as a topic's
+/// `compression.type` asks; `None` when every batch already is.
+pub fn recompress(data: &Bytes, to: i16) -> Result<Option<Bytes>, String> {
+    let mut at = 0;
+    let mut parts = Vec::new();
+    let mut changed = false;
+    while at < data.len() {
+        let h = BatchHeader::parse(&data[at..]).map_err(|e| e.to_string())?;
+        let whole = data.slice(at..at + h.size);
+        at += h.size;
+        if h.compression() == to {
+            parts.push(whole);
+            continue;
+        }
+        let mut buf = whole;
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress))
+            .map_err(|e| format!("a produced batch could not be decoded: {e:#}"))?;
+        parts.push(encode_batch(&h, &set.records, codec(to))?);
+        changed = true;
+    }
+    Ok(changed.then(|| {
+        let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        out.freeze()
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +237,38 @@ mod tests {
                 "{c:?}"
             );
             assert_eq!(first_record_at_or_after(b, 301), Ok(None), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn recompresses_to_the_topic_codec_keeping_offsets_and_producer_fields() {
+        let recs = vec![record(0, 100), record(1, 300), record(2, 200)];
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Gzip,
+            },
+        )
+        .expect("encode");
+        batch::set_producer(&mut buf, 42, 3, 7);
+        let gz = buf.freeze();
+        assert_eq!(recompress(&gz, 1), Ok(None), "already gzip");
+        for to in [0, 2, 3, 4] {
+            let out = recompress(&gz, to).expect("recompress").expect("changed");
+            let h = BatchHeader::parse(&out).expect("one batch");
+            assert_eq!(h.size, out.len());
+            assert_eq!(h.compression(), to);
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, 7)
+            );
+            assert_eq!(h.records_count, 3);
+            let back = decode_all(out).expect("decode");
+            let got: Vec<(i64, i64)> = back.iter().map(|r| (r.offset, r.timestamp)).collect();
+            assert_eq!(got, vec![(0, 100), (1, 300), (2, 200)], "codec {to}");
         }
     }
 

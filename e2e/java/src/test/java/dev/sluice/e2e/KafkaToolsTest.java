@@ -120,6 +120,40 @@ class KafkaToolsTest extends OneBroker {
 
   @Test
   @Order(5)
+  void kafkaConfigsAltersDescribesAndDeletesTopicAndBrokerConfigs() throws Exception {
+    String b = broker.bootstrap();
+    String configs = "kafka.admin.ConfigCommand";
+    Run add = ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--alter", "--add-config", "retention.ms=7200000,segment.bytes=2000000,compression.type=lz4");
+    assertTrue(add.out().contains("Completed updating config for topic tools"), add.out());
+    Run d = ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--describe");
+    assertTrue(d.out().contains("retention.ms=7200000") && d.out().contains("segment.bytes=2000000")
+        && d.out().contains("compression.type=lz4"), d.out());
+    ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--alter", "--delete-config", "segment.bytes,compression.type");
+    Run after = ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--describe");
+    assertTrue(after.out().contains("retention.ms=7200000") && !after.out().contains("segment.bytes="),
+        after.out());
+    Run bad = tool(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--alter", "--add-config", "no.such.config=1");
+    assertTrue(bad.exit() != 0, bad.out());
+    // A dynamic broker-wide default, shown with its source, then removed.
+    ok(configs, null, "--bootstrap-server", b, "--entity-type", "brokers", "--entity-default",
+        "--alter", "--add-config", "log.retention.ms=5400000");
+    // Every config of the topic, each with its synonyms: its own
+    // retention.ms over the broker-wide one just set, the defaults.
+    Run topic = ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
+        "--describe", "--all");
+    assertTrue(topic.out().contains("retention.ms=7200000") && topic.out().contains("log.retention.ms=5400000")
+        && topic.out().contains("segment.bytes=1073741824"), topic.out());
+    ok(configs, null, "--bootstrap-server", b, "--entity-type", "brokers", "--entity-default",
+        "--alter", "--delete-config", "log.retention.ms");
+  }
+
+  @Test
+  @Order(6)
   void producerAndConsumerPerfTests() throws Exception {
     String b = broker.bootstrap();
     Run prod = ok("org.apache.kafka.tools.ProducerPerformance", null, "--topic", "perf", "--num-records",

@@ -4,6 +4,7 @@
 //! Works against any bootstrap address, so the same run can measure Sluice
 //! and another broker.
 
+mod compare;
 mod consume;
 mod failover;
 mod idle;
@@ -44,6 +45,29 @@ enum Cmd {
     Suite(SuiteArgs),
     /// Failover time: starts three brokers, kills the leader of an RF 3 partition again and again, and times the next acks=all write.
     Failover(FailoverArgs),
+    /// The suite against two or more brokers, each started fresh per round by its own command, alternating; ratios to the first.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// NAME=COMMAND, at least twice: a command line that runs one broker in
+    /// the foreground, with `{dir}` (its data directory), `{port}` (the
+    /// client port) and `{port2}` (a second free port) filled in. Ratios are
+    /// of the first broker's figures to each other's.
+    #[arg(long = "broker", required = true)]
+    pub brokers: Vec<String>,
+    /// Rounds; each starts every broker afresh, in alternating order.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Data directories and logs. [default: a temporary directory, removed afterwards]
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Seconds a broker may take to answer Metadata after it is started.
+    #[arg(long, default_value_t = 120)]
+    pub start_seconds: u64,
+    #[command(flatten)]
+    pub suite: SuiteArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -238,6 +262,7 @@ fn main() -> Result<()> {
             report::print(&a.common, &[r])
         }
         Cmd::Suite(a) => suite::run(&a),
+        Cmd::Compare(a) => compare::run(&a),
         Cmd::Failover(a) => {
             let r = failover::run(&a)?;
             if a.json {

@@ -10,7 +10,59 @@ use crate::{
     Common, IdleArgs, LatencyArgs, ProducerOpts, SuiteArgs, consume, idle, latency, produce, topic,
 };
 
+/// The suite's headline figures.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub produce_mb_s: Option<f64>,
+    pub consume_mb_s: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub idle_cpu_percent: Option<f64>,
+}
+
 pub fn run(a: &SuiteArgs) -> Result<()> {
+    let (rows, summary) = measure(a)?;
+    let fmt = |v: Option<f64>, unit: &str| {
+        v.map(|v| format!("{v:.2} {unit}"))
+            .unwrap_or_else(|| "not measured".into())
+    };
+    let mut md = String::from("| measure | result | target |\n|---|---:|---:|\n");
+    md.push_str(&format!(
+        "| produce, acks=1, 1 KiB | {} | ≥ 800 MB/s |\n",
+        fmt(summary.produce_mb_s, "MB/s")
+    ));
+    md.push_str(&format!(
+        "| consume from start | {} | ≥ 1000 MB/s |\n",
+        fmt(summary.consume_mb_s, "MB/s")
+    ));
+    md.push_str(&format!(
+        "| e2e latency p99 @ 10k/s | {} | ≤ 2 ms |\n",
+        fmt(summary.p99_ms, "ms")
+    ));
+    md.push_str(&format!(
+        "| broker peak RSS, produce + consume | {} | ≤ 128 MiB |\n",
+        fmt(summary.peak_rss_mib, "MiB")
+    ));
+    md.push_str(&format!(
+        "| idle broker CPU, {} partitions, {} consumers | {} | < 2 % |\n",
+        a.idle_partitions,
+        a.idle_consumers,
+        fmt(summary.idle_cpu_percent, "%")
+    ));
+    md.push('\n');
+    md.push_str(&report::table(&rows));
+    print!("{md}");
+    if let Some(path) = &a.markdown {
+        std::fs::write(path, &md)?;
+    }
+    Ok(())
+}
+
+/// Runs the suite against `a.common.bootstrap`: its rows and headline
+/// figures.
+pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
     let c = &a.common;
     let mut rows: Vec<Row> = Vec::new();
     let record = 1024usize;
@@ -79,44 +131,19 @@ pub fn run(a: &SuiteArgs) -> Result<()> {
     let rss = rss.map(Sampler::finish);
     topic::delete(c, &c.topic)?;
 
-    let fmt = |v: Option<f64>, unit: &str| {
-        v.map(|v| format!("{v:.2} {unit}"))
-            .unwrap_or_else(|| "not measured".into())
+    let latency = find(&rows, "latency");
+    let summary = Summary {
+        produce_mb_s: find(&rows, "produce").and_then(|r| r.mb_per_s),
+        consume_mb_s: find(&rows, "consume").and_then(|r| r.mb_per_s),
+        p50_ms: latency.and_then(|r| r.p50_ms),
+        p99_ms: latency.and_then(|r| r.p99_ms),
+        p999_ms: latency.and_then(|r| r.p999_ms),
+        peak_rss_mib: rss
+            .as_ref()
+            .map(|u| u.peak_rss_bytes as f64 / (1 << 20) as f64),
+        idle_cpu_percent: idle_row.and_then(|r| r.broker).map(|u| u.cpu_percent),
     };
-    let mut md = String::from("| measure | result | target |\n|---|---:|---:|\n");
-    md.push_str(&format!(
-        "| produce, acks=1, 1 KiB | {} | ≥ 800 MB/s |\n",
-        fmt(find(&rows, "produce").and_then(|r| r.mb_per_s), "MB/s")
-    ));
-    md.push_str(&format!(
-        "| consume from start | {} | ≥ 1000 MB/s |\n",
-        fmt(find(&rows, "consume").and_then(|r| r.mb_per_s), "MB/s")
-    ));
-    md.push_str(&format!(
-        "| e2e latency p99 @ 10k/s | {} | ≤ 2 ms |\n",
-        fmt(find(&rows, "latency").and_then(|r| r.p99_ms), "ms")
-    ));
-    md.push_str(&format!(
-        "| broker peak RSS, produce + consume | {} | ≤ 128 MiB |\n",
-        fmt(
-            rss.as_ref()
-                .map(|u| u.peak_rss_bytes as f64 / (1 << 20) as f64),
-            "MiB"
-        )
-    ));
-    md.push_str(&format!(
-        "| idle broker CPU, {} partitions, {} consumers | {} | < 2 % |\n",
-        a.idle_partitions,
-        a.idle_consumers,
-        fmt(idle_row.and_then(|r| r.broker).map(|u| u.cpu_percent), "%")
-    ));
-    md.push('\n');
-    md.push_str(&report::table(&rows));
-    print!("{md}");
-    if let Some(path) = &a.markdown {
-        std::fs::write(path, &md)?;
-    }
-    Ok(())
+    Ok((rows, summary))
 }
 
 fn find<'a>(rows: &'a [Row], prefix: &str) -> Option<&'a Row> {

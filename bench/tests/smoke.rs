@@ -133,3 +133,78 @@ fn failover_mode_times_leader_kills() -> Result<()> {
     ensure!(p50 > 0.0 && max >= p50 && max < 30_000.0, "{json}");
     Ok(())
 }
+
+#[test]
+fn compare_mode_alternates_two_brokers_and_prints_ratios() -> Result<()> {
+    // Two Sluice brokers as the two peers: the mode's mechanics (start by
+    // command line, fresh per round, alternating, ratios), not a verdict.
+    let dir = tempfile::tempdir()?;
+    let bin = sluice_e2e::broker_bin();
+    let peer = |name: &str| {
+        format!(
+            "{name}={} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} --metrics-listener 127.0.0.1:{{port2}}",
+            bin.display()
+        )
+    };
+    let table = bench(&[
+        "compare",
+        "--rounds",
+        "2",
+        "--broker",
+        &peer("one"),
+        "--broker",
+        &peer("two"),
+        "--dir",
+        &dir.path().to_string_lossy(),
+        "--bytes",
+        "1048576",
+        "--latency-seconds",
+        "1",
+        "--idle-partitions",
+        "6",
+        "--idle-consumers",
+        "2",
+        "--idle-seconds",
+        "1",
+    ])?;
+    ensure!(
+        table.contains("| one r1 | two r1 | one r2 | two r2 | one / two |"),
+        "{table}"
+    );
+    for measure in [
+        "produce, acks=1",
+        "consume from start",
+        "e2e latency p99 ",
+        "broker peak RSS",
+        "idle CPU",
+        "time to start",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {measure}")))
+            .with_context(|| format!("no {measure} row: {table}"))?;
+        // Every broker's figure of every round (a ratio may be "-": an
+        // idle CPU of 0 ticks has none).
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        ensure!(
+            cells.len() == 8 && cells[2..6].iter().all(|c| c.parse::<f64>().is_ok()),
+            "a figure is missing: {row}"
+        );
+    }
+    // Each round started both brokers afresh, in their own directories.
+    for round in ["round-1", "round-2"] {
+        for name in ["one", "two"] {
+            let log = dir.path().join(round).join(name).join("broker.log");
+            ensure!(log.exists(), "{} missing", log.display());
+        }
+    }
+    // A missing or single peer is refused with a message.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["compare", "--broker", &peer("alone")])
+        .output()?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least two"),
+        "{out:?}"
+    );
+    Ok(())
+}

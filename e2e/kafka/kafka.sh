@@ -12,6 +12,9 @@
 #                                       CONTROLLER_PORTS, node ids 0.., data
 #                                       under DIR; waits until Metadata lists
 #                                       every node; prints the bootstrap list
+#   e2e/kafka/kafka.sh run DIR PORT CONTROLLER_PORT
+#                                       one node in the foreground (exec's
+#                                       the JVM): a peer of sluice-bench compare
 #   e2e/kafka/kafka.sh stop DIR         SIGTERM, wait, SIGKILL after 30 s
 #
 # Kafka runs with its shipped defaults (heap as kafka-server-start.sh sets
@@ -39,6 +42,45 @@ classpath() {
   echo "$cp"
 }
 
+# configure NODE_DIR ID PORT CONTROLLER_PORT VOTERS RF CLUSTER_ID CLASSPATH:
+# writes one node's server.properties and formats its log directory.
+configure() {
+  local node="$1" i="$2" port="$3" controller="$4" voters="$5" rf="$6" cluster_id="$7" cp="$8"
+  mkdir -p "$node"
+  cat >"$node/server.properties" <<EOF
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$node/data
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$((rf < 2 ? rf : 2))
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$((rf < 2 ? rf : 2))
+group.initial.rebalance.delay.ms=0
+EOF
+  java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$node/server.properties" \
+    >"$node/format.log" 2>&1 || die "formatting node $i: $(tail -n 5 "$node/format.log")"
+}
+
+# run DIR PORT CONTROLLER_PORT: one node in the foreground (the process is
+# Kafka's JVM), as `sluice-bench compare` starts its peers.
+run() {
+  local dir="$1" port="$2" controller="$3" cp cluster_id
+  cp="$(cat "$(classpath)")"
+  cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+  [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid gave nothing"
+  configure "$dir" 0 "$port" "$controller" "0@127.0.0.1:$controller" 1 "$cluster_id" "$cp"
+  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
+  exec java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -cp "$cp" kafka.Kafka "$dir/server.properties"
+}
+
 start() {
   local dir="$1" ports controllers
   IFS=, read -r -a ports <<<"$2"
@@ -58,27 +100,7 @@ start() {
   cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
   [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid gave nothing"
   for ((i = 0; i < n; i++)); do
-    local node="$dir/node-$i"
-    mkdir -p "$node"
-    cat >"$node/server.properties" <<EOF
-process.roles=broker,controller
-node.id=$i
-controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:${ports[i]},CONTROLLER://127.0.0.1:${controllers[i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${ports[i]}
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$node/data
-offsets.topic.replication.factor=$rf
-transaction.state.log.replication.factor=$rf
-transaction.state.log.min.isr=$((rf < 2 ? rf : 2))
-share.coordinator.state.topic.replication.factor=$rf
-share.coordinator.state.topic.min.isr=$((rf < 2 ? rf : 2))
-group.initial.rebalance.delay.ms=0
-EOF
-    java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$node/server.properties" \
-      >"$node/format.log" 2>&1 || die "formatting node $i: $(tail -n 5 "$node/format.log")"
+    configure "$dir/node-$i" "$i" "${ports[i]}" "${controllers[i]}" "$voters" "$rf" "$cluster_id" "$cp"
   done
   : >"$dir/pids"
   for ((i = 0; i < n; i++)); do
@@ -130,5 +152,6 @@ case "${1:-}" in
   classpath) classpath ;;
   start) (($# == 4)) || die "usage: kafka.sh start DIR PORTS CONTROLLER_PORTS"; start "$2" "$3" "$4" ;;
   stop) (($# == 2)) || die "usage: kafka.sh stop DIR"; stop "$2" ;;
-  *) die "usage: kafka.sh classpath | start DIR PORTS CONTROLLER_PORTS | stop DIR" ;;
+  run) (($# == 4)) || die "usage: kafka.sh run DIR PORT CONTROLLER_PORT"; run "$2" "$3" "$4" ;;
+  *) die "usage: kafka.sh classpath | start DIR PORTS CONTROLLER_PORTS | run DIR PORT CONTROLLER_PORT | stop DIR" ;;
 esac

@@ -1,0 +1,248 @@
+//! `sluice-bench compare`: the suite against two or more brokers in one
+//! run on one machine, each started fresh for every round by a command
+//! line of its own, in alternating order (A B, then B A, ...) so that
+//! neither always runs on the page cache the other warmed. Prints each
+//! round's figures and the ratio of the first broker's to each other's.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::suite::{self, Summary};
+use crate::{Common, CompareArgs, SuiteArgs};
+
+/// One broker to compare: a name and the command line that runs it in the
+/// foreground (`{dir}`, `{port}`, `{port2}` filled in).
+#[derive(Debug, Clone)]
+struct Peer {
+    name: String,
+    command: String,
+}
+
+fn peers(specs: &[String]) -> Result<Vec<Peer>> {
+    let peers: Vec<Peer> = specs
+        .iter()
+        .map(|s| {
+            let (name, command) = s
+                .split_once('=')
+                .with_context(|| format!("--broker {s:?}: expected NAME=COMMAND"))?;
+            Ok(Peer {
+                name: name.trim().to_string(),
+                command: command.trim().to_string(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    if peers.len() < 2 {
+        bail!("compare needs at least two --broker NAME=COMMAND");
+    }
+    Ok(peers)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A broker process of one round.
+struct Running {
+    child: Child,
+    bootstrap: String,
+    started_in: Duration,
+}
+
+/// Starts `p` with its data under `dir`; returns once Metadata answers.
+fn start(p: &Peer, dir: &Path, limit: Duration) -> Result<Running> {
+    std::fs::create_dir_all(dir)?;
+    let (port, port2) = (free_port()?, free_port()?);
+    let command = p
+        .command
+        .replace("{dir}", &dir.join("data").display().to_string())
+        .replace("{port}", &port.to_string())
+        .replace("{port2}", &port2.to_string());
+    let log = File::create(dir.join("broker.log"))?;
+    let began = Instant::now();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {command}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}: {command}", p.name))?;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("log_level", "0")
+        .create()
+        .context("creating the metadata probe")?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} exited at start ({status}); its log: {}",
+                p.name,
+                dir.join("broker.log").display()
+            );
+        }
+        let up = probe
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok_and(|m| !m.brokers().is_empty());
+        if up {
+            return Ok(Running {
+                child,
+                bootstrap,
+                started_in: began.elapsed(),
+            });
+        }
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            bail!("{} did not answer Metadata within {limit:?}", p.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, then SIGKILL after 30 s.
+fn stop(mut r: Running) -> Result<()> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(r.child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            r.child.kill()?;
+            r.child.wait()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// One broker's figures in one round.
+struct Measured {
+    round: usize,
+    peer: usize,
+    started_s: f64,
+    summary: Summary,
+}
+
+pub fn run(a: &CompareArgs) -> Result<()> {
+    let peers = peers(&a.brokers)?;
+    let tmp;
+    let base = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = std::env::temp_dir().join(format!("sluice-compare-{}", std::process::id()));
+            tmp.clone()
+        }
+    };
+    let mut all = Vec::new();
+    for round in 0..a.rounds {
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let p = &peers[i];
+            eprintln!("== round {} of {}: {}", round + 1, a.rounds, p.name);
+            let dir = base.join(format!("round-{}", round + 1)).join(&p.name);
+            let running = start(p, &dir, Duration::from_secs(a.start_seconds))?;
+            let args = SuiteArgs {
+                common: Common {
+                    bootstrap: running.bootstrap.clone(),
+                    broker_pid: Some(running.child.id()),
+                    ..a.suite.common.clone()
+                },
+                markdown: None,
+                ..a.suite.clone()
+            };
+            let outcome = suite::measure(&args);
+            let started_s = running.started_in.as_secs_f64();
+            stop(running)?;
+            let (_, summary) = outcome.with_context(|| format!("the suite against {}", p.name))?;
+            all.push(Measured {
+                round,
+                peer: i,
+                started_s,
+                summary,
+            });
+        }
+    }
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    let md = table(&peers, a.rounds, &all);
+    print!("{md}");
+    if let Some(path) = &a.suite.markdown {
+        std::fs::write(path, &md)?;
+    }
+    Ok(())
+}
+
+type Pick = fn(&Measured) -> Option<f64>;
+
+fn table(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
+    let measures: [(&str, Pick); 8] = [
+        ("produce, acks=1, 1 KiB (MB/s)", |m| m.summary.produce_mb_s),
+        ("consume from start (MB/s)", |m| m.summary.consume_mb_s),
+        ("e2e latency p50 @ 10k/s (ms)", |m| m.summary.p50_ms),
+        ("e2e latency p99 @ 10k/s (ms)", |m| m.summary.p99_ms),
+        ("e2e latency p99.9 @ 10k/s (ms)", |m| m.summary.p999_ms),
+        ("broker peak RSS, produce + consume (MiB)", |m| {
+            m.summary.peak_rss_mib
+        }),
+        (
+            "idle CPU, consumers long-polling empty partitions (% of a core)",
+            |m| m.summary.idle_cpu_percent,
+        ),
+        ("time to start, to the first Metadata answer (s)", |m| {
+            Some(m.started_s)
+        }),
+    ];
+    let value = |round: usize, peer: usize, pick: Pick| {
+        all.iter()
+            .find(|m| m.round == round && m.peer == peer)
+            .and_then(pick)
+    };
+    let mut head = String::from("| measure |");
+    let mut rule = String::from("|---|");
+    for r in 0..rounds {
+        for p in peers {
+            head.push_str(&format!(" {} r{} |", p.name, r + 1));
+            rule.push_str("---:|");
+        }
+    }
+    for p in &peers[1..] {
+        head.push_str(&format!(" {} / {} |", peers[0].name, p.name));
+        rule.push_str("---|");
+    }
+    let mut md = format!("{head}\n{rule}\n");
+    for (name, pick) in measures {
+        md.push_str(&format!("| {name} |"));
+        for r in 0..rounds {
+            for i in 0..peers.len() {
+                match value(r, i, pick) {
+                    Some(v) => md.push_str(&format!(" {v:.2} |")),
+                    None => md.push_str(" - |"),
+                }
+            }
+        }
+        for i in 1..peers.len() {
+            let ratios: Vec<String> = (0..rounds)
+                .map(|r| match (value(r, 0, pick), value(r, i, pick)) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                })
+                .collect();
+            md.push_str(&format!(" {} |", ratios.join(", ")));
+        }
+        md.push('\n');
+    }
+    md
+}

@@ -151,3 +151,18 @@ def test_dynamic_broker_configs(own_broker, topic):
     a = admin(b)
     [cfg] = wait(a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])).values()
     assert cfg["retention.ms"].value == "600000"
+
+
+def test_legacy_alter_configs_replaces_a_topics_overrides(broker, topic):
+    """confluent-kafka's deprecated alter_configs sends the legacy
+    AlterConfigs (33): the configs given become the topic's overrides, and
+    one not given goes back to its default."""
+    a = admin(broker)
+    wait(a.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "60000", "segment.bytes": "2000000"})]))
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "120000"})
+    wait(a.alter_configs([res]))
+    [cfg] = wait(a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])).values()
+    assert cfg["retention.ms"].value == "120000" and not cfg["retention.ms"].is_default
+    assert cfg["segment.bytes"].is_default, cfg["segment.bytes"]
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"no.such.config": "1"})
+    assert error_code(a.alter_configs([bad])) == KafkaError.INVALID_CONFIG

@@ -25,6 +25,16 @@ use crate::coordinator::group::state::{JoinRequest, JoinResult, code as gcode};
 use crate::protocol::code::GROUP_ID_NOT_FOUND;
 use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, NOT_COORDINATOR};
 
+/// The protocol name of a JoinGroup answer that names none (an error):
+/// null from v7, empty before (not nullable there), as Kafka's.
+fn no_protocol(version: i16) -> Option<StrBytes> {
+    if version >= 7 {
+        None
+    } else {
+        Some(Default::default())
+    }
+}
+
 fn group_id(g: &GroupId) -> String {
     g.0.to_string()
 }
@@ -120,12 +130,9 @@ fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
                 .with_metadata(meta)
         })
         .collect();
-    // An error answer names no protocol (null from v7, empty before), as
-    // Kafka's does.
     let protocol = match (r.error, r.protocol) {
         (NONE, Some(p)) => Some(str_bytes(p)),
-        _ if version >= 7 => None,
-        _ => Some(Default::default()),
+        _ => no_protocol(version),
     };
     let resp = JoinGroupResponse::default()
         .with_error_code(r.error)
@@ -155,11 +162,7 @@ pub async fn join_group(
             .with_error_code(e)
             .with_generation_id(-1)
             .with_member_id(req.member_id.clone())
-            .with_protocol_name(if version >= 7 {
-                None
-            } else {
-                Some(Default::default())
-            })
+            .with_protocol_name(no_protocol(version))
     };
     if group.is_empty() {
         return error(INVALID_GROUP_ID);

@@ -1495,13 +1495,29 @@ fn single() -> Vec<Single> {
                                 s("max.message.bytes"),
                             ])),
                     ]);
-                let described = ask_configs(b, 4, &d)?;
+                // Kafka applies a dynamic broker config once its metadata
+                // log reaches the broker: asked again until it shows.
+                let mut described = ask_configs(b, 4, &d)?;
+                for _ in 0..50 {
+                    if described.contains("\"2097152\"") {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    described = ask_configs(b, 4, &d)?;
+                }
                 let unset = ask::<_, IncrementalAlterConfigsResponse>(
                     b,
                     ApiKey::IncrementalAlterConfigs,
                     1,
                     &broker_config(1, None),
                 )?;
+                // And gone again before the next scenario describes it.
+                for _ in 0..50 {
+                    if !ask_configs(b, 4, &d)?.contains("\"2097152\"") {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
                 Ok(format!("{set}\n{described}\n{unset}"))
             },
         ),

@@ -293,3 +293,65 @@ def test_elect_cancel_and_refusals(cluster):
     with pytest.raises(Exception, match="rate"):
         for f in admin.incremental_alter_configs([bad]).values():
             f.result(timeout=15)
+
+
+def set_topic_config(admin, name, value):
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        TOPIC,
+        incremental_configs=[ConfigEntry(name, value, incremental_operation=op)],
+    )
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(timeout=15)
+
+
+def test_a_listed_replica_catches_up_under_the_leader_throttle(cluster3):
+    """Kafka's throttled-replicas lists without a move: a replica that was
+    down catches up under the leader's throttle when the topic's
+    leader.replication.throttled.replicas names the partition (`*`): at a
+    rate of 0 it stays out of the ISR, and joins once the rate is removed.
+    A bad list is refused with Kafka's wording."""
+    bootstrap = ",".join(b.bootstrap for b in cluster3)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wait_for("three brokers", lambda: brokers_listed(admin) == 3)
+    admin.create_topics([NewTopic(TOPIC, 1, 3)])[TOPIC].result(timeout=30)
+    wait_for("a full ISR", lambda: len(partitions(admin)[0][2]) == 3)
+    leader = partitions(admin)[0][0]
+    behind = next(b for b in range(3) if b != leader)
+    cluster3[behind].kill9()
+    wait_for("the killed replica out of the ISR", lambda: behind not in partitions(admin)[0][2])
+
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for i in range(2000):
+        p.produce(TOPIC, value=f"v{i:05d}".encode() + b"." * 500)
+        p.poll(0)
+    assert p.flush(60) == 0
+
+    set_topic_config(admin, "leader.replication.throttled.replicas", "*")
+    live = [b for b in range(3) if b != behind]
+    for b in live:
+        set_broker_config(admin, b, "leader.replication.throttled.rate", "0")
+    cluster3[behind].start()
+    wait_for("the restarted broker listed", lambda: brokers_listed(admin) == 3)
+    time.sleep(5)
+    assert behind not in partitions(admin)[0][2], "a replica throttled at 0 caught up"
+    assert log_bytes(cluster3[behind], 0) < 500_000, "the throttled replica copied the log"
+
+    for b in live:
+        set_broker_config(admin, b, "leader.replication.throttled.rate", None)
+    wait_for("the caught-up replica back in the ISR", lambda: behind in partitions(admin)[0][2])
+    set_topic_config(admin, "leader.replication.throttled.replicas", None)
+
+    bad = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        TOPIC,
+        incremental_configs=[
+            ConfigEntry(
+                "follower.replication.throttled.replicas", "0-1", incremental_operation=AlterConfigOpType.SET
+            )
+        ],
+    )
+    with pytest.raises(Exception, match=r"must be the literal '\*' or a list of replicas"):
+        for f in admin.incremental_alter_configs([bad]).values():
+            f.result(timeout=15)

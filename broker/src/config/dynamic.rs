@@ -27,10 +27,15 @@ pub const DYNAMIC: &[(&str, &str)] = &[
 
 /// Dynamic-only broker settings: Kafka's replication throttles, in bytes
 /// per second, for the replicas a reassignment is adding (see
-/// `crate::partition::throttle`). Unset means unthrottled.
+/// `crate::partition::throttle`). Unset means unthrottled. The third is
+/// Kafka's throttle of moves between one broker's log directories
+/// (AlterReplicaLogDirs): Sluice keeps one log directory per broker and
+/// makes no such moves, so it limits nothing, but Kafka's reassignment
+/// tool sets and clears it with the other two.
 pub const THROTTLE_RATES: &[&str] = &[
     "leader.replication.throttled.rate",
     "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
 ];
 
 /// Kafka's default of both throttle rates: `Long.MAX_VALUE`, no throttle.

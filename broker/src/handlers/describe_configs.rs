@@ -186,7 +186,8 @@ fn config_type(name: &str) -> i8 {
         | "log.flush.interval.ms"
         | "log.retention.check.interval.ms"
         | "leader.replication.throttled.rate"
-        | "follower.replication.throttled.rate" => LONG,
+        | "follower.replication.throttled.rate"
+        | "replica.alter.log.dirs.io.max.bytes.per.second" => LONG,
         _ => STRING,
     }
 }

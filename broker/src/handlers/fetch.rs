@@ -18,6 +18,7 @@ use super::{code, count_error};
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::replica::{Partition, TopicPartition};
+use crate::partition::throttle;
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -105,15 +106,14 @@ pub async fn handle(
         let img = broker.cluster().image();
         for w in &mut wanted {
             if let Ok(p) = &w.found {
-                w.throttled = img
-                    .topics
-                    .get(&p.tp.topic)
-                    .and_then(|t| {
-                        usize::try_from(p.tp.partition)
-                            .ok()
-                            .and_then(|i| t.partitions.get(i))
-                    })
-                    .is_some_and(|s| s.adding_replicas.contains(&f));
+                w.throttled = throttle::is_throttled(
+                    &img,
+                    &p.tp.topic,
+                    p.tp.partition,
+                    throttle::LEADER_REPLICAS,
+                    broker.config.node_id,
+                    f,
+                );
             }
         }
     }

@@ -20,10 +20,11 @@ pub enum ConfigError {
 }
 
 /// One supported topic config: its name, the broker setting that supplies
-/// its default, and how to check a value.
+/// its default (none for a config only a topic has), and how to check a
+/// value.
 struct Def {
     name: &'static str,
-    broker_setting: &'static str,
+    broker_setting: Option<&'static str>,
     check: fn(&str) -> Result<(), ValueError>,
     default: fn(&BrokerConfig) -> String,
 }
@@ -61,7 +62,7 @@ fn int_at_least(min: i64) -> impl Fn(&str) -> Result<(), ValueError> {
 const DEFS: &[Def] = &[
     Def {
         name: "cleanup.policy",
-        broker_setting: "log.cleanup.policy",
+        broker_setting: Some("log.cleanup.policy"),
         check: |v| match v.trim() {
             "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
             _ => Err(ValueError::Refused("must be a list of [delete, compact]")),
@@ -70,7 +71,7 @@ const DEFS: &[Def] = &[
     },
     Def {
         name: "min.cleanable.dirty.ratio",
-        broker_setting: "log.cleaner.min.cleanable.ratio",
+        broker_setting: Some("log.cleaner.min.cleanable.ratio"),
         check: |v| match v.trim().parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
             _ => Err(ValueError::Refused("must be a number between 0 and 1")),
@@ -79,19 +80,19 @@ const DEFS: &[Def] = &[
     },
     Def {
         name: "delete.retention.ms",
-        broker_setting: "log.cleaner.delete.retention.ms",
+        broker_setting: Some("log.cleaner.delete.retention.ms"),
         check: |v| long_at_least(0)(v),
         default: |_| "86400000".into(),
     },
     Def {
         name: "min.compaction.lag.ms",
-        broker_setting: "log.cleaner.min.compaction.lag.ms",
+        broker_setting: Some("log.cleaner.min.compaction.lag.ms"),
         check: |v| long_at_least(0)(v),
         default: |_| "0".into(),
     },
     Def {
         name: "compression.type",
-        broker_setting: "compression.type",
+        broker_setting: Some("compression.type"),
         check: |v| match codec_of(v) {
             Some(_) => Ok(()),
             None => Err(ValueError::Refused(
@@ -102,61 +103,61 @@ const DEFS: &[Def] = &[
     },
     Def {
         name: "retention.ms",
-        broker_setting: "log.retention.ms",
+        broker_setting: Some("log.retention.ms"),
         check: |v| long_at_least(-1)(v),
         default: |c| c.log_retention_ms.to_string(),
     },
     Def {
         name: "retention.bytes",
-        broker_setting: "log.retention.bytes",
+        broker_setting: Some("log.retention.bytes"),
         check: |v| long_at_least(-1)(v),
         default: |c| c.log_retention_bytes.to_string(),
     },
     Def {
         name: "segment.bytes",
-        broker_setting: "log.segment.bytes",
+        broker_setting: Some("log.segment.bytes"),
         check: |v| int_at_least(1024)(v),
         default: |c| c.log_segment_bytes.to_string(),
     },
     Def {
         name: "segment.ms",
-        broker_setting: "log.roll.ms",
+        broker_setting: Some("log.roll.ms"),
         check: |v| long_at_least(1)(v),
         default: |c| c.log_roll_ms.to_string(),
     },
     Def {
         name: "max.message.bytes",
-        broker_setting: "message.max.bytes",
+        broker_setting: Some("message.max.bytes"),
         check: |v| int_at_least(64)(v),
         default: |c| c.message_max_bytes.to_string(),
     },
     Def {
         name: "min.insync.replicas",
-        broker_setting: "min.insync.replicas",
+        broker_setting: Some("min.insync.replicas"),
         check: |v| int_at_least(1)(v),
         default: |c| c.min_insync_replicas.to_string(),
     },
     Def {
         name: "flush.messages",
-        broker_setting: "log.flush.interval.messages",
+        broker_setting: Some("log.flush.interval.messages"),
         check: |v| long_at_least(1)(v),
         default: |c| c.log_flush_interval_messages.to_string(),
     },
     Def {
         name: "flush.ms",
-        broker_setting: "log.flush.interval.ms",
+        broker_setting: Some("log.flush.interval.ms"),
         check: |v| long_at_least(0)(v),
         default: |c| c.log_flush_interval_ms.to_string(),
     },
     Def {
         name: "index.interval.bytes",
-        broker_setting: "log.index.interval.bytes",
+        broker_setting: Some("log.index.interval.bytes"),
         check: |v| int_at_least(1)(v),
         default: |c| c.log_index_interval_bytes.to_string(),
     },
     Def {
         name: "message.timestamp.type",
-        broker_setting: "log.message.timestamp.type",
+        broker_setting: Some("log.message.timestamp.type"),
         check: |v| match v.trim() {
             "CreateTime" => Ok(()),
             "LogAppendTime" => Err(ValueError::Refused("LogAppendTime is not supported yet")),
@@ -168,14 +169,48 @@ const DEFS: &[Def] = &[
     },
     Def {
         name: "unclean.leader.election.enable",
-        broker_setting: "unclean.leader.election.enable",
+        broker_setting: Some("unclean.leader.election.enable"),
         check: |v| match v.trim() {
             "true" | "false" => Ok(()),
             _ => Err(ValueError::Refused("must be true or false")),
         },
         default: |_| "false".into(),
     },
+    Def {
+        name: "leader.replication.throttled.replicas",
+        broker_setting: None,
+        check: throttled_replicas,
+        default: |_| String::new(),
+    },
+    Def {
+        name: "follower.replication.throttled.replicas",
+        broker_setting: None,
+        check: throttled_replicas,
+        default: |_| String::new(),
+    },
 ];
+
+/// Kafka's check of a `*.replication.throttled.replicas` list: `*`, or
+/// `partition:broker` entries separated by commas (an empty one allowed).
+fn throttled_replicas(v: &str) -> Result<(), ValueError> {
+    let entry = |e: &str| {
+        let e = e.trim();
+        e.is_empty()
+            || e.split_once(':').is_some_and(|(p, b)| {
+                [p, b]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+            })
+    };
+    if v.trim() == "*" || v.split(',').all(entry) {
+        Ok(())
+    } else {
+        Err(ValueError::Refused(
+            "must be the literal '*' or a list of replicas in the following format: \
+             [partitionId]:[brokerId],[partitionId]:[brokerId],...",
+        ))
+    }
+}
 
 /// Where a config's effective value comes from, as DescribeConfigs reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,27 +297,32 @@ impl TopicConfigs {
         let builtin = BrokerConfig::default();
         DEFS.iter()
             .map(|d| {
-                let setting = d.broker_setting;
                 let mut synonyms = Vec::new();
                 if let Some(v) = self.0.get(d.name) {
                     synonyms.push((d.name.to_string(), v.clone(), ConfigSource::Topic));
                 }
-                if let Some(v) = dynamic.get(setting) {
-                    synonyms.push((setting.to_string(), v.clone(), ConfigSource::DynamicBroker));
-                }
-                if configured.explicit.contains(setting) {
-                    synonyms.push((
-                        setting.to_string(),
-                        (d.default)(configured),
-                        ConfigSource::StaticBroker,
-                    ));
-                }
-                if !NO_KAFKA_DEFAULT.contains(&setting) {
-                    synonyms.push((
-                        setting.to_string(),
-                        (d.default)(&builtin),
-                        ConfigSource::Default,
-                    ));
+                if let Some(setting) = d.broker_setting {
+                    if let Some(v) = dynamic.get(setting) {
+                        synonyms.push((
+                            setting.to_string(),
+                            v.clone(),
+                            ConfigSource::DynamicBroker,
+                        ));
+                    }
+                    if configured.explicit.contains(setting) {
+                        synonyms.push((
+                            setting.to_string(),
+                            (d.default)(configured),
+                            ConfigSource::StaticBroker,
+                        ));
+                    }
+                    if !NO_KAFKA_DEFAULT.contains(&setting) {
+                        synonyms.push((
+                            setting.to_string(),
+                            (d.default)(&builtin),
+                            ConfigSource::Default,
+                        ));
+                    }
                 }
                 let (value, source) = match synonyms.first() {
                     Some((_, v, s)) => (v.clone(), *s),
@@ -302,7 +342,7 @@ impl TopicConfigs {
     pub fn broker_setting(name: &str) -> Option<&'static str> {
         DEFS.iter()
             .find(|d| d.name == name)
-            .map(|d| d.broker_setting)
+            .and_then(|d| d.broker_setting)
     }
 
     fn get<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
@@ -371,6 +411,20 @@ mod tests {
             TopicConfigs::from_pairs([("retention.msx", Some("1"))]),
             Err(ConfigError::Unknown("retention.msx".into()))
         );
+        for ok in ["", "*", "0:1", "0:1, 1:2", "0:1,"] {
+            assert!(
+                TopicConfigs::from_pairs([("follower.replication.throttled.replicas", Some(ok))])
+                    .is_ok(),
+                "{ok:?} is a valid list"
+            );
+        }
+        for bad in ["0", "a:1", "*,0:1", "0:1:2"] {
+            assert!(
+                TopicConfigs::from_pairs([("leader.replication.throttled.replicas", Some(bad))])
+                    .is_err(),
+                "{bad:?} is not a valid list"
+            );
+        }
         let e =
             TopicConfigs::from_pairs([("retention.ms", Some("-7"))]).expect_err("must be refused");
         assert!(e.to_string().contains("retention.ms"));
@@ -424,6 +478,13 @@ mod tests {
             ("2097152", ConfigSource::DynamicBroker)
         );
         let sources: Vec<ConfigSource> = s.synonyms.iter().map(|x| x.2).collect();
+        // A topic-only config: no broker synonym, an empty default.
+        let t = d
+            .iter()
+            .find(|d| d.name == "leader.replication.throttled.replicas")
+            .expect("described");
+        assert_eq!((t.value.as_str(), t.source), ("", ConfigSource::Default));
+        assert!(t.synonyms.is_empty());
         assert_eq!(
             sources,
             vec![

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::partition::replica::{Partition, Role};
+use crate::partition::throttle;
 use crate::protocol::code::OFFSET_OUT_OF_RANGE;
 use crate::storage::batch;
 
@@ -252,45 +253,46 @@ async fn round(
     if ready.is_empty() {
         return Ok(());
     }
-    // Replicas this broker is adding (a reassignment) fetch under the
-    // follower throttle; while it is used up they sit this round out.
+    // Replicas this broker is adding (a reassignment), or that a topic
+    // lists as throttled while out of sync, fetch under the follower
+    // throttle; while it is used up they sit this round out.
     let rate = broker
         .dynamic
         .lock()
         .rate("follower.replication.throttled.rate");
-    let adding: Vec<(String, i32)> = match rate {
+    let throttled_parts: Vec<(String, i32)> = match rate {
         Some(_) => {
             let img = broker.cluster().image();
             let me = broker.config.node_id;
             ready
                 .iter()
                 .filter(|(p, _, _)| {
-                    img.topics
-                        .get(&p.tp.topic)
-                        .and_then(|t| {
-                            usize::try_from(p.tp.partition)
-                                .ok()
-                                .and_then(|i| t.partitions.get(i))
-                        })
-                        .is_some_and(|s| s.adding_replicas.contains(&me))
+                    throttle::is_throttled(
+                        &img,
+                        &p.tp.topic,
+                        p.tp.partition,
+                        throttle::FOLLOWER_REPLICAS,
+                        me,
+                        me,
+                    )
                 })
                 .map(|(p, _, _)| (p.tp.topic.clone(), p.tp.partition))
                 .collect()
         }
         _ => Vec::new(),
     };
-    let hold_back = !adding.is_empty() && !broker.throttles.follower.allows(rate);
+    let hold_back = !throttled_parts.is_empty() && !broker.throttles.follower.allows(rate);
     let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut index: HashMap<(String, i32), (Arc<Partition>, i32)> = HashMap::new();
     for (p, epoch, _) in &ready {
         let key = (p.tp.topic.clone(), p.tp.partition);
-        let throttled = adding.contains(&key);
+        let throttled = throttled_parts.contains(&key);
         if throttled && hold_back {
             continue;
         }
         let leo = p.offsets().log_end;
         let max_bytes = if throttled {
-            crate::partition::throttle::Throttle::partition_max_bytes(rate, 1 << 20)
+            throttle::Throttle::partition_max_bytes(rate, 1 << 20)
         } else {
             1 << 20
         };
@@ -355,7 +357,7 @@ async fn round(
                 continue;
             }
             let records = pd.records.unwrap_or_default();
-            if adding.contains(&(name.clone(), pd.partition_index)) {
+            if throttled_parts.contains(&(name.clone(), pd.partition_index)) {
                 broker.throttles.follower.spend(rate, records.len());
             }
             let mut headers = Vec::new();

@@ -1,7 +1,8 @@
 //! Replication throttles, as Kafka's `leader.replication.throttled.rate`
 //! and `follower.replication.throttled.rate`: a cap in bytes per second on
-//! the traffic of the replicas a reassignment is adding, so that a move
-//! never starves clients or the replicas already in sync.
+//! the traffic of the replicas a reassignment is adding, and of the out-of-
+//! sync replicas the `*.replication.throttled.replicas` topic configs list,
+//! so that a move never starves clients or the replicas already in sync.
 //!
 //! Each side keeps a token bucket that refills at the configured rate and
 //! holds at most one second of it. Throttled partitions are left out of a
@@ -12,6 +13,53 @@
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use sluice_quorum::image::MetadataImage;
+
+/// The topic config listing the replicas a leader throttles.
+pub const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
+/// The topic config listing the replicas that fetch under the throttle.
+pub const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// Does `replica`'s copying of `topic`-`partition` count against a
+/// throttle of broker `me`? A replica a reassignment is adding always does
+/// (the rate alone throttles a move, see decision 0016); otherwise, as
+/// Kafka, a replica out of the ISR whose partition the topic's `list`
+/// config names with this broker (`partition:me`, or `*`).
+pub fn is_throttled(
+    img: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    list: &str,
+    me: i32,
+    replica: i32,
+) -> bool {
+    let Some(t) = img.topics.get(topic) else {
+        return false;
+    };
+    let Some(s) = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+    else {
+        return false;
+    };
+    if s.adding_replicas.contains(&replica) {
+        return true;
+    }
+    !s.isr.contains(&replica) && t.configs.get(list).is_some_and(|v| lists(v, partition, me))
+}
+
+/// Does a `*.replication.throttled.replicas` value name `partition` on
+/// `broker`? The value is checked on the way in, so an entry that does
+/// not parse names nothing.
+fn lists(value: &str, partition: i32, broker: i32) -> bool {
+    let value = value.trim();
+    value == "*"
+        || value.split(',').any(|entry| {
+            entry.trim().split_once(':').is_some_and(|(p, b)| {
+                p.trim().parse() == Ok(partition) && b.trim().parse() == Ok(broker)
+            })
+        })
+}
 
 #[derive(Debug)]
 struct Bucket {
@@ -118,6 +166,51 @@ mod tests {
         // fetch of debt.
         assert!(sent <= 1_100_000 + 10 * 1024, "sent {sent}");
         assert!(sent >= 900_000, "sent {sent}");
+    }
+
+    #[test]
+    fn throttled_replicas_are_those_moving_in_or_listed_and_out_of_sync() {
+        use sluice_quorum::image::{PartitionState, TopicState};
+        let part = |isr: Vec<i32>, adding: Vec<i32>| PartitionState {
+            replicas: vec![0, 1, 2],
+            isr,
+            leader: 0,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            adding_replicas: adding,
+            removing_replicas: Vec::new(),
+        };
+        let mut img = MetadataImage::default();
+        img.topics.insert(
+            "t".into(),
+            TopicState {
+                id: [7; 16],
+                partitions: vec![part(vec![0, 1], vec![]), part(vec![0], vec![2])],
+                configs: [(LEADER_REPLICAS.to_string(), "0:0".to_string())].into(),
+            },
+        );
+        // Partition 0 is listed on leader 0: replica 2 (out of sync) is
+        // throttled, replica 1 (in sync) is not.
+        assert!(is_throttled(&img, "t", 0, LEADER_REPLICAS, 0, 2));
+        assert!(!is_throttled(&img, "t", 0, LEADER_REPLICAS, 0, 1));
+        // Listed for broker 0 only: nothing on another broker.
+        assert!(!is_throttled(&img, "t", 0, LEADER_REPLICAS, 1, 2));
+        // Nothing listed on the follower side.
+        assert!(!is_throttled(&img, "t", 0, FOLLOWER_REPLICAS, 2, 2));
+        // A replica moving in is throttled on both sides, listed or not.
+        assert!(is_throttled(&img, "t", 1, FOLLOWER_REPLICAS, 2, 2));
+        assert!(is_throttled(&img, "t", 1, LEADER_REPLICAS, 0, 2));
+        // Unknown topics and partitions are not.
+        assert!(!is_throttled(&img, "t", 5, LEADER_REPLICAS, 0, 2));
+        assert!(!is_throttled(&img, "u", 0, LEADER_REPLICAS, 0, 2));
+    }
+
+    #[test]
+    fn a_throttled_replicas_list_names_partitions_on_a_broker() {
+        assert!(lists("*", 3, 9));
+        assert!(lists("0:1, 1:2", 1, 2));
+        assert!(!lists("0:1,1:2", 0, 2));
+        assert!(!lists("", 0, 0));
     }
 
     #[test]

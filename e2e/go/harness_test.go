@@ -13,9 +13,13 @@ import (
 	"time"
 )
 
-// broker is one sluice-broker process with its own data directory.
+// broker is one sluice-broker process with its own data directory; it can
+// be killed (SIGKILL) and started again on its ports and data.
 type broker struct {
+	t    *testing.T
 	addr string
+	args []string
+	log  *os.File
 	cmd  *exec.Cmd
 }
 
@@ -53,6 +57,44 @@ func freePort(t *testing.T) int {
 // TCP; it is killed when the test ends.
 func startBroker(t *testing.T) *broker {
 	t.Helper()
+	b := newBroker(t)
+	b.start()
+	b.awaitListening()
+	return b
+}
+
+// startCluster starts n brokers as one cluster (node ids 0..n-1, the first
+// three the metadata quorum's voters) and waits until each listens.
+func startCluster(t *testing.T, n int, extra ...string) []*broker {
+	t.Helper()
+	internal := make([]int, n)
+	voters := ""
+	for i := range internal {
+		internal[i] = freePort(t)
+		if i < 3 {
+			if i > 0 {
+				voters += ","
+			}
+			voters += fmt.Sprintf("%d@127.0.0.1:%d", i, internal[i])
+		}
+	}
+	bs := make([]*broker, n)
+	for i := range bs {
+		bs[i] = newBroker(t, append([]string{"--node-id", fmt.Sprint(i),
+			"--internal-listener", fmt.Sprintf("127.0.0.1:%d", internal[i]),
+			"--controller-quorum-voters", voters}, extra...)...)
+		bs[i].start()
+	}
+	for _, b := range bs {
+		b.awaitListening()
+	}
+	return bs
+}
+
+// newBroker prepares a broker on fresh ports with a data directory of its
+// own; its log is shown if the test fails.
+func newBroker(t *testing.T, extra ...string) *broker {
+	t.Helper()
 	dir := t.TempDir()
 	port, metrics := freePort(t), freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -60,11 +102,28 @@ func startBroker(t *testing.T) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(brokerBin(t),
+	args := append([]string{
 		"--listeners", addr,
 		"--metrics-listener", fmt.Sprintf("127.0.0.1:%d", metrics),
-		"--log-dirs", filepath.Join(dir, "data"))
-	cmd.Stdout, cmd.Stderr = log, log
+		"--log-dirs", filepath.Join(dir, "data")}, extra...)
+	b := &broker{t: t, addr: addr, args: args, log: log}
+	t.Cleanup(func() {
+		b.kill()
+		if t.Failed() {
+			if out, err := os.ReadFile(log.Name()); err == nil {
+				t.Logf("broker %s log:\n%s", addr, out)
+			}
+		}
+		log.Close()
+	})
+	return b
+}
+
+// start spawns the broker process.
+func (b *broker) start() {
+	b.t.Helper()
+	cmd := exec.Command(brokerBin(b.t), b.args...)
+	cmd.Stdout, cmd.Stderr = b.log, b.log
 	// The broker refuses SLUICE_* settings it does not know.
 	for _, kv := range os.Environ() {
 		if len(kv) < 7 || kv[:7] != "SLUICE_" {
@@ -72,26 +131,47 @@ func startBroker(t *testing.T) *broker {
 		}
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		b.t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "broker.log")); err == nil {
-				t.Logf("broker log:\n%s", b)
-			}
-		}
-	})
+	b.cmd = cmd
+}
+
+// awaitListening waits up to 30 s until the broker accepts TCP.
+func (b *broker) awaitListening() {
+	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", b.addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return &broker{addr: addr, cmd: cmd}
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("the broker did not listen on %s within 30 s", addr)
-	return nil
+	b.t.Fatalf("the broker did not listen on %s within 30 s", b.addr)
+}
+
+// kill sends SIGKILL and waits for the process to end.
+func (b *broker) kill() {
+	if b.cmd != nil && b.cmd.Process != nil {
+		_ = b.cmd.Process.Kill()
+		_, _ = b.cmd.Process.Wait()
+		b.cmd = nil
+	}
+}
+
+// restart starts a killed broker again and waits until it listens.
+func (b *broker) restart() {
+	b.t.Helper()
+	b.start()
+	b.awaitListening()
+}
+
+// addrs lists the brokers' client addresses, as seed brokers.
+func addrs(bs []*broker) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.addr
+	}
+	return out
 }

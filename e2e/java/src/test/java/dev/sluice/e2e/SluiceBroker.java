@@ -15,14 +15,18 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.stream.Stream;
 
-/** A sluice-broker process on loopback with a data directory of its own. */
+/**
+ * A sluice-broker process on loopback with a data directory of its own; it can be killed
+ * (SIGKILL) and started again on the same ports and data.
+ */
 final class SluiceBroker implements AutoCloseable {
-  private final Process process;
+  private final List<String> command;
   private final Path dataDir;
   private final int port;
+  private Process process;
 
-  private SluiceBroker(Process process, Path dataDir, int port) {
-    this.process = process;
+  private SluiceBroker(List<String> command, Path dataDir, int port) {
+    this.command = command;
     this.dataDir = dataDir;
     this.port = port;
   }
@@ -42,8 +46,8 @@ final class SluiceBroker implements AutoCloseable {
     }
   }
 
-  /** Starts one broker (no flags but its ports and data directory, plus extra). */
-  static SluiceBroker start(String... extra) throws Exception {
+  /** A broker not yet started: no flags but its ports and data directory, plus extra. */
+  private static SluiceBroker create(String... extra) throws Exception {
     Path bin = binary();
     if (!Files.isExecutable(bin)) {
       throw new IllegalStateException(bin + " not found: build it with `cargo build -p sluice-broker`");
@@ -57,26 +61,78 @@ final class SluiceBroker implements AutoCloseable {
         "--metrics-listener", "127.0.0.1:" + metrics,
         "--log-dirs", dir.resolve("data").toString()));
     cmd.addAll(List.of(extra));
-    ProcessBuilder pb = new ProcessBuilder(cmd)
+    return new SluiceBroker(cmd, dir, port);
+  }
+
+  /** Starts one broker and waits until it listens. */
+  static SluiceBroker start(String... extra) throws Exception {
+    SluiceBroker b = create(extra);
+    b.spawn();
+    b.awaitListening();
+    return b;
+  }
+
+  /**
+   * Starts {@code n} brokers as one cluster (node ids 0..n-1, the first three the metadata
+   * quorum's voters) and waits until every one is in the cluster's metadata.
+   */
+  static List<SluiceBroker> cluster(int n) throws Exception {
+    List<Integer> internal = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      internal.add(freePort());
+    }
+    StringBuilder voters = new StringBuilder();
+    for (int i = 0; i < Math.min(n, 3); i++) {
+      voters.append(i == 0 ? "" : ",").append(i).append("@127.0.0.1:").append(internal.get(i));
+    }
+    List<SluiceBroker> brokers = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      brokers.add(create("--node-id", Integer.toString(i),
+          "--internal-listener", "127.0.0.1:" + internal.get(i),
+          "--controller-quorum-voters", voters.toString()));
+    }
+    for (SluiceBroker b : brokers) {
+      b.spawn();
+    }
+    for (SluiceBroker b : brokers) {
+      b.awaitListening();
+    }
+    return brokers;
+  }
+
+  private void spawn() throws IOException {
+    ProcessBuilder pb = new ProcessBuilder(command)
         .redirectErrorStream(true)
-        .redirectOutput(dir.resolve("broker.log").toFile());
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(dataDir.resolve("broker.log").toFile()));
     pb.environment().keySet().removeIf(k -> k.startsWith("SLUICE_"));
-    Process p = pb.start();
-    SluiceBroker b = new SluiceBroker(p, dir, port);
+    process = pb.start();
+  }
+
+  private void awaitListening() throws Exception {
     Instant deadline = Instant.now().plus(Duration.ofSeconds(30));
     while (Instant.now().isBefore(deadline)) {
-      if (!p.isAlive()) {
-        throw new IllegalStateException("broker exited at start: " + b.log());
+      if (!process.isAlive()) {
+        throw new IllegalStateException("broker exited at start: " + log());
       }
       try (Socket s = new Socket()) {
         s.connect(new InetSocketAddress("127.0.0.1", port), 200);
-        return b;
+        return;
       } catch (IOException notYet) {
         Thread.sleep(50);
       }
     }
-    b.close();
-    throw new IllegalStateException("broker did not listen within 30 s: " + b.log());
+    throw new IllegalStateException("broker did not listen within 30 s: " + log());
+  }
+
+  /** kill -9: no shutdown, nothing flushed that the broker had not flushed itself. */
+  void kill() throws InterruptedException {
+    process.destroyForcibly().waitFor();
+  }
+
+  /** Starts the broker again on its ports and data directory. */
+  void restart() throws Exception {
+    spawn();
+    awaitListening();
   }
 
   String bootstrap() {
@@ -93,9 +149,11 @@ final class SluiceBroker implements AutoCloseable {
 
   @Override
   public void close() throws Exception {
-    process.destroy();
-    if (!process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
-      process.destroyForcibly().waitFor();
+    if (process != null) {
+      process.destroy();
+      if (!process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
+        process.destroyForcibly().waitFor();
+      }
     }
     try (Stream<Path> files = Files.walk(dataDir)) {
       files.sorted(Comparator.reverseOrder()).map(Path::toFile).forEach(File::delete);

@@ -3,6 +3,8 @@
 //! line of its own, in alternating order (A B, then B A, ...) so that
 //! neither always runs on the page cache the other warmed. Prints each
 //! round's figures and the ratio of the first broker's to each other's.
+//! Given a node command per broker (`--cluster-broker`), each round also
+//! starts a three-node cluster of each and measures it (`crate::cluster`).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -14,8 +16,9 @@ use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::cluster::{self, Figures};
 use crate::suite::{self, Summary};
-use crate::{Common, CompareArgs, SuiteArgs};
+use crate::{Common, CompareArgs, ProducerOpts, SuiteArgs};
 
 /// One broker to compare: a name and the command line that runs it in the
 /// foreground (`{dir}`, `{port}`, `{port2}` filled in).
@@ -25,23 +28,46 @@ struct Peer {
     command: String,
 }
 
-fn peers(specs: &[String]) -> Result<Vec<Peer>> {
-    let peers: Vec<Peer> = specs
+fn parse(flag: &str, specs: &[String]) -> Result<Vec<Peer>> {
+    specs
         .iter()
         .map(|s| {
             let (name, command) = s
                 .split_once('=')
-                .with_context(|| format!("--broker {s:?}: expected NAME=COMMAND"))?;
+                .with_context(|| format!("{flag} {s:?}: expected NAME=COMMAND"))?;
             Ok(Peer {
                 name: name.trim().to_string(),
                 command: command.trim().to_string(),
             })
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+fn peers(specs: &[String]) -> Result<Vec<Peer>> {
+    let peers = parse("--broker", specs)?;
     if peers.len() < 2 {
         bail!("compare needs at least two --broker NAME=COMMAND");
     }
     Ok(peers)
+}
+
+/// Each peer's node command, in the peers' order; none at all without
+/// `--cluster-broker`, else one for every peer.
+fn node_commands(peers: &[Peer], specs: &[String]) -> Result<Vec<String>> {
+    let nodes = parse("--cluster-broker", specs)?;
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    peers
+        .iter()
+        .map(|p| {
+            nodes
+                .iter()
+                .find(|n| n.name == p.name)
+                .map(|n| n.command.clone())
+                .with_context(|| format!("--cluster-broker {}=... is missing", p.name))
+        })
+        .collect()
 }
 
 fn free_port() -> Result<u16> {
@@ -130,10 +156,12 @@ struct Measured {
     peer: usize,
     started_s: f64,
     summary: Summary,
+    cluster: Option<Figures>,
 }
 
 pub fn run(a: &CompareArgs) -> Result<()> {
     let peers = peers(&a.brokers)?;
+    let node_commands = node_commands(&peers, &a.cluster_brokers)?;
     let tmp;
     let base = match &a.dir {
         Some(d) => d.clone(),
@@ -166,18 +194,53 @@ pub fn run(a: &CompareArgs) -> Result<()> {
             let started_s = running.started_in.as_secs_f64();
             stop(running)?;
             let (_, summary) = outcome.with_context(|| format!("the suite against {}", p.name))?;
+            let cluster = match node_commands.get(i) {
+                Some(command) => {
+                    eprintln!("== round {}: three {} nodes", round + 1, p.name);
+                    let plan = cluster::Plan {
+                        command,
+                        dir: &dir.join("cluster"),
+                        cluster: format!("sluice-bench-{}-{}-{}", std::process::id(), round, i),
+                        start_limit: Duration::from_secs(a.start_seconds),
+                        produce_seconds: a.rf3_seconds,
+                        kills: a.kills,
+                        load_rate: a.load_rate,
+                        // Each cluster's measurement is bounded on its own.
+                        deadline: Instant::now() + Duration::from_secs(a.suite.common.max_seconds),
+                    };
+                    let producer = ProducerOpts {
+                        message_size: 1024,
+                        count: 0,
+                        duration: None,
+                        acks: "all".into(),
+                        compression: "none".into(),
+                        batch_size: 1_000_000,
+                        linger_ms: 5,
+                        producers: a.suite.producers,
+                    };
+                    Some(
+                        cluster::measure(&plan, &producer, &a.suite.common)
+                            .with_context(|| format!("three {} nodes", p.name))?,
+                    )
+                }
+                None => None,
+            };
             all.push(Measured {
                 round,
                 peer: i,
                 started_s,
                 summary,
+                cluster,
             });
         }
     }
     if a.dir.is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
-    let md = table(&peers, a.rounds, &all);
+    let mut md = table(&peers, a.rounds, &all);
+    if !node_commands.is_empty() {
+        md.push_str(&kill_times(&peers, a.rounds, &all));
+    }
     print!("{md}");
     if let Some(path) = &a.suite.markdown {
         std::fs::write(path, &md)?;
@@ -187,8 +250,46 @@ pub fn run(a: &CompareArgs) -> Result<()> {
 
 type Pick = fn(&Measured) -> Option<f64>;
 
+/// Every kill's failover time, per broker and round, sorted: the spread
+/// behind the table's quantiles.
+fn kill_times(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
+    let mut md = String::from("\nFailover of each kill (s), sorted:\n\n");
+    for r in 0..rounds {
+        for (i, p) in peers.iter().enumerate() {
+            let Some(f) = all
+                .iter()
+                .find(|m| m.round == r && m.peer == i)
+                .and_then(|m| m.cluster.as_ref())
+            else {
+                continue;
+            };
+            let times: Vec<String> = f
+                .failovers
+                .iter()
+                .map(|t| format!("{:.2}", t.as_secs_f64()))
+                .collect();
+            md.push_str(&format!(
+                "- {} r{}: {}{}\n",
+                p.name,
+                r + 1,
+                times.join(", "),
+                if f.unrecovered > 0 {
+                    format!(
+                        "; {} without an acknowledgement within a minute",
+                        f.unrecovered
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    md
+}
+
 fn table(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
-    let measures: [(&str, Pick); 8] = [
+    let with_cluster = all.iter().any(|m| m.cluster.is_some());
+    let mut measures: Vec<(&str, Pick)> = vec![
         ("produce, acks=1, 1 KiB (MB/s)", |m| m.summary.produce_mb_s),
         ("consume from start (MB/s)", |m| m.summary.consume_mb_s),
         ("e2e latency p50 @ 10k/s (ms)", |m| m.summary.p50_ms),
@@ -205,6 +306,35 @@ fn table(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
             Some(m.started_s)
         }),
     ];
+    if with_cluster {
+        measures.extend::<[(&str, Pick); 7]>([
+            ("3 brokers: produce to RF 3, acks=all, 1 KiB (MB/s)", |m| {
+                m.cluster.as_ref().and_then(|c| c.rf3_produce_mb_s)
+            }),
+            ("3 brokers: time to start, all three in Metadata (s)", |m| {
+                m.cluster
+                    .as_ref()
+                    .and_then(|c| c.started_in)
+                    .map(|d| d.as_secs_f64())
+            }),
+            ("failover under load: kill -9 to next ack, p50 (s)", |m| {
+                m.cluster.as_ref().and_then(|c| c.failover_quantile(0.5))
+            }),
+            ("failover under load: kill -9 to next ack, max (s)", |m| {
+                m.cluster.as_ref().and_then(|c| c.failover_quantile(1.0))
+            }),
+            ("failover under load: kills timed", |m| {
+                m.cluster.as_ref().map(|c| c.failovers.len() as f64)
+            }),
+            (
+                "failover under load: kills with no ack within a minute",
+                |m| m.cluster.as_ref().map(|c| c.unrecovered as f64),
+            ),
+            ("failover under load: failed deliveries", |m| {
+                m.cluster.as_ref().map(|c| c.failed_deliveries as f64)
+            }),
+        ]);
+    }
     let value = |round: usize, peer: usize, pick: Pick| {
         all.iter()
             .find(|m| m.round == round && m.peer == peer)

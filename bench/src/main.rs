@@ -4,6 +4,7 @@
 //! Works against any bootstrap address, so the same run can measure Sluice
 //! and another broker.
 
+mod cluster;
 mod compare;
 mod consume;
 mod failover;
@@ -66,6 +67,25 @@ pub struct CompareArgs {
     /// Seconds a broker may take to answer Metadata after it is started.
     #[arg(long, default_value_t = 120)]
     pub start_seconds: u64,
+    /// NAME=COMMAND, one per --broker NAME: a command line that runs node
+    /// `{node}` (0, 1, 2) of a three-node cluster in the foreground, with
+    /// `{dir}`, `{port}` (client), `{port2}` (the port `{voters}` names),
+    /// `{port3}` (a spare), `{voters}` (`0@127.0.0.1:PORT2,...`) and
+    /// `{cluster_id}` (a token shared by the nodes of one cluster) filled
+    /// in; started again in the same directory, a node keeps its data.
+    /// Adds the three-broker rows to each round: RF 3 acks=all produce,
+    /// and failover under a steady load with the killed node restarted.
+    #[arg(long = "cluster-broker")]
+    pub cluster_brokers: Vec<String>,
+    /// Seconds of the RF 3 acks=all produce run.
+    #[arg(long, default_value_t = 15)]
+    pub rf3_seconds: u64,
+    /// Leader kills per round and broker (each node restarted at once).
+    #[arg(long, default_value_t = 5)]
+    pub kills: usize,
+    /// Records per second of the steady load the kills are timed under.
+    #[arg(long, default_value_t = 1000)]
+    pub load_rate: u64,
     #[command(flatten)]
     pub suite: SuiteArgs,
 }

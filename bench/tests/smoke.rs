@@ -208,3 +208,119 @@ fn compare_mode_alternates_two_brokers_and_prints_ratios() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn compare_mode_measures_three_node_clusters_with_kills_under_load() -> Result<()> {
+    // Two Sluice clusters as the two peers: the three-broker rows, every
+    // node of a cluster started from one command line, a kill each timed.
+    let dir = tempfile::tempdir()?;
+    let bin = sluice_e2e::broker_bin();
+    let peer = |name: &str| {
+        format!(
+            "{name}={} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} --metrics-listener 127.0.0.1:{{port2}}",
+            bin.display()
+        )
+    };
+    let node = |name: &str| {
+        format!(
+            "{name}={} --node-id {{node}} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} \
+             --internal-listener 127.0.0.1:{{port2}} --metrics-listener 127.0.0.1:{{port3}} \
+             --controller-quorum-voters {{voters}}",
+            bin.display()
+        )
+    };
+    let small = [
+        "--rounds",
+        "1",
+        "--bytes",
+        "1048576",
+        "--latency-seconds",
+        "1",
+        "--idle-partitions",
+        "6",
+        "--idle-consumers",
+        "2",
+        "--idle-seconds",
+        "1",
+        "--rf3-seconds",
+        "1",
+        "--kills",
+        "1",
+    ];
+    let dir_arg = dir.path().to_string_lossy().to_string();
+    let (p1, p2, n1, n2) = (peer("one"), peer("two"), node("one"), node("two"));
+    let mut args = vec![
+        "compare",
+        "--broker",
+        &p1,
+        "--broker",
+        &p2,
+        "--cluster-broker",
+        &n1,
+        "--cluster-broker",
+        &n2,
+        "--dir",
+        &dir_arg,
+    ];
+    args.extend(small);
+    let table = bench(&args)?;
+    for measure in [
+        "3 brokers: produce to RF 3, acks=all",
+        "failover under load: kill -9 to next ack, p50",
+        "failover under load: kill -9 to next ack, max",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {measure}")))
+            .with_context(|| format!("no {measure} row: {table}"))?;
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        ensure!(
+            cells.len() == 6
+                && cells[2..4]
+                    .iter()
+                    .all(|c| c.parse::<f64>().is_ok_and(|v| v > 0.0)),
+            "a figure is missing: {row}"
+        );
+    }
+    for row in [
+        "| failover under load: kills timed | 1.00 | 1.00 |",
+        "| failover under load: kills with no ack within a minute | 0.00 | 0.00 |",
+        "| failover under load: failed deliveries | 0.00 | 0.00 |",
+    ] {
+        ensure!(table.contains(row), "no {row:?} in {table}");
+    }
+    ensure!(
+        table.contains("- one r1: ") && table.contains("- two r1: "),
+        "{table}"
+    );
+    for name in ["one", "two"] {
+        for n in 0..3 {
+            let log = dir
+                .path()
+                .join("round-1")
+                .join(name)
+                .join("cluster")
+                .join(format!("node-{n}"))
+                .join("broker.log");
+            ensure!(log.exists(), "{} missing", log.display());
+        }
+    }
+    // A peer without a node command is refused with a message.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "compare",
+            "--broker",
+            &peer("one"),
+            "--broker",
+            &peer("two"),
+            "--cluster-broker",
+            &node("one"),
+        ])
+        .output()?;
+    ensure!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("--cluster-broker two=... is missing"),
+        "{out:?}"
+    );
+    Ok(())
+}

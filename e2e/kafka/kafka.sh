@@ -15,6 +15,15 @@
 #   e2e/kafka/kafka.sh run DIR PORT CONTROLLER_PORT
 #                                       one node in the foreground (exec's
 #                                       the JVM): a peer of sluice-bench compare
+#   e2e/kafka/kafka.sh node DIR ID PORT CONTROLLER_PORT VOTERS CLUSTER
+#                                       node ID of a cluster in the foreground
+#                                       (exec's the JVM), VOTERS as Kafka's
+#                                       controller.quorum.voters; formatted
+#                                       on its first start only (a restart
+#                                       keeps its log), with a cluster id
+#                                       derived from the token CLUSTER: the
+#                                       nodes of sluice-bench compare's
+#                                       three-broker rounds
 #   e2e/kafka/kafka.sh stop DIR         SIGTERM, wait, SIGKILL after 30 s
 #
 # Kafka runs with its shipped defaults (heap as kafka-server-start.sh sets
@@ -68,6 +77,13 @@ EOF
     >"$node/format.log" 2>&1 || die "formatting node $i: $(tail -n 5 "$node/format.log")"
 }
 
+# foreground NODE_DIR CLASSPATH: the node's JVM in place of this shell.
+foreground() {
+  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
+  exec java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -cp "$2" kafka.Kafka "$1/server.properties"
+}
+
 # run DIR PORT CONTROLLER_PORT: one node in the foreground (the process is
 # Kafka's JVM), as `sluice-bench compare` starts its peers.
 run() {
@@ -76,9 +92,23 @@ run() {
   cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
   [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid gave nothing"
   configure "$dir" 0 "$port" "$controller" "0@127.0.0.1:$controller" 1 "$cluster_id" "$cp"
-  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
-  exec java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Djava.awt.headless=true -cp "$cp" kafka.Kafka "$dir/server.properties"
+  foreground "$dir" "$cp"
+}
+
+# node DIR ID PORT CONTROLLER_PORT VOTERS CLUSTER: one node of a cluster in
+# the foreground. Every node given the same CLUSTER token gets the same
+# cluster id (Kafka's: 16 bytes, URL-safe base64), so the nodes need not
+# share a file; a node already formatted starts on its log as it is.
+node() {
+  local dir="$1" i="$2" port="$3" controller="$4" voters="$5" token="$6" cp cluster_id n
+  cp="$(cat "$(classpath)")"
+  if [[ ! -e "$dir/data/meta.properties" ]]; then
+    cluster_id="$(printf '%s' "$token" | sha256sum | cut -c1-32 | python3 -c \
+      'import base64, sys; print(base64.urlsafe_b64encode(bytes.fromhex(sys.stdin.read().strip())).decode().rstrip("="))')"
+    n="$(tr ',' '\n' <<<"$voters" | grep -c .)"
+    configure "$dir" "$i" "$port" "$controller" "$voters" $((n < 3 ? n : 3)) "$cluster_id" "$cp"
+  fi
+  foreground "$dir" "$cp"
 }
 
 start() {
@@ -153,5 +183,9 @@ case "${1:-}" in
   start) (($# == 4)) || die "usage: kafka.sh start DIR PORTS CONTROLLER_PORTS"; start "$2" "$3" "$4" ;;
   stop) (($# == 2)) || die "usage: kafka.sh stop DIR"; stop "$2" ;;
   run) (($# == 4)) || die "usage: kafka.sh run DIR PORT CONTROLLER_PORT"; run "$2" "$3" "$4" ;;
-  *) die "usage: kafka.sh classpath | start DIR PORTS CONTROLLER_PORTS | run DIR PORT CONTROLLER_PORT | stop DIR" ;;
+  node)
+    (($# == 7)) || die "usage: kafka.sh node DIR ID PORT CONTROLLER_PORT VOTERS CLUSTER"
+    node "$2" "$3" "$4" "$5" "$6" "$7"
+    ;;
+  *) die "usage: kafka.sh classpath | start DIR PORTS CONTROLLER_PORTS | run DIR PORT CONTROLLER_PORT | node DIR ID PORT CONTROLLER_PORT VOTERS CLUSTER | stop DIR" ;;
 esac

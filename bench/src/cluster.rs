@@ -133,7 +133,8 @@ impl Drop for Node {
     }
 }
 
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+/// `n` distinct loopback ports free at the time of asking.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     // All held until all are chosen, so none repeats.
     let held = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))

@@ -7,7 +7,6 @@
 //! starts a three-node cluster of each and measures it (`crate::cluster`).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,10 +69,6 @@ fn node_commands(peers: &[Peer], specs: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// A broker process of one round.
 struct Running {
     child: Child,
@@ -84,7 +79,8 @@ struct Running {
 /// Starts `p` with its data under `dir`; returns once Metadata answers.
 fn start(p: &Peer, dir: &Path, limit: Duration) -> Result<Running> {
     std::fs::create_dir_all(dir)?;
-    let (port, port2) = (free_port()?, free_port()?);
+    let ports = cluster::free_ports(2)?;
+    let (port, port2) = (ports[0], ports[1]);
     let command = p
         .command
         .replace("{dir}", &dir.join("data").display().to_string())

@@ -358,12 +358,7 @@ fn ports(base: u16) -> Result<Vec<u16>> {
             .flat_map(|i| (0..3).map(move |k| base + 10 * i as u16 + k))
             .collect());
     }
-    // All held until all are chosen, so none repeats.
-    let held = (0..3 * BROKERS)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("choosing free ports")?;
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    crate::cluster::free_ports(3 * BROKERS)
 }
 
 /// A directory removed when dropped.

@@ -134,39 +134,58 @@ fn failover_mode_times_leader_kills() -> Result<()> {
     Ok(())
 }
 
+/// The suite at its smallest: the mechanics, not figures.
+const SMALL_SUITE: [&str; 10] = [
+    "--bytes",
+    "1048576",
+    "--latency-seconds",
+    "1",
+    "--idle-partitions",
+    "6",
+    "--idle-consumers",
+    "2",
+    "--idle-seconds",
+    "1",
+];
+
+/// The row of `table` whose measure starts with `measure`, and its cells.
+fn cells<'a>(table: &'a str, measure: &str) -> Result<(&'a str, Vec<&'a str>)> {
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {measure}")))
+        .with_context(|| format!("no {measure} row: {table}"))?;
+    Ok((row, row.split('|').map(str::trim).collect()))
+}
+
+/// `NAME=COMMAND` of a single Sluice broker, as `compare --broker` takes it.
+fn peer(name: &str) -> String {
+    format!(
+        "{name}={} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} --metrics-listener 127.0.0.1:{{port2}}",
+        sluice_e2e::broker_bin().display()
+    )
+}
+
 #[test]
 fn compare_mode_alternates_two_brokers_and_prints_ratios() -> Result<()> {
     // Two Sluice brokers as the two peers: the mode's mechanics (start by
     // command line, fresh per round, alternating, ratios), not a verdict.
     let dir = tempfile::tempdir()?;
-    let bin = sluice_e2e::broker_bin();
-    let peer = |name: &str| {
-        format!(
-            "{name}={} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} --metrics-listener 127.0.0.1:{{port2}}",
-            bin.display()
-        )
-    };
-    let table = bench(&[
-        "compare",
-        "--rounds",
-        "2",
-        "--broker",
-        &peer("one"),
-        "--broker",
-        &peer("two"),
-        "--dir",
-        &dir.path().to_string_lossy(),
-        "--bytes",
-        "1048576",
-        "--latency-seconds",
-        "1",
-        "--idle-partitions",
-        "6",
-        "--idle-consumers",
-        "2",
-        "--idle-seconds",
-        "1",
-    ])?;
+    let table = bench(
+        &[
+            "compare",
+            "--rounds",
+            "2",
+            "--broker",
+            &peer("one"),
+            "--broker",
+            &peer("two"),
+            "--dir",
+            &dir.path().to_string_lossy(),
+        ]
+        .into_iter()
+        .chain(SMALL_SUITE)
+        .collect::<Vec<_>>(),
+    )?;
     ensure!(
         table.contains("| one r1 | two r1 | one r2 | two r2 | one / two |"),
         "{table}"
@@ -179,13 +198,9 @@ fn compare_mode_alternates_two_brokers_and_prints_ratios() -> Result<()> {
         "idle CPU",
         "time to start",
     ] {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(&format!("| {measure}")))
-            .with_context(|| format!("no {measure} row: {table}"))?;
+        let (row, cells) = cells(&table, measure)?;
         // Every broker's figure of every round (a ratio may be "-": an
         // idle CPU of 0 ticks has none).
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         ensure!(
             cells.len() == 8 && cells[2..6].iter().all(|c| c.parse::<f64>().is_ok()),
             "a figure is missing: {row}"
@@ -215,12 +230,6 @@ fn compare_mode_measures_three_node_clusters_with_kills_under_load() -> Result<(
     // node of a cluster started from one command line, a kill each timed.
     let dir = tempfile::tempdir()?;
     let bin = sluice_e2e::broker_bin();
-    let peer = |name: &str| {
-        format!(
-            "{name}={} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} --metrics-listener 127.0.0.1:{{port2}}",
-            bin.display()
-        )
-    };
     let node = |name: &str| {
         format!(
             "{name}={} --node-id {{node}} --log-dirs {{dir}} --listeners 127.0.0.1:{{port}} \
@@ -229,24 +238,7 @@ fn compare_mode_measures_three_node_clusters_with_kills_under_load() -> Result<(
             bin.display()
         )
     };
-    let small = [
-        "--rounds",
-        "1",
-        "--bytes",
-        "1048576",
-        "--latency-seconds",
-        "1",
-        "--idle-partitions",
-        "6",
-        "--idle-consumers",
-        "2",
-        "--idle-seconds",
-        "1",
-        "--rf3-seconds",
-        "1",
-        "--kills",
-        "1",
-    ];
+    let small = ["--rounds", "1", "--rf3-seconds", "1", "--kills", "1"];
     let dir_arg = dir.path().to_string_lossy().to_string();
     let (p1, p2, n1, n2) = (peer("one"), peer("two"), node("one"), node("two"));
     let mut args = vec![
@@ -263,17 +255,14 @@ fn compare_mode_measures_three_node_clusters_with_kills_under_load() -> Result<(
         &dir_arg,
     ];
     args.extend(small);
+    args.extend(SMALL_SUITE);
     let table = bench(&args)?;
     for measure in [
         "3 brokers: produce to RF 3, acks=all",
         "failover under load: kill -9 to next ack, p50",
         "failover under load: kill -9 to next ack, max",
     ] {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(&format!("| {measure}")))
-            .with_context(|| format!("no {measure} row: {table}"))?;
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (row, cells) = cells(&table, measure)?;
         ensure!(
             cells.len() == 6
                 && cells[2..4]

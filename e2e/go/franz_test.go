@@ -55,30 +55,7 @@ func TestFranzGoProduceAndGroupConsume(t *testing.T) {
 
 	c := client(t, b, kgo.ConsumeTopics("go-orders"), kgo.ConsumerGroup("go-readers"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	seen := map[string]int{}
-	for len(seen) < n && ctx.Err() == nil {
-		fs := c.PollFetches(ctx)
-		for _, e := range fs.Errors() {
-			if ctx.Err() == nil {
-				t.Fatalf("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
-			}
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			at := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-			if acked[at] != string(r.Value) {
-				t.Errorf("read %s at %s, acknowledged there: %q", r.Value, at, acked[at])
-			}
-			seen[string(r.Value)]++
-		})
-	}
-	if len(seen) != n {
-		t.Fatalf("read %d of %d records", len(seen), n)
-	}
-	for v, k := range seen {
-		if k != 1 {
-			t.Fatalf("%s read %d times", v, k)
-		}
-	}
+	readAcked(ctx, t, c, acked, n, true)
 	if err := c.CommitUncommittedOffsets(ctx); err != nil {
 		t.Fatal(err)
 	}

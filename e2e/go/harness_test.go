@@ -4,6 +4,7 @@
 package gotests
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // broker is one sluice-broker process with its own data directory; it can
@@ -174,4 +177,42 @@ func addrs(bs []*broker) []string {
 		out[i] = b.addr
 	}
 	return out
+}
+
+// readAcked polls c until n distinct records are read (or ctx ends): each
+// must be the value acknowledged at its partition/offset ("p/o" in acked),
+// and read once. A fetch error fails the test when fetchErrorsFail.
+func readAcked(ctx context.Context, t *testing.T, c *kgo.Client, acked map[string]string, n int, fetchErrorsFail bool) {
+	t.Helper()
+	seen := map[string]int{}
+	for len(seen) < n && ctx.Err() == nil {
+		fs := c.PollFetches(ctx)
+		for _, e := range fs.Errors() {
+			if fetchErrorsFail && ctx.Err() == nil {
+				t.Fatalf("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
+			}
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			at := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+			if acked[at] != string(r.Value) {
+				t.Errorf("read %s at %s, acknowledged there: %q", r.Value, at, acked[at])
+			}
+			seen[string(r.Value)]++
+		})
+	}
+	readEachOnce(t, seen, n)
+}
+
+// readEachOnce fails unless seen (value -> times read) holds n values,
+// each read once.
+func readEachOnce(t *testing.T, seen map[string]int, n int) {
+	t.Helper()
+	if len(seen) != n {
+		t.Fatalf("read %d of %d records", len(seen), n)
+	}
+	for v, k := range seen {
+		if k != 1 {
+			t.Fatalf("%s read %d times", v, k)
+		}
+	}
 }

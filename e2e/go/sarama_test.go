@@ -48,6 +48,64 @@ func (h *readAll) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 	return nil
 }
 
+// sendEachAcked sends n keyed records one by one (calling before(i) ahead
+// of record i, if given) and fails unless each is acknowledged at an
+// offset of its own.
+func sendEachAcked(t *testing.T, p sarama.SyncProducer, topic string, n int, before func(i int)) {
+	t.Helper()
+	at := map[string]string{}
+	for i := 0; i < n; i++ {
+		if before != nil {
+			before(i)
+		}
+		v := fmt.Sprintf("s%04d", i)
+		part, off, err := p.SendMessage(&sarama.ProducerMessage{
+			Topic: topic, Key: sarama.StringEncoder(fmt.Sprintf("k%d", i%13)), Value: sarama.StringEncoder(v),
+		})
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		k := fmt.Sprintf("%d/%d", part, off)
+		if prev, dup := at[k]; dup {
+			t.Fatalf("%s acknowledged at %s, like %s", v, k, prev)
+		}
+		at[k] = v
+	}
+}
+
+// readOnceInGroup reads topic with a sarama consumer group on addrs until
+// n distinct records are read (or ctx ends), and fails unless each was
+// read exactly once.
+func readOnceInGroup(ctx context.Context, t *testing.T, addrs []string, group, topic string, cfg *sarama.Config, n int) {
+	t.Helper()
+	g, err := sarama.NewConsumerGroup(addrs, group, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &readAll{seen: map[string]int{}, want: n, done: make(chan struct{})}
+	gctx, gcancel := context.WithCancel(ctx)
+	defer gcancel()
+	go func() {
+		for gctx.Err() == nil {
+			if err := g.Consume(gctx, []string{topic}, h); err != nil && gctx.Err() == nil {
+				t.Errorf("consume: %v", err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-h.done:
+	case <-gctx.Done():
+	}
+	gcancel()
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	readEachOnce(t, h.seen, n)
+}
+
 // sarama with an idempotent acks=all SyncProducer: a topic created with its
 // ClusterAdmin, 1,000 records acknowledged at distinct offsets, read back
 // once by a consumer group, the group's offsets committed.
@@ -72,55 +130,11 @@ func TestSaramaProduceAndGroupConsume(t *testing.T) {
 	}
 	defer p.Close()
 	const n = 1000
-	at := map[string]string{}
-	for i := 0; i < n; i++ {
-		v := fmt.Sprintf("s%d", i)
-		part, off, err := p.SendMessage(&sarama.ProducerMessage{
-			Topic: "sarama-orders", Key: sarama.StringEncoder(fmt.Sprintf("k%d", i%13)), Value: sarama.StringEncoder(v),
-		})
-		if err != nil {
-			t.Fatalf("record %d: %v", i, err)
-		}
-		k := fmt.Sprintf("%d/%d", part, off)
-		if prev, dup := at[k]; dup {
-			t.Fatalf("%s acknowledged at %s, like %s", v, k, prev)
-		}
-		at[k] = v
-	}
+	sendEachAcked(t, p, "sarama-orders", n, nil)
 
-	g, err := sarama.NewConsumerGroup([]string{b.addr}, "sarama-readers", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &readAll{seen: map[string]int{}, want: n, done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go func() {
-		for ctx.Err() == nil {
-			if err := g.Consume(ctx, []string{"sarama-orders"}, h); err != nil && ctx.Err() == nil {
-				t.Errorf("consume: %v", err)
-				return
-			}
-		}
-	}()
-	select {
-	case <-h.done:
-	case <-ctx.Done():
-	}
-	cancel()
-	if err := g.Close(); err != nil {
-		t.Fatal(err)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.seen) != n {
-		t.Fatalf("read %d of %d records", len(h.seen), n)
-	}
-	for v, k := range h.seen {
-		if k != 1 {
-			t.Fatalf("%s read %d times", v, k)
-		}
-	}
+	readOnceInGroup(ctx, t, []string{b.addr}, "sarama-readers", "sarama-orders", cfg, n)
 	offsets, err := adm.ListConsumerGroupOffsets("sarama-readers", nil)
 	if err != nil {
 		t.Fatal(err)

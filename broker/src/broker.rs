@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::config::dynamic::DynamicConfigs;
 use crate::coordinator::group::offsets_log;
 use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::error::{Error, IoContext, Result};
@@ -18,7 +19,8 @@ use crate::metadata::{ConfigError, MetadataStore, TopicConfigs, TopicMetadata};
 use crate::metrics::Metrics;
 use crate::partition::replica::{ReplicaManager, TopicPartition};
 use crate::protocol::code::{
-    INVALID_CONFIG, INVALID_PARTITIONS, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION,
+    INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REQUEST, KAFKA_STORAGE_ERROR, NOT_CONTROLLER,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::storage::checkpoint;
 use crate::storage::log::now_ms;
@@ -57,6 +59,10 @@ pub enum CreateTopicError {
     /// controller).
     #[error("{0}")]
     NoController(String),
+    /// Not committed within the request's timeout (REQUEST_TIMED_OUT); a
+    /// timeout of 0 asks for none, as Kafka's controller answers it.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 /// A topic creation request after defaults (-1) are resolved.
@@ -85,8 +91,9 @@ pub struct Broker {
     pub producer_ids: crate::coordinator::producer_ids::ProducerIdManager,
     /// Budget for fetch data in memory, in KiB permits.
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
-    /// Broker-wide topic defaults changed at run time.
-    pub dynamic: Mutex<crate::config::dynamic::DynamicConfigs>,
+    /// The dynamic broker configs the local logs were last configured
+    /// with (the metadata image holds the current ones).
+    applied_dynamic: Mutex<DynamicConfigs>,
     /// Replication throttles for replicas a reassignment is adding.
     pub throttles: crate::partition::throttle::Throttles,
     /// Cancelled when the broker starts shutting down.
@@ -172,7 +179,7 @@ impl Broker {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).at(&dir)?;
         let store = MetadataStore::open(&dir)?;
-        let dynamic = crate::config::dynamic::DynamicConfigs::open(&dir)?;
+        let dynamic = DynamicConfigs::of(&cluster.image(), config.node_id);
         let effective = dynamic.apply(&config);
         let clean_marker = dir.join(CLEAN_SHUTDOWN);
         let clean = clean_marker.exists();
@@ -231,7 +238,7 @@ impl Broker {
             metrics,
             groups,
             producer_ids: crate::coordinator::producer_ids::ProducerIdManager::open(&dir)?,
-            dynamic: Mutex::new(dynamic),
+            applied_dynamic: Mutex::new(dynamic),
             throttles: crate::partition::throttle::Throttles::default(),
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(fetch_permits)),
             shutdown: CancellationToken::new(),
@@ -450,35 +457,83 @@ impl Broker {
         &self,
         configs: &crate::metadata::TopicConfigs,
     ) -> Vec<crate::metadata::topic_config::Described> {
-        let dynamic = self.dynamic.lock().values().clone();
-        configs.describe(&self.config, &dynamic)
+        configs.describe(&self.config, &self.dynamic())
+    }
+
+    /// This broker's dynamic settings in the current metadata image.
+    pub fn dynamic(&self) -> DynamicConfigs {
+        DynamicConfigs::of(&self.cluster().image(), self.config.node_id)
     }
 
     /// The static config with the dynamic broker configs applied: the
     /// defaults every topic without its own override uses.
     pub fn effective_config(&self) -> BrokerConfig {
-        self.dynamic.lock().apply(&self.config)
+        self.dynamic().apply(&self.config)
     }
 
-    /// IncrementalAlterConfigs on the broker resource: changes broker-wide
-    /// topic defaults, persists them, and applies them to every topic at
-    /// once.
-    pub fn alter_broker_configs(
-        &self,
-        changes: &[(String, i8, Option<String>)],
-        validate_only: bool,
-    ) -> Result<(), crate::config::dynamic::Refusal> {
-        self.dynamic.lock().alter(changes, validate_only)?;
-        if validate_only {
-            return Ok(());
+    /// Reconfigures every local log when this broker's dynamic settings in
+    /// `img` differ from those the logs have (the materializer's step, and
+    /// the broker that altered them, so that its answer follows its own
+    /// change).
+    pub fn apply_dynamic_configs(&self, img: &sluice_quorum::image::MetadataImage) {
+        let now = DynamicConfigs::of(img, self.config.node_id);
+        let mut applied = self.applied_dynamic.lock();
+        if *applied == now {
+            return;
         }
-        let effective = self.effective_config();
+        let effective = now.apply(&self.config);
         let topics: Vec<TopicMetadata> = self.metadata.lock().topics().cloned().collect();
         for t in topics {
             self.replicas
                 .reconfigure(&t.name, &t.configs.log_config(&effective));
         }
-        tracing::info!(?changes, "altered dynamic broker configs");
+        tracing::info!(own = ?now.own, cluster_default = ?now.cluster_default, "applied dynamic broker configs");
+        *applied = now;
+    }
+
+    /// IncrementalAlterConfigs (or AlterConfigs) on a broker resource,
+    /// `""` for every broker or a broker id: checked here, written to the
+    /// metadata quorum, and applied by every broker it concerns to every
+    /// topic that does not override it. Returns once this broker applied it.
+    pub async fn alter_broker_configs(
+        &self,
+        resource: &str,
+        changes: &[(String, i8, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), crate::config::dynamic::Refusal> {
+        let changes = crate::config::dynamic::checked(changes)?;
+        if validate_only {
+            return Ok(());
+        }
+        let cmd = sluice_quorum::image::Command::AlterBrokerConfigs {
+            resource: resource.to_string(),
+            changes: changes.clone(),
+        };
+        match self.cluster().write(cmd).await {
+            Ok(sluice_quorum::image::Outcome::Ok) => {}
+            Ok(other) => {
+                return Err((
+                    INVALID_REQUEST,
+                    format!("refused by the metadata quorum: {other:?}"),
+                ));
+            }
+            Err(e) => return Err((NOT_CONTROLLER, e.to_string())),
+        }
+        // Committed; this broker's image follows within moments.
+        let applied = |img: &sluice_quorum::image::MetadataImage| {
+            let now = img.broker_configs.get(resource);
+            changes
+                .iter()
+                .all(|(name, value)| now.and_then(|m| m.get(name)) == value.as_ref())
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut img = self.cluster().image();
+        while !applied(&img) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            img = self.cluster().image();
+        }
+        self.apply_dynamic_configs(&img);
+        tracing::info!(resource, ?changes, "altered dynamic broker configs");
         Ok(())
     }
 

@@ -26,6 +26,10 @@ pub enum Error {
     },
     #[error("metadata error: {0}")]
     Metadata(String),
+    /// A write to the metadata quorum was not committed in time; it may
+    /// still commit later.
+    #[error("the metadata quorum did not commit the change ({what}) within {after_ms} ms")]
+    QuorumTimeout { what: &'static str, after_ms: u64 },
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
     OutOfOrderSequence {
         producer_id: i64,

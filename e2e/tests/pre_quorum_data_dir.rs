@@ -217,3 +217,56 @@ fn a_data_directory_from_before_the_quorum_is_refused_by_a_cluster() -> Result<(
     ensure!(!data.join("meta/cluster-member").exists());
     Ok(())
 }
+
+/// DescribeConfigs of this broker (id 1): `name -> (value, source)`.
+fn broker_config_sources(bootstrap: &str, name_: &str) -> Result<Option<(String, i8)>> {
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(name_.to_string())])),
+    ]);
+    let mut s = connect(bootstrap)?;
+    send(&mut s, &frame(ApiKey::DescribeConfigs, 4, 3, &describe)?)?;
+    let (_, configs): (i32, DescribeConfigsResponse) =
+        read_response(&mut s, ApiKey::DescribeConfigs, 4)?;
+    Ok(configs.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == name_)
+        .map(|c| {
+            (
+                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                c.config_source,
+            )
+        }))
+}
+
+/// A dynamic broker setting that a broker from before they were in the
+/// metadata quorum kept in `meta/broker-configs.json` (a JSON object of
+/// names and values) is this broker's own setting after the upgrade, and
+/// stays so across a restart once the file is gone.
+#[test]
+fn a_dynamic_broker_setting_kept_in_the_data_directory_moves_into_the_quorum() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut broker = BrokerProcess::start(&data, &[])?;
+    broker.terminate()?;
+    let file = data.join("meta").join("broker-configs.json");
+    std::fs::write(&file, "{\n  \"log.retention.ms\": \"5400000\"\n}")?;
+    broker.restart()?;
+    // Source 2: DYNAMIC_BROKER_CONFIG, this broker's own.
+    let want = Some(("5400000".to_string(), 2));
+    let got = broker_config_sources(&broker.bootstrap(), "log.retention.ms")?;
+    ensure!(
+        got == want,
+        "log.retention.ms after the upgrade: {got:?}; log:\n{}",
+        broker.log()
+    );
+    ensure!(!file.exists(), "{} is still there", file.display());
+    broker.terminate()?;
+    broker.restart()?;
+    let got = broker_config_sources(&broker.bootstrap(), "log.retention.ms")?;
+    ensure!(got == want, "log.retention.ms after a restart: {got:?}");
+    Ok(())
+}

@@ -164,6 +164,24 @@ impl MetadataImage {
                 self.topic_mut(name, id)?.configs = configs.clone();
                 Ok(Outcome::Ok)
             }
+            Command::AlterBrokerConfigs { resource, changes } => {
+                if !resource.is_empty() && resource.parse::<u32>().is_err() {
+                    return Err(Refusal::Invalid(format!(
+                        "broker config resource {resource:?} is neither empty nor a broker id"
+                    )));
+                }
+                let configs = self.broker_configs.entry(resource.clone()).or_default();
+                for (name, value) in changes {
+                    match value {
+                        Some(v) => configs.insert(name.clone(), v.clone()),
+                        None => configs.remove(name),
+                    };
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
+                Ok(Outcome::Ok)
+            }
             Command::DeleteTopic { name } => {
                 self.topics
                     .remove(name)
@@ -701,5 +719,52 @@ mod tests {
             Outcome::Ok
         );
         assert_eq!(img.topics["t"].configs, configs);
+    }
+
+    #[test]
+    fn broker_configs_change_per_resource_and_an_emptied_one_goes() {
+        let mut img = MetadataImage::default();
+        let alter =
+            |resource: &str, changes: &[(&str, Option<&str>)]| Command::AlterBrokerConfigs {
+                resource: resource.into(),
+                changes: changes
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+                    .collect(),
+            };
+        let set = alter("", &[("log.segment.bytes", Some("2097152"))]);
+        assert_eq!(img.apply(&set), Outcome::Ok);
+        let own = alter(
+            "1",
+            &[
+                ("log.segment.bytes", Some("3145728")),
+                ("log.retention.ms", Some("60000")),
+            ],
+        );
+        assert_eq!(img.apply(&own), Outcome::Ok);
+        assert_eq!(img.broker_configs[""]["log.segment.bytes"], "2097152");
+        assert_eq!(img.broker_configs["1"].len(), 2);
+        // Removing one name leaves the other; removing the last drops the
+        // resource (an image without dynamic configs has none listed).
+        assert_eq!(
+            img.apply(&alter("1", &[("log.segment.bytes", None)])),
+            Outcome::Ok
+        );
+        assert_eq!(
+            img.broker_configs["1"].keys().collect::<Vec<_>>(),
+            ["log.retention.ms"]
+        );
+        assert_eq!(
+            img.apply(&alter("", &[("log.segment.bytes", None)])),
+            Outcome::Ok
+        );
+        assert!(!img.broker_configs.contains_key(""));
+        // Neither empty nor a broker id: refused, nothing changed.
+        let before = img.clone();
+        assert!(matches!(
+            img.apply(&alter("broker-one", &[("log.retention.ms", Some("1"))])),
+            Outcome::Refused(Refusal::Invalid(_))
+        ));
+        assert_eq!(img, before);
     }
 }

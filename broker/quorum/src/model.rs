@@ -67,6 +67,11 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicState>,
     /// Next broker epoch to hand out.
     pub next_broker_epoch: u64,
+    /// Dynamic broker configs (Kafka's ConfigRecords of resource type
+    /// BROKER): the cluster-wide defaults under `""`, one broker's own
+    /// under its id. Every broker applies its own over the defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A change to the metadata, as written to the quorum's log.
@@ -137,6 +142,32 @@ pub enum Command {
         partition: i32,
         target: Option<Vec<i32>>,
     },
+    /// IncrementalAlterConfigs on a broker resource: `""` (the cluster-wide
+    /// default) or a broker id. Each name is set to its value, or removed
+    /// with `None` (validated by the broker that wrote it).
+    AlterBrokerConfigs {
+        resource: String,
+        changes: Vec<(String, Option<String>)>,
+    },
+}
+
+impl Command {
+    /// The command's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::InitCluster { .. } => "InitCluster",
+            Command::RegisterBroker { .. } => "RegisterBroker",
+            Command::SetFenced { .. } => "SetFenced",
+            Command::UnregisterBroker { .. } => "UnregisterBroker",
+            Command::CreateTopic { .. } => "CreateTopic",
+            Command::DeleteTopic { .. } => "DeleteTopic",
+            Command::CreatePartitions { .. } => "CreatePartitions",
+            Command::AlterTopicConfigs { .. } => "AlterTopicConfigs",
+            Command::ChangePartition { .. } => "ChangePartition",
+            Command::ReassignPartition { .. } => "ReassignPartition",
+            Command::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
+        }
+    }
 }
 
 /// What applying a command did.

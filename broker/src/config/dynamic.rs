@@ -1,7 +1,11 @@
-//! Dynamic broker configs: the broker-wide defaults of topic configs that
-//! IncrementalAlterConfigs may change at run time (resource type BROKER).
-//! They are persisted in `meta/broker-configs.json` and apply at once to
-//! every topic that does not override them.
+//! Dynamic broker configs: the broker-wide defaults of topic configs and
+//! the replication throttles that IncrementalAlterConfigs (and the legacy
+//! AlterConfigs) change at run time, resource type BROKER. As in Kafka's
+//! KRaft mode they live in the metadata quorum, for one broker (resource
+//! `"<id>"`) or for every broker (resource `""`, `--entity-default`), so a
+//! cluster-wide default reaches every broker whichever one was asked; each
+//! applies its own over the defaults, to every topic that does not
+//! override them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::metadata::TopicConfigs;
 use crate::protocol::code::{INVALID_CONFIG, INVALID_REQUEST};
-use crate::storage::checkpoint::write_atomic;
+use sluice_quorum::image::MetadataImage;
 
 /// Dynamic broker setting -> the topic config it is the default of.
 pub const DYNAMIC: &[(&str, &str)] = &[
@@ -44,35 +48,58 @@ pub const UNTHROTTLED: i64 = i64::MAX;
 /// Why a broker config change was refused: (Kafka error code, message).
 pub type Refusal = (i16, String);
 
-#[derive(Debug)]
+/// Where a dynamic broker setting is set, as DescribeConfigs tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// On this broker (`--entity-name <id>`): DYNAMIC_BROKER_CONFIG.
+    Broker,
+    /// For every broker (`--entity-default`): DYNAMIC_DEFAULT_BROKER_CONFIG.
+    ClusterDefault,
+}
+
+/// One broker's dynamic settings, as the metadata image holds them: its
+/// own (resource `"<id>"`) over the cluster-wide defaults (resource `""`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DynamicConfigs {
-    path: PathBuf,
-    values: BTreeMap<String, String>,
+    pub own: BTreeMap<String, String>,
+    pub cluster_default: BTreeMap<String, String>,
 }
 
 impl DynamicConfigs {
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        let path = data_dir.join("meta").join("broker-configs.json");
-        let values = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(Error::io(path, e)),
+    /// Broker `broker`'s settings in `img`.
+    pub fn of(img: &MetadataImage, broker: i32) -> Self {
+        let get = |resource: &str| {
+            img.broker_configs
+                .get(resource)
+                .cloned()
+                .unwrap_or_default()
         };
-        Ok(DynamicConfigs { path, values })
+        DynamicConfigs {
+            own: get(&broker.to_string()),
+            cluster_default: get(""),
+        }
     }
 
-    pub fn values(&self) -> &BTreeMap<String, String> {
-        &self.values
+    /// The value in effect and its level: this broker's own first.
+    pub fn get<'a>(&'a self, name: &'a str) -> Option<(&'a str, Level)> {
+        self.levels(name).next()
+    }
+
+    /// Every level `name` is set at, highest precedence first (Kafka's
+    /// synonyms list both).
+    pub fn levels<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, Level)> + 'a {
+        [
+            (&self.own, Level::Broker),
+            (&self.cluster_default, Level::ClusterDefault),
+        ]
+        .into_iter()
+        .filter_map(move |(m, l)| m.get(name).map(|v| (v.as_str(), l)))
     }
 
     /// A throttle rate in bytes per second; `None` when unthrottled.
     pub fn rate(&self, name: &str) -> Option<u64> {
-        self.values
-            .get(name)
-            .and_then(|v| v.parse::<i64>().ok())
+        self.get(name)
+            .and_then(|(v, _)| v.parse::<i64>().ok())
             .filter(|r| *r >= 0 && *r < UNTHROTTLED)
             .map(|r| r as u64)
     }
@@ -80,34 +107,37 @@ impl DynamicConfigs {
     /// The static config with the dynamic values applied.
     pub fn apply(&self, base: &BrokerConfig) -> BrokerConfig {
         let mut c = base.clone();
-        for (k, v) in &self.values {
-            let n = v.parse::<i64>().ok();
-            match (k.as_str(), n) {
-                ("log.retention.ms", Some(n)) => c.log_retention_ms = n,
-                ("log.retention.bytes", Some(n)) => c.log_retention_bytes = n,
-                ("log.segment.bytes", Some(n)) => c.log_segment_bytes = n,
-                ("log.roll.ms", Some(n)) => c.log_roll_ms = n,
-                ("message.max.bytes", Some(n)) => c.message_max_bytes = n as i32,
-                ("min.insync.replicas", Some(n)) => c.min_insync_replicas = n as i32,
-                ("log.flush.interval.messages", Some(n)) => c.log_flush_interval_messages = n,
-                ("log.flush.interval.ms", Some(n)) => c.log_flush_interval_ms = n,
-                ("log.index.interval.bytes", Some(n)) => c.log_index_interval_bytes = n as i32,
+        for (k, _) in DYNAMIC {
+            let Some(n) = self.get(k).and_then(|(v, _)| v.parse::<i64>().ok()) else {
+                continue;
+            };
+            match *k {
+                "log.retention.ms" => c.log_retention_ms = n,
+                "log.retention.bytes" => c.log_retention_bytes = n,
+                "log.segment.bytes" => c.log_segment_bytes = n,
+                "log.roll.ms" => c.log_roll_ms = n,
+                "message.max.bytes" => c.message_max_bytes = n as i32,
+                "min.insync.replicas" => c.min_insync_replicas = n as i32,
+                "log.flush.interval.messages" => c.log_flush_interval_messages = n,
+                "log.flush.interval.ms" => c.log_flush_interval_ms = n,
+                "log.index.interval.bytes" => c.log_index_interval_bytes = n as i32,
                 _ => {}
             }
         }
         c
     }
+}
 
-    /// Applies `(name, op, value)` changes (0 set, 1 delete): validates every
-    /// one (with the rules of the topic config it is the default of) before
-    /// anything changes, then persists.
-    pub fn alter(
-        &mut self,
-        changes: &[(String, i8, Option<String>)],
-        validate_only: bool,
-    ) -> Result<(), Refusal> {
-        let mut next = self.values.clone();
-        for (name, op, value) in changes {
+/// Checks `(name, op, value)` changes (0 set, 1 delete) of a broker
+/// resource, every one with the rules of the setting (a topic default
+/// with those of the topic config it stands for), before anything
+/// changes: the changes as the metadata quorum applies them.
+pub fn checked(
+    changes: &[(String, i8, Option<String>)],
+) -> Result<Vec<(String, Option<String>)>, Refusal> {
+    changes
+        .iter()
+        .map(|(name, op, value)| {
             let known =
                 THROTTLE_RATES.contains(&name.as_str()) || DYNAMIC.iter().any(|(b, _)| b == name);
             if !known {
@@ -121,29 +151,38 @@ impl DynamicConfigs {
             }
             match op {
                 0 => {
-                    let v = value.clone().unwrap_or_default();
-                    let v = v.trim();
+                    let v = value.as_deref().unwrap_or_default().trim();
                     check_value(name, v)?;
-                    next.insert(name.clone(), v.to_string());
+                    Ok((name.clone(), Some(v.to_string())))
                 }
-                1 => {
-                    next.remove(name);
-                }
-                other => {
-                    return Err((
-                        INVALID_CONFIG,
-                        format!("operation {other} does not apply to {name}"),
-                    ));
-                }
+                1 => Ok((name.clone(), None)),
+                other => Err((
+                    INVALID_CONFIG,
+                    format!("operation {other} does not apply to {name}"),
+                )),
             }
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| (56, e.to_string()))?;
-        write_atomic(&self.path, &bytes).map_err(|e| (56, e.to_string()))?;
-        self.values = next;
-        Ok(())
+        })
+        .collect()
+}
+
+/// Where a data directory of an earlier Sluice kept this broker's dynamic
+/// settings, before they were in the metadata quorum.
+pub fn local_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta").join("broker-configs.json")
+}
+
+/// The settings of [`local_path`], if the file is there.
+pub fn read_local(data_dir: &Path) -> Result<Option<BTreeMap<String, String>>> {
+    let path = local_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
@@ -181,32 +220,92 @@ fn names() -> String {
 mod tests {
     use super::*;
 
+    fn image(resource: &str, pairs: &[(&str, &str)]) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        img.broker_configs.insert(
+            resource.to_string(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        img
+    }
+
     #[test]
-    fn set_validate_persist_delete() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("meta")).expect("mkdir");
-        let mut d = DynamicConfigs::open(dir.path()).expect("open");
-        d.alter(
-            &[("log.retention.ms".into(), 0, Some("5000".into()))],
-            false,
-        )
-        .expect("set");
-        assert!(
-            d.alter(&[("log.retention.ms".into(), 0, Some("-5".into()))], false)
-                .is_err()
+    fn a_brokers_own_setting_wins_over_the_cluster_default() {
+        let mut img = image(
+            "",
+            &[
+                ("log.retention.ms", "5000"),
+                ("log.segment.bytes", "2097152"),
+            ],
         );
-        assert!(
-            d.alter(&[("num.partitions".into(), 0, Some("5".into()))], false)
-                .is_err()
+        img.broker_configs.insert(
+            "1".into(),
+            BTreeMap::from([("log.retention.ms".into(), "7000".into())]),
         );
-        let d2 = DynamicConfigs::open(dir.path()).expect("reopen");
-        assert_eq!(d2.apply(&BrokerConfig::default()).log_retention_ms, 5000);
-        let mut d2 = d2;
-        d2.alter(&[("log.retention.ms".into(), 1, None)], false)
-            .expect("delete");
+        let one = DynamicConfigs::of(&img, 1);
+        assert_eq!(one.get("log.retention.ms"), Some(("7000", Level::Broker)));
         assert_eq!(
-            d2.apply(&BrokerConfig::default()).log_retention_ms,
-            BrokerConfig::default().log_retention_ms
+            one.levels("log.retention.ms").collect::<Vec<_>>(),
+            [("7000", Level::Broker), ("5000", Level::ClusterDefault)]
+        );
+        assert_eq!(
+            one.get("log.segment.bytes"),
+            Some(("2097152", Level::ClusterDefault))
+        );
+        let applied = one.apply(&BrokerConfig::default());
+        assert_eq!(
+            (applied.log_retention_ms, applied.log_segment_bytes),
+            (7000, 2097152)
+        );
+        // Another broker sees the default only.
+        assert_eq!(
+            DynamicConfigs::of(&img, 2)
+                .apply(&BrokerConfig::default())
+                .log_retention_ms,
+            5000
+        );
+        assert_eq!(
+            DynamicConfigs::of(&MetadataImage::default(), 1),
+            DynamicConfigs::default()
+        );
+    }
+
+    #[test]
+    fn changes_are_checked_before_any_applies() {
+        let set = |n: &str, v: &str| (n.to_string(), 0i8, Some(v.to_string()));
+        assert_eq!(
+            checked(&[
+                set("log.retention.ms", " 5000 "),
+                ("log.segment.bytes".into(), 1, None)
+            ]),
+            Ok(vec![
+                ("log.retention.ms".to_string(), Some("5000".to_string())),
+                ("log.segment.bytes".to_string(), None)
+            ])
+        );
+        assert_eq!(
+            checked(&[set("log.retention.ms", "-5")]).map_err(|e| e.0),
+            Err(INVALID_CONFIG)
+        );
+        assert_eq!(
+            checked(&[set("num.partitions", "5")]).map_err(|e| e.0),
+            Err(INVALID_REQUEST)
+        );
+        assert_eq!(
+            checked(&[set("leader.replication.throttled.rate", "-1")]).map_err(|e| e.0),
+            Err(INVALID_CONFIG)
+        );
+        let rates = image("", &[("leader.replication.throttled.rate", "1000")]);
+        assert_eq!(
+            DynamicConfigs::of(&rates, 0).rate("leader.replication.throttled.rate"),
+            Some(1000)
+        );
+        assert_eq!(
+            DynamicConfigs::of(&rates, 0).rate("follower.replication.throttled.rate"),
+            None
         );
     }
 }

@@ -178,15 +178,36 @@ async fn alter_resource(
                 .await
         }
         BROKER => {
-            let me = broker.config.node_id.to_string();
-            if !name.is_empty() && name != me {
-                return Err((
-                    code::INVALID_REQUEST,
-                    format!("Unexpected broker id {name}, this is broker {me}"),
-                ));
+            // "" is every broker (Kafka's --entity-default), else this
+            // broker (Kafka's clients send a broker's own configs to it).
+            if !name.is_empty() {
+                let me = broker.config.node_id;
+                match name.parse::<i32>() {
+                    Err(_) => {
+                        return Err((
+                            code::INVALID_REQUEST,
+                            format!("Node id must be an integer, but it is: {name}"),
+                        ));
+                    }
+                    Ok(id) if id != me => {
+                        return Err((
+                            code::INVALID_REQUEST,
+                            format!("Unexpected broker id, expected {me}, but received {name}"),
+                        ));
+                    }
+                    Ok(_) => {}
+                }
             }
-            let current: Vec<String> = broker.dynamic.lock().values().keys().cloned().collect();
-            broker.alter_broker_configs(&changes(&current)?, validate_only)
+            let current: Vec<String> = broker
+                .cluster()
+                .image()
+                .broker_configs
+                .get(name)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            broker
+                .alter_broker_configs(name, &changes(&current)?, validate_only)
+                .await
         }
         other => Err((
             code::INVALID_REQUEST,

@@ -25,6 +25,7 @@ fn error_code(e: &CreateTopicError) -> i16 {
         CreateTopicError::InvalidRequest(_) => code::INVALID_REQUEST,
         CreateTopicError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         CreateTopicError::NoController(_) => code::NOT_CONTROLLER,
+        CreateTopicError::TimedOut(_) => code::REQUEST_TIMED_OUT,
     }
 }
 
@@ -51,8 +52,13 @@ pub async fn handle(
                 .with_error_message(Some(str_bytes(format!(
                     "Create topics request from client contains a duplicate topic: {name}"
                 ))))
+        } else if req.timeout_ms <= 0 {
+            // Kafka's controller takes the timeout as the deadline of the
+            // whole change: none at all times it out, and nothing is created.
+            result.with_error_code(code::REQUEST_TIMED_OUT)
         } else {
-            create_one(broker, t, req.validate_only, version, result).await
+            let timeout = std::time::Duration::from_millis(req.timeout_ms as u64);
+            create_one(broker, t, req.validate_only, version, result, timeout).await
         };
         count_error(broker, "CreateTopics", r.error_code);
         topics.push(r);
@@ -66,6 +72,7 @@ async fn create_one(
     validate_only: bool,
     version: i16,
     result: CreatableTopicResult,
+    timeout: std::time::Duration,
 ) -> CreatableTopicResult {
     let fail = |e: CreateTopicError| {
         result
@@ -106,7 +113,7 @@ async fn create_one(
         configs,
         assignment,
     };
-    match broker.create_topic(new, validate_only).await {
+    match broker.create_topic(new, validate_only, timeout).await {
         Ok(meta) => {
             let mut r = result
                 .with_topic_id(meta.id)

@@ -16,10 +16,6 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// ConfigSource STATIC_BROKER_CONFIG.
 const STATIC_BROKER: i8 = 4;
-/// ConfigSource DEFAULT_CONFIG.
-const DEFAULT_CONFIG: i8 = 5;
-/// ConfigSource DYNAMIC_BROKER_CONFIG.
-const DYNAMIC_BROKER: i8 = 2;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -80,35 +76,7 @@ pub fn handle(
                                 r.resource_name.as_str()
                             ))))
                     } else {
-                        // Effective values; the dynamic ones are writable
-                        // and say so (DYNAMIC_BROKER_CONFIG).
-                        let text = broker.effective_config().to_string();
-                        let dynamic = broker.dynamic.lock().values().clone();
-                        base.with_configs(
-                            text.lines()
-                                .filter_map(|l| l.trim().split_once(" = "))
-                                .filter(|(n, _)| wanted(n))
-                                .map(|(n, v)| {
-                                    let is_dynamic = crate::config::dynamic::DYNAMIC.iter().any(|(d, _)| *d == n);
-                                    let source = if dynamic.contains_key(n) { DYNAMIC_BROKER } else { STATIC_BROKER };
-                                    entry(n, v.to_string(), !is_dynamic, source)
-                                })
-                                .chain(
-                                    crate::config::dynamic::THROTTLE_RATES
-                                        .iter()
-                                        .filter(|n| wanted(n))
-                                        .map(|n| match dynamic.get(*n) {
-                                            Some(v) => entry(n, v.clone(), false, DYNAMIC_BROKER),
-                                            None => entry(
-                                                n,
-                                                crate::config::dynamic::UNTHROTTLED.to_string(),
-                                                false,
-                                                DEFAULT_CONFIG,
-                                            ),
-                                        }),
-                                )
-                                .collect(),
-                        )
+                        base.with_configs(broker_configs(broker, r.resource_name.is_empty(), req.include_synonyms, &wanted))
                     }
                 }
                 other => base
@@ -120,6 +88,109 @@ pub fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A broker resource's configs: for a broker id, every setting's value in
+/// effect with its source (this broker's dynamic value, the cluster-wide
+/// dynamic default, the static one, the default); for `""`
+/// (`cluster_default`), as Kafka answers, only the cluster-wide dynamic
+/// defaults. Synonyms, when asked for, list every level a dynamic setting
+/// is set at, highest first (the cluster-wide resource's only its own).
+fn broker_configs(
+    broker: &Broker,
+    cluster_default: bool,
+    include_synonyms: bool,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    use crate::config::dynamic::{DYNAMIC, Level, THROTTLE_RATES, UNTHROTTLED};
+    use crate::metadata::topic_config::ConfigSource;
+    let dynamic = broker.dynamic();
+    let default_values = crate::config::BrokerConfig::default().to_string();
+    let static_values = broker.config.to_string();
+    let value_in = |text: &str, name: &str| {
+        text.lines()
+            .filter_map(|l| l.trim().split_once(" = "))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    };
+    // (value, source) of every level of a dynamic setting, highest first.
+    let levels = |name: &str| -> Vec<(String, ConfigSource)> {
+        let mut l: Vec<(String, ConfigSource)> = dynamic
+            .levels(name)
+            .filter(|(_, level)| !cluster_default || *level == Level::ClusterDefault)
+            .map(|(v, level)| (v.to_string(), ConfigSource::dynamic(level)))
+            .collect();
+        // The cluster-wide resource names its own level only (Kafka).
+        if cluster_default {
+            return l;
+        }
+        if THROTTLE_RATES.contains(&name) {
+            l.push((UNTHROTTLED.to_string(), ConfigSource::Default));
+            return l;
+        }
+        if broker.config.explicit.contains(name) {
+            l.extend(value_in(&static_values, name).map(|v| (v, ConfigSource::StaticBroker)));
+        }
+        l.extend(value_in(&default_values, name).map(|v| (v, ConfigSource::Default)));
+        l
+    };
+    let described = |name: &str| {
+        let levels = levels(name);
+        let (value, source) = levels
+            .first()
+            .cloned()
+            .unwrap_or_else(|| (String::new(), ConfigSource::Default));
+        let synonyms = if include_synonyms {
+            levels
+                .iter()
+                .map(|(v, s)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(name.to_string()))
+                        .with_value(Some(str_bytes(v.clone())))
+                        .with_source(s.code())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        entry(name, value, false, source.code()).with_synonyms(synonyms)
+    };
+    let dynamic_names: Vec<&str> = DYNAMIC
+        .iter()
+        .map(|(b, _)| *b)
+        .chain(THROTTLE_RATES.iter().copied())
+        .collect();
+    if cluster_default {
+        return dynamic_names
+            .into_iter()
+            .filter(|n| wanted(n) && dynamic.cluster_default.contains_key(*n))
+            .map(described)
+            .collect();
+    }
+    static_values
+        .lines()
+        .filter_map(|l| l.trim().split_once(" = "))
+        .filter(|(n, _)| wanted(n))
+        .map(|(n, v)| {
+            if dynamic_names.contains(&n) {
+                described(n)
+            } else {
+                // Not changeable at run time: read-only, as given at start.
+                entry(n, v.to_string(), true, STATIC_BROKER)
+            }
+        })
+        .chain(
+            THROTTLE_RATES
+                .iter()
+                .filter(|n| {
+                    wanted(n)
+                        && !static_values
+                            .lines()
+                            .any(|l| l.trim().starts_with(&format!("{n} = ")))
+                })
+                .map(|n| described(n)),
+        )
+        .collect()
 }
 
 fn entry(name: &str, value: String, read_only: bool, source: i8) -> DescribeConfigsResourceResult {

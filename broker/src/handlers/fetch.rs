@@ -96,12 +96,8 @@ pub async fn handle(
         req.replica_id.0
     };
     let follower = (replica >= 0).then_some(replica);
-    let leader_rate = follower.and_then(|_| {
-        broker
-            .dynamic
-            .lock()
-            .rate("leader.replication.throttled.rate")
-    });
+    let leader_rate =
+        follower.and_then(|_| broker.dynamic().rate("leader.replication.throttled.rate"));
     if let (Some(f), Some(_)) = (follower, leader_rate) {
         let img = broker.cluster().image();
         for w in &mut wanted {

@@ -111,7 +111,10 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
             assignment: None,
         }
     };
-    match broker.create_topic(new, false).await {
+    match broker
+        .create_topic(new, false, crate::metadata::cluster::WRITE_TIMEOUT)
+        .await
+    {
         Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
         Err(CreateTopicError::InvalidName(_) | CreateTopicError::Collides { .. }) => {
             return error(code::INVALID_TOPIC_EXCEPTION);

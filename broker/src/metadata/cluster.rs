@@ -94,6 +94,10 @@ impl std::fmt::Debug for Cluster {
 /// `__cluster_metadata-0`.
 pub const METADATA_DIR: &str = "__cluster_metadata";
 
+/// How long a write waits for the quorum to commit it when its caller
+/// gives no limit of its own: Kafka's default request timeout.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Cluster {
     /// Joins the quorum and registers. Returns once the cluster id is
     /// settled: the quorum's id if it has one (adopted by a fresh data
@@ -350,12 +354,32 @@ impl Cluster {
         }
     }
 
-    /// Writes a command through the quorum.
+    /// Writes a command through the quorum, waiting up to
+    /// [`WRITE_TIMEOUT`] for it to commit.
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
-        self.node
-            .write(cmd)
-            .await
-            .map_err(|e| Error::Metadata(format!("metadata quorum: {e}")))
+        self.write_within(cmd, WRITE_TIMEOUT).await
+    }
+
+    /// Writes a command through the quorum, waiting up to `limit` for it
+    /// to commit (a client's request timeout): past it the caller answers,
+    /// and says so in the log, rather than leave its client waiting.
+    pub async fn write_within(&self, cmd: Command, limit: Duration) -> Result<Outcome> {
+        let what = cmd.kind();
+        match tokio::time::timeout(limit, self.node.write(cmd)).await {
+            Ok(r) => r.map_err(|e| Error::Metadata(format!("metadata quorum: {e}"))),
+            Err(_) => {
+                tracing::warn!(
+                    what,
+                    waited_ms = limit.as_millis() as u64,
+                    controller = ?self.controller_id(),
+                    "a metadata quorum write was not committed in time"
+                );
+                Err(Error::QuorumTimeout {
+                    what,
+                    after_ms: limit.as_millis() as u64,
+                })
+            }
+        }
     }
 
     /// A partition's state in the image.

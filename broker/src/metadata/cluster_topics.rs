@@ -166,7 +166,10 @@ impl Broker {
             let b = Arc::clone(self);
             tokio::spawn(async move {
                 if let Ok(spec) = b.offsets_topic_spec() {
-                    match b.create_topic(spec, false).await {
+                    match b
+                        .create_topic(spec, false, crate::metadata::cluster::WRITE_TIMEOUT)
+                        .await
+                    {
                         Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
                         Err(e) => tracing::warn!(error = %e, "creating the offsets topic"),
                     }
@@ -246,6 +249,7 @@ impl Broker {
         &self,
         t: NewTopic,
         validate_only: bool,
+        timeout: std::time::Duration,
     ) -> Result<TopicMetadata, CreateTopicError> {
         let cluster = self.cluster();
         validate_topic_name(&t.name)?;
@@ -326,11 +330,17 @@ impl Broker {
             assignment,
             configs: t.configs.0.clone(),
         };
-        let written = cluster.write(cmd).await.map_err(|e| {
-            CreateTopicError::NoController(format!(
-                "{e}; try again when the metadata quorum has a leader"
-            ))
-        })?;
+        let written = cluster
+            .write_within(cmd, timeout)
+            .await
+            .map_err(|e| match e {
+                crate::error::Error::QuorumTimeout { .. } => {
+                    CreateTopicError::TimedOut(e.to_string())
+                }
+                e => CreateTopicError::NoController(format!(
+                    "{e}; try again when the metadata quorum has a leader"
+                )),
+            })?;
         match written {
             Outcome::Ok => {
                 tracing::info!(topic = %t.name, %id, partitions = t.partitions, "created topic through the quorum");
@@ -586,10 +596,53 @@ impl Broker {
         Ok(())
     }
 
+    /// Moves the dynamic broker settings an earlier Sluice kept in this
+    /// broker's data directory (`meta/broker-configs.json`) into the
+    /// metadata quorum as this broker's own, then removes the file. Kept
+    /// until the quorum has them: a stop in between moves them again.
+    pub async fn move_dynamic_configs_into_quorum(&self) -> crate::error::Result<()> {
+        let dir = self.config.data_dir.clone();
+        let Some(values) = crate::config::dynamic::read_local(&dir)? else {
+            return Ok(());
+        };
+        self.cluster().wait_caught_up().await;
+        let cmd = Command::AlterBrokerConfigs {
+            resource: self.config.node_id.to_string(),
+            changes: values
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.cluster().write(cmd.clone()).await {
+                Ok(Outcome::Ok) => break,
+                Ok(other) => {
+                    return Err(crate::error::Error::Metadata(format!(
+                        "moving dynamic broker configs into the metadata quorum: refused: {other:?}"
+                    )));
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "moving dynamic broker configs: no quorum leader yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let path = crate::config::dynamic::local_path(&dir);
+        std::fs::remove_file(&path).map_err(|e| crate::error::Error::io(path, e))?;
+        tracing::info!(
+            ?values,
+            "moved this broker's dynamic configs into the metadata quorum"
+        );
+        Ok(())
+    }
+
     /// Brings the local partitions in line with the image: topics this
     /// broker hosts are opened, deleted ones removed, leader epochs taken.
     pub fn materialize(&self, img: &MetadataImage) {
         let me = self.config.node_id;
+        self.apply_dynamic_configs(img);
         let hosted: Vec<(&String, &sluice_quorum::image::TopicState)> = img
             .topics
             .iter()

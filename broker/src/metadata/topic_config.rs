@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::BrokerConfig;
+use crate::config::dynamic::{DynamicConfigs, Level};
 use crate::storage::LogConfig;
 
 /// A config a client asked for that Sluice refuses, with Kafka's wording.
@@ -217,8 +218,11 @@ fn throttled_replicas(v: &str) -> Result<(), ValueError> {
 pub enum ConfigSource {
     /// Set on the topic (DYNAMIC_TOPIC_CONFIG = 1).
     Topic,
-    /// A dynamic broker config (DYNAMIC_BROKER_CONFIG = 2).
+    /// A dynamic config of this broker (DYNAMIC_BROKER_CONFIG = 2).
     DynamicBroker,
+    /// A dynamic config of every broker, `--entity-default`
+    /// (DYNAMIC_DEFAULT_BROKER_CONFIG = 3).
+    DynamicDefaultBroker,
     /// Given to the broker at start (STATIC_BROKER_CONFIG = 4).
     StaticBroker,
     /// The broker's default (DEFAULT_CONFIG = 5).
@@ -226,10 +230,19 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The source of a dynamic broker setting at `level`.
+    pub fn dynamic(level: Level) -> Self {
+        match level {
+            Level::Broker => ConfigSource::DynamicBroker,
+            Level::ClusterDefault => ConfigSource::DynamicDefaultBroker,
+        }
+    }
+
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
             ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
@@ -286,14 +299,10 @@ impl TopicConfigs {
         Ok(TopicConfigs(map))
     }
 
-    /// Every supported config with its effective value and source.
-    /// Every topic config: `configured` is the broker's static config,
-    /// `dynamic` its dynamic broker configs.
-    pub fn describe(
-        &self,
-        configured: &BrokerConfig,
-        dynamic: &BTreeMap<String, String>,
-    ) -> Vec<Described> {
+    /// Every topic config with its effective value and source:
+    /// `configured` is the broker's static config, `dynamic` its dynamic
+    /// broker configs.
+    pub fn describe(&self, configured: &BrokerConfig, dynamic: &DynamicConfigs) -> Vec<Described> {
         let builtin = BrokerConfig::default();
         DEFS.iter()
             .map(|d| {
@@ -302,11 +311,11 @@ impl TopicConfigs {
                     synonyms.push((d.name.to_string(), v.clone(), ConfigSource::Topic));
                 }
                 if let Some(setting) = d.broker_setting {
-                    if let Some(v) = dynamic.get(setting) {
+                    for (v, level) in dynamic.levels(setting) {
                         synonyms.push((
                             setting.to_string(),
-                            v.clone(),
-                            ConfigSource::DynamicBroker,
+                            v.to_string(),
+                            ConfigSource::dynamic(level),
                         ));
                     }
                     if configured.explicit.contains(setting) {
@@ -435,7 +444,7 @@ mod tests {
         .expect("valid");
         let broker = BrokerConfig::default();
         assert_eq!(ok.log_config(&broker).retention_ms, 1000);
-        let described = ok.describe(&broker, &BTreeMap::new());
+        let described = ok.describe(&broker, &DynamicConfigs::default());
         let of = |name: &str| {
             described
                 .iter()
@@ -467,7 +476,13 @@ mod tests {
             ..Default::default()
         };
         configured.explicit.insert("log.segment.bytes");
-        let dynamic = BTreeMap::from([("log.segment.bytes".to_string(), "2097152".to_string())]);
+        let dynamic = DynamicConfigs {
+            own: BTreeMap::from([("log.segment.bytes".to_string(), "2097152".to_string())]),
+            cluster_default: BTreeMap::from([(
+                "log.segment.bytes".to_string(),
+                "3145728".to_string(),
+            )]),
+        };
         let d = TopicConfigs::default().describe(&configured, &dynamic);
         let s = d
             .iter()
@@ -489,6 +504,7 @@ mod tests {
             sources,
             vec![
                 ConfigSource::DynamicBroker,
+                ConfigSource::DynamicDefaultBroker,
                 ConfigSource::StaticBroker,
                 ConfigSource::Default
             ]

@@ -155,6 +155,7 @@ async fn join_quorum(config: BrokerConfig) -> Result<Arc<Broker>> {
     if dir.pre_quorum {
         broker.move_topics_into_quorum().await?;
     }
+    broker.move_dynamic_configs_into_quorum().await?;
     let marker = broker.config.data_dir.join("meta").join(QUORUM_MARKER);
     crate::storage::checkpoint::write_atomic(&marker, b"topics in the metadata quorum\n")?;
     Ok(broker)

@@ -146,8 +146,14 @@ class KafkaToolsTest extends OneBroker {
     // retention.ms over the broker-wide one just set, the defaults.
     Run topic = ok(configs, null, "--bootstrap-server", b, "--entity-type", "topics", "--entity-name", "tools",
         "--describe", "--all");
-    assertTrue(topic.out().contains("retention.ms=7200000") && topic.out().contains("log.retention.ms=5400000")
+    assertTrue(topic.out().contains("retention.ms=7200000")
+        && topic.out().contains("DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=5400000")
         && topic.out().contains("segment.bytes=1073741824"), topic.out());
+    // The cluster-wide defaults alone, as --entity-default --describe lists them.
+    Run defaults = ok(configs, null, "--bootstrap-server", b, "--entity-type", "brokers", "--entity-default",
+        "--describe");
+    assertTrue(defaults.out().contains("log.retention.ms=5400000")
+        && defaults.out().lines().filter(l -> l.contains("sensitive=")).count() == 1, defaults.out());
     ok(configs, null, "--bootstrap-server", b, "--entity-type", "brokers", "--entity-default",
         "--alter", "--delete-config", "log.retention.ms");
   }

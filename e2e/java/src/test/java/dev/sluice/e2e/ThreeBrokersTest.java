@@ -19,6 +19,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -42,7 +43,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Kafka's Java clients and tools against a cluster of three brokers: a leader killed mid-produce,
- * preferred leader election after its return, and kafka-reassign-partitions with a throttle.
+ * preferred leader election after its return, kafka-reassign-partitions with a throttle, and
+ * dynamic broker configs set for one broker and for all.
  */
 class ThreeBrokersTest {
   static List<SluiceBroker> brokers;
@@ -284,5 +286,57 @@ class ThreeBrokersTest {
     } finally {
       brokers.get(0).restart();
     }
+  }
+
+  /**
+   * A dynamic broker config set for every broker (the resource kafka-configs --entity-default
+   * names) through whichever broker the Admin client picks is in effect on all three, with its
+   * source; one broker's own value is over it on that broker only.
+   */
+  @Test
+  void aClusterWideDynamicDefaultReachesEveryBroker() throws Exception {
+    String name = "log.segment.bytes";
+    alterBroker("", new AlterConfigOp(new ConfigEntry(name, "2097152"), AlterConfigOp.OpType.SET));
+    alterBroker("2", new AlterConfigOp(new ConfigEntry(name, "3145728"), AlterConfigOp.OpType.SET));
+    try {
+      for (int id = 0; id < 3; id++) {
+        ConfigEntry e = brokerConfig(id).get(name);
+        if (id == 2) {
+          assertEquals("3145728", e.value(), e.toString());
+          assertEquals(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, e.source(), e.toString());
+          // Its synonyms: its own value over the cluster-wide one over the default.
+          assertEquals(List.of(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG,
+              ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, ConfigEntry.ConfigSource.DEFAULT_CONFIG),
+              e.synonyms().stream().map(ConfigEntry.ConfigSynonym::source).toList(), e.toString());
+        } else {
+          assertEquals("2097152", e.value(), "broker " + id + ": " + e);
+          assertEquals(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, e.source(), e.toString());
+        }
+      }
+      // The cluster-wide resource lists its own settings only.
+      Config defaults = admin.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.BROKER, "")))
+          .all().get(15, TimeUnit.SECONDS).values().iterator().next();
+      assertEquals(Set.of(name), defaults.entries().stream().map(ConfigEntry::name).collect(Collectors.toSet()),
+          defaults.toString());
+    } finally {
+      alterBroker("2", new AlterConfigOp(new ConfigEntry(name, ""), AlterConfigOp.OpType.DELETE));
+      alterBroker("", new AlterConfigOp(new ConfigEntry(name, ""), AlterConfigOp.OpType.DELETE));
+    }
+    for (int id = 0; id < 3; id++) {
+      ConfigEntry e = brokerConfig(id).get(name);
+      assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, e.source(), "broker " + id + ": " + e);
+      assertEquals("1073741824", e.value(), e.toString());
+    }
+  }
+
+  private static void alterBroker(String resource, AlterConfigOp op) throws Exception {
+    admin.incrementalAlterConfigs(Map.of(new ConfigResource(ConfigResource.Type.BROKER, resource), List.of(op)))
+        .all().get(30, TimeUnit.SECONDS);
+  }
+
+  private static Config brokerConfig(int id) throws Exception {
+    ConfigResource r = new ConfigResource(ConfigResource.Type.BROKER, String.valueOf(id));
+    return admin.describeConfigs(List.of(r), new org.apache.kafka.clients.admin.DescribeConfigsOptions()
+        .includeSynonyms(true)).all().get(15, TimeUnit.SECONDS).get(r);
   }
 }

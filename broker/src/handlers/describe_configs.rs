@@ -235,6 +235,9 @@ fn config_type(name: &str) -> i8 {
         | "socket.request.max.bytes"
         | "max.connections"
         | "fetch.max.bytes"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level"
         | "node.id" => INT,
         "delete.retention.ms"
         | "file.delete.delay.ms"

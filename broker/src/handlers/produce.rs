@@ -230,17 +230,19 @@ fn append_one(
     let recompressed;
     let (records, headers) = match config.compression {
         None => (records, headers),
-        Some(to) => match crate::storage::records::recompress(records, to) {
-            Ok(None) => (records, headers),
-            Ok(Some(b)) => {
-                recompressed = b;
-                match batch::validate_produce(&recompressed, max) {
-                    Ok(h) => (&recompressed, h),
-                    Err(e) => return failed(index, batch_error_code(&e), e.to_string()),
+        Some(to) => {
+            match crate::storage::records::recompress(records, to, config.compression_level) {
+                Ok(None) => (records, headers),
+                Ok(Some(b)) => {
+                    recompressed = b;
+                    match batch::validate_produce(&recompressed, max) {
+                        Ok(h) => (&recompressed, h),
+                        Err(e) => return failed(index, batch_error_code(&e), e.to_string()),
+                    }
                 }
+                Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
             }
-            Err(e) => return failed(index, code::CORRUPT_MESSAGE, e),
-        },
+        }
     };
     if config.compact {
         // A compacted topic keeps records by key: a record without one

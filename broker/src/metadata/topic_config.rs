@@ -35,6 +35,8 @@ struct Def {
 pub enum ValueError {
     #[error("must be at least {0}")]
     Below(i64),
+    #[error("must be no more than {0}")]
+    Above(i64),
     #[error("not a number")]
     NotANumber,
     #[error("not a 32-bit number")]
@@ -56,6 +58,15 @@ fn int_at_least(min: i64) -> impl Fn(&str) -> Result<(), ValueError> {
     move |v| match v.trim().parse::<i32>() {
         Ok(n) if i64::from(n) >= min => Ok(()),
         Ok(_) => Err(ValueError::Below(min)),
+        Err(_) => Err(ValueError::NotAnInt),
+    }
+}
+
+fn int_between(min: i64, max: i64) -> impl Fn(&str) -> Result<(), ValueError> {
+    move |v| match v.trim().parse::<i32>() {
+        Ok(n) if i64::from(n) < min => Err(ValueError::Below(min)),
+        Ok(n) if i64::from(n) > max => Err(ValueError::Above(max)),
+        Ok(_) => Ok(()),
         Err(_) => Err(ValueError::NotAnInt),
     }
 }
@@ -101,6 +112,32 @@ const DEFS: &[Def] = &[
             )),
         },
         default: |_| "producer".into(),
+    },
+    // KIP-390: the level a topic's compression.type codec is written at,
+    // with Kafka's ranges and defaults.
+    Def {
+        name: "compression.gzip.level",
+        broker_setting: Some("compression.gzip.level"),
+        check: |v| match v.trim().parse::<i32>() {
+            Ok(-1 | 1..=9) => Ok(()),
+            Ok(_) => Err(ValueError::Refused(
+                "Value must be between 1 and 9 or equal to -1",
+            )),
+            Err(_) => Err(ValueError::NotAnInt),
+        },
+        default: |_| "-1".into(),
+    },
+    Def {
+        name: "compression.lz4.level",
+        broker_setting: Some("compression.lz4.level"),
+        check: |v| int_between(1, 17)(v),
+        default: |_| "9".into(),
+    },
+    Def {
+        name: "compression.zstd.level",
+        broker_setting: Some("compression.zstd.level"),
+        check: |v| int_between(-131_072, 22)(v),
+        default: |_| "3".into(),
     },
     Def {
         name: "retention.ms",
@@ -358,6 +395,18 @@ impl TopicConfigs {
         self.0.get(name).and_then(|v| v.parse().ok())
     }
 
+    /// The topic's level of the codec `codec` (KIP-390); `None` when it
+    /// sets none, or gzip's -1 (the codec's default).
+    fn level_of(&self, codec: i16) -> Option<i32> {
+        let name = match codec {
+            1 => "compression.gzip.level",
+            3 => "compression.lz4.level",
+            4 => "compression.zstd.level",
+            _ => return None,
+        };
+        self.get::<i32>(name).filter(|l| *l != -1 || codec != 1)
+    }
+
     pub fn log_config(&self, b: &BrokerConfig) -> LogConfig {
         let policy = self
             .0
@@ -365,6 +414,11 @@ impl TopicConfigs {
             .map(String::as_str)
             .unwrap_or("delete");
         let ratio: f64 = self.get("min.cleanable.dirty.ratio").unwrap_or(0.5);
+        let compression = self
+            .0
+            .get("compression.type")
+            .and_then(|v| codec_of(v))
+            .flatten();
         LogConfig {
             segment_bytes: self.get("segment.bytes").unwrap_or(b.log_segment_bytes),
             segment_ms: self.get("segment.ms").unwrap_or(b.log_roll_ms),
@@ -386,11 +440,8 @@ impl TopicConfigs {
             min_cleanable_dirty_permille: (ratio * 1000.0).round() as u32,
             delete_retention_ms: self.get("delete.retention.ms").unwrap_or(86_400_000),
             min_compaction_lag_ms: self.get("min.compaction.lag.ms").unwrap_or(0),
-            compression: self
-                .0
-                .get("compression.type")
-                .and_then(|v| codec_of(v))
-                .flatten(),
+            compression,
+            compression_level: compression.and_then(|c| self.level_of(c)),
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct LogConfig {
     /// codec id of the batch attributes); `None` (`producer`): as the
     /// producer compressed them.
     pub compression: Option<i16>,
+    /// The level of that codec (`compression.gzip.level`,
+    /// `compression.lz4.level`, `compression.zstd.level`, KIP-390); `None`
+    /// for the codec's default.
+    pub compression_level: Option<i32>,
 }
 
 impl Default for LogConfig {
@@ -60,6 +64,7 @@ impl Default for LogConfig {
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,
             compression: None,
+            compression_level: None,
         }
     }
 }

@@ -111,10 +111,63 @@ pub fn codec(id: i16) -> Compression {
     }
 }
 
+/// Compresses a batch's records (`src`) into `dst` in `codec` at `level`,
+/// or the codec's default level (Kafka's: gzip 6, lz4 9, zstd 3).
+fn compress_at(
+    level: Option<i32>,
+) -> impl Fn(&mut BytesMut, &mut BytesMut, Compression) -> anyhow::Result<()> {
+    use bytes::BufMut;
+    use std::io::Write;
+    move |src, dst, codec| {
+        match codec {
+            Compression::Gzip => {
+                let l = level
+                    .filter(|l| (1..=9).contains(l))
+                    .map_or(flate2::Compression::default(), |l| {
+                        flate2::Compression::new(l as u32)
+                    });
+                let mut e = flate2::write::GzEncoder::new(dst.writer(), l);
+                e.write_all(src)?;
+                e.finish()?;
+            }
+            Compression::Lz4 => {
+                let mut e = lz4::EncoderBuilder::new()
+                    .level(level.unwrap_or(9).clamp(1, 17) as u32)
+                    .block_mode(lz4::BlockMode::Independent)
+                    .build(dst.writer())?;
+                e.write_all(src)?;
+                e.finish().1?;
+            }
+            Compression::Zstd => {
+                zstd::stream::copy_encode(&src[..], dst.writer(), level.unwrap_or(3))?
+            }
+            Compression::Snappy => {
+                use kafka_protocol::compression::Compressor;
+                kafka_protocol::compression::Snappy::compress(dst, |tmp: &mut BytesMut| {
+                    tmp.extend_from_slice(src);
+                    Ok(())
+                })?
+            }
+            Compression::None => dst.extend_from_slice(src),
+        }
+        Ok(())
+    }
+}
+
 /// Encodes `recs`, records of the batch `h`, as one batch in `codec`,
 /// with their offsets, timestamps and the batch's producer fields and
 /// leader epoch.
 pub fn encode_batch(h: &BatchHeader, recs: &[Record], codec: Compression) -> Result<Bytes, String> {
+    encode_batch_at(h, recs, codec, None)
+}
+
+/// [`encode_batch`] at a codec's `level`.
+pub fn encode_batch_at(
+    h: &BatchHeader,
+    recs: &[Record],
+    codec: Compression,
+    level: Option<i32>,
+) -> Result<Bytes, String> {
     let Some(first) = recs.first().map(|r| r.offset) else {
         return Err("a batch without records".into());
     };
@@ -130,13 +183,14 @@ pub fn encode_batch(h: &BatchHeader, recs: &[Record], codec: Compression) -> Res
         })
         .collect();
     let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(
+    RecordBatchEncoder::encode_with_custom_compression(
         &mut b,
         &recs,
         &RecordEncodeOptions {
             version: 2,
             compression: codec,
         },
+        Some(compress_at(level)),
     )
     .map_err(|e| format!("{e:#}"))?;
     if BatchHeader::parse(&b).map(|n| n.size) != Ok(b.len()) {
@@ -151,9 +205,11 @@ pub fn encode_batch(h: &BatchHeader, recs: &[Record], codec: Compression) -> Res
     Ok(b.freeze())
 }
 
-/// Produced batches (`data`, validated) in the codec `to`, as a topic's
-/// `compression.type` asks; `None` when every batch already is.
-pub fn recompress(data: &Bytes, to: i16) -> Result<Option<Bytes>, String> {
+/// Produced batches (`data`, validated) in the codec `to` at `level` (the
+/// codec's default when `None`), as a topic's `compression.type` and
+/// `compression.<codec>.level` ask; `None` when every batch already is in
+/// that codec (whatever its level: Kafka recompresses only across codecs).
+pub fn recompress(data: &Bytes, to: i16, level: Option<i32>) -> Result<Option<Bytes>, String> {
     let mut at = 0;
     let mut parts = Vec::new();
     let mut changed = false;
@@ -168,7 +224,7 @@ pub fn recompress(data: &Bytes, to: i16) -> Result<Option<Bytes>, String> {
         let mut buf = whole;
         let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress))
             .map_err(|e| format!("a produced batch could not be decoded: {e:#}"))?;
-        parts.push(encode_batch(&h, &set.records, codec(to))?);
+        parts.push(encode_batch_at(&h, &set.records, codec(to), level)?);
         changed = true;
     }
     Ok(changed.then(|| {
@@ -255,9 +311,11 @@ mod tests {
         .expect("encode");
         batch::set_producer(&mut buf, 42, 3, 7);
         let gz = buf.freeze();
-        assert_eq!(recompress(&gz, 1), Ok(None), "already gzip");
+        assert_eq!(recompress(&gz, 1, None), Ok(None), "already gzip");
         for to in [0, 2, 3, 4] {
-            let out = recompress(&gz, to).expect("recompress").expect("changed");
+            let out = recompress(&gz, to, None)
+                .expect("recompress")
+                .expect("changed");
             let h = BatchHeader::parse(&out).expect("one batch");
             assert_eq!(h.size, out.len());
             assert_eq!(h.compression(), to);
@@ -282,5 +340,57 @@ mod tests {
         }
         let bomb = Bytes::from(enc.finish().expect("finish"));
         assert!(decompress(&mut bomb.clone(), Compression::Gzip).is_err());
+    }
+
+    #[test]
+    fn a_topics_compression_level_is_the_level_batches_are_written_at() {
+        // Compressible records: the same text again and again.
+        let text = "sluice stores what kafka stores ".repeat(64);
+        let recs: Vec<Record> = (0..20)
+            .map(|i| Record {
+                value: Some(Bytes::from(format!("{i} {text}"))),
+                ..record(i, 1_000 + i)
+            })
+            .collect();
+        let mut plain = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut plain,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        let plain = plain.freeze();
+        for (codec, low, high) in [(1i16, 1, 9), (3, 1, 17), (4, -5, 19)] {
+            let at = |level| {
+                recompress(&plain, codec, Some(level))
+                    .expect("recompress")
+                    .expect("changed")
+            };
+            let (fast, small) = (at(low), at(high));
+            assert!(
+                small.len() < fast.len(),
+                "codec {codec}: level {high} wrote {} bytes, level {low} {}",
+                small.len(),
+                fast.len()
+            );
+            for out in [
+                fast,
+                small,
+                recompress(&plain, codec, None)
+                    .expect("ok")
+                    .expect("changed"),
+            ] {
+                let back = decode_all(out).expect("decode");
+                assert_eq!(back.len(), recs.len());
+                assert!(
+                    back.iter()
+                        .zip(&recs)
+                        .all(|(a, b)| a.value == b.value && a.offset == b.offset)
+                );
+            }
+        }
     }
 }

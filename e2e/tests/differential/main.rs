@@ -79,7 +79,12 @@ fn outcome(bootstrap: &str, frame: &[u8], shut: bool) -> Result<String> {
 /// batch of three records produced to it: the codec, record count and
 /// offsets of the batch a fetch returns.
 fn stored_codec(b: &str, name: &str, codec: &str) -> Result<String> {
-    created(b, name, 1, &[("compression.type", codec)])?;
+    stored_codec_with(b, name, &[("compression.type", codec)])
+}
+
+/// [`stored_codec`] for a topic created with `configs`.
+fn stored_codec_with(b: &str, name: &str, configs: &[(&str, &str)]) -> Result<String> {
+    created(b, name, 1, configs)?;
     let p = ask::<_, ProduceResponse>(b, ApiKey::Produce, 9, &produce(name, 0, -1)?)?;
     let f: FetchResponse = call(b, ApiKey::Fetch, 12, &fetch(name, 0, 0))?;
     let records = f
@@ -1522,6 +1527,73 @@ fn single() -> Vec<Single> {
         (
             "a topic with compression.type uncompressed keeps an uncompressed batch",
             |b| stored_codec(b, "stored-plain", "uncompressed"),
+        ),
+        (
+            "a topic with compression.type zstd at compression.zstd.level 19 stores a batch zstd",
+            |b| {
+                stored_codec_with(
+                    b,
+                    "stored-zstd-19",
+                    &[
+                        ("compression.type", "zstd"),
+                        ("compression.zstd.level", "19"),
+                    ],
+                )
+            },
+        ),
+        (
+            "describe a topic's compression levels (KIP-390): one set, the others' defaults",
+            |b| {
+                created(
+                    b,
+                    "levels",
+                    1,
+                    &[("compression.type", "lz4"), ("compression.lz4.level", "12")],
+                )?;
+                let d = DescribeConfigsRequest::default()
+                    .with_include_synonyms(true)
+                    .with_resources(vec![
+                        DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s("levels"))
+                            .with_configuration_keys(Some(vec![
+                                s("compression.gzip.level"),
+                                s("compression.lz4.level"),
+                                s("compression.zstd.level"),
+                            ])),
+                    ]);
+                ask_configs(b, 4, &d)
+            },
+        ),
+        (
+            "create a topic with compression.gzip.level 10 (gzip's are 1-9 or -1)",
+            |b| {
+                let r = create_topics(
+                    vec![create("gzip-10", 1, 1, &[("compression.gzip.level", "10")])],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            },
+        ),
+        (
+            "create a topic with compression.zstd.level 23 (zstd's end at 22)",
+            |b| {
+                let r = create_topics(
+                    vec![create("zstd-23", 1, 1, &[("compression.zstd.level", "23")])],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            },
+        ),
+        (
+            "create a topic with compression.lz4.level 0 (lz4's start at 1)",
+            |b| {
+                let r = create_topics(
+                    vec![create("lz4-0", 1, 1, &[("compression.lz4.level", "0")])],
+                    false,
+                );
+                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            },
         ),
         ("create a topic with an unknown compression.type", |b| {
             let r = create_topics(

@@ -288,9 +288,24 @@ fn table(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
     let mut measures: Vec<(&str, Pick)> = vec![
         ("produce, acks=1, 1 KiB (MB/s)", |m| m.summary.produce_mb_s),
         ("consume from start (MB/s)", |m| m.summary.consume_mb_s),
-        ("e2e latency p50 @ 10k/s (ms)", |m| m.summary.p50_ms),
-        ("e2e latency p99 @ 10k/s (ms)", |m| m.summary.p99_ms),
-        ("e2e latency p99.9 @ 10k/s (ms)", |m| m.summary.p999_ms),
+        ("e2e latency p50 @ 10k/s, linger.ms 0 (ms)", |m| {
+            m.summary.p50_ms
+        }),
+        ("e2e latency p99 @ 10k/s, linger.ms 0 (ms)", |m| {
+            m.summary.p99_ms
+        }),
+        ("e2e latency p99.9 @ 10k/s, linger.ms 0 (ms)", |m| {
+            m.summary.p999_ms
+        }),
+        ("e2e latency p50 @ 10k/s, linger.ms 1 (ms)", |m| {
+            m.summary.lingered_p50_ms
+        }),
+        ("e2e latency p99 @ 10k/s, linger.ms 1 (ms)", |m| {
+            m.summary.lingered_p99_ms
+        }),
+        ("e2e latency p99.9 @ 10k/s, linger.ms 1 (ms)", |m| {
+            m.summary.lingered_p999_ms
+        }),
         ("broker peak RSS, produce + consume (MiB)", |m| {
             m.summary.peak_rss_mib
         }),

@@ -62,7 +62,7 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &c.bootstrap)
         .set("acks", &a.acks)
-        .set("linger.ms", "0")
+        .set("linger.ms", a.linger_ms.to_string())
         .set("enable.idempotence", "false")
         .create()
         .context("creating producer")?;
@@ -110,7 +110,10 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
     let got = received.load(Ordering::Relaxed);
     let ms = |q: f64| Some(h.value_at_quantile(q) as f64 / 1000.0);
     let mut row = Row {
-        name: format!("latency @{}/s acks={}", a.rate, a.acks),
+        name: format!(
+            "latency @{}/s acks={} linger.ms={}",
+            a.rate, a.acks, a.linger_ms
+        ),
         records: got,
         bytes: got * a.message_size as u64,
         seconds: wall,

@@ -98,6 +98,7 @@ fn every_mode_runs_and_reports() -> Result<()> {
         "produce, acks=1",
         "consume from start",
         "e2e latency p99",
+        "e2e latency p99 @ 10k/s, linger.ms 1",
         "broker peak RSS",
         "idle broker CPU",
     ] {
@@ -194,6 +195,7 @@ fn compare_mode_alternates_two_brokers_and_prints_ratios() -> Result<()> {
         "produce, acks=1",
         "consume from start",
         "e2e latency p99 ",
+        "e2e latency p99 @ 10k/s, linger.ms 1",
         "broker peak RSS",
         "idle CPU",
         "time to start",

@@ -465,6 +465,12 @@ impl Broker {
         DynamicConfigs::of(&self.cluster().image(), self.config.node_id)
     }
 
+    /// This broker's throttle rate `name` (bytes per second), `None` when
+    /// unthrottled.
+    pub fn throttle_rate(&self, name: &str) -> Option<u64> {
+        crate::config::dynamic::rate_in(&self.cluster().image(), self.config.node_id, name)
+    }
+
     /// The static config with the dynamic broker configs applied: the
     /// defaults every topic without its own override uses.
     pub fn effective_config(&self) -> BrokerConfig {

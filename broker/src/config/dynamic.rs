@@ -96,14 +96,6 @@ impl DynamicConfigs {
         .filter_map(move |(m, l)| m.get(name).map(|v| (v.as_str(), l)))
     }
 
-    /// A throttle rate in bytes per second; `None` when unthrottled.
-    pub fn rate(&self, name: &str) -> Option<u64> {
-        self.get(name)
-            .and_then(|(v, _)| v.parse::<i64>().ok())
-            .filter(|r| *r >= 0 && *r < UNTHROTTLED)
-            .map(|r| r as u64)
-    }
-
     /// The static config with the dynamic values applied.
     pub fn apply(&self, base: &BrokerConfig) -> BrokerConfig {
         let mut c = base.clone();
@@ -126,6 +118,24 @@ impl DynamicConfigs {
         }
         c
     }
+}
+
+/// Broker `broker`'s throttle rate `name` in `img` (its own over the
+/// cluster-wide one), looked up in place: the fetch paths ask on every
+/// follower fetch, where [`DynamicConfigs::of`] would copy both maps.
+pub fn rate_in(img: &MetadataImage, broker: i32, name: &str) -> Option<u64> {
+    [broker.to_string().as_str(), ""]
+        .iter()
+        .find_map(|resource| img.broker_configs.get(*resource)?.get(name))
+        .and_then(|v| as_rate(v))
+}
+
+/// A rate setting's value in bytes per second; `None` for unthrottled.
+fn as_rate(v: &str) -> Option<u64> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0 && *r < UNTHROTTLED)
+        .map(|r| r as u64)
 }
 
 /// Checks `(name, op, value)` changes (0 set, 1 delete) of a broker
@@ -298,13 +308,37 @@ mod tests {
             checked(&[set("leader.replication.throttled.rate", "-1")]).map_err(|e| e.0),
             Err(INVALID_CONFIG)
         );
-        let rates = image("", &[("leader.replication.throttled.rate", "1000")]);
+        let mut rates = image("", &[("leader.replication.throttled.rate", "1000")]);
         assert_eq!(
-            DynamicConfigs::of(&rates, 0).rate("leader.replication.throttled.rate"),
+            rate_in(&rates, 0, "leader.replication.throttled.rate"),
             Some(1000)
         );
         assert_eq!(
-            DynamicConfigs::of(&rates, 0).rate("follower.replication.throttled.rate"),
+            rate_in(&rates, 0, "follower.replication.throttled.rate"),
+            None
+        );
+        // A broker's own rate over the cluster-wide one; Long.MAX_VALUE is none.
+        rates.broker_configs.insert(
+            "0".into(),
+            BTreeMap::from([("leader.replication.throttled.rate".into(), "500".into())]),
+        );
+        assert_eq!(
+            rate_in(&rates, 0, "leader.replication.throttled.rate"),
+            Some(500)
+        );
+        assert_eq!(
+            rate_in(&rates, 1, "leader.replication.throttled.rate"),
+            Some(1000)
+        );
+        rates.broker_configs.insert(
+            "1".into(),
+            BTreeMap::from([(
+                "leader.replication.throttled.rate".into(),
+                UNTHROTTLED.to_string(),
+            )]),
+        );
+        assert_eq!(
+            rate_in(&rates, 1, "leader.replication.throttled.rate"),
             None
         );
     }

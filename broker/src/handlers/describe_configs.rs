@@ -179,15 +179,11 @@ fn broker_configs(
                 entry(n, v.to_string(), true, STATIC_BROKER)
             }
         })
+        // Dynamic only: not among the static settings.
         .chain(
             THROTTLE_RATES
                 .iter()
-                .filter(|n| {
-                    wanted(n)
-                        && !static_values
-                            .lines()
-                            .any(|l| l.trim().starts_with(&format!("{n} = ")))
-                })
+                .filter(|n| wanted(n))
                 .map(|n| described(n)),
         )
         .collect()

@@ -97,7 +97,7 @@ pub async fn handle(
     };
     let follower = (replica >= 0).then_some(replica);
     let leader_rate =
-        follower.and_then(|_| broker.dynamic().rate("leader.replication.throttled.rate"));
+        follower.and_then(|_| broker.throttle_rate("leader.replication.throttled.rate"));
     if let (Some(f), Some(_)) = (follower, leader_rate) {
         let img = broker.cluster().image();
         for w in &mut wanted {

@@ -256,7 +256,7 @@ async fn round(
     // Replicas this broker is adding (a reassignment), or that a topic
     // lists as throttled while out of sync, fetch under the follower
     // throttle; while it is used up they sit this round out.
-    let rate = broker.dynamic().rate("follower.replication.throttled.rate");
+    let rate = broker.throttle_rate("follower.replication.throttled.rate");
     let throttled_parts: Vec<(String, i32)> = match rate {
         Some(_) => {
             let img = broker.cluster().image();

@@ -366,6 +366,13 @@ fn broker_config_error(b: &str, resource: &str) -> Result<String> {
     ))
 }
 
+/// CreateTopics v7 of one topic (one partition, RF 1) with `configs`,
+/// its answer rendered.
+fn create_answer(b: &str, name: &str, configs: &[(&str, &str)]) -> Result<String> {
+    let r = create_topics(vec![create(name, 1, 1, configs)], false);
+    ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+}
+
 fn created(b: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
     let r = create_topics(vec![create(name, partitions, 1, configs)], false);
     ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)?;
@@ -557,8 +564,7 @@ fn single() -> Vec<Single> {
         }),
         ("create a topic that already exists", |b| {
             created(b, "twice", 1, &[])?;
-            let r = create_topics(vec![create("twice", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            create_answer(b, "twice", &[])
         }),
         ("create a topic with validate only", |b| {
             let r = create_topics(vec![create("validated", 2, 1, &[])], true);
@@ -583,12 +589,10 @@ fn single() -> Vec<Single> {
             },
         ),
         ("create a topic with an invalid name", |b| {
-            let r = create_topics(vec![create("bad name!", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            create_answer(b, "bad name!", &[])
         }),
         ("create a topic named with a single dot", |b| {
-            let r = create_topics(vec![create(".", 1, 1, &[])], false);
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            create_answer(b, ".", &[])
         }),
         ("create a topic with a name of 250 characters", |b| {
             let name = "n".repeat(250);
@@ -596,21 +600,11 @@ fn single() -> Vec<Single> {
             ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
         }),
         ("create a topic with an unknown config", |b| {
-            let r = create_topics(
-                vec![create("unknown-config", 1, 1, &[("no.such.config", "1")])],
-                false,
-            );
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            create_answer(b, "unknown-config", &[("no.such.config", "1")])
         }),
         (
             "create a topic with a config value that does not parse",
-            |b| {
-                let r = create_topics(
-                    vec![create("bad-config", 1, 1, &[("retention.ms", "soon")])],
-                    false,
-                );
-                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
-            },
+            |b| create_answer(b, "bad-config", &[("retention.ms", "soon")]),
         ),
         (
             "create a topic with default partitions and replication factor",
@@ -1567,40 +1561,18 @@ fn single() -> Vec<Single> {
         ),
         (
             "create a topic with compression.gzip.level 10 (gzip's are 1-9 or -1)",
-            |b| {
-                let r = create_topics(
-                    vec![create("gzip-10", 1, 1, &[("compression.gzip.level", "10")])],
-                    false,
-                );
-                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
-            },
+            |b| create_answer(b, "gzip-10", &[("compression.gzip.level", "10")]),
         ),
         (
             "create a topic with compression.zstd.level 23 (zstd's end at 22)",
-            |b| {
-                let r = create_topics(
-                    vec![create("zstd-23", 1, 1, &[("compression.zstd.level", "23")])],
-                    false,
-                );
-                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
-            },
+            |b| create_answer(b, "zstd-23", &[("compression.zstd.level", "23")]),
         ),
         (
             "create a topic with compression.lz4.level 0 (lz4's start at 1)",
-            |b| {
-                let r = create_topics(
-                    vec![create("lz4-0", 1, 1, &[("compression.lz4.level", "0")])],
-                    false,
-                );
-                ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
-            },
+            |b| create_answer(b, "lz4-0", &[("compression.lz4.level", "0")]),
         ),
         ("create a topic with an unknown compression.type", |b| {
-            let r = create_topics(
-                vec![create("bad-codec", 1, 1, &[("compression.type", "brotli")])],
-                false,
-            );
-            ask::<_, CreateTopicsResponse>(b, ApiKey::CreateTopics, 7, &r)
+            create_answer(b, "bad-codec", &[("compression.type", "brotli")])
         }),
         (
             "describe a topic's configs with synonyms: a dynamic broker setting over the default",
@@ -1630,7 +1602,7 @@ fn single() -> Vec<Single> {
         (
             "describe configs with synonyms: a broker's own dynamic setting over the cluster-wide default (--entity-default)",
             |b| {
-                created(b, "defaults", 1, &[])?;
+                created(b, "cluster-defaults", 1, &[])?;
                 let set = |resource: &str, value: Option<&str>| -> Result<String> {
                     broker_config(b, resource, "log.segment.bytes", value)
                 };
@@ -1647,7 +1619,7 @@ fn single() -> Vec<Single> {
                                 ),
                         ])
                 };
-                let topic = describe(2, "defaults", Some(&["segment.bytes"]));
+                let topic = describe(2, "cluster-defaults", Some(&["segment.bytes"]));
                 let own = describe(4, "0", Some(&["log.segment.bytes"]));
                 // By name: Kafka 4.3's metadata holds a cluster-wide
                 // min.insync.replicas from the start, Sluice's none.

@@ -12,7 +12,7 @@ step "system packages"
 missing=()
 # rdkafka-sys builds librdkafka with cmake: it includes curl, OpenSSL and
 # SASL headers (a fresh machine has none of them).
-for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck \
+for pkg in kcat cmake pkg-config zlib1g-dev g++ shellcheck openssl \
   libcurl4-openssl-dev libssl-dev libsasl2-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
@@ -52,7 +52,9 @@ java -version 2>&1 | head -n 1
 
 step "format and lints"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
 shellcheck scripts/*.sh .ci/run e2e/kind/*.sh e2e/k8s/*.sh e2e/kafka/*.sh
 bash -n e2e/kind/run.sh
 # Every decision record is in the index, with its status.
@@ -69,6 +71,9 @@ cargo build --workspace --all-targets --locked
 
 step "rust tests (unit, and e2e with kcat and rdkafka against real broker processes)"
 cargo test --workspace --locked
+
+step "fuzz the SASL token parsers and the SCRAM exchange (cargo-fuzz, nightly, 30 s a target)"
+scripts/fuzz.sh
 
 step "operator against a real kube-apiserver (the controllers in-process)"
 SLUICE_TEST_KUBE_APISERVER="$k8s_bin/kube-apiserver" SLUICE_TEST_ETCD="$k8s_bin/etcd" \

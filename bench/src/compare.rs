@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::cluster::{self, Figures};
@@ -76,8 +75,31 @@ struct Running {
     started_in: Duration,
 }
 
-/// Starts `p` with its data under `dir`; returns once Metadata answers.
-fn start(p: &Peer, dir: &Path, limit: Duration) -> Result<Running> {
+/// The `--broker-client-setting NAME:KEY=VALUE` of each peer, in the
+/// peers' order, after the run's `--client-setting`s.
+fn client_settings(
+    peers: &[Peer],
+    common: &[String],
+    specs: &[String],
+) -> Result<Vec<Vec<String>>> {
+    let mut out: Vec<Vec<String>> = peers.iter().map(|_| common.to_vec()).collect();
+    for s in specs {
+        let (name, setting) = s
+            .split_once(':')
+            .filter(|(_, kv)| kv.contains('='))
+            .with_context(|| format!("--broker-client-setting {s:?}: expected NAME:KEY=VALUE"))?;
+        let i = peers
+            .iter()
+            .position(|p| p.name == name.trim())
+            .with_context(|| format!("--broker-client-setting {s:?}: no --broker {name}"))?;
+        out[i].push(setting.to_string());
+    }
+    Ok(out)
+}
+
+/// Starts `p` with its data under `dir`; returns once Metadata answers
+/// (asked with `settings`, as the run's clients will).
+fn start(p: &Peer, dir: &Path, limit: Duration, settings: &[String]) -> Result<Running> {
     std::fs::create_dir_all(dir)?;
     let ports = cluster::free_ports(2)?;
     let (port, port2) = (ports[0], ports[1]);
@@ -97,8 +119,7 @@ fn start(p: &Peer, dir: &Path, limit: Duration) -> Result<Running> {
         .spawn()
         .with_context(|| format!("starting {}: {command}", p.name))?;
     let bootstrap = format!("127.0.0.1:{port}");
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let probe: BaseConsumer = crate::client_config(&bootstrap, settings)?
         .set("log_level", "0")
         .create()
         .context("creating the metadata probe")?;
@@ -158,6 +179,11 @@ struct Measured {
 pub fn run(a: &CompareArgs) -> Result<()> {
     let peers = peers(&a.brokers)?;
     let node_commands = node_commands(&peers, &a.cluster_brokers)?;
+    let settings = client_settings(
+        &peers,
+        &a.suite.common.client_settings,
+        &a.broker_client_settings,
+    )?;
     let tmp;
     let base = match &a.dir {
         Some(d) => d.clone(),
@@ -176,11 +202,12 @@ pub fn run(a: &CompareArgs) -> Result<()> {
             let p = &peers[i];
             eprintln!("== round {} of {}: {}", round + 1, a.rounds, p.name);
             let dir = base.join(format!("round-{}", round + 1)).join(&p.name);
-            let running = start(p, &dir, Duration::from_secs(a.start_seconds))?;
+            let running = start(p, &dir, Duration::from_secs(a.start_seconds), &settings[i])?;
             let args = SuiteArgs {
                 common: Common {
                     bootstrap: running.bootstrap.clone(),
                     broker_pid: Some(running.child.id()),
+                    client_settings: settings[i].clone(),
                     ..a.suite.common.clone()
                 },
                 markdown: None,

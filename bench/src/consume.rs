@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::procstat::Sampler;
 use crate::produce::{self, Counters, spawn_progress};
 use crate::report::Row;
 use crate::{Common, ConsumeArgs, topic};
 
-pub fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+pub fn consumer(c: &Common, group: &str) -> Result<BaseConsumer> {
+    c.client()?
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -29,7 +28,7 @@ pub fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer> {
 
 /// High watermark of every partition.
 pub fn high_watermarks(c: &Common, partitions: i32) -> Result<Vec<i64>> {
-    let probe = consumer(&c.bootstrap, "sluice-bench-probe")?;
+    let probe = consumer(c, "sluice-bench-probe")?;
     (0..partitions)
         .map(|p| {
             probe
@@ -67,7 +66,7 @@ pub fn read_all(c: &Common, partitions: i32, consumers: usize) -> Result<Row> {
             if mine.is_empty() {
                 return Ok(());
             }
-            let cons = consumer(&c2.bootstrap, "sluice-bench")?;
+            let cons = consumer(&c2, "sluice-bench")?;
             let mut tpl = TopicPartitionList::new();
             for (p, _) in &mine {
                 tpl.add_partition_offset(&c2.topic, *p, Offset::Beginning)?;

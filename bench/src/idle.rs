@@ -19,7 +19,7 @@ pub fn run(a: &IdleArgs) -> Result<Row> {
     let n = a.consumers.max(1);
     let mut consumers: Vec<BaseConsumer> = Vec::with_capacity(n);
     for k in 0..n {
-        let cons = consume::consumer(&c.bootstrap, "sluice-bench-idle")?;
+        let cons = consume::consumer(c, "sluice-bench-idle")?;
         let mut tpl = TopicPartitionList::new();
         for p in (0..c.partitions).filter(|p| *p as usize % n == k) {
             tpl.add_partition_offset(&c.topic, p, Offset::End)?;

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::procstat::Sampler;
 use crate::report::Row;
@@ -28,7 +28,7 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
 
-    let cons = consume::consumer(&c.bootstrap, "sluice-bench-latency")?;
+    let cons = consume::consumer(c, "sluice-bench-latency")?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..c.partitions {
         tpl.add_partition_offset(&c.topic, p, Offset::End)?;
@@ -59,8 +59,8 @@ pub fn run(a: &LatencyArgs) -> Result<Row> {
     // Give the consumer time to resolve its start offsets.
     std::thread::sleep(Duration::from_millis(1500));
 
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
+    let p: BaseProducer = c
+        .client()?
         .set("acks", &a.acks)
         .set("linger.ms", a.linger_ms.to_string())
         .set("enable.idempotence", "false")

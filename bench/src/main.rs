@@ -18,7 +18,7 @@ mod topic;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -86,6 +86,11 @@ pub struct CompareArgs {
     /// Records per second of the steady load the kills are timed under.
     #[arg(long, default_value_t = 1000)]
     pub load_rate: u64,
+    /// NAME:KEY=VALUE: a librdkafka setting for the clients of one
+    /// --broker NAME only (after every --client-setting), e.g. to reach one
+    /// broker over TLS and another over plaintext.
+    #[arg(long = "broker-client-setting", value_name = "NAME:KEY=VALUE")]
+    pub broker_client_settings: Vec<String>,
     #[command(flatten)]
     pub suite: SuiteArgs,
 }
@@ -142,6 +147,10 @@ pub struct Common {
     /// Hard limit on the run's wall time, in seconds; every loop stops at it.
     #[arg(long, default_value_t = 600)]
     pub max_seconds: u64,
+    /// KEY=VALUE: a librdkafka setting for every client of the run (as
+    /// kcat's -X), e.g. `security.protocol=ssl`.
+    #[arg(long = "client-setting", value_name = "KEY=VALUE")]
+    pub client_settings: Vec<String>,
 }
 
 /// Producer settings.
@@ -263,6 +272,25 @@ impl Common {
     pub fn deadline(&self) -> std::time::Instant {
         std::time::Instant::now() + Duration::from_secs(self.max_seconds)
     }
+
+    /// A librdkafka configuration for this run's broker: the bootstrap and
+    /// every `--client-setting`.
+    pub fn client(&self) -> Result<rdkafka::ClientConfig> {
+        client_config(&self.bootstrap, &self.client_settings)
+    }
+}
+
+/// A librdkafka configuration for `bootstrap` with `settings` (KEY=VALUE).
+pub fn client_config(bootstrap: &str, settings: &[String]) -> Result<rdkafka::ClientConfig> {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for s in settings {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("client setting {s:?}: expected KEY=VALUE"))?;
+        c.set(k.trim(), v.trim());
+    }
+    Ok(c)
 }
 
 fn main() -> Result<()> {

@@ -84,10 +84,9 @@ impl Outcome {
     }
 }
 
-pub fn producer_config(bootstrap: &str, o: &ProducerOpts) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("acks", &o.acks)
+pub fn producer_config(common: &Common, o: &ProducerOpts) -> Result<ClientConfig> {
+    let mut c = common.client()?;
+    c.set("acks", &o.acks)
         .set("compression.type", &o.compression)
         .set("batch.size", o.batch_size.to_string())
         .set("linger.ms", o.linger_ms.to_string())
@@ -95,7 +94,7 @@ pub fn producer_config(bootstrap: &str, o: &ProducerOpts) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "1048576")
         .set("enable.idempotence", "false")
         .set("message.timeout.ms", "60000");
-    c
+    Ok(c)
 }
 
 /// Produces `o.count` records (or for `o.duration` seconds) with
@@ -120,7 +119,7 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
         } else {
             per
         };
-        let cfg = producer_config(&c.bootstrap, o);
+        let cfg = producer_config(c, o)?;
         let counters = Arc::clone(&counters);
         let value = Arc::clone(&value);
         let topic = c.topic.clone();

@@ -3,18 +3,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::Common;
 
-fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating admin client")
+fn admin(c: &Common) -> Result<AdminClient<DefaultClientContext>> {
+    c.client()?.create().context("creating admin client")
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -23,7 +19,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Creates the topic fresh: an existing one of that name is deleted first.
 pub fn recreate(c: &Common, name: &str, partitions: i32) -> Result<()> {
-    let a = admin(&c.bootstrap)?;
+    let a = admin(c)?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let _ = block_on(a.delete_topics(&[name], &opts));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -52,7 +48,7 @@ pub fn delete(c: &Common, name: &str) -> Result<()> {
     if c.keep_topic {
         return Ok(());
     }
-    let a = admin(&c.bootstrap)?;
+    let a = admin(c)?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     block_on(a.delete_topics(&[name], &opts)).context("DeleteTopics")?;
     Ok(())

@@ -315,3 +315,56 @@ fn compare_mode_measures_three_node_clusters_with_kills_under_load() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn client_settings_reach_a_tls_listener() -> Result<()> {
+    // The TLS rows of docs/performance.md: the same tool over SSL, with
+    // librdkafka settings as kcat's -X takes them.
+    let dir = tempfile::tempdir()?;
+    let authority = sluice_e2e::certs::TestCa::new("bench CA")?;
+    let ca = authority.write(&dir.path().join("ca.crt"))?;
+    let server = authority.server(dir.path(), "broker")?;
+    let [plain, tls] = sluice_e2e::free_ports::<2>()?;
+    let listeners = format!("PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{tls}");
+    let keystore = server.keystore.display().to_string();
+    let _b = BrokerProcess::start_listening(
+        &dir.path().join("data"),
+        plain,
+        &[
+            "--listeners",
+            &listeners,
+            "--ssl-keystore-location",
+            &keystore,
+        ],
+    )?;
+    let ca_setting = format!("ssl.ca.location={}", ca.display());
+    let tls_bootstrap = format!("127.0.0.1:{tls}");
+    let json = bench(&[
+        "produce",
+        "--bootstrap",
+        &tls_bootstrap,
+        "--client-setting",
+        "security.protocol=ssl",
+        "--client-setting",
+        &ca_setting,
+        "--count",
+        "2000",
+        "--message-size",
+        "100",
+        "--json",
+    ])?;
+    let rows: serde_json::Value = serde_json::from_str(&json)?;
+    ensure!(
+        rows[0]["records"] == 2000 && rows[0]["errors"] == 0,
+        "{json}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["produce", "--client-setting", "no-equals-sign"])
+        .output()?;
+    ensure!(
+        !bad.status.success()
+            && String::from_utf8_lossy(&bad.stderr).contains("expected KEY=VALUE"),
+        "{bad:?}"
+    );
+    Ok(())
+}

@@ -102,6 +102,8 @@ pub struct Broker {
     /// have changed): the replication loops wait on it when they have
     /// nothing to time.
     pub roles: tokio::sync::watch::Sender<u64>,
+    /// TLS, SASL and the limits on failed logins, for every connection.
+    pub security: crate::security::Security,
     /// Its membership in the metadata quorum.
     cluster: Arc<Cluster>,
 }
@@ -175,7 +177,11 @@ impl Broker {
 
     /// Opens the data directory: the topics hosted here and every
     /// partition log (recovering what an unclean stop left behind).
-    pub fn open(config: BrokerConfig, cluster: Arc<Cluster>) -> Result<Arc<Self>> {
+    pub fn open(
+        config: BrokerConfig,
+        cluster: Arc<Cluster>,
+        security: crate::security::Security,
+    ) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).at(&dir)?;
         let store = MetadataStore::open(&dir)?;
@@ -232,6 +238,7 @@ impl Broker {
         let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
         let fetch_permits = (config.fetch_memory_max_bytes / 1024) as usize;
         let broker = Broker {
+            security,
             config,
             metadata: Mutex::new(store),
             replicas,

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub partitions: IntGauge,
     pub log_size_bytes: IntGauge,
     pub malformed_requests: IntCounter,
+    /// Failed TLS handshakes and SASL authentications, by listener and
+    /// mechanism (`TLS`, `PLAIN`, `SCRAM-SHA-256`, ...).
+    pub authentication_failures: IntCounterVec,
+    pub authentications: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +101,22 @@ impl Metrics {
         registry
             .register(Box::new(errors.clone()))
             .expect("unique metric");
+        let by_mechanism = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["listener", "mechanism"])
+                .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let authentication_failures = by_mechanism(
+            "sluice_network_authentication_failures_total",
+            "Failed TLS handshakes and SASL authentications; the connection was closed.",
+        );
+        let authentications = by_mechanism(
+            "sluice_network_authentications_total",
+            "Successful TLS handshakes and SASL authentications.",
+        );
         let request_latency = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_network_request_duration_seconds",
@@ -136,6 +156,8 @@ impl Metrics {
             partitions,
             log_size_bytes,
             malformed_requests,
+            authentication_failures,
+            authentications,
         }
     }
 

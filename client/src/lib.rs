@@ -142,9 +142,16 @@ impl ClusterInfo {
     }
 }
 
-#[derive(Debug)]
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+/// What a TLS connection trusts and presents: rustls' client
+/// configuration (roots, and a client certificate for mutual TLS).
+pub type TlsConfig = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
+
 pub struct AdminClient {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     versions: HashMap<i16, (i16, i16)>,
     correlation: i32,
     timeout: Duration,
@@ -180,6 +187,28 @@ async fn open(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Result<T
     }))
 }
 
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("versions", &self.versions.len())
+            .field("correlation", &self.correlation)
+            .finish()
+    }
+}
+
+/// The name a TLS server at `addr` (`host:port`) must prove it is.
+fn server_name(addr: &str) -> Result<rustls_pki_types::ServerName<'static>, AdminError> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|e| AdminError::Connect {
+        addr: addr.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    })
+}
+
 impl AdminClient {
     /// Connects and negotiates API versions.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, AdminError> {
@@ -194,14 +223,39 @@ impl AdminClient {
         source: Option<std::net::IpAddr>,
         timeout: Duration,
     ) -> Result<Self, AdminError> {
-        let stream = tokio::time::timeout(timeout, open(addr, source))
+        Self::connect_with(addr, source, None, timeout).await
+    }
+
+    /// Like [`connect_from`](Self::connect_from), over TLS when `tls` is
+    /// given (an SSL listener): the server's certificate is verified for
+    /// the host of `addr`, and the client's presented if `tls` has one.
+    pub async fn connect_with(
+        addr: &str,
+        source: Option<std::net::IpAddr>,
+        tls: Option<TlsConfig>,
+        timeout: Duration,
+    ) -> Result<Self, AdminError> {
+        let connect = async {
+            let tcp = open(addr, source).await?;
+            let _ = tcp.set_nodelay(true);
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(tcp),
+                Some(config) => {
+                    let name =
+                        server_name(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let connector = tokio_rustls::TlsConnector::from(config);
+                    Box::new(connector.connect(name, tcp).await?)
+                }
+            };
+            Ok::<_, std::io::Error>(stream)
+        };
+        let stream = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| AdminError::Timeout(timeout))?
             .map_err(|source| AdminError::Connect {
                 addr: addr.to_string(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
         let mut c = AdminClient {
             stream,
             versions: HashMap::new(),

@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,8 +49,52 @@ func brokerBin(t *testing.T) string {
 	return bin
 }
 
-// freePort is a port nothing listens on now.
+// Ports handed out by freePort: the next one to try, per process.
+var (
+	portMu   sync.Mutex
+	nextPort = -1
+)
+
+// testPortsFrom is the lowest port test listeners take.
+const testPortsFrom = 20000
+
+// ephemeralStart is the first port of the kernel's ephemeral range, where
+// outgoing connections get their source ports.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				return n
+			}
+		}
+	}
+	return 32768
+}
+
+// freePort is a port nothing listens on now, from below the ephemeral
+// range (as the Rust harness's free_port_list): no outgoing connection of
+// a broker already started takes it before its broker binds it, and a
+// process never hands a port out twice.
 func freePort(t *testing.T) int {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	end := min(ephemeralStart(), 65536)
+	if span := end - testPortsFrom; span > 1000 {
+		if nextPort < 0 {
+			nextPort = (os.Getpid() * 7919) % span
+		}
+		for range span {
+			port := testPortsFrom + nextPort%span
+			nextPort++
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				l.Close()
+				return port
+			}
+		}
+	}
+	// No room below the ephemeral range: the kernel's choice.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,8 @@
 # Kafka runs with its shipped defaults (heap as kafka-server-start.sh sets
 # it), except what a cluster of N on one machine needs: internal topics'
 # replication factor min(N, 3), and no initial group rebalance delay.
-# KAFKA_HEAP_OPTS overrides the heap. Needs java (17+), mvn and kcat.
+# KAFKA_HEAP_OPTS overrides the heap; KAFKA_EXTRA_PROPERTIES names a file
+# of settings added to every node's. Needs java (17+), mvn and kcat.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -73,6 +74,12 @@ share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$((rf < 2 ? rf : 2))
 group.initial.rebalance.delay.ms=0
 EOF
+  # KAFKA_EXTRA_PROPERTIES: a file of settings added after these (a key
+  # given again there wins), for a peer configured otherwise (listeners,
+  # SASL, an authorizer).
+  if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    cat "$KAFKA_EXTRA_PROPERTIES" >>"$node/server.properties"
+  fi
   java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$node/server.properties" \
     >"$node/format.log" 2>&1 || die "formatting node $i: $(tail -n 5 "$node/format.log")"
 }

@@ -74,9 +74,13 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, data_dir, extra=()):
+    def __init__(self, data_dir, extra=(), port=None):
+        """`port`: when `extra` gives the listeners, the one of them that
+        readiness is waited on and `bootstrap` names."""
         self.data_dir = pathlib.Path(data_dir)
         self.port, self.metrics_port = free_ports(2)
+        if port is not None:
+            self.port = port
         self.extra = list(extra)
         self.log_path = self.data_dir.with_suffix(".log")
         self.proc = None
@@ -92,7 +96,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [
                 binary,
-                "--listeners", f"127.0.0.1:{self.port}",
+                *([] if "--listeners" in self.extra else ["--listeners", f"127.0.0.1:{self.port}"]),
                 "--metrics-listener", f"127.0.0.1:{self.metrics_port}",
                 "--log-dirs", str(self.data_dir),
                 *self.extra,
@@ -143,8 +147,8 @@ def own_broker(tmp_path):
     """A broker of the test's own, for tests that kill or reconfigure it."""
     started = []
 
-    def make(*extra):
-        b = Broker(tmp_path / f"data{len(started)}", extra).start()
+    def make(*extra, port=None):
+        b = Broker(tmp_path / f"data{len(started)}", extra, port=port).start()
         started.append(b)
         return b
 

@@ -24,9 +24,25 @@ impl ApacheKafka {
     /// Starts `n` nodes (ids `0..n`, all voting) with data under `dir`;
     /// returns once Metadata lists all of them.
     pub fn start(dir: &Path, n: usize) -> Result<Self> {
+        Self::start_with(dir, n, |_, _| String::new())
+    }
+
+    /// As [`ApacheKafka::start`], with settings added to each node's
+    /// `server.properties` (a key given again wins): `extra(port,
+    /// controller_port)` of node 0 (the nodes share them).
+    pub fn start_with(
+        dir: &Path,
+        n: usize,
+        extra: impl FnOnce(u16, u16) -> String,
+    ) -> Result<Self> {
         let ports = free_port_list(2 * n)?;
         let list = |ps: &[u16]| ps.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let extra_file = dir.join("extra.properties");
+        std::fs::write(&extra_file, extra(ports[0], ports[n]))
+            .with_context(|| format!("writing {}", extra_file.display()))?;
         let out = Command::new(script())
+            .env("KAFKA_EXTRA_PROPERTIES", &extra_file)
             .arg("start")
             .arg(dir)
             .arg(list(&ports[..n]))

@@ -219,6 +219,23 @@ impl BrokerProcess {
         Ok(b)
     }
 
+    /// Starts a broker whose `extra` flags give its own `--listeners`;
+    /// `port` is one of them (the one readiness is waited on and
+    /// [`bootstrap`](Self::bootstrap) names).
+    pub fn start_listening(data_dir: &Path, port: u16, extra: &[&str]) -> Result<Self> {
+        let [metrics_port] = free_ports::<1>()?;
+        let mut b = BrokerProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            port,
+            metrics_port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log_path: data_dir.with_extension("log"),
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
     /// A cluster member, not started yet: its cluster flags, then `extra`.
     fn member(
         data_dir: PathBuf,
@@ -271,9 +288,11 @@ impl BrokerProcess {
                 cmd.env_remove(k);
             }
         }
+        if !self.extra.iter().any(|a| a == "--listeners") {
+            cmd.arg("--listeners")
+                .arg(format!("127.0.0.1:{}", self.port));
+        }
         let child = cmd
-            .arg("--listeners")
-            .arg(format!("127.0.0.1:{}", self.port))
             .arg("--metrics-listener")
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .arg("--log-dirs")
@@ -433,6 +452,7 @@ pub fn kcat() -> Option<&'static str> {
 }
 
 pub mod apache_kafka;
+pub mod certs;
 pub mod java;
 pub mod links;
 pub mod rd;

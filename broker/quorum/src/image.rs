@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 pub use crate::model::{
-    BrokerRegistration, Command, MetadataImage, Outcome, PartitionState, Refusal, TopicState,
+    Acl, BrokerRegistration, Command, MetadataImage, Outcome, PartitionState, Refusal,
+    ScramCredential, TopicState,
 };
 
 impl MetadataImage {
@@ -32,6 +33,7 @@ impl MetadataImage {
                 id,
                 incarnation,
                 kafka_address,
+                listeners,
                 internal_address,
                 rack,
                 directory_id,
@@ -56,6 +58,7 @@ impl MetadataImage {
                         epoch,
                         incarnation: *incarnation,
                         kafka_address: kafka_address.clone(),
+                        listeners: listeners.clone(),
                         internal_address: internal_address.clone(),
                         rack: rack.clone(),
                         directory_id: *directory_id,
@@ -179,6 +182,34 @@ impl MetadataImage {
                 }
                 if configs.is_empty() {
                     self.broker_configs.remove(resource);
+                }
+                Ok(Outcome::Ok)
+            }
+            Command::AlterScramCredentials { changes } => {
+                if changes.iter().any(|(user, _, _)| user.is_empty()) {
+                    return Err(Refusal::Invalid(
+                        "a SCRAM credential for an empty user name".into(),
+                    ));
+                }
+                for (user, mechanism, credential) in changes {
+                    let of_user = self.scram_credentials.entry(user.clone()).or_default();
+                    match credential {
+                        Some(c) => of_user.insert(mechanism.clone(), c.clone()),
+                        None => of_user.remove(mechanism),
+                    };
+                    if of_user.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
+                Ok(Outcome::Ok)
+            }
+            Command::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                Ok(Outcome::Ok)
+            }
+            Command::DeleteAcls { acls } => {
+                for a in acls {
+                    self.acls.remove(a);
                 }
                 Ok(Outcome::Ok)
             }
@@ -336,6 +367,7 @@ mod tests {
             id,
             incarnation,
             kafka_address: format!("b{id}:9092"),
+            listeners: Default::default(),
             internal_address: format!("b{id}:9093"),
             rack: None,
             directory_id: Default::default(),
@@ -405,6 +437,7 @@ mod tests {
             id: 4,
             incarnation: 77,
             kafka_address: String::new(),
+            listeners: Default::default(),
             internal_address: String::new(),
             rack: None,
             directory_id: Default::default(),

@@ -23,8 +23,10 @@ use crate::types::Node;
 pub struct MemberConfig {
     pub quorum: QuorumConfig,
     pub broker_id: i32,
-    /// Advertised Kafka listener.
+    /// Advertised inter-broker Kafka listener.
     pub kafka_address: String,
+    /// Every advertised Kafka listener by name.
+    pub listeners: std::collections::BTreeMap<String, String>,
     /// This member's internal listener as other brokers reach it (empty:
     /// the address it was bound to).
     pub internal_address: String,
@@ -335,6 +337,7 @@ async fn liveness_loop(
         id: cfg.broker_id,
         incarnation,
         kafka_address: cfg.kafka_address.clone(),
+        listeners: cfg.listeners.clone(),
         internal_address: cfg.internal_address.clone(),
         rack: cfg.rack.clone(),
         directory_id: node.directory_id(),
@@ -660,6 +663,7 @@ mod tests {
                 epoch: 4,
                 incarnation: 9,
                 kafka_address: "127.0.0.1:9092".into(),
+                listeners: Default::default(),
                 internal_address: "127.0.0.1:9093".into(),
                 rack: None,
                 directory_id: Default::default(),

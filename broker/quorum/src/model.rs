@@ -17,8 +17,14 @@ pub struct BrokerRegistration {
     /// Chosen by the broker process at start: a repeated registration of
     /// the same incarnation (a retry) gets the same epoch back.
     pub incarnation: u64,
-    /// Kafka listener advertised to clients, `host:port`.
+    /// The inter-broker Kafka listener, `host:port`: where followers fetch.
     pub kafka_address: String,
+    /// Every Kafka listener by name (`PLAINTEXT`, `SSL`, ...) -> its
+    /// advertised `host:port`: a client is given the brokers' addresses
+    /// on the listener it came in on. Empty in a registration of an older
+    /// broker: `kafka_address` is then its only listener.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
     /// Internal (gRPC) listener, `host:port`.
     pub internal_address: String,
     pub rack: Option<String>,
@@ -30,6 +36,18 @@ pub struct BrokerRegistration {
     /// A fenced broker leads nothing and is in no ISR: it stopped
     /// heartbeating, or shut down.
     pub fenced: bool,
+}
+
+impl BrokerRegistration {
+    /// The advertised `host:port` of this broker's listener `name`; `None`
+    /// when it has no such listener (Kafka leaves such a broker out of
+    /// the answer on that listener).
+    pub fn endpoint(&self, name: &str) -> Option<&str> {
+        if self.listeners.is_empty() {
+            return Some(&self.kafka_address);
+        }
+        self.listeners.get(name).map(String::as_str)
+    }
 }
 
 /// One partition's replica set and leadership.
@@ -72,6 +90,39 @@ pub struct MetadataImage {
     /// under its id. Every broker applies its own over the defaults.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials (Kafka's UserScramCredentialRecords): user ->
+    /// mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`) -> the salted
+    /// keys. Never a password.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// ACLs (Kafka's AccessControlEntryRecords), each once.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub acls: std::collections::BTreeSet<Acl>,
+}
+
+/// One access control entry, with Kafka's codes: resource type (2 topic,
+/// 3 group, 4 cluster, 5 transactional id, 6 delegation token, 7 user),
+/// pattern type (3 literal, 4 prefixed), operation (2 all .. 15), and
+/// permission (2 deny, 3 allow).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Acl {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+/// One user's SCRAM credential for one mechanism (RFC 5802's stored
+/// values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 /// A change to the metadata, as written to the quorum's log.
@@ -85,6 +136,8 @@ pub enum Command {
         id: i32,
         incarnation: u64,
         kafka_address: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        listeners: BTreeMap<String, String>,
         internal_address: String,
         rack: Option<String>,
         #[serde(default, skip_serializing_if = "uuid::Uuid::is_nil")]
@@ -149,6 +202,19 @@ pub enum Command {
         resource: String,
         changes: Vec<(String, Option<String>)>,
     },
+    /// Sets (`Some`) or deletes (`None`) SCRAM credentials, each
+    /// `(user, mechanism, credential)`, all at once.
+    AlterScramCredentials {
+        changes: Vec<(String, String, Option<ScramCredential>)>,
+    },
+    /// Adds ACLs (one already there is kept once).
+    CreateAcls {
+        acls: Vec<Acl>,
+    },
+    /// Removes these exact ACLs (one not there is no error).
+    DeleteAcls {
+        acls: Vec<Acl>,
+    },
 }
 
 impl Command {
@@ -166,6 +232,9 @@ impl Command {
             Command::ChangePartition { .. } => "ChangePartition",
             Command::ReassignPartition { .. } => "ReassignPartition",
             Command::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
+            Command::AlterScramCredentials { .. } => "AlterScramCredentials",
+            Command::CreateAcls { .. } => "CreateAcls",
+            Command::DeleteAcls { .. } => "DeleteAcls",
         }
     }
 }

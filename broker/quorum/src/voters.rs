@@ -271,6 +271,7 @@ mod tests {
                 epoch: 1,
                 incarnation: 1,
                 kafka_address: format!("b{id}:9092"),
+                listeners: Default::default(),
                 internal_address: format!("b{id}:9093"),
                 rack: None,
                 directory_id: dir,

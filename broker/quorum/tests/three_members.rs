@@ -41,6 +41,7 @@ fn register(id: i32) -> Command {
         id,
         incarnation: 1,
         kafka_address: format!("127.0.0.1:{}", 9000 + id),
+        listeners: Default::default(),
         internal_address: format!("127.0.0.1:{}", 9100 + id),
         rack: None,
         directory_id: Default::default(),

@@ -8,6 +8,9 @@
 //! an error that names it.
 
 pub mod dynamic;
+pub mod listeners;
+
+pub use listeners::{Listener, Listeners, SecurityProtocol};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,13 +51,73 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_NODE_ID", value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: Option<i32>,
 
-    /// Address the Kafka listener binds, `host:port` or `PLAINTEXT://host:port`. [default: 127.0.0.1:9092]
+    /// The Kafka listeners, `NAME://host:port,...` (a bare `host:port` is a PLAINTEXT listener; an empty host binds every interface). [default: PLAINTEXT://127.0.0.1:9092]
     #[arg(long, env = "SLUICE_LISTENERS")]
     pub listeners: Option<String>,
 
-    /// Address given to clients in metadata. [default: the listener address]
+    /// Addresses given to clients in metadata, `NAME://host:port,...`, per listener. [default: each listener's bind address]
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
     pub advertised_listeners: Option<String>,
+
+    /// Security protocol of each listener, `NAME:PROTOCOL,...` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL). [default: a listener named after a protocol has that protocol]
+    #[arg(long, env = "SLUICE_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+
+    /// The listener brokers replicate over (PLAINTEXT or SSL). [default: the only listener, or the one named PLAINTEXT]
+    #[arg(long, env = "SLUICE_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+
+    /// Key store of the SSL and SASL_SSL listeners: a PEM file with the private key and the certificate chain, reloaded when it changes.
+    #[arg(long, env = "SLUICE_SSL_KEYSTORE_LOCATION")]
+    pub ssl_keystore_location: Option<PathBuf>,
+
+    /// Format of the key store; only PEM. [default: PEM]
+    #[arg(long, env = "SLUICE_SSL_KEYSTORE_TYPE")]
+    pub ssl_keystore_type: Option<String>,
+
+    /// PEM CA certificates that client certificates must chain to, reloaded when it changes.
+    #[arg(long, env = "SLUICE_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+
+    /// Format of the trust store; only PEM. [default: PEM]
+    #[arg(long, env = "SLUICE_SSL_TRUSTSTORE_TYPE")]
+    pub ssl_truststore_type: Option<String>,
+
+    /// Client certificates on TLS listeners: none, requested or required. [default: none]
+    #[arg(long, env = "SLUICE_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
+
+    /// How a client certificate's subject becomes a principal: DEFAULT and RULE:pattern/replacement/[LU], in order. [default: DEFAULT]
+    #[arg(long, env = "SLUICE_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
+
+    /// SASL mechanisms of the SASL_PLAINTEXT and SASL_SSL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. [default: SCRAM-SHA-256,SCRAM-SHA-512]
+    #[arg(long, env = "SLUICE_SASL_ENABLED_MECHANISMS")]
+    pub sasl_enabled_mechanisms: Option<String>,
+
+    /// Users of SASL/PLAIN: a file of `user=password` lines, read at each login.
+    #[arg(long, env = "SLUICE_SASL_PLAIN_USERS_FILE")]
+    pub sasl_plain_users_file: Option<PathBuf>,
+
+    /// Longest SASL session before the client must re-authenticate (KIP-368); 0: as long as the connection. [default: 0]
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub connections_max_reauth_ms: Option<i64>,
+
+    /// How long the answer to a failed authentication is held back. [default: 100]
+    #[arg(long, env = "SLUICE_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
+
+    /// The authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer (or kafka.security.authorizer.AclAuthorizer) enforces ACLs; empty allows everything. [default: empty]
+    #[arg(long, env = "SLUICE_AUTHORIZER_CLASS_NAME")]
+    pub authorizer_class_name: Option<String>,
+
+    /// Principals every ACL check allows, `User:admin;User:broker`.
+    #[arg(long, env = "SLUICE_SUPER_USERS")]
+    pub super_users: Option<String>,
+
+    /// Allow a request on a resource that has no ACL at all. [default: false]
+    #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 
     /// Data directory. [default: ./sluice-data]
     #[arg(long, env = "SLUICE_LOG_DIRS")]
@@ -307,9 +370,10 @@ fn parse_voters(text: &str) -> std::result::Result<BTreeMap<i32, String>, Voters
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
-    pub listener: SocketAddr,
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    pub listeners: Listeners,
+    pub ssl: crate::security::SslConfig,
+    pub sasl: crate::security::SaslConfig,
+    pub acl: crate::security::acl::AclConfig,
     pub data_dir: PathBuf,
     pub metrics_listener: SocketAddr,
     pub rack: Option<String>,
@@ -402,26 +466,89 @@ impl BrokerConfig {
     }
 
     fn resolve(c: Cli) -> Result<Self> {
-        let listener_text = c.listeners.unwrap_or_else(|| "127.0.0.1:9092".to_string());
-        let listener: SocketAddr = strip_scheme(&listener_text).parse().map_err(|e| {
-            Error::config(
-                "listeners",
-                format!("`{listener_text}` is not host:port: {e}"),
-            )
-        })?;
-        let (advertised_host, advertised_port) = match c.advertised_listeners {
-            Some(a) => parse_host_port(strip_scheme(&a)).ok_or_else(|| {
-                Error::config("advertised.listeners", format!("`{a}` is not host:port"))
-            })?,
-            None => {
-                if listener.ip().is_unspecified() {
+        let listeners = Listeners::resolve(
+            c.listeners.as_deref(),
+            c.listener_security_protocol_map.as_deref(),
+            c.advertised_listeners.as_deref(),
+            c.inter_broker_listener_name.as_deref(),
+        )?;
+        for (setting, value) in [
+            ("ssl.keystore.type", &c.ssl_keystore_type),
+            ("ssl.truststore.type", &c.ssl_truststore_type),
+        ] {
+            if let Some(v) = value {
+                if !v.trim().eq_ignore_ascii_case("PEM") {
                     return Err(Error::config(
-                        "advertised.listeners",
-                        format!("must be set when listeners binds a wildcard address ({listener})"),
+                        setting,
+                        format!("`{v}`: only PEM key and trust stores are read"),
                     ));
                 }
-                (listener.ip().to_string(), listener.port())
             }
+        }
+        let client_auth = match &c.ssl_client_auth {
+            Some(v) => crate::security::ClientAuth::parse(v).ok_or_else(|| {
+                Error::config(
+                    "ssl.client.auth",
+                    format!("`{v}` is not none, requested or required"),
+                )
+            })?,
+            None => crate::security::ClientAuth::None,
+        };
+        let ssl = crate::security::SslConfig {
+            keystore: c.ssl_keystore_location.clone(),
+            truststore: c.ssl_truststore_location.clone(),
+            client_auth,
+            principal_mapping_rules: c
+                .ssl_principal_mapping_rules
+                .clone()
+                .unwrap_or_else(|| "DEFAULT".into()),
+        };
+        crate::security::principal::PrincipalBuilder::parse(&ssl.principal_mapping_rules)?;
+        if listeners.any_tls() && ssl.keystore.is_none() {
+            return Err(Error::config(
+                "ssl.keystore.location",
+                "must be set for an SSL or SASL_SSL listener",
+            ));
+        }
+        let mut sasl = crate::security::SaslConfig::default();
+        if let Some(text) = &c.sasl_enabled_mechanisms {
+            sasl.enabled = crate::security::SaslConfig::parse_mechanisms(text)?;
+        }
+        sasl.plain_users = c.sasl_plain_users_file.clone();
+        sasl.max_reauth_ms = c.connections_max_reauth_ms.unwrap_or(0);
+        if let Some(d) = c.connection_failed_authentication_delay_ms {
+            sasl.failed_delay_ms = d;
+        }
+        if listeners.any_sasl()
+            && sasl
+                .enabled
+                .contains(&crate::security::sasl::Mechanism::Plain)
+            && sasl.plain_users.is_none()
+        {
+            return Err(Error::config(
+                "sasl.plain.users.file",
+                "must be set when sasl.enabled.mechanisms has PLAIN",
+            ));
+        }
+        let acl = crate::security::acl::AclConfig {
+            enabled: match c.authorizer_class_name.as_deref().map(str::trim) {
+                None | Some("") => false,
+                Some(name) if crate::security::acl::AUTHORIZERS.contains(&name) => true,
+                Some(other) => {
+                    return Err(Error::config(
+                        "authorizer.class.name",
+                        format!(
+                            "`{other}` is not served; ACLs are enforced with {}",
+                            crate::security::acl::AUTHORIZERS[0]
+                        ),
+                    ));
+                }
+            },
+            super_users: crate::security::acl::AclConfig::parse_super_users(
+                c.super_users.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| Error::config("super.users", e))?,
+            allow_if_no_acl: c.allow_everyone_if_no_acl_found.unwrap_or(false),
         };
         let explicit = [
             ("min.insync.replicas", c.min_insync_replicas.is_some()),
@@ -446,9 +573,10 @@ impl BrokerConfig {
         let cfg = BrokerConfig {
             explicit,
             node_id: c.node_id.unwrap_or(1),
-            listener,
-            advertised_host,
-            advertised_port,
+            listeners,
+            ssl,
+            sasl,
+            acl,
             data_dir: c.log_dirs.unwrap_or_else(|| PathBuf::from("sluice-data")),
             metrics_listener: c
                 .metrics_listener
@@ -500,7 +628,7 @@ impl BrokerConfig {
             if voters.is_empty() {
                 ClusterConfig::default().internal_listener
             } else {
-                SocketAddr::new(cfg.listener.ip(), 9093)
+                SocketAddr::new(cfg.listeners.inter_broker().bind.ip(), 9093)
             }
         });
         let internal_advertised = match &c.internal_advertised_listener {
@@ -514,7 +642,11 @@ impl BrokerConfig {
                 a.clone()
             }
             None if voters.is_empty() => String::new(),
-            None => format!("{}:{}", cfg.advertised_host, internal_listener.port()),
+            None => format!(
+                "{}:{}",
+                cfg.listeners.inter_broker().advertised_host,
+                internal_listener.port()
+            ),
         };
         let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
         let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(1000);
@@ -572,7 +704,7 @@ impl BrokerConfig {
     /// A test configuration: ephemeral ports on loopback, the given data dir.
     pub fn for_tests(data_dir: &Path) -> Self {
         BrokerConfig {
-            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: Listeners::plaintext(SocketAddr::from(([127, 0, 0, 1], 0))),
             metrics_listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
             ..Self::default()
@@ -592,17 +724,10 @@ fn setting_names() -> Vec<(String, String)> {
         .collect()
 }
 
-fn strip_scheme(s: &str) -> &str {
-    s.split_once("://").map(|(_, rest)| rest).unwrap_or(s)
-}
+use listeners::parse_host_port;
 
-fn parse_host_port(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_string(), port.parse().ok()?))
+fn path_text(p: Option<&Path>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// Reads a properties file: `name=value` lines, `#` or `!` comments.
@@ -666,6 +791,21 @@ fn merge(over: Cli, under: Cli) -> Cli {
         node_id,
         listeners,
         advertised_listeners,
+        listener_security_protocol_map,
+        inter_broker_listener_name,
+        ssl_keystore_location,
+        ssl_keystore_type,
+        ssl_truststore_location,
+        ssl_truststore_type,
+        ssl_client_auth,
+        ssl_principal_mapping_rules,
+        sasl_enabled_mechanisms,
+        sasl_plain_users_file,
+        connections_max_reauth_ms,
+        connection_failed_authentication_delay_ms,
+        authorizer_class_name,
+        super_users,
+        allow_everyone_if_no_acl_found,
         log_dirs,
         metrics_listener,
         broker_rack,
@@ -714,12 +854,61 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 43] = [
+        let rows: [(&str, String); 56] = [
             ("node.id", self.node_id.to_string()),
-            ("listeners", self.listener.to_string()),
+            ("listeners", self.listeners.bind_text()),
+            ("advertised.listeners", self.listeners.advertised_text()),
+            ("listener.security.protocol.map", self.listeners.map_text()),
             (
-                "advertised.listeners",
-                format!("{}:{}", self.advertised_host, self.advertised_port),
+                "inter.broker.listener.name",
+                self.listeners.inter_broker.clone(),
+            ),
+            (
+                "ssl.keystore.location",
+                path_text(self.ssl.keystore.as_deref()),
+            ),
+            (
+                "ssl.truststore.location",
+                path_text(self.ssl.truststore.as_deref()),
+            ),
+            ("ssl.client.auth", self.ssl.client_auth.name().to_string()),
+            (
+                "ssl.principal.mapping.rules",
+                self.ssl.principal_mapping_rules.clone(),
+            ),
+            ("sasl.enabled.mechanisms", self.sasl.mechanisms_text()),
+            (
+                "sasl.plain.users.file",
+                path_text(self.sasl.plain_users.as_deref()),
+            ),
+            (
+                "connections.max.reauth.ms",
+                self.sasl.max_reauth_ms.to_string(),
+            ),
+            (
+                "connection.failed.authentication.delay.ms",
+                self.sasl.failed_delay_ms.to_string(),
+            ),
+            (
+                "authorizer.class.name",
+                if self.acl.enabled {
+                    crate::security::acl::AUTHORIZERS[0].to_string()
+                } else {
+                    String::new()
+                },
+            ),
+            (
+                "super.users",
+                self.acl
+                    .super_users
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            (
+                "allow.everyone.if.no.acl.found",
+                self.acl.allow_if_no_acl.to_string(),
             ),
             ("log.dirs", self.data_dir.display().to_string()),
             ("metrics.listener", self.metrics_listener.to_string()),
@@ -929,7 +1118,8 @@ mod tests {
     #[test]
     fn defaults_need_no_flags() {
         let c = load(&[], &[]).expect("defaults");
-        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.listeners.first().bind.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.listeners.first().name, "PLAINTEXT");
         assert_eq!(c.node_id, 1);
         assert_eq!(c.data_dir, PathBuf::from("sluice-data"));
         assert_eq!(c.metrics_listener.port(), 9464);
@@ -991,6 +1181,6 @@ mod tests {
             &[],
         )
         .expect("ok");
-        assert_eq!(c.advertised_host, "kafka-0.kafka");
+        assert_eq!(c.listeners.first().advertised_host, "kafka-0.kafka");
     }
 }

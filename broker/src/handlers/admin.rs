@@ -18,6 +18,7 @@ use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::replica::TopicPartition;
+use crate::security::acl::{self, Authorizer};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -26,6 +27,7 @@ pub async fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -35,16 +37,24 @@ pub async fn create_partitions(
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
                 .collect::<Vec<_>>()
         });
-        let outcome = broker
-            .grow_topic(&name, t.count, assignment, req.validate_only)
-            .await;
+        // As Kafka's controller: ALTER on the topic.
+        let outcome = if authz.topic(acl::op::ALTER, &name) {
+            broker
+                .grow_topic(&name, t.count, assignment, req.validate_only)
+                .await
+        } else {
+            Err((code::TOPIC_AUTHORIZATION_FAILED, String::new()))
+        };
         let r = CreatePartitionsTopicResult::default()
             .with_name(t.name)
             .with_error_message(None);
         results.push(match outcome {
             Ok(()) => r,
             // Kafka names no unknown topic here.
-            Err((c, _)) if c == code::UNKNOWN_TOPIC_OR_PARTITION => {
+            Err((c, _))
+                if c == code::UNKNOWN_TOPIC_OR_PARTITION
+                    || c == code::TOPIC_AUTHORIZATION_FAILED =>
+            {
                 count_error(broker, "CreatePartitions", c);
                 r.with_error_code(c)
             }
@@ -61,6 +71,7 @@ pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
@@ -77,6 +88,7 @@ pub async fn incremental_alter_configs(
             .collect();
         let outcome = alter_resource(
             broker,
+            authz,
             r.resource_type,
             r.resource_name.as_str(),
             |_| Ok(changes),
@@ -103,6 +115,7 @@ pub async fn alter_configs(
     broker: &Arc<Broker>,
     req: AlterConfigsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as Legacy;
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -114,6 +127,7 @@ pub async fn alter_configs(
             .collect();
         let outcome = alter_resource(
             broker,
+            authz,
             r.resource_type,
             r.resource_name.as_str(),
             |current| replacing(current, &given),
@@ -161,15 +175,19 @@ fn replacing(
     Ok(changes)
 }
 
-/// One resource's config change: `changes` is given the names of the
-/// configs the resource sets now.
+/// One resource's config change, if the principal may make it:
+/// `changes` is given the names of the configs the resource sets now.
 async fn alter_resource(
     broker: &Arc<Broker>,
+    authz: &Authorizer<'_>,
     resource_type: i8,
     name: &str,
     changes: impl FnOnce(&[String]) -> Result<Changes, (i16, String)>,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
+    if let Some((c, m)) = refused(authz, resource_type, name) {
+        return Err((c, m.to_string()));
+    }
     match resource_type {
         TOPIC => {
             let current = broker.topic_overrides(name).unwrap_or_default();
@@ -216,7 +234,22 @@ async fn alter_resource(
     }
 }
 
-/// A resource's `(error_code, error_message)`, counted when an error.
+/// The error for altering a resource's configs without ALTER_CONFIGS on
+/// it (a topic) or on the cluster (a broker), as Kafka checks.
+fn refused(authz: &Authorizer<'_>, resource_type: i8, name: &str) -> Option<(i16, &'static str)> {
+    match resource_type {
+        TOPIC if !authz.topic(acl::op::ALTER_CONFIGS, name) => {
+            Some((code::TOPIC_AUTHORIZATION_FAILED, acl::message::TOPIC))
+        }
+        BROKER if !authz.cluster(acl::op::ALTER_CONFIGS) => {
+            Some((code::CLUSTER_AUTHORIZATION_FAILED, acl::message::CLUSTER))
+        }
+        _ => None,
+    }
+}
+
+/// A resource's `(error_code, error_message)`, counted when an error; an
+/// error without a message has none (Kafka's null).
 fn answer(
     broker: &Broker,
     api: &'static str,
@@ -224,6 +257,10 @@ fn answer(
 ) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
     match outcome {
         Ok(()) => (0, None),
+        Err((c, m)) if m.is_empty() => {
+            count_error(broker, api, c);
+            (c, None)
+        }
         Err((c, m)) => {
             count_error(broker, api, c);
             (c, Some(str_bytes(m)))
@@ -235,20 +272,25 @@ pub fn delete_records(
     broker: &Arc<Broker>,
     req: DeleteRecordsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let deletes = authz.topic(acl::op::DELETE, &name);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    let r = match broker.replicas.get(&TopicPartition::new(name.clone(), p.partition_index)) {
-                        None => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_low_watermark(-1),
-                        Some(part) => match part.delete_records(p.offset) {
+                    let found = deletes
+                        .then(|| broker.replicas.get(&TopicPartition::new(name.clone(), p.partition_index)));
+                    let r = match found {
+                        None => base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED).with_low_watermark(-1),
+                        Some(None) => base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_low_watermark(-1),
+                        Some(Some(part)) => match part.delete_records(p.offset) {
                             Ok(low) => base.with_low_watermark(low),
                             Err(Error::OffsetOutOfRange { .. }) => {
                                 base.with_error_code(code::OFFSET_OUT_OF_RANGE).with_low_watermark(-1)
@@ -277,7 +319,12 @@ pub fn describe_log_dirs(
     broker: &Arc<Broker>,
     req: DescribeLogDirsRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> DescribeLogDirsResponse {
+    if !authz.cluster(acl::op::DESCRIBE) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let mut partitions: Vec<_> = broker.replicas.all();
     partitions.sort_by(|a, b| a.tp.cmp(&b.tp));
     let wanted = |tp: &TopicPartition| match &req.topics {

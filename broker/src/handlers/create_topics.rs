@@ -11,6 +11,7 @@ use super::{code, count_error, str_bytes};
 use crate::broker::{Broker, CreateTopicError, NewTopic};
 use crate::metadata::TopicConfigs;
 use crate::metadata::cluster_topics::AssignmentError;
+use crate::security::acl::{self, Authorizer};
 
 fn error_code(e: &CreateTopicError) -> i16 {
     match e {
@@ -33,7 +34,10 @@ pub async fn handle(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> CreateTopicsResponse {
+    // As Kafka's controller: CREATE on the cluster, or on each topic.
+    let cluster_create = authz.cluster(acl::op::CREATE);
     // A name given twice in one request is an error for every copy (Kafka).
     let mut seen = std::collections::HashMap::new();
     for t in &req.topics {
@@ -52,13 +56,27 @@ pub async fn handle(
                 .with_error_message(Some(str_bytes(format!(
                     "Create topics request from client contains a duplicate topic: {name}"
                 ))))
+        } else if !cluster_create && !authz.topic(acl::op::CREATE, &name) {
+            result
+                .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                .with_error_message(Some(str_bytes(acl::message::TOPIC)))
         } else if req.timeout_ms <= 0 {
             // Kafka's controller takes the timeout as the deadline of the
             // whole change: none at all times it out, and nothing is created.
             result.with_error_code(code::REQUEST_TIMED_OUT)
         } else {
             let timeout = std::time::Duration::from_millis(req.timeout_ms as u64);
-            create_one(broker, t, req.validate_only, version, result, timeout).await
+            let r = create_one(broker, t, req.validate_only, version, result, timeout).await;
+            if r.error_code == 0 && !authz.topic(acl::op::DESCRIBE_CONFIGS, &name) {
+                // Created, but what it was created with is not for this
+                // principal to see.
+                r.with_configs(Some(Vec::new()))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_topic_config_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+            } else {
+                r
+            }
         };
         count_error(broker, "CreateTopics", r.error_code);
         topics.push(r);

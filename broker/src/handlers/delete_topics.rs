@@ -8,11 +8,13 @@ use uuid::Uuid;
 
 use super::{code, count_error, str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::security::acl::{self, Authorizer};
 
 pub async fn handle(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> DeleteTopicsResponse {
     // v6 sends `topics` (name or id); earlier versions send `topic_names`.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
@@ -28,14 +30,19 @@ pub async fn handle(
     };
     let mut responses = Vec::new();
     for (name, id) in targets {
-        let r = delete_one(broker, name, id).await;
+        let r = delete_one(broker, name, id, authz).await;
         count_error(broker, "DeleteTopics", r.error_code);
         responses.push(r);
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> DeletableTopicResult {
+async fn delete_one(
+    broker: &Broker,
+    name: Option<String>,
+    id: Uuid,
+    authz: &Authorizer<'_>,
+) -> DeletableTopicResult {
     let resolved = match &name {
         Some(n) => Some(n.clone()),
         None => broker
@@ -54,6 +61,18 @@ async fn delete_one(broker: &Broker, name: Option<String>, id: Uuid) -> Deletabl
             .with_error_code(code::UNKNOWN_TOPIC_ID)
             .with_error_message(Some(str_bytes(format!("Topic id {id} does not exist."))));
     };
+    // As Kafka's controller: DELETE on the cluster or the topic; a topic
+    // named by id that the principal may not describe keeps its name.
+    if !authz.cluster(acl::op::DELETE) && !authz.topic(acl::op::DELETE, &n) {
+        let base = if name.is_none() && !authz.topic(acl::op::DESCRIBE, &n) {
+            base.with_name(None)
+        } else {
+            base
+        };
+        return base
+            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+            .with_error_message(Some(str_bytes(acl::message::TOPIC)));
+    }
     match broker.remove_topic(&n).await {
         Ok(Some(meta)) => base.with_topic_id(meta.id),
         Ok(None) => base

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{code, count_error, str_bytes};
 use crate::broker::Broker;
+use crate::security::acl::{self, Authorizer};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -21,6 +22,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     req: DescribeConfigsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> DescribeConfigsResponse {
     let results = req
         .resources
@@ -32,6 +34,14 @@ pub fn handle(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let result = match r.resource_type {
+                // As Kafka: DESCRIBE_CONFIGS on the topic, or on the
+                // cluster for a broker.
+                TOPIC if !authz.topic(acl::op::DESCRIBE_CONFIGS, r.resource_name.as_str()) => base
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(str_bytes(acl::message::TOPIC))),
+                BROKER if !authz.cluster(acl::op::DESCRIBE_CONFIGS) => base
+                    .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(str_bytes(acl::message::CLUSTER))),
                 TOPIC => {
                     let meta = broker.topic_metadata_anywhere(r.resource_name.as_str());
                     match meta {

@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::replica::{Partition, TopicPartition};
 use crate::partition::throttle;
+use crate::security::acl::{self, Authorizer};
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -40,6 +41,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     req: FetchRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> (FetchResponse, Held) {
     if req.session_id != 0 {
         // We never hand out session ids, so a client cannot hold one.
@@ -49,6 +51,17 @@ pub async fn handle(
             None,
         );
     }
+    // A follower's fetch (a replica id): it reads up to the log end, and
+    // its fetch offset is its progress, which moves the high watermark.
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica >= 0).then_some(replica);
+    // As Kafka: a follower needs CLUSTER_ACTION, a consumer READ on each
+    // topic; a refused partition answers TOPIC_AUTHORIZATION_FAILED.
+    let replicates = follower.is_none() || authz.cluster(acl::op::CLUSTER_ACTION);
     let by_id = version >= 13;
     let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();
@@ -75,6 +88,11 @@ pub async fn handle(
         for p in &t.partitions {
             let found = match &name {
                 None => Err(code::UNKNOWN_TOPIC_ID),
+                Some(n)
+                    if !replicates || (follower.is_none() && !authz.topic(acl::op::READ, n)) =>
+                {
+                    Err(code::TOPIC_AUTHORIZATION_FAILED)
+                }
                 Some(n) => broker.led_partition(&TopicPartition::new(n.clone(), p.partition)),
             };
             wanted.push(Wanted {
@@ -88,14 +106,6 @@ pub async fn handle(
             });
         }
     }
-    // A follower's fetch (a replica id): it reads up to the log end, and
-    // its fetch offset is its progress, which moves the high watermark.
-    let replica = if version >= 15 {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
-    let follower = (replica >= 0).then_some(replica);
     let leader_rate =
         follower.and_then(|_| broker.throttle_rate("leader.replication.throttled.rate"));
     if let (Some(f), Some(_)) = (follower, leader_rate) {
@@ -299,8 +309,8 @@ fn read_one(
         .with_records(Some(Bytes::new()))
         .with_aborted_transactions(read_committed.then(Vec::new));
     // As Kafka answers an errored partition: offsets unknown (-1); a topic
-    // or partition it does not know (found before any read) also gets an
-    // empty list of aborted transactions.
+    // or partition it does not know or may not read (found before any
+    // read) also gets an empty list of aborted transactions.
     let failed = |c: i16| {
         let pd = base
             .clone()
@@ -308,7 +318,12 @@ fn read_one(
             .with_high_watermark(-1)
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1);
-        if c == code::UNKNOWN_TOPIC_OR_PARTITION || c == code::UNKNOWN_TOPIC_ID {
+        if matches!(
+            c,
+            code::UNKNOWN_TOPIC_OR_PARTITION
+                | code::UNKNOWN_TOPIC_ID
+                | code::TOPIC_AUTHORIZATION_FAILED
+        ) {
             pd.with_aborted_transactions(Some(Vec::new()))
         } else {
             pd

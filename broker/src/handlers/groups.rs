@@ -22,8 +22,11 @@ use crate::broker::Broker;
 use crate::coordinator::group::coordinator::Pending;
 use crate::coordinator::group::offsets_log;
 use crate::coordinator::group::state::{JoinRequest, JoinResult, code as gcode};
-use crate::protocol::code::GROUP_ID_NOT_FOUND;
 use crate::protocol::code::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NONE, NOT_COORDINATOR};
+use crate::protocol::code::{
+    GROUP_AUTHORIZATION_FAILED, GROUP_ID_NOT_FOUND, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+};
+use crate::security::acl::{self, Authorizer};
 
 /// The protocol name of a JoinGroup answer that names none (an error):
 /// null from v7, empty before (not nullable there), as Kafka's.
@@ -43,8 +46,26 @@ pub fn find_coordinator(
     broker: &Arc<Broker>,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
+    authz: &Authorizer<'_>,
 ) -> FindCoordinatorResponse {
     let answer_error = |key: &str| -> (i16, Option<String>) {
+        // As Kafka: DESCRIBE on the group or transactional id first.
+        let (kind, denied, message) = match req.key_type {
+            0 => (
+                acl::resource::GROUP,
+                GROUP_AUTHORIZATION_FAILED,
+                acl::message::GROUP,
+            ),
+            _ => (
+                acl::resource::TRANSACTIONAL_ID,
+                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "Transactional Id authorization failed.",
+            ),
+        };
+        if !authz.allows(acl::op::DESCRIBE, kind, key) {
+            return (denied, Some(message.into()));
+        }
         if req.key_type != 0 {
             // Not retriable: transactions are not served at all yet.
             return (
@@ -62,7 +83,7 @@ pub fn find_coordinator(
         if error != 0 {
             return (error, message, BrokerId(-1), Default::default(), -1);
         }
-        match broker.group_coordinator(key) {
+        match broker.group_coordinator(key, listener) {
             // Kafka's message for no error is the error's name.
             Ok((id, host, port)) => (0, Some("NONE".into()), BrokerId(id), str_bytes(host), port),
             Err(e) => (
@@ -154,8 +175,16 @@ pub async fn join_group(
     version: i16,
     client_id: String,
     peer: std::net::SocketAddr,
+    authz: &Authorizer<'_>,
 ) -> JoinGroupResponse {
     let group = group_id(&req.group_id);
+    if !authz.group(acl::op::READ, &group) {
+        count_error(broker, "JoinGroup", GROUP_AUTHORIZATION_FAILED);
+        return JoinGroupResponse::default()
+            .with_error_code(GROUP_AUTHORIZATION_FAILED)
+            .with_generation_id(-1)
+            .with_protocol_name(no_protocol(version));
+    }
     let error = |e: i16| {
         count_error(broker, "JoinGroup", e);
         JoinGroupResponse::default()
@@ -228,9 +257,11 @@ pub async fn sync_group(
     broker: &Arc<Broker>,
     req: SyncGroupRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> SyncGroupResponse {
     let group = group_id(&req.group_id);
-    if let Some(e) = broker.coordinator_error(&group) {
+    let refused = (!authz.group(acl::op::READ, &group)).then_some(GROUP_AUTHORIZATION_FAILED);
+    if let Some(e) = refused.or_else(|| broker.coordinator_error(&group)) {
         count_error(broker, "SyncGroup", e);
         return SyncGroupResponse::default().with_error_code(e);
     }
@@ -268,8 +299,15 @@ pub async fn sync_group(
     }
 }
 
-pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
-    if let Some(e) = broker.coordinator_error(&group_id(&req.group_id)) {
+pub fn heartbeat(
+    broker: &Arc<Broker>,
+    req: HeartbeatRequest,
+    _version: i16,
+    authz: &Authorizer<'_>,
+) -> HeartbeatResponse {
+    let group = group_id(&req.group_id);
+    let refused = (!authz.group(acl::op::READ, &group)).then_some(GROUP_AUTHORIZATION_FAILED);
+    if let Some(e) = refused.or_else(|| broker.coordinator_error(&group)) {
         count_error(broker, "Heartbeat", e);
         return HeartbeatResponse::default().with_error_code(e);
     }
@@ -286,9 +324,11 @@ pub fn leave_group(
     broker: &Arc<Broker>,
     req: LeaveGroupRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> LeaveGroupResponse {
     let group = group_id(&req.group_id);
-    if let Some(e) = broker.coordinator_error(&group) {
+    let refused = (!authz.group(acl::op::READ, &group)).then_some(GROUP_AUTHORIZATION_FAILED);
+    if let Some(e) = refused.or_else(|| broker.coordinator_error(&group)) {
         count_error(broker, "LeaveGroup", e);
         return LeaveGroupResponse::default().with_error_code(e);
     }
@@ -332,13 +372,26 @@ pub fn describe_groups(
     broker: &Arc<Broker>,
     req: DescribeGroupsRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> DescribeGroupsResponse {
+    let operations = req.include_authorized_operations;
     let groups = req
         .groups
         .into_iter()
         .map(|g| {
             let id = group_id(&g);
             let base = DescribedGroup::default().with_group_id(g);
+            if !authz.group(acl::op::DESCRIBE, &id) {
+                count_error(broker, "DescribeGroups", GROUP_AUTHORIZATION_FAILED);
+                return base
+                    .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                    .with_error_message((version >= 6).then(|| str_bytes(acl::message::GROUP)));
+            }
+            let base = if operations {
+                base.with_authorized_operations(authz.operations(acl::resource::GROUP, &id))
+            } else {
+                base
+            };
             match broker.groups.describe(&id) {
                 // Kafka describes an unknown group as Dead, without error.
                 None => base.with_group_state(str_bytes("Dead")),
@@ -374,7 +427,11 @@ pub fn list_groups(
     broker: &Arc<Broker>,
     req: ListGroupsRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> ListGroupsResponse {
+    // As Kafka: every group with DESCRIBE on the cluster, else those the
+    // principal may describe.
+    let all = authz.cluster(acl::op::DESCRIBE);
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = broker
@@ -383,6 +440,7 @@ pub fn list_groups(
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|(id, _, _)| all || authz.group(acl::op::DESCRIBE, id))
         .map(|(id, pt, state)| {
             let g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))
@@ -406,13 +464,18 @@ pub fn delete_groups(
     broker: &Arc<Broker>,
     req: DeleteGroupsRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> DeleteGroupsResponse {
     let results = req
         .groups_names
         .into_iter()
         .map(|g| {
             let id = group_id(&g);
-            let error = match broker.groups.deletable(&id) {
+            let deletable = match authz.group(acl::op::DELETE, &id) {
+                true => broker.groups.deletable(&id),
+                false => Err(GROUP_AUTHORIZATION_FAILED),
+            };
+            let error = match deletable {
                 Err(e) => e,
                 Ok(keys) => {
                     let tombstones: Vec<(Bytes, Option<Bytes>)> = keys

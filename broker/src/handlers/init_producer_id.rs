@@ -7,13 +7,33 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use super::{code, count_error};
 use crate::broker::Broker;
+use crate::security::acl::{self, Authorizer};
 
 pub fn handle(
     broker: &Arc<Broker>,
     req: InitProducerIdRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> InitProducerIdResponse {
-    let resp = if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+    // As Kafka: WRITE on the transactional id; without one,
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let denied = match &req.transactional_id {
+        Some(t) if !authz.allows(acl::op::WRITE, acl::resource::TRANSACTIONAL_ID, t) => {
+            Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        }
+        None if !authz.cluster(acl::op::IDEMPOTENT_WRITE)
+            && !authz.any_of_type(acl::op::WRITE, acl::resource::TOPIC) =>
+        {
+            Some(code::CLUSTER_AUTHORIZATION_FAILED)
+        }
+        _ => None,
+    };
+    let resp = if let Some(e) = denied {
+        InitProducerIdResponse::default()
+            .with_error_code(e)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    } else if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
         // As Kafka: an empty transactional id is not one.
         InitProducerIdResponse::default()
             .with_error_code(code::INVALID_REQUEST)

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::{code, count_error};
 use crate::broker::Broker;
 use crate::partition::replica::{Partition, TopicPartition};
+use crate::security::acl::{self, Authorizer};
 use crate::storage::records::first_record_at_or_after;
 
 const LATEST: i64 = -1;
@@ -18,21 +19,30 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: ListOffsetsRequest,
+    version: i16,
+    authz: &Authorizer<'_>,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let describes = authz.topic(acl::op::DESCRIBE, &name);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let r = match broker
-                        .led_partition(&TopicPartition::new(name.clone(), p.partition_index))
-                    {
+                    let found = if describes {
+                        broker.led_partition(&TopicPartition::new(name.clone(), p.partition_index))
+                    } else {
+                        Err(code::TOPIC_AUTHORIZATION_FAILED)
+                    };
+                    let r = match found {
                         Err(c) => base.with_error_code(c),
                         Ok(part) => {
                             lookup(&part, p.timestamp, p.current_leader_epoch, version, base)

@@ -18,6 +18,7 @@ use crate::broker::{Broker, CreateTopicError, NewTopic, validate_topic_name};
 use crate::metadata::TopicConfigs;
 use crate::metadata::cluster::Cluster;
 use crate::protocol::code::LEADER_NOT_AVAILABLE;
+use crate::security::acl::{Authorizer, CLUSTER_NAME, op, resource};
 
 /// `host:port` into its parts (registrations are validated at start).
 pub(crate) fn split(address: &str) -> (String, i32) {
@@ -27,23 +28,37 @@ pub(crate) fn split(address: &str) -> (String, i32) {
     }
 }
 
-/// The live brokers, and of the fenced ones those in `also`.
-pub fn brokers(img: &MetadataImage, also: &BTreeSet<i32>) -> Vec<MetadataResponseBroker> {
+/// The live brokers, and of the fenced ones those in `also`, at their
+/// addresses on `listener` (a broker without that listener is left out,
+/// as Kafka does).
+pub fn brokers(
+    img: &MetadataImage,
+    also: &BTreeSet<i32>,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
     img.brokers
         .values()
         .filter(|b| !b.fenced || also.contains(&b.id))
-        .map(|b| {
-            let (host, port) = split(&b.kafka_address);
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(host))
-                .with_port(port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = split(b.endpoint(listener)?);
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect()
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+    authz: &Authorizer<'_>,
+) -> MetadataResponse {
     let cluster = Arc::clone(broker.cluster());
     let all = match &req.topics {
         None => true,
@@ -54,12 +69,41 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
     let mut topics = Vec::new();
     if all {
         let img = cluster.image();
-        topics.extend(img.topics.iter().map(|(n, t)| describe(&img, n, t)));
+        // A topic the principal may not describe is left out.
+        topics.extend(
+            img.topics
+                .iter()
+                .filter(|(n, _)| authz.topic(op::DESCRIBE, n))
+                .map(|(n, t)| describe(&img, n, t)),
+        );
     } else {
         for t in req.topics.unwrap_or_default() {
             let r = match t.name {
-                Some(name) => by_name(broker, name.as_str(), may_create).await,
-                None => by_id(&cluster.image(), t.topic_id),
+                Some(name) if !authz.topic(op::DESCRIBE, name.as_str()) => {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(name))
+                        .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                }
+                Some(name) => {
+                    let create = may_create.then(|| {
+                        authz.cluster(op::CREATE) || authz.topic(op::CREATE, name.as_str())
+                    });
+                    by_name(broker, name.as_str(), create).await
+                }
+                None => {
+                    let mut r = by_id(&cluster.image(), t.topic_id);
+                    if r.name
+                        .as_ref()
+                        .is_some_and(|n| !authz.topic(op::DESCRIBE, n.as_str()))
+                    {
+                        // As Kafka: the id is no secret, the name is.
+                        r = MetadataResponseTopic::default()
+                            .with_name(None)
+                            .with_topic_id(t.topic_id)
+                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
+                    r
+                }
             };
             topics.push(r);
         }
@@ -67,18 +111,36 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
     if !all {
         wait_for_gone_leaders(&cluster, &mut topics).await;
     }
-    for t in &topics {
+    for t in &mut topics {
         count_error(broker, "Metadata", t.error_code);
+        // As Kafka, for every topic answered but those refused.
+        if version >= 8
+            && req.include_topic_authorized_operations
+            && t.error_code != code::TOPIC_AUTHORIZATION_FAILED
+        {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations = authz.operations(resource::TOPIC, name.as_str());
+            }
+        }
     }
     let img = cluster.image();
-    MetadataResponse::default()
-        .with_brokers(brokers(&img, &cluster.recently_fenced(&img)))
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers(&img, &cluster.recently_fenced(&img), listener))
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
-        .with_topics(topics)
+        .with_topics(topics);
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = match authz.cluster(op::DESCRIBE) {
+            true => authz.operations(resource::CLUSTER, CLUSTER_NAME),
+            false => 0,
+        };
+    }
+    resp
 }
 
-async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> MetadataResponseTopic {
+/// `create`: `None` when the request does not auto-create, else whether
+/// the principal may create the topic.
+async fn by_name(broker: &Arc<Broker>, name: &str, create: Option<bool>) -> MetadataResponseTopic {
     let error = |code: i16| {
         MetadataResponseTopic::default()
             .with_name(Some(topic_name(name)))
@@ -94,8 +156,11 @@ async fn by_name(broker: &Arc<Broker>, name: &str, may_create: bool) -> Metadata
         return error(code::INVALID_TOPIC_EXCEPTION);
     }
     let internal = name == crate::coordinator::group::OFFSETS_TOPIC;
-    if !may_create && !internal {
-        return error(code::UNKNOWN_TOPIC_OR_PARTITION);
+    match create {
+        _ if internal => {}
+        None => return error(code::UNKNOWN_TOPIC_OR_PARTITION),
+        Some(false) => return error(code::TOPIC_AUTHORIZATION_FAILED),
+        Some(true) => {}
     }
     let new = if internal {
         match broker.offsets_topic_spec() {

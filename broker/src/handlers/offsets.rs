@@ -24,15 +24,19 @@ use crate::partition::replica::TopicPartition;
 use crate::protocol::code::{
     COORDINATOR_NOT_AVAILABLE, GROUP_SUBSCRIBED_TO_TOPIC, OFFSET_METADATA_TOO_LARGE,
 };
+use crate::security::acl::{self, Authorizer};
 use crate::storage::log::now_ms;
 
 pub fn offset_commit(
     broker: &Arc<Broker>,
     req: OffsetCommitRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let group_error = match broker.coordinator_error(&group) {
+    // As Kafka: READ on the group, then READ on each topic.
+    let denied = (!authz.group(acl::op::READ, &group)).then_some(code::GROUP_AUTHORIZATION_FAILED);
+    let group_error = match denied.or_else(|| broker.coordinator_error(&group)) {
         Some(e) => e,
         None => broker.groups.validate_commit(
             &group,
@@ -48,6 +52,7 @@ pub fn offset_commit(
     let mut answers: Vec<Vec<(i32, i16)>> = Vec::new();
     for t in &req.topics {
         let name = t.name.0.to_string();
+        let reads = authz.topic(acl::op::READ, &name);
         let mut parts = Vec::new();
         for p in &t.partitions {
             let metadata = p
@@ -57,6 +62,8 @@ pub fn offset_commit(
                 .unwrap_or_default();
             let error = if group_error != code::NONE {
                 group_error
+            } else if !reads {
+                code::TOPIC_AUTHORIZATION_FAILED
             } else if metadata.len() > MAX_OFFSET_METADATA {
                 OFFSET_METADATA_TOO_LARGE
             } else if broker
@@ -130,6 +137,7 @@ pub fn offset_fetch(
     broker: &Arc<Broker>,
     req: OffsetFetchRequest,
     version: i16,
+    authz: &Authorizer<'_>,
 ) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = req
@@ -141,9 +149,7 @@ pub fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect::<Vec<_>>()
                 });
-                let topics = broker
-                    .groups
-                    .offsets(&g.group_id.0, wanted)
+                let topics = describable_offsets(broker, authz, &g.group_id.0, wanted)
                     .into_iter()
                     .map(|(t, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -151,19 +157,22 @@ pub fn offset_fetch(
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, v)| {
+                                    .map(|(p, v, error)| {
                                         let (offset, epoch, meta) = view(&v);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(str_bytes(meta)))
+                                            .with_error_code(error)
                                     })
                                     .collect(),
                             )
                     })
                     .collect();
-                match broker.coordinator_error(&g.group_id.0) {
+                let denied = (!authz.group(acl::op::DESCRIBE, &g.group_id.0))
+                    .then_some(code::GROUP_AUTHORIZATION_FAILED);
+                match denied.or_else(|| broker.coordinator_error(&g.group_id.0)) {
                     Some(e) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(e),
@@ -175,7 +184,9 @@ pub fn offset_fetch(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    if let Some(e) = broker.coordinator_error(&req.group_id.0) {
+    let denied = (!authz.group(acl::op::DESCRIBE, &req.group_id.0))
+        .then_some(code::GROUP_AUTHORIZATION_FAILED);
+    if let Some(e) = denied.or_else(|| broker.coordinator_error(&req.group_id.0)) {
         // v1 has no error field: its clients only meet single-node brokers.
         if version >= 2 {
             return OffsetFetchResponse::default().with_error_code(e);
@@ -186,9 +197,7 @@ pub fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect::<Vec<_>>()
     });
-    let topics = broker
-        .groups
-        .offsets(&req.group_id.0, wanted)
+    let topics = describable_offsets(broker, authz, &req.group_id.0, wanted)
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
@@ -196,12 +205,13 @@ pub fn offset_fetch(
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, v)| {
+                        .map(|(p, v, error)| {
                             let (offset, epoch, meta) = view(&v);
                             let r = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(str_bytes(meta)));
+                                .with_metadata(Some(str_bytes(meta)))
+                                .with_error_code(error);
                             if version >= 5 {
                                 r.with_committed_leader_epoch(epoch)
                             } else {
@@ -215,12 +225,61 @@ pub fn offset_fetch(
     OffsetFetchResponse::default().with_topics(topics)
 }
 
+/// A partition's committed offset (if any) and its error.
+type Answered = (i32, Option<CommittedOffset>, i16);
+
+/// A group's committed offsets, as OffsetFetch answers them: with every
+/// topic, those the principal may describe; with named topics, a topic it
+/// may not describe answers TOPIC_AUTHORIZATION_FAILED for each partition
+/// (after the others, as Kafka lists them).
+fn describable_offsets(
+    broker: &Broker,
+    authz: &Authorizer<'_>,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<Answered>)> {
+    let describes = |t: &str| authz.topic(acl::op::DESCRIBE, t);
+    let (wanted, refused) = match wanted {
+        None => (None, Vec::new()),
+        Some(ts) => {
+            let (ok, refused): (Vec<_>, Vec<_>) = ts.into_iter().partition(|(t, _)| describes(t));
+            (Some(ok), refused)
+        }
+    };
+    let mut found: Vec<_> = broker
+        .groups
+        .offsets(group, wanted)
+        .into_iter()
+        .filter(|(t, _)| describes(t))
+        .map(|(t, parts)| {
+            (
+                t,
+                parts.into_iter().map(|(p, v)| (p, v, code::NONE)).collect(),
+            )
+        })
+        .collect();
+    found.extend(refused.into_iter().map(|(t, parts)| {
+        let denied = parts
+            .into_iter()
+            .map(|p| (p, None, code::TOPIC_AUTHORIZATION_FAILED))
+            .collect();
+        (t, denied)
+    }));
+    found
+}
+
 pub fn offset_delete(
     broker: &Arc<Broker>,
     req: OffsetDeleteRequest,
     _version: i16,
+    authz: &Authorizer<'_>,
 ) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
+    // As Kafka: DELETE on the group, then READ on each topic.
+    if !authz.group(acl::op::DELETE, &group) {
+        count_error(broker, "OffsetDelete", code::GROUP_AUTHORIZATION_FAILED);
+        return OffsetDeleteResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let Some((state, subscribed)) = broker.groups.subscriptions(&group) else {
         count_error(broker, "OffsetDelete", super::groups::group_not_found());
         return OffsetDeleteResponse::default().with_error_code(super::groups::group_not_found());
@@ -231,11 +290,14 @@ pub fn offset_delete(
     for t in &req.topics {
         let name = t.name.0.to_string();
         let busy = state != GroupState::Empty && subscribed.contains(&name);
+        let reads = authz.topic(acl::op::READ, &name);
         let parts: Vec<(i32, i16)> = t
             .partitions
             .iter()
             .map(|p| {
-                if busy {
+                if !reads {
+                    (p.partition_index, code::TOPIC_AUTHORIZATION_FAILED)
+                } else if busy {
                     (p.partition_index, GROUP_SUBSCRIBED_TO_TOPIC)
                 } else {
                     tombstones.push((

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{code, count_error, str_bytes};
 use crate::broker::Broker;
 use crate::partition::replica::TopicPartition;
+use crate::security::acl::{self, Authorizer};
 use crate::storage::batch::{self, BatchError};
 
 fn batch_error_code(e: &BatchError) -> i16 {
@@ -61,7 +62,7 @@ impl Appended {
 }
 
 /// Validates and appends every batch of `req`, in order.
-pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest) -> Appended {
+pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest, authz: &Authorizer<'_>) -> Appended {
     let acks = req.acks;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -69,6 +70,7 @@ pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest) -> Appended {
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
+        let writes = authz.topic(acl::op::WRITE, &name);
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let resp = if !matches!(acks, -1..=1) {
@@ -76,6 +78,12 @@ pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest) -> Appended {
                     pd.index,
                     code::INVALID_REQUIRED_ACKS,
                     format!("acks={acks} is not one of -1, 0, 1"),
+                )
+            } else if !writes {
+                failed(
+                    pd.index,
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                    format!("WRITE on topic {name} is not allowed"),
                 )
             } else if req.transactional_id.is_some() {
                 failed(

@@ -126,7 +126,8 @@ impl Cluster {
         let member = Member::start(MemberConfig {
             quorum,
             broker_id: cfg.node_id,
-            kafka_address: format!("{}:{}", cfg.advertised_host, cfg.advertised_port),
+            kafka_address: cfg.listeners.inter_broker().advertised(),
+            listeners: cfg.listeners.advertised(),
             internal_address: cc.internal_advertised.clone(),
             rack: cfg.rack.clone(),
             heartbeat_interval: Duration::from_millis(cc.heartbeat_interval_ms),
@@ -422,6 +423,7 @@ mod tests {
                     epoch: *epoch,
                     incarnation: *epoch,
                     kafka_address: format!("127.0.0.1:{}", 9092 + id),
+                    listeners: Default::default(),
                     internal_address: format!("127.0.0.1:{}", 9192 + id),
                     rack: None,
                     directory_id: Default::default(),

@@ -158,9 +158,14 @@ fn check_manual_assignment(
 
 impl Broker {
     /// Where `group` is coordinated: the leader of its `__consumer_offsets`
-    /// partition, as `(node id, host, port)`, or the error to answer
-    /// (the offsets topic is created through the quorum on first use).
-    pub fn group_coordinator(self: &Arc<Self>, group: &str) -> Result<(i32, String, i32), i16> {
+    /// partition, as `(node id, host, port)` on `listener`, or the error
+    /// to answer (the offsets topic is created through the quorum on first
+    /// use).
+    pub fn group_coordinator(
+        self: &Arc<Self>,
+        group: &str,
+        listener: &str,
+    ) -> Result<(i32, String, i32), i16> {
         let img = self.cluster().image();
         let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
             let b = Arc::clone(self);
@@ -186,7 +191,10 @@ impl Broker {
         let Some(b) = img.brokers.get(&leader).filter(|b| !b.fenced) else {
             return Err(COORDINATOR_NOT_AVAILABLE);
         };
-        let (host, port) = crate::handlers::metadata::split(&b.kafka_address);
+        let Some(address) = b.endpoint(listener) else {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        };
+        let (host, port) = crate::handlers::metadata::split(address);
         Ok((b.id, host, port))
     }
 

@@ -202,9 +202,31 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 continue;
             };
             let source = broker.config.cluster.source_address;
-            match AdminClient::connect_from(&address, source, Duration::from_millis(wait_ms + 5000))
-                .await
-            {
+            // Over TLS when the inter-broker listener is SSL, presenting
+            // this broker's certificate (the leader may require one).
+            let inter = broker.config.listeners.inter_broker();
+            let tls = match inter.protocol {
+                crate::config::SecurityProtocol::Ssl => {
+                    match broker.security.tls.as_ref().and_then(|t| t.connector()) {
+                        Some(c) => Some(c),
+                        None => {
+                            tracing::error!(
+                                leader,
+                                listener = %inter.name,
+                                "cannot follow: inter.broker.listener.name is an SSL listener and ssl.truststore.location is not set, so the leader's certificate cannot be verified"
+                            );
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                                () = broker.shutdown.cancelled() => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let timeout = Duration::from_millis(wait_ms + 5000);
+            match AdminClient::connect_with(&address, source, tls, timeout).await {
                 Ok(c) => {
                     cluster.unsuspect(leader);
                     client = Some(c);

@@ -90,6 +90,13 @@ served! {
     DescribeQuorum: DescribeQuorumRequest, 0..=2;
     AddRaftVoter: AddRaftVoterRequest, 0..=0;
     RemoveRaftVoter: RemoveRaftVoterRequest, 0..=0;
+    SaslHandshake: SaslHandshakeRequest, 0..=1;
+    SaslAuthenticate: SaslAuthenticateRequest, 0..=2;
+    DescribeUserScramCredentials: DescribeUserScramCredentialsRequest, 0..=0;
+    AlterUserScramCredentials: AlterUserScramCredentialsRequest, 0..=0;
+    DescribeAcls: DescribeAclsRequest, 1..=3;
+    CreateAcls: CreateAclsRequest, 1..=3;
+    DeleteAcls: DeleteAclsRequest, 1..=3;
 }
 
 /// The advertised range for `key`, if served.
@@ -123,6 +130,8 @@ mod tests {
     fn names_are_the_keys() {
         assert_eq!(name(ApiKey::Produce), "Produce");
         assert_eq!(name(ApiKey::UnregisterBroker), "UnregisterBroker");
-        assert_eq!(name(ApiKey::SaslHandshake), "Other");
+        assert_eq!(name(ApiKey::SaslHandshake), "SaslHandshake");
+        assert_eq!(name(ApiKey::DescribeAcls), "DescribeAcls");
+        assert_eq!(name(ApiKey::DescribeDelegationToken), "Other");
     }
 }

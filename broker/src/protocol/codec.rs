@@ -43,6 +43,10 @@ pub enum Close {
     },
     #[error("write error: {0}")]
     Write(std::io::Error),
+    /// A request out of place while authenticating, a failed
+    /// authentication (after its answer), or an expired session.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// What to do with a frame whose header cannot be served.

@@ -4,23 +4,46 @@
 //! answered in order once replicated; decision 0021). Other connections
 //! are served concurrently by their own tasks.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::broker::Broker;
 use crate::handlers;
 use crate::protocol::{Close, FrameError, FrameReader};
+use crate::server::Session;
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+/// The read buffer under a TLS stream.
+const TLS_READ_BUFFER: usize = 256 * 1024;
+
+/// How long a TLS client has to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest frame read before a SASL client authenticated (Kafka's
+/// `sasl.server.max.receive.size`): a token is small.
+const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
+
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, mut session: Session) {
+    let peer = session.peer;
     broker.metrics.connections.inc();
-    let result = run(&broker, stream, peer).await;
+    let result = if session.protocol.tls() {
+        match accept_tls(&broker, stream, &mut session).await {
+            Ok(tls) => {
+                let (rd, wr) = tokio::io::split(tls);
+                run(&broker, rd, wr, &mut session).await
+            }
+            Err(reason) => Err(reason),
+        }
+    } else {
+        let (rd, wr) = stream.into_split();
+        run(&broker, rd, wr, &mut session).await
+    };
     broker.metrics.connections.dec();
     match result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
@@ -34,9 +57,61 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
 /// idempotence, up to a million without.
 const MAX_WAITING: usize = 16;
 
-async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), Close> {
-    let max = broker.config.socket_request_max_bytes.max(0) as usize;
-    let (rd, wr) = stream.into_split();
+/// The TLS handshake; on an SSL listener the client certificate (if any)
+/// names the principal.
+async fn accept_tls(
+    broker: &Broker,
+    stream: TcpStream,
+    session: &mut Session,
+) -> Result<tokio_rustls::server::TlsStream<tokio::io::BufReader<TcpStream>>, Close> {
+    let Some(tls) = broker.security.tls.as_ref() else {
+        return Err(Close::Auth("TLS listener without TLS settings".into()));
+    };
+    let failed = |reason: String| {
+        broker
+            .metrics
+            .authentication_failures
+            .with_label_values(&[&session.listener, "TLS"])
+            .inc();
+        tracing::warn!(peer = %session.peer, listener = %session.listener, %reason, "failed authentication (TLS handshake)");
+        Close::Auth(format!("TLS handshake failed: {reason}"))
+    };
+    // rustls takes TLS records from the socket 4 KiB at a time: read
+    // through a buffer, or a large produce costs a system call per 4 KiB.
+    let stream = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
+    let stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => {
+                return Err(failed(format!(
+                    "not completed within {TLS_HANDSHAKE_TIMEOUT:?}"
+                )));
+            }
+        };
+    if !session.protocol.sasl() {
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        session.principal = tls.principal(cert);
+        tracing::debug!(peer = %session.peer, listener = %session.listener, principal = %session.principal, "TLS client authenticated");
+    }
+    broker
+        .metrics
+        .authentications
+        .with_label_values(&[&session.listener, "TLS"])
+        .inc();
+    Ok(stream)
+}
+
+async fn run<R, W>(broker: &Arc<Broker>, rd: R, wr: W, session: &mut Session) -> Result<(), Close>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let max_request = broker.config.socket_request_max_bytes.max(0) as usize;
     let mut reader = BufReader::with_capacity(64 * 1024, rd);
     let mut writer = BufWriter::with_capacity(64 * 1024, wr);
     let mut frames = FrameReader::default();
@@ -60,7 +135,11 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
                 reading = false;
                 continue;
             }
-            f = frames.next(&mut reader, max), if reading && waiting.len() < MAX_WAITING => f,
+            f = frames.next(&mut reader, if session.authenticated() {
+                max_request
+            } else {
+                MAX_UNAUTHENTICATED_FRAME.min(max_request)
+            }), if reading && waiting.len() < MAX_WAITING => f,
             else => break,
         };
         let frame = match frame {
@@ -86,7 +165,7 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
             }
         }
         out.clear();
-        match handlers::handle(broker, frame, &mut out, peer).await? {
+        match handlers::handle(broker, frame, &mut out, session).await? {
             handlers::Reply::Later(answer) => waiting.push_back(answer),
             handlers::Reply::Now(_held) if waiting.is_empty() => {
                 // The fetch memory this response holds is released once
@@ -96,6 +175,10 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
                 // flushing, so their responses go out in one write.
                 if reader.buffer().is_empty() {
                     flush(&mut writer).await?;
+                }
+                if let Some(reason) = session.close_after_reply.take() {
+                    flush(&mut writer).await?;
+                    return Err(Close::Auth(reason));
                 }
             }
             // A produce that did not wait (acks=1), behind ones that do.
@@ -108,13 +191,16 @@ async fn run(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Resul
     flush(&mut writer).await
 }
 
-async fn write(writer: &mut BufWriter<OwnedWriteHalf>, chunks: Vec<Bytes>) -> Result<(), Close> {
+async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut BufWriter<W>,
+    chunks: Vec<Bytes>,
+) -> Result<(), Close> {
     for chunk in chunks {
         writer.write_all(&chunk).await.map_err(Close::Write)?;
     }
     Ok(())
 }
 
-async fn flush(writer: &mut BufWriter<OwnedWriteHalf>) -> Result<(), Close> {
+async fn flush<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>) -> Result<(), Close> {
     writer.flush().await.map_err(Close::Write)
 }

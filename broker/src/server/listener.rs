@@ -11,32 +11,54 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, Listener};
 use crate::error::{Error, Result};
 use crate::metrics::{self, HttpState};
+use crate::security::Security;
+use crate::server::Session;
 
 /// A broker that is serving. Dropping it does not stop it; call
 /// [`RunningBroker::shutdown`].
 #[derive(Debug)]
 pub struct RunningBroker {
     pub broker: Arc<Broker>,
+    /// The first listener's bound address.
     pub kafka_addr: SocketAddr,
+    /// Every listener's name and bound address, in the configured order.
+    pub addresses: Vec<(String, SocketAddr)>,
     pub metrics_addr: SocketAddr,
     tasks: TaskTracker,
     connections: TaskTracker,
 }
 
 /// Opens the data directory, binds the listeners and starts serving.
-pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
-    let kafka = TcpListener::bind(config.listener)
-        .await
-        .map_err(|e| Error::config("listeners", format!("cannot bind {}: {e}", config.listener)))?;
+pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
+    // Key and trust stores are read before anything binds: a wrong path
+    // or a key that does not match is a start-up error that names it.
+    let security = Security::load(&config)?;
+    let mut bound = Vec::new();
+    for l in &mut config.listeners.all {
+        let socket = TcpListener::bind(l.bind).await.map_err(|e| {
+            Error::config(
+                "listeners",
+                format!("{}: cannot bind {}: {e}", l.name, l.bind),
+            )
+        })?;
+        let addr = socket.local_addr().map_err(|e| Error::io("listener", e))?;
+        // Port 0 (tests): advertise the port the system chose.
+        if l.advertised_port == 0 && l.advertised_host == l.bind.ip().to_string() {
+            l.advertised_port = addr.port();
+        }
+        bound.push((l.clone(), socket, addr));
+    }
     let http = metrics::bind(config.metrics_listener).await?;
-    let kafka_addr = kafka.local_addr().map_err(|e| Error::io("listener", e))?;
+    let addresses: Vec<(String, SocketAddr)> =
+        bound.iter().map(|(l, _, a)| (l.name.clone(), *a)).collect();
+    let kafka_addr = addresses[0].1;
     let metrics_addr = http
         .local_addr()
         .map_err(|e| Error::io("metrics listener", e))?;
-    let broker = join_quorum(config).await?;
+    let broker = join_quorum(config, security).await?;
 
     let tasks = TaskTracker::new();
     let connections = TaskTracker::new();
@@ -50,6 +72,9 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(metrics::serve(http, state, broker.shutdown.clone()));
     tasks.spawn(Arc::clone(&broker).run_background());
     tasks.spawn(Arc::clone(&broker).run_cleaner());
+    if let Some(tls) = &broker.security.tls {
+        tasks.spawn(Arc::clone(tls).watch(broker.shutdown.clone()));
+    }
     tasks.spawn(Arc::clone(&broker).run_materializer());
     tasks.spawn(crate::partition::replication::run_fetchers(Arc::clone(
         &broker,
@@ -76,12 +101,26 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
         serving.wait_served(None, Duration::from_secs(5)).await;
         tracing::info!("registered and unfenced: serving clients");
         ready.cancel();
-        accept_loop(serving, kafka, accepted).await;
+        let limit = Arc::new(Semaphore::new(serving.config.max_connections as usize));
+        let loops = bound.into_iter().map(|(l, socket, _)| {
+            accept_loop(
+                Arc::clone(&serving),
+                l,
+                socket,
+                accepted.clone(),
+                Arc::clone(&limit),
+            )
+        });
+        futures::future::join_all(loops).await;
     });
+    for (name, addr) in &addresses {
+        tracing::info!(listener = %name, %addr, "listening");
+    }
     tracing::info!(%kafka_addr, %metrics_addr, node_id = broker.config.node_id, "broker started");
     Ok(RunningBroker {
         broker,
         kafka_addr,
+        addresses,
         metrics_addr,
         tasks,
         connections,
@@ -118,7 +157,7 @@ fn inspect(config: &BrokerConfig) -> Result<DataDir> {
 /// Joins the metadata quorum (this broker alone, or the voters
 /// configured), settles the cluster id and opens the data directory; a
 /// directory of a broker from before the quorum has its topics moved in.
-async fn join_quorum(config: BrokerConfig) -> Result<Arc<Broker>> {
+async fn join_quorum(config: BrokerConfig, security: Security) -> Result<Arc<Broker>> {
     let blocking = |e: tokio::task::JoinError| Error::Metadata(format!("startup task failed: {e}"));
     let cfg = config.clone();
     let dir = tokio::task::spawn_blocking(move || inspect(&cfg))
@@ -149,7 +188,7 @@ async fn join_quorum(config: BrokerConfig) -> Result<Arc<Broker>> {
     }
     tracing::info!(cluster_id = %id, internal = %cluster.internal_address(), "joined the metadata quorum");
     let cluster = Arc::new(cluster);
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config, cluster))
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, cluster, security))
         .await
         .map_err(blocking)??;
     if dir.pre_quorum {
@@ -161,8 +200,14 @@ async fn join_quorum(config: BrokerConfig) -> Result<Arc<Broker>> {
     Ok(broker)
 }
 
-async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, connections: TaskTracker) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
+async fn accept_loop(
+    broker: Arc<Broker>,
+    config: Listener,
+    listener: TcpListener,
+    connections: TaskTracker,
+    limit: Arc<Semaphore>,
+) {
+    let name: Arc<str> = Arc::from(config.name.as_str());
     loop {
         let accepted = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
@@ -178,8 +223,9 @@ async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, connections: Ta
                 };
                 let _ = stream.set_nodelay(true);
                 let b = Arc::clone(&broker);
+                let session = Session::new(peer, Arc::clone(&name), config.protocol);
                 connections.spawn(async move {
-                    super::connection::serve(b, stream, peer).await;
+                    super::connection::serve(b, stream, session).await;
                     drop(permit);
                 });
             }

@@ -27,6 +27,7 @@ use sluice_e2e::BrokerProcess;
 use sluice_e2e::apache_kafka::ApacheKafka;
 use sluice_e2e::wire;
 
+mod acls;
 mod versions;
 
 fn s(v: &str) -> StrBytes {
@@ -37,6 +38,31 @@ fn topic(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
+/// A connection to `bootstrap`; `user@host:port` logs in first as that
+/// user with SASL/PLAIN (password `user-secret`), as the authorization
+/// tier's users do.
+fn connect(bootstrap: &str) -> Result<std::net::TcpStream> {
+    let Some((user, address)) = bootstrap.split_once('@') else {
+        return wire::connect(bootstrap);
+    };
+    let mut c = wire::connect(address)?;
+    let hs = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
+    wire::send(&mut c, &wire::frame(ApiKey::SaslHandshake, 1, 1, &hs)?)?;
+    let (_, h): (i32, SaslHandshakeResponse) =
+        wire::read_response(&mut c, ApiKey::SaslHandshake, 1)?;
+    anyhow::ensure!(h.error_code == 0, "SaslHandshake PLAIN to {address}: {h:?}");
+    let token = format!("\0{user}\0{user}-secret");
+    let auth = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token));
+    wire::send(&mut c, &wire::frame(ApiKey::SaslAuthenticate, 2, 2, &auth)?)?;
+    let (_, a): (i32, SaslAuthenticateResponse) =
+        wire::read_response(&mut c, ApiKey::SaslAuthenticate, 2)?;
+    anyhow::ensure!(
+        a.error_code == 0,
+        "PLAIN login as {user} at {address}: {a:?}"
+    );
+    Ok(c)
+}
+
 /// One request and its answer, decoded.
 fn call<Req: Encodable, Resp: Decodable>(
     bootstrap: &str,
@@ -44,7 +70,7 @@ fn call<Req: Encodable, Resp: Decodable>(
     version: i16,
     req: &Req,
 ) -> Result<Resp> {
-    let mut c = wire::connect(bootstrap)?;
+    let mut c = connect(bootstrap)?;
     wire::send(&mut c, &wire::frame(key, version, 7, req)?)?;
     let (_, resp): (i32, Resp) = wire::read_response(&mut c, key, version)
         .with_context(|| format!("{key:?} v{version} to {bootstrap}"))?;
@@ -503,6 +529,72 @@ fn init_producer(transactional_id: Option<&str>) -> InitProducerIdRequest {
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
+}
+
+/// AlterUserScramCredentials: deletions `(user, mechanism)`, upsertions
+/// `(user, mechanism, iterations)`; results in user order (Kafka's come
+/// in the order of a hash map).
+fn alter_scram(
+    b: &str,
+    deletions: &[(&str, i8)],
+    upsertions: &[(&str, i8, i32)],
+) -> Result<String> {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+    let req = AlterUserScramCredentialsRequest::default()
+        .with_deletions(
+            deletions
+                .iter()
+                .map(|(u, m)| {
+                    ScramCredentialDeletion::default()
+                        .with_name(s(u))
+                        .with_mechanism(*m)
+                })
+                .collect(),
+        )
+        .with_upsertions(
+            upsertions
+                .iter()
+                .map(|(u, m, i)| {
+                    ScramCredentialUpsertion::default()
+                        .with_name(s(u))
+                        .with_mechanism(*m)
+                        .with_iterations(*i)
+                        .with_salt(bytes::Bytes::from_static(b"a salt of 16 B.."))
+                        .with_salted_password(bytes::Bytes::from(vec![
+                            7u8;
+                            if *m == 1 { 32 } else { 64 }
+                        ]))
+                })
+                .collect(),
+        );
+    let mut resp: AlterUserScramCredentialsResponse =
+        call(b, ApiKey::AlterUserScramCredentials, 0, &req)?;
+    resp.results
+        .sort_by(|x, y| (x.user.as_str(), x.error_code).cmp(&(y.user.as_str(), y.error_code)));
+    Ok(normalise(&format!(
+        "AlterUserScramCredentials v0: {resp:#?}"
+    )))
+}
+
+fn describe_scram(b: &str, users: Option<&[&str]>) -> Result<String> {
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|us| {
+        us.iter()
+            .map(|u| UserName::default().with_name(s(u)))
+            .collect()
+    }));
+    // Kafka lists a user's mechanisms in the order of a hash map of its
+    // own; clients look them up by mechanism.
+    let mut resp: DescribeUserScramCredentialsResponse =
+        call(b, ApiKey::DescribeUserScramCredentials, 0, &req)?;
+    for r in &mut resp.results {
+        r.credential_infos.sort_by_key(|c| c.mechanism);
+    }
+    Ok(normalise(&format!(
+        "DescribeUserScramCredentials v0: {resp:#?}"
+    )))
 }
 
 type Scenario = Box<dyn Fn(&str) -> Result<String>>;
@@ -1671,6 +1763,71 @@ fn single() -> Vec<Single> {
             written(b, "old-produce")?;
             ask::<_, ProduceResponse>(b, ApiKey::Produce, 3, &produce("old-produce", 0, -1)?)
         }),
+        ("SCRAM credentials: add one, then describe it", |b| {
+            let a = alter_scram(b, &[], &[("scram-added", 2, 8192)])?;
+            Ok(format!(
+                "{a}\n{}",
+                describe_scram(b, Some(&["scram-added"]))?
+            ))
+        }),
+        (
+            "SCRAM credentials: both mechanisms of a user, in two requests",
+            |b| {
+                alter_scram(b, &[], &[("scram-both", 1, 4096)])?;
+                alter_scram(b, &[], &[("scram-both", 2, 4096)])?;
+                describe_scram(b, Some(&["scram-both"]))
+            },
+        ),
+        ("SCRAM credentials: describe a user that has none", |b| {
+            describe_scram(b, Some(&["scram-nobody"]))
+        }),
+        ("SCRAM credentials: describe the same user twice", |b| {
+            alter_scram(b, &[], &[("scram-twice-described", 2, 4096)])?;
+            describe_scram(b, Some(&["scram-twice-described", "scram-twice-described"]))
+        }),
+        ("SCRAM credentials: too few iterations", |b| {
+            alter_scram(b, &[], &[("scram-few", 2, 1000)])
+        }),
+        ("SCRAM credentials: too many iterations", |b| {
+            alter_scram(b, &[], &[("scram-many", 1, 20000)])
+        }),
+        ("SCRAM credentials: an unknown mechanism", |b| {
+            alter_scram(b, &[], &[("scram-unknown-mechanism", 9, 4096)])
+        }),
+        ("SCRAM credentials: delete one that does not exist", |b| {
+            alter_scram(b, &[("scram-never", 2)], &[])
+        }),
+        ("SCRAM credentials: delete one", |b| {
+            alter_scram(b, &[], &[("scram-deleted", 2, 4096)])?;
+            let a = alter_scram(b, &[("scram-deleted", 2)], &[])?;
+            Ok(format!(
+                "{a}\n{}",
+                describe_scram(b, Some(&["scram-deleted"]))?
+            ))
+        }),
+        (
+            "SCRAM credentials: the same user twice in one request",
+            |b| {
+                let a = alter_scram(b, &[], &[("scram-dup", 1, 4096), ("scram-dup", 2, 4096)])?;
+                Ok(format!("{a}\n{}", describe_scram(b, Some(&["scram-dup"]))?))
+            },
+        ),
+        ("SCRAM credentials: an empty user name", |b| {
+            alter_scram(b, &[], &[("", 2, 4096)])
+        }),
+        ("SASL handshake on a PLAINTEXT listener", |b| {
+            let r = SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512"));
+            let a = ask::<_, SaslHandshakeResponse>(b, ApiKey::SaslHandshake, 1, &r)?;
+            // Whether the mechanisms are listed differs with the SASL
+            // configuration; the error does not.
+            let re = Regex::new(r"(?s)mechanisms: \[.*?\]").expect("a valid pattern");
+            Ok(re.replace_all(&a, "mechanisms: _").into_owned())
+        }),
+        ("SASL authenticate on a PLAINTEXT listener", |b| {
+            let r = SaslAuthenticateRequest::default()
+                .with_auth_bytes(bytes::Bytes::from_static(b"n,,n=a,r=b"));
+            ask::<_, SaslAuthenticateResponse>(b, ApiKey::SaslAuthenticate, 2, &r)
+        }),
     ]
 }
 
@@ -1716,67 +1873,189 @@ fn first_difference(a: &str, b: &str) -> String {
     )
 }
 
+/// What one tier's run found: scenarios that differ, accepted ones that
+/// now agree, and the count that agreed.
+#[derive(Default)]
+struct Findings {
+    differ: Vec<String>,
+    stale: Vec<String>,
+    run: usize,
+    accepted_run: usize,
+}
+
+/// A scenario of a tier whose brokers are reached as `T`.
+type Runs<'a, T> = Vec<(String, Box<dyn Fn(&T) -> Result<String> + 'a>)>;
+
+/// Runs `list` (those whose names hold `SLUICE_DIFF_ONLY`, while working
+/// on them; the suite runs them all) on both brokers and compares.
+fn compare<T>(
+    list: &Runs<'_, T>,
+    ours: &T,
+    theirs: &T,
+    accepted: &BTreeMap<String, String>,
+) -> Result<Findings> {
+    let only = std::env::var("SLUICE_DIFF_ONLY").unwrap_or_default();
+    let mut f = Findings::default();
+    for (name, run) in list.iter().filter(|(n, _)| n.contains(&only)) {
+        let a = run(ours).with_context(|| format!("{name}: Sluice"))?;
+        let b = run(theirs).with_context(|| format!("{name}: Apache Kafka"))?;
+        // SLUICE_DIFF_DUMP=DIR keeps both renderings of every scenario.
+        if let Some(d) = std::env::var_os("SLUICE_DIFF_DUMP") {
+            let file = name.replace(' ', "-").replace(':', "");
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(std::path::Path::new(&d).join(format!("{file}.sluice")), &a)?;
+            std::fs::write(std::path::Path::new(&d).join(format!("{file}.kafka")), &b)?;
+        }
+        f.run += 1;
+        match (a == b, accepted.contains_key(name)) {
+            (true, false) => {}
+            (false, true) => f.accepted_run += 1,
+            (true, true) => f.stale.push(name.clone()),
+            (false, false) => f
+                .differ
+                .push(format!("{name}\n{}", first_difference(&a, &b))),
+        }
+    }
+    Ok(f)
+}
+
+/// Fails when a scenario differs, an accepted one agrees, or the list
+/// names what is no scenario of either tier.
+fn verdict(f: Findings, accepted: &BTreeMap<String, String>, names: &[String]) -> Result<()> {
+    let unknown: Vec<&String> = accepted.keys().filter(|k| !names.contains(k)).collect();
+    println!(
+        "{} scenarios, {} agree, {} accepted differences",
+        f.run,
+        f.run - f.accepted_run - f.differ.len(),
+        f.accepted_run
+    );
+    if !f.differ.is_empty() || !f.stale.is_empty() || !unknown.is_empty() {
+        bail!(
+            "{} scenario(s) answer differently from Apache Kafka:\n\n{}\n\naccepted but now agree: {:?}\naccepted but not a scenario: {unknown:?}",
+            f.differ.len(),
+            f.differ.join("\n\n"),
+            f.stale
+        );
+    }
+    Ok(())
+}
+
+/// The names of both tiers' scenarios (those of `versions` depend on what
+/// both brokers serve, known once they run).
+fn all_names(main: &[(String, Scenario)]) -> Vec<String> {
+    main.iter()
+        .map(|(n, _)| n.clone())
+        .chain(acls::scenarios().iter().map(|(n, _)| n.to_string()))
+        .collect()
+}
+
+/// The tiers run one after the other: each starts a Kafka JVM and a
+/// Sluice broker, and timing-sensitive scenarios (auto-creation, group
+/// sessions) are compared on a machine the other tier is not loading.
+static ONE_TIER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn sluice_answers_as_apache_kafka_does() -> Result<()> {
+    let _one = ONE_TIER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir()?;
     // Node id 0 on both (Sluice's default is 1, as Kafka's sample config).
     let sluice = BrokerProcess::start(&dir.path().join("sluice"), &["--node-id", "0"])?;
     let kafka = ApacheKafka::start(&dir.path().join("kafka"), 1)?;
-    let mut differ = Vec::new();
-    let mut stale = Vec::new();
     let both = versions::common(
         &versions::advertised(&sluice.bootstrap())?,
         &versions::advertised(&kafka.bootstrap_of(0))?,
     );
     let all = scenarios(&both);
-    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
-    let accepted = accepted(&names)?;
-    // SLUICE_DIFF_ONLY=TEXT runs only the scenarios whose names hold TEXT
-    // (while working on them; the suite runs them all).
-    let only = std::env::var("SLUICE_DIFF_ONLY").unwrap_or_default();
-    let list: Vec<_> = all.iter().filter(|(n, _)| n.contains(&only)).collect();
-    for (name, run) in &list {
-        let ours = run(&sluice.bootstrap()).with_context(|| format!("{name}: Sluice"))?;
-        let theirs =
-            run(&kafka.bootstrap_of(0)).with_context(|| format!("{name}: Apache Kafka"))?;
-        // SLUICE_DIFF_DUMP=DIR keeps both renderings of every scenario.
-        if let Some(d) = std::env::var_os("SLUICE_DIFF_DUMP") {
-            let file = name.replace(' ', "-");
-            std::fs::create_dir_all(&d)?;
-            std::fs::write(
-                std::path::Path::new(&d).join(format!("{file}.sluice")),
-                &ours,
-            )?;
-            std::fs::write(
-                std::path::Path::new(&d).join(format!("{file}.kafka")),
-                &theirs,
-            )?;
-        }
-        match (ours == theirs, accepted.contains_key(name)) {
-            (true, false) | (false, true) => {}
-            (true, true) => stale.push(name.clone()),
-            (false, false) => differ.push(format!("{name}\n{}", first_difference(&ours, &theirs))),
-        }
-    }
-    let unknown: Vec<&String> = accepted
-        .keys()
-        .filter(|k| !names.contains(&k.as_str()))
+    let names = all_names(&all);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let accepted = accepted(&refs)?;
+    let list: Runs<'_, String> = all
+        .into_iter()
+        .map(|(n, run)| {
+            (
+                n,
+                Box::new(move |b: &String| run(b)) as Box<dyn Fn(&String) -> Result<String>>,
+            )
+        })
         .collect();
-    let accepted_run = list
-        .iter()
-        .filter(|(n, _)| accepted.contains_key(n))
-        .count();
-    println!(
-        "{} scenarios, {} agree, {accepted_run} accepted differences",
-        list.len(),
-        list.len() - accepted_run - differ.len(),
-    );
-    if !differ.is_empty() || !stale.is_empty() || !unknown.is_empty() {
-        bail!(
-            "{} scenario(s) answer differently from Apache Kafka:\n\n{}\n\naccepted but now agree: {stale:?}\naccepted but not a scenario: {unknown:?}",
-            differ.len(),
-            differ.join("\n\n")
-        );
-    }
-    Ok(())
+    let found = compare(
+        &list,
+        &sluice.bootstrap(),
+        &kafka.bootstrap_of(0),
+        &accepted,
+    )?;
+    verdict(found, &accepted, &names)
+}
+
+/// The authorization tier (`acls`): both brokers with ACLs on, alice on a
+/// SASL_PLAINTEXT listener, the admin (a super user) on PLAINTEXT.
+#[test]
+fn sluice_authorizes_as_apache_kafka_does() -> Result<()> {
+    let _one = ONE_TIER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+    let dir = tempfile::tempdir()?;
+    let [plain, sasl, kafka_sasl] = sluice_e2e::free_ports::<3>()?;
+    let users = dir.path().join("users");
+    std::fs::write(&users, format!("{0}={0}-secret\n", acls::ALICE))?;
+    let listeners = format!("PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}");
+    let users_file = users.display().to_string();
+    let _sluice = BrokerProcess::start_listening(
+        &dir.path().join("sluice"),
+        plain,
+        &[
+            "--node-id",
+            "0",
+            "--listeners",
+            &listeners,
+            "--sasl-enabled-mechanisms",
+            "PLAIN",
+            "--sasl-plain-users-file",
+            &users_file,
+            "--authorizer-class-name",
+            AUTHORIZER,
+            "--super-users",
+            "User:ANONYMOUS",
+        ],
+    )?;
+    let _kafka = ApacheKafka::start_with(&dir.path().join("kafka"), 1, |port, controller| {
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},SASL_PLAINTEXT://127.0.0.1:{kafka_sasl}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{kafka_sasl}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n\
+             sasl.enabled.mechanisms=PLAIN\n\
+             listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{0}=\"{0}-secret\";\n\
+             authorizer.class.name={AUTHORIZER}\n\
+             super.users=User:ANONYMOUS\n",
+            acls::ALICE
+        )
+    })?;
+    let kafka_plain = _kafka.bootstrap_of(0);
+    let ours = acls::Tier {
+        admin: format!("127.0.0.1:{plain}"),
+        alice: format!("{}@127.0.0.1:{sasl}", acls::ALICE),
+    };
+    let theirs = acls::Tier {
+        admin: kafka_plain,
+        alice: format!("{}@127.0.0.1:{kafka_sasl}", acls::ALICE),
+    };
+    let names: Vec<String> = all_names(&[]);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let accepted = accepted(&refs)?;
+    let list: Runs<'_, acls::Tier> = acls::scenarios()
+        .into_iter()
+        .map(|(n, run)| {
+            (
+                n.to_string(),
+                Box::new(run) as Box<dyn Fn(&acls::Tier) -> Result<String>>,
+            )
+        })
+        .collect();
+    let found = compare(&list, &ours, &theirs, &accepted)?;
+    // The main tier's names are not known here: only this tier's accepted
+    // entries are checked for being scenarios.
+    let mine: BTreeMap<String, String> = accepted
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("acl: "))
+        .collect();
+    verdict(found, &mine, &names)
 }

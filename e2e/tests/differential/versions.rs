@@ -546,7 +546,7 @@ fn delete_topic(name: &str, v: i16) -> DeleteTopicsRequest {
 
 /// OffsetFetch of `name`'s partition 0 for `group`: one group per request
 /// before v8, a list of groups from v8.
-fn offset_fetch(group: &str, name: &str, v: i16) -> OffsetFetchRequest {
+pub fn offset_fetch(group: &str, name: &str, v: i16) -> OffsetFetchRequest {
     use kafka_protocol::messages::offset_fetch_request::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopics,
     };

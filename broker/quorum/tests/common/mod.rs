@@ -40,6 +40,7 @@ pub fn member_config(id: i32, dir: &Path, ports: &[u16]) -> MemberConfig {
         ),
         broker_id: id,
         kafka_address: format!("127.0.0.1:{}", 19000 + id),
+        listeners: Default::default(),
         internal_address: address,
         rack: None,
         heartbeat_interval: HEARTBEAT,

@@ -31,7 +31,16 @@ struct Entry {
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     syncs: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
     offsets: BTreeMap<TopicPartitionKey, CommittedOffset>,
+    /// When the group was last seen idle (Empty, no offsets, nothing
+    /// parked) by [`GroupCoordinator::tick`].
+    idle_since_ms: Option<u64>,
 }
+
+/// How long an idle group is kept: Kafka removes one at its next cleanup,
+/// every `offsets.retention.check.interval.ms` (600000 by default), and
+/// describes it as Empty until then, as tools show a group whose
+/// consumers stopped.
+const IDLE_GROUP_KEPT_MS: u64 = 600_000;
 
 impl Entry {
     fn group(&mut self, id: &str) -> &mut Group {
@@ -228,8 +237,16 @@ impl GroupCoordinator {
                 }
             }
             Self::settle(entry, now);
+            if !entry.is_idle() {
+                entry.idle_since_ms = None;
+            } else if entry.idle_since_ms.is_none() {
+                entry.idle_since_ms = Some(now);
+            }
         }
-        groups.retain(|_, e| !e.is_idle());
+        groups.retain(|_, e| {
+            e.idle_since_ms
+                .is_none_or(|since| now.saturating_sub(since) < IDLE_GROUP_KEPT_MS)
+        });
     }
 
     /// Answers every parked request (at shutdown).

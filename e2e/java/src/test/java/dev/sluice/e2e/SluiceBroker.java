@@ -48,20 +48,38 @@ final class SluiceBroker implements AutoCloseable {
 
   /** A broker not yet started: no flags but its ports and data directory, plus extra. */
   private static SluiceBroker create(String... extra) throws Exception {
+    int port = freePort();
+    List<String> listeners = List.of("--listeners", "127.0.0.1:" + port);
+    return create(port, listeners, extra);
+  }
+
+  /**
+   * A broker not yet started whose {@code extra} flags give its listeners; {@code port} is the one
+   * of them it is waited on and named by.
+   */
+  private static SluiceBroker create(int port, List<String> listeners, String... extra)
+      throws Exception {
     Path bin = binary();
     if (!Files.isExecutable(bin)) {
       throw new IllegalStateException(bin + " not found: build it with `cargo build -p sluice-broker`");
     }
     Path dir = Files.createTempDirectory("sluice-java-");
-    int port = freePort();
     int metrics = freePort();
-    List<String> cmd = new ArrayList<>(List.of(
-        bin.toString(),
-        "--listeners", "127.0.0.1:" + port,
+    List<String> cmd = new ArrayList<>(List.of(bin.toString()));
+    cmd.addAll(listeners);
+    cmd.addAll(List.of(
         "--metrics-listener", "127.0.0.1:" + metrics,
         "--log-dirs", dir.resolve("data").toString()));
     cmd.addAll(List.of(extra));
     return new SluiceBroker(cmd, dir, port);
+  }
+
+  /** Starts one broker whose {@code extra} flags give its {@code --listeners}; see create. */
+  static SluiceBroker startListening(int port, String... extra) throws Exception {
+    SluiceBroker b = create(port, List.of(), extra);
+    b.spawn();
+    b.awaitListening();
+    return b;
   }
 
   /** Starts one broker and waits until it listens. */

@@ -17,6 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
+import java.util.function.Predicate;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
@@ -300,7 +301,8 @@ class ThreeBrokersTest {
     alterBroker("2", new AlterConfigOp(new ConfigEntry(name, "3145728"), AlterConfigOp.OpType.SET));
     try {
       for (int id = 0; id < 3; id++) {
-        ConfigEntry e = brokerConfig(id).get(name);
+        String expected = id == 2 ? "3145728" : "2097152";
+        ConfigEntry e = settledConfig(id, name, c -> expected.equals(c.value()));
         if (id == 2) {
           assertEquals("3145728", e.value(), e.toString());
           assertEquals(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, e.source(), e.toString());
@@ -323,10 +325,25 @@ class ThreeBrokersTest {
       alterBroker("", new AlterConfigOp(new ConfigEntry(name, ""), AlterConfigOp.OpType.DELETE));
     }
     for (int id = 0; id < 3; id++) {
-      ConfigEntry e = brokerConfig(id).get(name);
+      ConfigEntry e = settledConfig(id, name, c -> c.source() == ConfigEntry.ConfigSource.DEFAULT_CONFIG);
       assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, e.source(), "broker " + id + ": " + e);
       assertEquals("1073741824", e.value(), e.toString());
     }
+  }
+
+  /**
+   * Broker {@code id}'s entry for {@code name}, asked again every 200 ms for up to 10 s until
+   * {@code until} holds: a broker applies a change once the metadata log reaches it, as Kafka's
+   * brokers do, and a client that asks another broker may see the old value first.
+   */
+  private static ConfigEntry settledConfig(int id, String name, Predicate<ConfigEntry> until)
+      throws Exception {
+    ConfigEntry e = brokerConfig(id).get(name);
+    for (int i = 0; i < 50 && !until.test(e); i++) {
+      Thread.sleep(200);
+      e = brokerConfig(id).get(name);
+    }
+    return e;
   }
 
   private static void alterBroker(String resource, AlterConfigOp op) throws Exception {

@@ -225,7 +225,7 @@ def main():
             (os.path.join(ROOT, "crds"), {
                 "customresourcedefinition.apiextensions.k8s.io/kafkaclusters.sluice.dev",
                 "customresourcedefinition.apiextensions.k8s.io/topics.sluice.dev"}),
-            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "topic.sluice.dev/orders"}),
+            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "kafkacluster.sluice.dev/secure", "topic.sluice.dev/orders"}),
             (rendered, None),
         ]:
             names = kubectl_dry_run(kubectl, kubeconfig, path)

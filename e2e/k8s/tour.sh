@@ -380,6 +380,71 @@ until_ok 30 "tour-drop (deletionPolicy: Delete) is deleted in Kafka" dropped
 partitions_are tour-keep 4 || fail "tour-keep (deletionPolicy: Retain) was deleted in Kafka"
 ok "tour-keep (deletionPolicy: Retain) is still in Kafka"
 
+step "a secured KafkaCluster (examples/kafkacluster-secure.yaml): TLS, SCRAM and client certificates, ACLs"
+"$kubectl" apply -f examples/kafkacluster-secure.yaml >/dev/null
+until_ok 300 "KafkaCluster secure Ready with 2 brokers (the operator talks to them over mutual TLS)" ready_brokers_are 2 secure
+"$kubectl" get secret secure-cluster-ca-cert -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$work/ca.crt"
+grep -q "BEGIN CERTIFICATE" "$work/ca.crt" || fail "Secret secure-cluster-ca-cert holds no ca.crt"
+ok "clients find the cluster CA in Secret secure-cluster-ca-cert"
+# A client certificate from the cluster CA, as an administrator makes one
+# (KafkaUser resources will issue them from the clients CA).
+"$kubectl" get secret secure-cluster-ca -o 'jsonpath={.data.ca\.key}' | base64 -d >"$work/ca.key"
+issue() {
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+    -keyout "$work/$1.key" -out "$work/$1.csr" 2>/dev/null &&
+    printf 'extendedKeyUsage=clientAuth\n' >"$work/ext.cnf" &&
+    openssl x509 -req -in "$work/$1.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+      -days 1 -extfile "$work/ext.cnf" -out "$work/$1.crt" 2>/dev/null
+}
+issue tour-admin || fail "openssl could not issue a client certificate"
+issue tour-nobody || fail "openssl could not issue a client certificate"
+secure_bootstrap="$(jp kc/secure '{.status.bootstrapServers}')"
+[[ "$secure_bootstrap" == secure-bootstrap.default.svc:9094 ]] ||
+  fail "status.bootstrapServers of secure names the first listener: $secure_bootstrap"
+mtls="${secure_bootstrap%:*}:9095"
+as() {
+  local who="$1"
+  shift
+  timeout 40 "$kcat" -b "$mtls" -X security.protocol=ssl -X "ssl.ca.location=$work/ca.crt" \
+    -X "ssl.certificate.location=$work/$who.crt" -X "ssl.key.location=$work/$who.key" "$@"
+}
+as tour-admin -L >"$work/secure-meta.txt" 2>&1 || fail "kcat -L over mTLS: $(cat "$work/secure-meta.txt")"
+{ grep -q " 2 brokers:" "$work/secure-meta.txt" && grep -q "secure-1.secure-brokers.default.svc:9095" "$work/secure-meta.txt"; } ||
+  fail "kcat -L over mTLS: $(cat "$work/secure-meta.txt")"
+ok "kcat -L over mTLS (ssl.endpoint.identification on): 2 brokers at their pod names on the mtls listener"
+printf 'one\ntwo\n' | as tour-admin -P -t secured -X acks=all -X message.timeout.ms=20000 ||
+  fail "a super user's acks=all produce over mTLS"
+as tour-admin -C -t secured -o beginning -e -q >"$work/secured.txt" 2>&1
+[[ "$(cat "$work/secured.txt")" == $'one\ntwo' ]] || fail "read back over mTLS: $(cat "$work/secured.txt")"
+ok "User:CN=tour-admin (a super user) wrote with acks=all at min.insync.replicas 2 (the brokers replicate over mTLS, as super users) and read back"
+if printf 'never\n' | as tour-nobody -P -t secured -X message.timeout.ms=8000 >"$work/denied.txt" 2>&1; then
+  fail "a principal without ACLs wrote to topic secured"
+fi
+grep -qi "authoriz" "$work/denied.txt" || fail "refusal without an authorization error: $(cat "$work/denied.txt")"
+ok "User:CN=tour-nobody, without an ACL, is refused: $(grep -i -m1 authoriz "$work/denied.txt")"
+as tour-nobody -L >"$work/nobody-meta.txt" 2>&1 || true
+if grep -q 'topic "secured"' "$work/nobody-meta.txt"; then
+  fail "metadata shows topic secured to a principal that may not describe it"
+fi
+ok "and its metadata does not list the topic"
+if timeout 30 "$kcat" -b "$mtls" -X security.protocol=ssl -X "ssl.ca.location=$work/ca.crt" -L -m 5 >"$work/nocert.txt" 2>&1; then
+  fail "the mtls listener served a client without a certificate"
+fi
+ok "the mtls listener refuses a client without a certificate"
+if timeout 30 "$kcat" -b "$secure_bootstrap" -X security.protocol=sasl_ssl -X "ssl.ca.location=$work/ca.crt" \
+  -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=nobody -X sasl.password=wrong -L -m 5 >"$work/scram.txt" 2>&1; then
+  fail "the scram listener served an unknown user"
+fi
+grep -qi "authentication" "$work/scram.txt" || fail "SCRAM refusal: $(cat "$work/scram.txt")"
+ok "the scram listener refuses an unknown SCRAM user: $(grep -i -m1 authentication "$work/scram.txt")"
+if timeout 30 "$kcat" -b "$mtls" -X security.protocol=ssl -L -m 5 >"$work/untrusted.txt" 2>&1; then
+  fail "a client that does not trust the cluster CA connected"
+fi
+ok "a client without the cluster CA does not trust the brokers"
+"$kubectl" delete kc secure --timeout=120s >/dev/null || fail "deleting KafkaCluster secure"
+secrets_gone() { [[ -z "$("$kubectl" get secret secure-cluster-ca secure-cluster-ca-cert secure-broker-certs -o name --ignore-not-found)" ]]; }
+until_ok 120 "KafkaCluster secure deleted, its CA and certificate Secrets with it" secrets_gone
+
 step "kubectl get kc,kt"
 "$kubectl" get kc,kt
 

@@ -379,6 +379,123 @@ fn mutual_tls_names_the_principal_and_refuses_bad_certificates() -> Result<()> {
     Ok(())
 }
 
+/// Kafka's `listener.name.<listener>.ssl.client.auth` in a properties
+/// file: one TLS listener asks for no certificate, the other requires one.
+#[test]
+fn one_listener_requires_client_certificates_and_another_does_not() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = pki(dir.path())?;
+    let ports = free_port_list(3)?;
+    let file = dir.path().join("server.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{p0},TLS://127.0.0.1:{p1},MTLS://127.0.0.1:{p2}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,TLS:SSL,MTLS:SSL\n\
+             ssl.keystore.location={key}\n\
+             ssl.truststore.location={ca}\n\
+             listener.name.mtls.ssl.client.auth=required\n",
+            p0 = ports[0],
+            p1 = ports[1],
+            p2 = ports[2],
+            key = path(&pki.server.keystore),
+            ca = path(&pki.ca),
+        ),
+    )?;
+    let config = path(&file);
+    // The harness names the listeners on the command line too (the same).
+    let listeners = format!(
+        "PLAINTEXT://127.0.0.1:{},TLS://127.0.0.1:{},MTLS://127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let b = BrokerProcess::start_listening(
+        &dir.path().join("b"),
+        ports[0],
+        &["--listeners", &listeners, "--config", &config],
+    )?;
+    let plain = format!("127.0.0.1:{}", ports[0]);
+    let tls = format!("127.0.0.1:{}", ports[1]);
+    let mtls = format!("127.0.0.1:{}", ports[2]);
+    let ca = path(&pki.ca);
+    let no_cert = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+        ("message.timeout.ms", "5000"),
+    ];
+    let p = produce(&tls, "per-listener", &no_cert, "one\n")?;
+    ensure!(
+        p.ok,
+        "the TLS listener takes a client without a certificate: {}",
+        p.stderr
+    );
+    let before = high_watermark(&plain, "per-listener")?;
+    let r = produce(&mtls, "per-listener", &no_cert, "never\n")?;
+    ensure!(
+        !r.ok,
+        "the MTLS listener requires a client certificate: {}",
+        r.stdout
+    );
+    ensure!(
+        high_watermark(&plain, "per-listener")? == before,
+        "nothing written"
+    );
+    let client = pki.authority.client(dir.path(), "app", "app")?;
+    let (cert, key) = (path(&client.cert), path(&client.key));
+    let with_cert = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+        ("ssl.certificate.location", cert.as_str()),
+        ("ssl.key.location", key.as_str()),
+        ("message.timeout.ms", "5000"),
+    ];
+    let p = produce(&mtls, "per-listener", &with_cert, "two\n")?;
+    ensure!(
+        p.ok,
+        "with a certificate the MTLS listener serves: {}",
+        p.stderr
+    );
+    let c = consume(&tls, "per-listener", &no_cert)?;
+    ensure!(c.stdout == "one\ntwo\n", "{:?} {}", c.stdout, c.stderr);
+    drop(b);
+
+    // A per-listener setting for a listener that is not there, or not TLS.
+    for (line, needle) in [
+        (
+            "listener.name.other.ssl.client.auth=required",
+            "names no listener",
+        ),
+        (
+            "listener.name.plaintext.ssl.client.auth=required",
+            "not SSL or SASL_SSL",
+        ),
+        (
+            "listener.name.mtls.ssl.client.auth=always",
+            "is not none, requested or required",
+        ),
+    ] {
+        let text = std::fs::read_to_string(&file)?
+            .replace("listener.name.mtls.ssl.client.auth=required", line);
+        let bad = dir.path().join("bad.properties");
+        std::fs::write(&bad, text)?;
+        let out = Command::new(sluice_e2e::broker_bin())
+            .args([
+                "--config",
+                &path(&bad),
+                "--log-dirs",
+                &path(&dir.path().join("d")),
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        ensure!(!out.status.success(), "{line} must not start");
+        ensure!(
+            text.contains(needle) && text.contains("ssl.client.auth"),
+            "{line}: {text}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_renewed_certificate_is_served_without_a_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;

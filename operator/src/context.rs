@@ -10,6 +10,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use sluice_client::AdminClient;
 
+use crate::brokers::Brokers;
 use crate::crd::KafkaCluster;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -55,6 +56,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
+    /// A secured cluster's TLS for admin requests, by `namespace/name`,
+    /// with the CA certificate it was made from.
+    tls: Mutex<HashMap<String, (String, sluice_client::TlsConfig)>>,
 }
 
 impl Context {
@@ -74,26 +78,59 @@ impl Context {
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),
+            tls: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Where the operator reaches this cluster's brokers.
-    pub fn bootstrap(&self, kc: &KafkaCluster) -> String {
+    /// How the operator reaches this cluster's brokers: the bootstrap
+    /// Service's PLAINTEXT listener, or on a secured cluster its
+    /// replication listener over mutual TLS (the operator's own
+    /// certificate from the cluster CA).
+    pub async fn brokers(&self, kc: &KafkaCluster) -> Result<Brokers> {
         let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
-        self.settings
+        let bootstrap = self
+            .settings
             .bootstrap_overrides
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| resources::bootstrap_servers(kc))
+            .unwrap_or_else(|| resources::admin_bootstrap(kc));
+        if !resources::secured(kc) {
+            return Ok(Brokers::plaintext(bootstrap));
+        }
+        let ca = crate::certs::read_ca(&self.client, kc)
+            .await?
+            .ok_or(Error::MissingField("cluster CA Secret (not made yet)"))?;
+        let cached = {
+            let tls = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+            tls.get(&key)
+                .filter(|(pem, _)| *pem == ca.cert_pem)
+                .map(|(_, c)| c.clone())
+        };
+        let config = match cached {
+            Some(c) => c,
+            None => {
+                let c = ca.operator_tls(kc).map_err(Error::Certificates)?;
+                self.tls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, (ca.cert_pem.clone(), c.clone()));
+                c
+            }
+        };
+        Ok(Brokers {
+            bootstrap,
+            tls: Some(config),
+        })
     }
 
     /// A connected admin client for this cluster.
     pub async fn admin(&self, kc: &KafkaCluster) -> Result<AdminClient> {
-        let bootstrap = self.bootstrap(kc);
-        AdminClient::connect(&bootstrap, self.settings.admin_timeout)
+        let brokers = self.brokers(kc).await?;
+        brokers
+            .connect_any(self.settings.admin_timeout)
             .await
             .map_err(|source| Error::Admin {
-                bootstrap,
+                bootstrap: brokers.bootstrap.clone(),
                 action: "connect".into(),
                 source,
             })

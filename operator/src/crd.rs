@@ -77,9 +77,24 @@ pub struct KafkaClusterSpec {
     /// Spread brokers over racks (zones) by this node label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<RackSpec>,
-    /// Where clients connect.
+    /// Where clients connect: Kafka listeners, the first of them the one
+    /// `status.bootstrapServers` names. Default: `plain` on 9092.
+    #[serde(default = "default_listeners")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("a cluster needs at least one listener"))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.name == l.name))").message("listener names must differ"))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port))").message("listener ports must differ"))]
+    pub listeners: Vec<ListenerSpec>,
+    /// The brokers' metrics, quorum and replication ports.
     #[serde(default)]
-    pub listeners: ListenersSpec,
+    pub ports: PortsSpec,
+    /// ACLs; unset: every client may do everything (Kafka without an
+    /// authorizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+    /// The certificates of a secured cluster.
+    #[serde(default)]
+    pub certificates: CertificatesSpec,
     /// How configuration and image changes roll through the brokers.
     #[serde(default)]
     pub rolling_update: RollingUpdateSpec,
@@ -135,42 +150,157 @@ pub struct RackSpec {
     pub topology_key: String,
 }
 
-/// Client listener.
+/// A Kafka listener clients connect to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ListenersSpec {
-    /// Kafka protocol port.
-    #[serde(default = "default_client_port")]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication != 'tls' || self.tls").message("authentication tls needs tls: true"))]
+pub struct ListenerSpec {
+    /// The listener's name (Kafka's listener name, upper case in the
+    /// brokers' settings): also its Service port's name.
+    #[schemars(length(max = 15))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z][a-z0-9]{0,14}$')").message("a listener name is 1-15 lower-case letters and digits, starting with a letter"))]
+    #[x_kube(validation = Rule::new("self != 'replication'").message("the replication listener is the operator's own"))]
+    pub name: String,
     #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
-    pub client_port: i32,
-    /// Prometheus metrics port.
-    #[serde(default = "default_metrics_port")]
-    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
-    pub metrics_port: i32,
-    /// Internal port: the metadata quorum between brokers.
-    #[serde(default = "default_internal_port")]
-    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
-    pub internal_port: i32,
+    pub port: i32,
+    /// Connections are TLS, with a broker certificate the cluster CA signs
+    /// (its certificate is in the Secret `<cluster>-cluster-ca-cert`).
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients authenticate: `scram-sha-512` (SASL/SCRAM, users and
+    /// passwords in the metadata quorum) or `tls` (a client certificate;
+    /// needs `tls: true`). Unset: no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
 }
 
-fn default_internal_port() -> i32 {
+/// How the clients of a listener authenticate.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerAuthentication {
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    #[serde(rename = "tls")]
+    Tls,
+}
+
+impl ListenerSpec {
+    /// The listener's name as the brokers' settings give it.
+    pub fn kafka_name(&self) -> String {
+        self.name.to_ascii_uppercase()
+    }
+
+    /// Kafka's security protocol of the listener.
+    pub fn protocol(&self) -> &'static str {
+        match (self.tls, self.authentication) {
+            (false, None) => "PLAINTEXT",
+            (true, None | Some(ListenerAuthentication::Tls)) => "SSL",
+            (false, Some(_)) => "SASL_PLAINTEXT",
+            (true, Some(ListenerAuthentication::ScramSha512)) => "SASL_SSL",
+        }
+    }
+}
+
+fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec {
+        name: "plain".into(),
+        port: 9092,
+        tls: false,
+        authentication: None,
+    }]
+}
+
+/// The brokers' other ports.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortsSpec {
+    /// Prometheus metrics (and the health probes).
+    #[serde(default = "default_metrics_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub metrics: i32,
+    /// The metadata quorum between brokers.
+    #[serde(default = "default_quorum_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub quorum: i32,
+    /// The Kafka listener brokers replicate over (and the operator's admin
+    /// requests use): mutual TLS with cluster-CA certificates when the
+    /// cluster is secured (a listener with TLS or authentication, or
+    /// `authorization`), plaintext otherwise.
+    #[serde(default = "default_replication_port")]
+    #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
+    pub replication: i32,
+}
+
+fn default_quorum_port() -> i32 {
     9093
 }
 
-fn default_client_port() -> i32 {
-    9092
+fn default_replication_port() -> i32 {
+    9091
 }
 
 fn default_metrics_port() -> i32 {
     9464
 }
 
-impl Default for ListenersSpec {
+impl Default for PortsSpec {
     fn default() -> Self {
-        ListenersSpec {
-            client_port: default_client_port(),
-            metrics_port: default_metrics_port(),
-            internal_port: default_internal_port(),
+        PortsSpec {
+            metrics: default_metrics_port(),
+            quorum: default_quorum_port(),
+            replication: default_replication_port(),
+        }
+    }
+}
+
+/// Who may do what: Kafka's ACLs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// `simple`: Kafka's ACLs (StandardAuthorizer); a principal without an
+    /// ACL that allows an operation is refused.
+    #[serde(rename = "type")]
+    pub type_: AuthorizationType,
+    /// Principals allowed everything, as `User:name` (the brokers' and the
+    /// operator's own are added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// The authorizer of `spec.authorization`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorizationType {
+    #[serde(rename = "simple")]
+    Simple,
+}
+
+/// The cluster CA and the certificates it signs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.renewalDays < self.validityDays").message("renewalDays must be less than validityDays"))]
+pub struct CertificatesSpec {
+    /// How long a certificate the operator issues is valid.
+    #[serde(default = "default_validity_days")]
+    #[x_kube(validation = Rule::new("self >= 2").message("validityDays must be at least 2"))]
+    pub validity_days: i32,
+    /// A certificate is renewed this many days before it expires.
+    #[serde(default = "default_renewal_days")]
+    #[x_kube(validation = Rule::new("self >= 1").message("renewalDays must be at least 1"))]
+    pub renewal_days: i32,
+}
+
+fn default_validity_days() -> i32 {
+    365
+}
+
+fn default_renewal_days() -> i32 {
+    30
+}
+
+impl Default for CertificatesSpec {
+    fn default() -> Self {
+        CertificatesSpec {
+            validity_days: default_validity_days(),
+            renewal_days: default_renewal_days(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the object has no {0}")]
     MissingField(&'static str),
+    #[error("certificates: {0}")]
+    Certificates(#[source] crate::certs::CertError),
 }
 
 impl Error {
@@ -40,6 +42,7 @@ impl Error {
             Error::Admin { .. } => "kafka_admin",
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "invalid_object",
+            Error::Certificates(_) => "certificates",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! Pure parts (resource rendering, status, topic plans) are separate from
 //! the reconcilers that apply them, so that each is tested on its own.
 
+pub mod brokers;
+pub mod certs;
 pub mod conditions;
 pub mod context;
 pub mod controller;

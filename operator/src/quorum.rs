@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use sluice_client::{AdminError, QuorumInfo};
 
+use crate::brokers::Brokers;
 use crate::crd::{QuorumStatus, QuorumVoterStatus};
 use crate::plan::voters::{QuorumView, VoterStep};
-use crate::rebalance::connect_any;
 
-/// The quorum, from any broker of `bootstrap`.
-pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<QuorumInfo, AdminError> {
-    let mut admin = connect_any(bootstrap, timeout).await?;
+/// The quorum, from any broker.
+pub async fn observe(brokers: &Brokers, timeout: Duration) -> Result<QuorumInfo, AdminError> {
+    let mut admin = brokers.connect_any(timeout).await?;
     admin.describe_quorum().await
 }
 
@@ -35,14 +35,14 @@ pub fn view(q: &QuorumInfo) -> QuorumView {
 /// Carries out one voter change; `address` gives a broker's quorum
 /// listener (`host:port`).
 pub async fn execute(
-    bootstrap: &str,
+    brokers: &Brokers,
     q: &QuorumInfo,
     step: &VoterStep,
     address: impl Fn(i32) -> String,
     timeout: Duration,
 ) -> Result<(), AdminError> {
     let directory = |id: i32| q.member(id).map(|m| m.directory_id).unwrap_or_default();
-    let mut admin = connect_any(bootstrap, timeout).await?;
+    let mut admin = brokers.connect_any(timeout).await?;
     match step {
         VoterStep::Add(id) => {
             admin

@@ -9,35 +9,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_client::{AdminClient, AdminError};
+use sluice_client::AdminError;
+
+use crate::brokers::Brokers;
 
 use crate::plan::balance::next_step;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 use crate::plan::{Broker, Desired, Observed, Partition, Step};
 
-/// Connects to the first broker of a comma-separated bootstrap list that
-/// answers.
-pub async fn connect_any(bootstrap: &str, timeout: Duration) -> Result<AdminClient, AdminError> {
-    let mut last = None;
-    for addr in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match AdminClient::connect(addr, timeout).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| AdminError::Protocol("an empty bootstrap list".into())))
-}
-
 /// The cluster as the planner needs it. Partition sizes come from each
 /// broker's DescribeLogDirs (the largest copy counts); a broker that does
 /// not answer leaves them at what the others report.
-pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, AdminError> {
-    let mut admin = connect_any(bootstrap, timeout).await?;
+pub async fn observe(brokers: &Brokers, timeout: Duration) -> Result<Observed, AdminError> {
+    let mut admin = brokers.connect_any(timeout).await?;
     // Metadata and the list of moves are two answers from a metadata image
     // that may advance in between: a move that ends (or starts) between
     // them would show a partition with its adding replicas but not moving.
@@ -66,7 +51,7 @@ pub async fn observe(bootstrap: &str, timeout: Duration) -> Result<Observed, Adm
             .unwrap_or(1);
         min_isr.insert(p.topic.clone(), v);
     }
-    let sizes = largest_copies(&sizes_by_broker(&info, timeout).await);
+    let sizes = largest_copies(&sizes_by_broker(brokers, &info, timeout).await);
     Ok(Observed {
         brokers: info
             .brokers
@@ -105,13 +90,14 @@ pub type Sizes = BTreeMap<(String, i32), u64>;
 /// Each live broker's own partition sizes (DescribeLogDirs, asked of the
 /// broker itself); a broker that does not answer is left out.
 pub async fn sizes_by_broker(
+    brokers: &Brokers,
     info: &sluice_client::ClusterInfo,
     timeout: Duration,
 ) -> BTreeMap<i32, Sizes> {
     let mut out = BTreeMap::new();
     for b in &info.brokers {
         let addr = format!("{}:{}", b.host, b.port);
-        let Ok(mut c) = AdminClient::connect(&addr, timeout).await else {
+        let Ok(mut c) = brokers.connect(&addr, timeout).await else {
             continue;
         };
         if let Ok(local) = c.local_partition_sizes().await {
@@ -147,31 +133,33 @@ pub enum StepError {
 
 /// Observes and plans: the step the cluster needs next toward `desired`.
 pub async fn plan(
-    bootstrap: &str,
+    brokers: &Brokers,
     desired: &Desired,
     batch: usize,
     timeout: Duration,
 ) -> Result<Step, AdminError> {
-    let obs = observe(bootstrap, timeout).await?;
+    let obs = observe(brokers, timeout).await?;
     Ok(next_step(&obs, desired, batch))
 }
 
 /// Starts what a step asks for: moves or preferred elections (nothing for
 /// the other steps).
-pub async fn execute(bootstrap: &str, step: &Step, timeout: Duration) -> Result<(), StepError> {
+pub async fn execute(brokers: &Brokers, step: &Step, timeout: Duration) -> Result<(), StepError> {
     let answers = match step {
         Step::Move(moves) => {
             let req: Vec<(String, i32, Option<Vec<i32>>)> = moves
                 .iter()
                 .map(|m| (m.topic.clone(), m.partition, Some(m.to.clone())))
                 .collect();
-            connect_any(bootstrap, timeout)
+            brokers
+                .connect_any(timeout)
                 .await?
                 .alter_reassignments(&req)
                 .await?
         }
         Step::ElectPreferred(ps) => {
-            connect_any(bootstrap, timeout)
+            brokers
+                .connect_any(timeout)
                 .await?
                 .elect_preferred(ps)
                 .await?
@@ -200,11 +188,12 @@ pub const THROTTLE_CONFIGS: [&str; 2] = [
 /// is asked directly; a broker that cannot be reached fails the call (the
 /// reconciler tries again on its next pass).
 pub async fn set_throttle(
-    bootstrap: &str,
+    brokers: &Brokers,
     rate: Option<u64>,
     timeout: Duration,
 ) -> Result<(), AdminError> {
-    let info = connect_any(bootstrap, timeout)
+    let info = brokers
+        .connect_any(timeout)
         .await?
         .describe_cluster()
         .await?;
@@ -215,7 +204,8 @@ pub async fn set_throttle(
             .iter()
             .map(|k| (*k, value.as_deref()))
             .collect();
-        AdminClient::connect(&addr, timeout)
+        brokers
+            .connect(&addr, timeout)
             .await?
             .alter_broker_configs(b.id, &changes)
             .await?;
@@ -226,13 +216,13 @@ pub async fn set_throttle(
 /// Observes, plans, and starts what the plan says. Returns the step taken
 /// (or the reason for waiting, or the refusal), for the status.
 pub async fn step(
-    bootstrap: &str,
+    brokers: &Brokers,
     desired: &Desired,
     batch: usize,
     timeout: Duration,
 ) -> Result<Step, StepError> {
-    let step = plan(bootstrap, desired, batch, timeout).await?;
-    execute(bootstrap, &step, timeout).await?;
+    let step = plan(brokers, desired, batch, timeout).await?;
+    execute(brokers, &step, timeout).await?;
     Ok(step)
 }
 
@@ -333,13 +323,13 @@ pub enum RfChange {
 /// planner balances toward (`brokers`, or every live one), keeping every
 /// other replica where it is.
 pub async fn change_replication_factor(
-    bootstrap: &str,
+    reach: &Brokers,
     topic: &str,
     rf: usize,
     brokers: Option<Vec<i32>>,
     timeout: Duration,
 ) -> Result<RfChange, StepError> {
-    let obs = observe(bootstrap, timeout).await?;
+    let obs = observe(reach, timeout).await?;
     let mine: Vec<&Partition> = obs.partitions.iter().filter(|p| p.topic == topic).collect();
     let moving = mine.iter().filter(|p| p.moving).count();
     if moving > 0 {
@@ -379,7 +369,8 @@ pub async fn change_replication_factor(
         moves.push((p.topic.clone(), p.partition, Some(to.clone())));
     }
     let n = moves.len();
-    let answers = connect_any(bootstrap, timeout)
+    let answers = reach
+        .connect_any(timeout)
         .await?
         .alter_reassignments(&moves)
         .await?;

@@ -12,8 +12,9 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::KafkaCluster;
+use crate::crd::{KafkaCluster, ListenerAuthentication};
 
 /// Settings the operator sets itself; a `spec.config` entry naming one is
 /// refused, since the brokers would not be reachable or addressable.
@@ -36,7 +37,56 @@ pub const OWNED_SETTINGS: &[&str] = &[
     "controller.quorum.voters",
     "internal.listener",
     "internal.advertised.listener",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "ssl.keystore.location",
+    "ssl.truststore.location",
+    "ssl.client.auth",
+    "sasl.enabled.mechanisms",
+    "authorizer.class.name",
+    "super.users",
 ];
+
+/// The name of the listener brokers replicate over and the operator's
+/// admin requests use (`spec.ports.replication`).
+pub const REPLICATION_LISTENER: &str = "REPLICATION";
+
+/// Where a secured broker finds its key store and the CA.
+pub const TLS_DIR: &str = "/etc/sluice-tls";
+
+/// The cluster is secured: a listener with TLS or authentication, or
+/// ACLs. Its brokers then replicate over mutual TLS with certificates of
+/// the cluster CA, and the operator talks to them the same way.
+pub fn secured(kc: &KafkaCluster) -> bool {
+    kc.spec.authorization.is_some()
+        || kc
+            .spec
+            .listeners
+            .iter()
+            .any(|l| l.tls || l.authentication.is_some())
+}
+
+/// The Kafka listeners of every broker: `spec.listeners`, then the
+/// replication listener, as `(name, port, protocol)`.
+fn kafka_listeners(kc: &KafkaCluster) -> Vec<(String, i32, &'static str)> {
+    let mut all: Vec<(String, i32, &'static str)> = kc
+        .spec
+        .listeners
+        .iter()
+        .map(|l| (l.kafka_name(), l.port, l.protocol()))
+        .collect();
+    all.push((
+        REPLICATION_LISTENER.into(),
+        kc.spec.ports.replication,
+        if secured(kc) { "SSL" } else { "PLAINTEXT" },
+    ));
+    all
+}
+
+/// The client listener `status.bootstrapServers` names: the first.
+fn client_port(kc: &KafkaCluster) -> i32 {
+    kc.spec.listeners.first().map_or(9092, |l| l.port)
+}
 
 /// `controller.quorum.voters`: the voters the cluster began with, kept as
 /// `status.quorum.initialVoters` from then on, so that scaling never
@@ -74,7 +124,7 @@ pub fn internal_address(kc: &KafkaCluster, id: i32) -> String {
     let name = kc.metadata.name.as_deref().unwrap_or_default();
     let ns = kc.metadata.namespace.as_deref().unwrap_or("default");
     let headless = headless_service_name(kc);
-    let port = kc.spec.listeners.internal_port;
+    let port = kc.spec.ports.quorum;
     format!("{name}-{id}.{headless}.{ns}.svc:{port}")
 }
 
@@ -92,6 +142,8 @@ pub enum RenderError {
     OwnedSetting(String),
     #[error("the KafkaCluster has no name")]
     Unnamed,
+    #[error("spec.authorization.superUsers: `{0}` is not User:<name>")]
+    SuperUser(String),
 }
 
 fn name(kc: &KafkaCluster) -> Result<String, RenderError> {
@@ -158,23 +210,44 @@ pub fn bootstrap_service_name(kc: &KafkaCluster) -> String {
     )
 }
 
-/// `host:port` clients bootstrap from, inside the cluster.
-pub fn bootstrap_servers(kc: &KafkaCluster) -> String {
+fn bootstrap_at(kc: &KafkaCluster, port: i32) -> String {
     format!(
-        "{}.{}.svc:{}",
+        "{}.{}.svc:{port}",
         bootstrap_service_name(kc),
         kc.metadata.namespace.as_deref().unwrap_or("default"),
-        kc.spec.listeners.client_port
     )
 }
 
-fn kafka_port(kc: &KafkaCluster) -> ServicePort {
-    ServicePort {
-        name: Some("kafka".into()),
-        port: kc.spec.listeners.client_port,
-        target_port: Some(IntOrString::String("kafka".into())),
-        ..ServicePort::default()
+/// `host:port` clients bootstrap from, inside the cluster: the first
+/// listener.
+pub fn bootstrap_servers(kc: &KafkaCluster) -> String {
+    bootstrap_at(kc, client_port(kc))
+}
+
+/// Where the operator's admin requests go: the first listener of a
+/// cluster that is not secured, else the replication listener.
+pub fn admin_bootstrap(kc: &KafkaCluster) -> String {
+    if secured(kc) {
+        bootstrap_at(kc, kc.spec.ports.replication)
+    } else {
+        bootstrap_servers(kc)
     }
+}
+
+/// A Service port per Kafka listener, named as the listener (lower case).
+fn kafka_ports(kc: &KafkaCluster) -> Vec<ServicePort> {
+    kafka_listeners(kc)
+        .into_iter()
+        .map(|(name, port, _)| {
+            let name = name.to_ascii_lowercase();
+            ServicePort {
+                name: Some(name.clone()),
+                port,
+                target_port: Some(IntOrString::String(name)),
+                ..ServicePort::default()
+            }
+        })
+        .collect()
 }
 
 /// Stable DNS for every broker pod, ready or not (brokers must find each
@@ -187,15 +260,17 @@ pub fn headless_service(kc: &KafkaCluster) -> Result<Service, RenderError> {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(kc)),
-            ports: Some(vec![
-                kafka_port(kc),
-                ServicePort {
-                    name: Some("internal".into()),
-                    port: kc.spec.listeners.internal_port,
-                    target_port: Some(IntOrString::String("internal".into())),
-                    ..ServicePort::default()
-                },
-            ]),
+            ports: Some(
+                kafka_ports(kc)
+                    .into_iter()
+                    .chain([ServicePort {
+                        name: Some("internal".into()),
+                        port: kc.spec.ports.quorum,
+                        target_port: Some(IntOrString::String("internal".into())),
+                        ..ServicePort::default()
+                    }])
+                    .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -209,11 +284,71 @@ pub fn bootstrap_service(kc: &KafkaCluster) -> Result<Service, RenderError> {
         metadata: meta(kc, bootstrap_service_name(kc)),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(kc)),
-            ports: Some(vec![kafka_port(kc)]),
+            ports: Some(kafka_ports(kc)),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     })
+}
+
+/// The listeners' protocols and the security settings of a secured
+/// cluster (the same on every broker; the key store is per pod).
+fn security_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
+    let listeners = kafka_listeners(kc);
+    let map: Vec<String> = listeners
+        .iter()
+        .map(|(name, _, protocol)| format!("{name}:{protocol}"))
+        .collect();
+    let mut out = format!(
+        "listener.security.protocol.map={}\ninter.broker.listener.name={REPLICATION_LISTENER}\n",
+        map.join(",")
+    );
+    if !secured(kc) {
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "ssl.truststore.location={TLS_DIR}/{}\n",
+        crate::certs::CA_CERT
+    ));
+    // Client certificates where they authenticate: the replication
+    // listener (brokers and the operator) and listeners of `tls` users.
+    let mutual = kc
+        .spec
+        .listeners
+        .iter()
+        .filter(|l| l.authentication == Some(ListenerAuthentication::Tls))
+        .map(|l| l.name.clone())
+        .chain(std::iter::once(REPLICATION_LISTENER.to_ascii_lowercase()));
+    for name in mutual {
+        out.push_str(&format!("listener.name.{name}.ssl.client.auth=required\n"));
+    }
+    if kc
+        .spec
+        .listeners
+        .iter()
+        .any(|l| l.authentication == Some(ListenerAuthentication::ScramSha512))
+    {
+        out.push_str("sasl.enabled.mechanisms=SCRAM-SHA-512\n");
+    }
+    if let Some(auth) = &kc.spec.authorization {
+        let mut supers = vec![
+            crate::certs::broker_principal(kc),
+            crate::certs::operator_principal(kc),
+        ];
+        for u in &auth.super_users {
+            match u.strip_prefix("User:") {
+                Some(name) if !name.trim().is_empty() && !u.contains(';') => {
+                    supers.push(u.trim().to_string())
+                }
+                _ => return Err(RenderError::SuperUser(u.clone())),
+            }
+        }
+        out.push_str(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
+        );
+        out.push_str(&format!("super.users={}\n", supers.join(";")));
+    }
+    Ok(out)
 }
 
 /// `server.properties` for every broker: the user's settings plus the
@@ -223,7 +358,7 @@ pub fn server_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
         .spec
         .config
         .keys()
-        .find(|k| OWNED_SETTINGS.contains(&k.as_str()))
+        .find(|k| OWNED_SETTINGS.contains(&k.as_str()) || k.starts_with("listener.name."))
     {
         return Err(RenderError::OwnedSetting(k.clone()));
     }
@@ -232,6 +367,7 @@ pub fn server_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
     let mut out = String::from("# Rendered by sluice-operator from the KafkaCluster spec.\n");
     out.push_str(&format!("log.dirs={DATA_DIR}\n"));
     out.push_str(&format!("controller.quorum.voters={}\n", quorum_voters(kc)));
+    out.push_str(&security_properties(kc)?);
     for (k, v) in &kc.spec.config {
         out.push_str(&format!("{k}={v}\n"));
     }
@@ -314,8 +450,8 @@ pub fn statefulset_with_replicas(
 ) -> Result<StatefulSet, RenderError> {
     let n = name(kc)?;
     let spec = &kc.spec;
-    let client_port = spec.listeners.client_port;
-    let metrics_port = spec.listeners.metrics_port;
+    let metrics_port = spec.ports.metrics;
+    let listeners = kafka_listeners(kc);
     let headless = headless_service_name(kc);
     let ns = kc
         .metadata
@@ -334,10 +470,17 @@ pub fn statefulset_with_replicas(
         // Bound to the pod's address rather than 0.0.0.0: the same on a
         // cluster where every pod has a network of its own, and what lets
         // pods share one network (the process-kubelet tier, decision 0022).
-        env("SLUICE_LISTENERS", format!("$(POD_IP):{client_port}")),
+        env(
+            "SLUICE_LISTENERS",
+            listeners
+                .iter()
+                .map(|(name, port, _)| format!("{name}://$(POD_IP):{port}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         env(
             "SLUICE_INTERNAL_LISTENER",
-            format!("$(POD_IP):{}", spec.listeners.internal_port),
+            format!("$(POD_IP):{}", spec.ports.quorum),
         ),
         env(
             "SLUICE_METRICS_LISTENER",
@@ -351,18 +494,25 @@ pub fn statefulset_with_replicas(
         ),
         env(
             "SLUICE_ADVERTISED_LISTENERS",
-            format!("$(POD_NAME).{headless}.{ns}.svc:{client_port}"),
+            listeners
+                .iter()
+                .map(|(name, port, _)| format!("{name}://$(POD_NAME).{headless}.{ns}.svc:{port}"))
+                .collect::<Vec<_>>()
+                .join(","),
         ),
         env(
             "SLUICE_INTERNAL_ADVERTISED_LISTENER",
-            format!(
-                "$(POD_NAME).{headless}.{ns}.svc:{}",
-                spec.listeners.internal_port
-            ),
+            format!("$(POD_NAME).{headless}.{ns}.svc:{}", spec.ports.quorum),
         ),
         env("SLUICE_CONFIG", format!("{CONFIG_DIR}/server.properties")),
         env("SLUICE_LOGGING_FORMAT", "json".into()),
     ];
+    if secured(kc) {
+        env_vars.push(env(
+            "SLUICE_SSL_KEYSTORE_LOCATION",
+            format!("{TLS_DIR}/$(POD_NAME).pem"),
+        ));
+    }
     env_vars.extend(overrides.env.iter().map(|(k, v)| env(k, v.clone())));
 
     let http_probe = |path: &str, initial: i32| Probe {
@@ -380,39 +530,47 @@ pub fn statefulset_with_replicas(
         name: "broker".into(),
         image: Some(spec.image.clone()),
         env: Some(env_vars),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("kafka".into()),
-                container_port: client_port,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("metrics".into()),
-                container_port: metrics_port,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("internal".into()),
-                container_port: spec.listeners.internal_port,
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(
+            listeners
+                .iter()
+                .map(|(name, port, _)| (name.to_ascii_lowercase(), *port))
+                .chain([
+                    ("metrics".to_string(), metrics_port),
+                    ("internal".to_string(), spec.ports.quorum),
+                ])
+                .map(|(name, port)| ContainerPort {
+                    name: Some(name),
+                    container_port: port,
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(http_probe("/healthz", 30)),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".into(),
-                mount_path: "/var/lib/sluice".into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/var/lib/sluice".into(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(secured(kc).then(|| VolumeMount {
+                name: "tls".into(),
+                mount_path: TLS_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -461,14 +619,26 @@ pub fn statefulset_with_replicas(
         // controlled shutdown always completes.
         termination_grace_period_seconds: Some(60),
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map_name(kc),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(
+            [Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map_name(kc),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]
+            .into_iter()
+            .chain(secured(kc).then(|| Volume {
+                name: "tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(crate::certs::broker_secret_name(kc)),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            }))
+            .collect(),
+        ),
         affinity: Some(anti_affinity),
         topology_spread_constraints: spread,
         node_selector: (!overrides.node_selector.is_empty())
@@ -611,7 +781,9 @@ mod tests {
             .and_then(|e| e.value.clone());
         assert_eq!(
             adv.as_deref(),
-            Some("$(POD_NAME).demo-brokers.kafka.svc:9092")
+            Some(
+                "PLAIN://$(POD_NAME).demo-brokers.kafka.svc:9092,REPLICATION://$(POD_NAME).demo-brokers.kafka.svc:9091"
+            )
         );
         assert!(
             envs.iter()
@@ -631,7 +803,14 @@ mod tests {
             .position(|e| e.name == "SLUICE_LISTENERS")
             .expect("SLUICE_LISTENERS");
         assert!(ip < listeners, "POD_IP is defined before it is referenced");
-        assert_eq!(value("SLUICE_LISTENERS").as_deref(), Some("$(POD_IP):9092"));
+        assert_eq!(
+            value("SLUICE_LISTENERS").as_deref(),
+            Some("PLAIN://$(POD_IP):9092,REPLICATION://$(POD_IP):9091")
+        );
+        assert!(
+            value("SLUICE_SSL_KEYSTORE_LOCATION").is_none(),
+            "not secured"
+        );
         assert_eq!(
             value("SLUICE_INTERNAL_LISTENER").as_deref(),
             Some("$(POD_IP):9093")
@@ -666,8 +845,15 @@ mod tests {
         );
         assert!(props.contains(&voters), "{props}");
         assert!(
-            !props.contains("listener"),
+            !props.contains("\nlisteners=") && !props.contains("advertised"),
             "per pod, not in the ConfigMap: {props}"
+        );
+        assert!(
+            props
+                .contains("listener.security.protocol.map=PLAIN:PLAINTEXT,REPLICATION:PLAINTEXT\n")
+                && props.contains("inter.broker.listener.name=REPLICATION\n")
+                && !props.contains("ssl."),
+            "{props}"
         );
         let mut one = kc.clone();
         one.spec.replicas = 1;
@@ -712,6 +898,97 @@ mod tests {
             server_properties(&kc),
             Err(RenderError::OwnedSetting("listeners".into()))
         );
+    }
+
+    #[test]
+    fn a_secured_cluster_replicates_over_mutual_tls_with_acls() {
+        let mut kc = cluster();
+        kc.spec.listeners = serde_json::from_value(serde_json::json!([
+            {"name": "plain", "port": 9092},
+            {"name": "scram", "port": 9094, "tls": true, "authentication": "scram-sha-512"},
+            {"name": "mtls", "port": 9095, "tls": true, "authentication": "tls"}
+        ]))
+        .expect("listeners");
+        assert!(!secured(&cluster()) && secured(&kc));
+        let props = server_properties(&kc).expect("render");
+        for line in [
+            "listener.security.protocol.map=PLAIN:PLAINTEXT,SCRAM:SASL_SSL,MTLS:SSL,REPLICATION:SSL\n",
+            "inter.broker.listener.name=REPLICATION\n",
+            "ssl.truststore.location=/etc/sluice-tls/ca.crt\n",
+            "listener.name.mtls.ssl.client.auth=required\n",
+            "listener.name.replication.ssl.client.auth=required\n",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512\n",
+        ] {
+            assert!(props.contains(line), "{line} in {props}");
+        }
+        assert!(
+            !props.contains("authorizer"),
+            "no ACLs without spec.authorization"
+        );
+        kc.spec.authorization = Some(crate::crd::AuthorizationSpec {
+            type_: crate::crd::AuthorizationType::Simple,
+            super_users: vec!["User:admin".into()],
+        });
+        let props = server_properties(&kc).expect("render");
+        assert!(props.contains(
+            "super.users=User:CN=demo-broker,O=sluice.dev;User:CN=demo-operator,O=sluice.dev;User:admin\n"
+        ));
+        assert!(props.contains(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+        ));
+        assert_eq!(admin_bootstrap(&kc), "demo-bootstrap.kafka.svc:9091");
+        assert_eq!(bootstrap_servers(&kc), "demo-bootstrap.kafka.svc:9092");
+        let sts = statefulset(&kc).expect("render");
+        let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+        let c = &pod.containers[0];
+        let keystore = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "SLUICE_SSL_KEYSTORE_LOCATION")
+            .and_then(|e| e.value.clone());
+        assert_eq!(keystore.as_deref(), Some("/etc/sluice-tls/$(POD_NAME).pem"));
+        let secret = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tls")
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone());
+        assert_eq!(secret.as_deref(), Some("demo-broker-certs"));
+        let ports: Vec<String> = c
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.name.clone())
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                "plain",
+                "scram",
+                "mtls",
+                "replication",
+                "metrics",
+                "internal"
+            ]
+        );
+        kc.spec.authorization = Some(crate::crd::AuthorizationSpec {
+            type_: crate::crd::AuthorizationType::Simple,
+            super_users: vec!["admin".into()],
+        });
+        assert_eq!(
+            server_properties(&kc),
+            Err(RenderError::SuperUser("admin".into()))
+        );
+        kc.spec.authorization = None;
+        kc.spec
+            .config
+            .insert("listener.name.plain.ssl.client.auth".into(), "none".into());
+        assert!(matches!(
+            server_properties(&kc),
+            Err(RenderError::OwnedSetting(_))
+        ));
     }
 
     #[test]

@@ -21,8 +21,16 @@ fn example_kafkacluster_parses_with_defaults() {
         serde_yaml_ng::from_str(&read("kafkacluster.yaml")).expect("KafkaCluster");
     assert_eq!(kc.spec.replicas, 3);
     assert_eq!(kc.spec.storage.size, "10Gi");
-    assert_eq!(kc.spec.listeners.client_port, 9092, "defaulted");
-    assert_eq!(kc.spec.listeners.internal_port, 9093, "defaulted");
+    assert_eq!(kc.spec.listeners.len(), 1, "defaulted");
+    assert_eq!(
+        (
+            kc.spec.listeners[0].name.as_str(),
+            kc.spec.listeners[0].port
+        ),
+        ("plain", 9092),
+        "defaulted"
+    );
+    assert_eq!(kc.spec.ports.quorum, 9093, "defaulted");
     assert_eq!(
         kc.spec
             .config
@@ -41,4 +49,21 @@ fn example_topic_parses() {
     assert_eq!(t.spec.partitions, 6);
     assert_eq!(t.spec.replication_factor, 3);
     assert_eq!(t.spec.deletion_policy, DeletionPolicy::Retain);
+}
+
+#[test]
+fn example_secure_kafkacluster_parses_and_is_secured() {
+    let kc: KafkaCluster =
+        serde_yaml_ng::from_str(&read("kafkacluster-secure.yaml")).expect("KafkaCluster");
+    assert!(sluice_operator::resources::secured(&kc));
+    let names: Vec<(&str, &str)> = kc
+        .spec
+        .listeners
+        .iter()
+        .map(|l| (l.name.as_str(), l.protocol()))
+        .collect();
+    assert_eq!(names, [("scram", "SASL_SSL"), ("mtls", "SSL")]);
+    let props = sluice_operator::resources::server_properties(&kc).expect("renders");
+    assert!(props.contains("super.users="), "{props}");
+    sluice_operator::resources::statefulset(&kc).expect("renders");
 }

@@ -13,6 +13,7 @@ use rdkafka::producer::FutureRecord;
 use sluice_client::AdminClient;
 use sluice_e2e::rd::{AckedLoad, check_acknowledged, producer};
 use sluice_e2e::start_cluster;
+use sluice_operator::brokers::Brokers;
 use sluice_operator::plan::{Desired, Step};
 use sluice_operator::rebalance::{self, RfChange, describe, observe};
 
@@ -37,7 +38,8 @@ async fn converge(bootstrap: &str, brokers: &[i32]) -> Result<(u64, Duration)> {
     while started.elapsed() < Duration::from_secs(180) {
         // As the reconciler does, a step the brokers refuse (a broker
         // fenced for a moment between plan and move) is planned again.
-        let step = match rebalance::step(bootstrap, &desired, 4, TIMEOUT).await {
+        let step = match rebalance::step(&Brokers::plaintext(bootstrap), &desired, 4, TIMEOUT).await
+        {
             Err(e @ rebalance::StepError::Refused { .. }) if refusals.len() < 5 => {
                 println!("  refused, planned again: {e}");
                 refusals.push(e.to_string());
@@ -134,11 +136,11 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
         ("5 -> 3", vec![0, 1, 2], Some(THROTTLE)),
     ] {
         println!("scale {label}");
-        rebalance::set_throttle(&bootstrap, throttle, TIMEOUT).await?;
+        rebalance::set_throttle(&Brokers::plaintext(bootstrap.as_str()), throttle, TIMEOUT).await?;
         let (bytes, took) = converge(&bootstrap, &target).await?;
-        rebalance::set_throttle(&bootstrap, None, TIMEOUT).await?;
+        rebalance::set_throttle(&Brokers::plaintext(bootstrap.as_str()), None, TIMEOUT).await?;
         report.push((label, bytes, took, throttle));
-        let obs = observe(&first, TIMEOUT).await?;
+        let obs = observe(&Brokers::plaintext(first.as_str()), TIMEOUT).await?;
         let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
         for p in obs.partitions.iter().filter(|p| p.topic == TOPIC) {
             ensure!(p.replicas.len() == 3, "{p:?}");
@@ -167,7 +169,7 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
         let started = Instant::now();
         loop {
             match rebalance::change_replication_factor(
-                &bootstrap,
+                &Brokers::plaintext(bootstrap.as_str()),
                 TOPIC,
                 rf,
                 Some(vec![0, 1, 2]),
@@ -185,7 +187,7 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let obs = observe(&first, TIMEOUT).await?;
+        let obs = observe(&Brokers::plaintext(first.as_str()), TIMEOUT).await?;
         for p in obs.partitions.iter().filter(|p| p.topic == TOPIC) {
             ensure!(
                 p.replicas.len() == rf && p.isr.len() == rf,
@@ -199,8 +201,14 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
         );
     }
     // Three brokers cannot hold four replicas.
-    match rebalance::change_replication_factor(&bootstrap, TOPIC, 4, Some(vec![0, 1, 2]), TIMEOUT)
-        .await?
+    match rebalance::change_replication_factor(
+        &Brokers::plaintext(bootstrap.as_str()),
+        TOPIC,
+        4,
+        Some(vec![0, 1, 2]),
+        TIMEOUT,
+    )
+    .await?
     {
         RfChange::Refused(r) => ensure!(r.contains(TOPIC), "{r}"),
         other => bail!("RF 4 on three brokers: {other:?}"),
@@ -212,7 +220,7 @@ async fn scale_down_up_down_moves_data_without_losing_a_record() -> Result<()> {
         brokers: vec![0, 1],
         ..Desired::default()
     };
-    match rebalance::step(&bootstrap, &two, 4, TIMEOUT).await? {
+    match rebalance::step(&Brokers::plaintext(bootstrap.as_str()), &two, 4, TIMEOUT).await? {
         Step::Refused(r) => ensure!(r.contains(TOPIC), "{r}"),
         other => bail!("expected a refusal, got {other:?}"),
     }

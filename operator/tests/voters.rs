@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sluice_e2e::rd::{AckedLoad, check_acknowledged};
 use sluice_e2e::{BrokerProcess, start_cluster_voting};
+use sluice_operator::brokers::Brokers;
 use sluice_operator::plan::voters::{self, VoterStep};
 use sluice_operator::quorum;
 
@@ -26,7 +27,7 @@ async fn converge(
     let started = Instant::now();
     let mut steps = Vec::new();
     while started.elapsed() < Duration::from_secs(120) {
-        let q = quorum::observe(bootstrap, TIMEOUT).await?;
+        let q = quorum::observe(&Brokers::plaintext(bootstrap), TIMEOUT).await?;
         let step = voters::next(&want, &quorum::view(&q));
         match &step {
             VoterStep::Idle => return Ok(steps),
@@ -34,7 +35,9 @@ async fn converge(
             VoterStep::Add(_) | VoterStep::Remove(_) => {
                 println!("  {}", quorum::describe(&step));
                 let address = |i: i32| brokers[i as usize].internal_address().unwrap_or_default();
-                match quorum::execute(bootstrap, &q, &step, address, TIMEOUT).await {
+                match quorum::execute(&Brokers::plaintext(bootstrap), &q, &step, address, TIMEOUT)
+                    .await
+                {
                     Ok(()) => steps.push(step),
                     // Retriable (another change still committing): planned
                     // again on the next pass, as the reconciler does.
@@ -59,7 +62,7 @@ async fn voters_follow_the_broker_count() -> Result<()> {
     // Every broker has joined the quorum (an observer) before the load.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let q = quorum::observe(&bootstrap, TIMEOUT).await;
+        let q = quorum::observe(&Brokers::plaintext(bootstrap.as_str()), TIMEOUT).await;
         if q.as_ref()
             .is_ok_and(|q| q.voters.len() + q.observers.len() == 5)
         {
@@ -82,7 +85,7 @@ async fn voters_follow_the_broker_count() -> Result<()> {
         let count = voters::voter_count(spec, replicas);
         println!("{replicas} brokers, {count} voters:");
         let steps = converge(&bootstrap, &brokers, count).await?;
-        let q = quorum::observe(&bootstrap, TIMEOUT).await?;
+        let q = quorum::observe(&Brokers::plaintext(bootstrap.as_str()), TIMEOUT).await?;
         let ids: BTreeSet<i32> = q.voters.iter().map(|v| v.id).collect();
         ensure!(
             ids == voters::wanted(count),

@@ -87,6 +87,10 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: Option<String>,
 
+    /// `ssl.client.auth` of one listener, as Kafka's `listener.name.<listener>.ssl.client.auth` (in a file, or SLUICE_LISTENER_NAME_<LISTENER>_SSL_CLIENT_AUTH): LISTENER=none|requested|required, repeated.
+    #[arg(long = "listener-ssl-client-auth", value_name = "LISTENER=MODE")]
+    pub listener_ssl_client_auth: Option<Vec<String>>,
+
     /// How a client certificate's subject becomes a principal: DEFAULT and RULE:pattern/replacement/[LU], in order. [default: DEFAULT]
     #[arg(long, env = "SLUICE_SSL_PRINCIPAL_MAPPING_RULES")]
     pub ssl_principal_mapping_rules: Option<String>,
@@ -444,16 +448,18 @@ impl BrokerConfig {
             if key.starts_with("SLUICE_")
                 && !known.contains_key(key)
                 && !key.starts_with("SLUICE_TEST_")
+                && per_listener_env(key).is_none()
             {
                 return Err(Error::config(key, "unknown environment setting"));
             }
         }
         let env_args: Vec<String> = std::iter::once("sluice-broker".to_string())
-            .chain(
-                env_pairs
-                    .iter()
-                    .filter_map(|(k, v)| known.get(k).map(|long| format!("--{long}={v}"))),
-            )
+            .chain(env_pairs.iter().filter_map(|(k, v)| {
+                known
+                    .get(k)
+                    .map(|long| format!("--{long}={v}"))
+                    .or_else(|| per_listener_env(k).map(|l| per_listener_flag(&l, v)))
+            }))
             .collect();
         let cli = parse_layer(args).map_err(|e| Error::config("command line", e.to_string()))?;
         let from_env =
@@ -494,10 +500,47 @@ impl BrokerConfig {
             })?,
             None => crate::security::ClientAuth::None,
         };
+        let mut listener_client_auth = BTreeMap::new();
+        for entry in c.listener_ssl_client_auth.iter().flatten() {
+            let setting = |l: &str| format!("listener.name.{}.ssl.client.auth", l.to_lowercase());
+            let Some((name, v)) = entry.split_once('=') else {
+                return Err(Error::config(
+                    "listener-ssl-client-auth",
+                    format!("`{entry}` is not LISTENER=none|requested|required"),
+                ));
+            };
+            let name = name.trim().to_ascii_uppercase();
+            let Some(listener) = listeners.get(&name) else {
+                return Err(Error::config(
+                    setting(&name),
+                    format!(
+                        "names no listener of `listeners` ({})",
+                        listeners.bind_text()
+                    ),
+                ));
+            };
+            if !listener.protocol.tls() {
+                return Err(Error::config(
+                    setting(&name),
+                    format!(
+                        "listener {name} is {}, not SSL or SASL_SSL",
+                        listener.protocol
+                    ),
+                ));
+            }
+            let auth = crate::security::ClientAuth::parse(v).ok_or_else(|| {
+                Error::config(
+                    setting(&name),
+                    format!("`{v}` is not none, requested or required"),
+                )
+            })?;
+            listener_client_auth.insert(name, auth);
+        }
         let ssl = crate::security::SslConfig {
             keystore: c.ssl_keystore_location.clone(),
             truststore: c.ssl_truststore_location.clone(),
             client_auth,
+            listener_client_auth,
             principal_mapping_rules: c
                 .ssl_principal_mapping_rules
                 .clone()
@@ -730,6 +773,27 @@ fn path_text(p: Option<&Path>) -> String {
     p.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
+/// The listener of Kafka's per-listener `listener.name.<listener>.ssl.client.auth`
+/// (the one per-listener setting served; any other is an unknown setting).
+fn per_listener_key(key: &str) -> Option<String> {
+    let name = key
+        .strip_prefix("listener.name.")?
+        .strip_suffix(".ssl.client.auth")?;
+    (!name.is_empty() && !name.contains('.')).then(|| name.to_ascii_uppercase())
+}
+
+/// The same as `SLUICE_LISTENER_NAME_<LISTENER>_SSL_CLIENT_AUTH`.
+fn per_listener_env(key: &str) -> Option<String> {
+    let name = key
+        .strip_prefix("SLUICE_LISTENER_NAME_")?
+        .strip_suffix("_SSL_CLIENT_AUTH")?;
+    (!name.is_empty()).then(|| name.to_ascii_uppercase())
+}
+
+fn per_listener_flag(listener: &str, value: &str) -> String {
+    format!("--listener-ssl-client-auth={listener}={value}")
+}
+
 /// Reads a properties file: `name=value` lines, `#` or `!` comments.
 fn read_file(path: &Path) -> Result<Cli> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -747,6 +811,10 @@ fn read_file(path: &Path) -> Result<Cli> {
             ));
         };
         let key = key.trim();
+        if let Some(listener) = per_listener_key(key) {
+            args.push(per_listener_flag(&listener, value.trim()));
+            continue;
+        }
         let flag = key.replace('.', "-");
         if flag == "config" || !known.contains(&flag) {
             return Err(Error::config(
@@ -798,6 +866,7 @@ fn merge(over: Cli, under: Cli) -> Cli {
         ssl_truststore_location,
         ssl_truststore_type,
         ssl_client_auth,
+        listener_ssl_client_auth,
         ssl_principal_mapping_rules,
         sasl_enabled_mechanisms,
         sasl_plain_users_file,
@@ -1123,6 +1192,44 @@ mod tests {
         assert_eq!(c.node_id, 1);
         assert_eq!(c.data_dir, PathBuf::from("sluice-data"));
         assert_eq!(c.metrics_listener.port(), 9464);
+    }
+
+    #[test]
+    fn a_listener_has_its_own_ssl_client_auth_from_the_environment() {
+        let listeners = "PLAINTEXT://127.0.0.1:0,TLS://127.0.0.1:0,REPLICATION://127.0.0.1:0";
+        let map = "PLAINTEXT:PLAINTEXT,TLS:SSL,REPLICATION:SSL";
+        let c = load(
+            &[
+                "--listeners",
+                listeners,
+                "--listener-security-protocol-map",
+                map,
+                "--ssl-keystore-location",
+                "/k.pem",
+                "--ssl-client-auth",
+                "requested",
+            ],
+            &[(
+                "SLUICE_LISTENER_NAME_REPLICATION_SSL_CLIENT_AUTH",
+                "required",
+            )],
+        )
+        .expect("per-listener client auth");
+        use crate::security::ClientAuth;
+        assert_eq!(c.ssl.client_auth_of("REPLICATION"), ClientAuth::Required);
+        assert_eq!(c.ssl.client_auth_of("TLS"), ClientAuth::Requested);
+        let e = load(
+            &[
+                "--listeners",
+                listeners,
+                "--listener-security-protocol-map",
+                map,
+            ],
+            &[("SLUICE_LISTENER_NAME_NOPE_SSL_CLIENT_AUTH", "required")],
+        )
+        .expect_err("no such listener")
+        .to_string();
+        assert!(e.contains("listener.name.nope.ssl.client.auth"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! files change (a renewed certificate is served to new connections
 //! without a restart; connections already open keep theirs).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::server::Principal;
 
 /// `ssl.client.auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ClientAuth {
     None,
     Requested,
@@ -55,6 +56,9 @@ pub struct SslConfig {
     /// certificates must chain to.
     pub truststore: Option<PathBuf>,
     pub client_auth: ClientAuth,
+    /// `listener.name.<listener>.ssl.client.auth`: a listener's own
+    /// `ssl.client.auth` over the broker-wide one (names upper case).
+    pub listener_client_auth: BTreeMap<String, ClientAuth>,
     /// `ssl.principal.mapping.rules`.
     pub principal_mapping_rules: String,
 }
@@ -65,10 +69,31 @@ impl Default for SslConfig {
             keystore: None,
             truststore: None,
             client_auth: ClientAuth::None,
+            listener_client_auth: BTreeMap::new(),
             principal_mapping_rules: "DEFAULT".into(),
         }
     }
 }
+
+impl SslConfig {
+    /// The `ssl.client.auth` of connections to `listener`.
+    pub fn client_auth_of(&self, listener: &str) -> ClientAuth {
+        self.listener_client_auth
+            .get(listener)
+            .copied()
+            .unwrap_or(self.client_auth)
+    }
+
+    /// Every `ssl.client.auth` some listener may use.
+    fn modes(&self) -> BTreeSet<ClientAuth> {
+        std::iter::once(self.client_auth)
+            .chain(self.listener_client_auth.values().copied())
+            .collect()
+    }
+}
+
+/// The acceptors, one per `ssl.client.auth` in use.
+type Acceptors = BTreeMap<ClientAuth, TlsAcceptor>;
 
 /// How often the key store and trust store files are looked at.
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
@@ -83,7 +108,7 @@ struct Loaded {
 /// The server side of TLS for every TLS listener of this broker.
 pub struct Tls {
     config: SslConfig,
-    acceptor: RwLock<(TlsAcceptor, Arc<Loaded>)>,
+    acceptors: RwLock<(Acceptors, Arc<Loaded>)>,
     /// The client side, for this broker's own connections to an SSL
     /// listener of another (replica fetchers): the trust store's CAs as
     /// roots, the key store as the client certificate. None without a
@@ -102,18 +127,26 @@ impl Tls {
     /// Loads the key store (and trust store); an error names the file.
     pub fn load(config: &SslConfig) -> Result<Self> {
         let loaded = read(config)?;
-        let acceptor = build(config, &loaded)?;
+        let acceptors = build_all(config, &loaded)?;
         let connector = build_connector(&loaded)?;
         Ok(Tls {
             principals: PrincipalBuilder::parse(&config.principal_mapping_rules)?,
             config: config.clone(),
-            acceptor: RwLock::new((acceptor, Arc::new(loaded))),
+            acceptors: RwLock::new((acceptors, Arc::new(loaded))),
             connector: RwLock::new(connector),
         })
     }
 
-    pub fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor.read().0.clone()
+    /// The acceptor of connections to `listener` (its `ssl.client.auth`).
+    pub fn acceptor(&self, listener: &str) -> TlsAcceptor {
+        let mode = self.config.client_auth_of(listener);
+        let acceptors = self.acceptors.read();
+        match acceptors.0.get(&mode) {
+            Some(a) => a.clone(),
+            // Every mode of the config is built; the broker-wide one is
+            // there whatever a listener asks.
+            None => acceptors.0[&self.config.client_auth].clone(),
+        }
     }
 
     /// The client side of TLS for this broker's connections to its peers'
@@ -133,12 +166,12 @@ impl Tls {
                 return false;
             }
         };
-        if *self.acceptor.read().1 == loaded {
+        if *self.acceptors.read().1 == loaded {
             return false;
         }
-        match build(&self.config, &loaded).and_then(|a| Ok((a, build_connector(&loaded)?))) {
+        match build_all(&self.config, &loaded).and_then(|a| Ok((a, build_connector(&loaded)?))) {
             Ok((a, c)) => {
-                *self.acceptor.write() = (a, Arc::new(loaded));
+                *self.acceptors.write() = (a, Arc::new(loaded));
                 *self.connector.write() = c;
                 tracing::info!(
                     "TLS key store or trust store changed: new connections get the new one"
@@ -221,13 +254,21 @@ fn identity(loaded: &Loaded) -> Result<Identity> {
     Ok((chain, key))
 }
 
-fn build(config: &SslConfig, loaded: &Loaded) -> Result<TlsAcceptor> {
+fn build_all(config: &SslConfig, loaded: &Loaded) -> Result<Acceptors> {
+    config
+        .modes()
+        .into_iter()
+        .map(|mode| Ok((mode, build(mode, loaded)?)))
+        .collect()
+}
+
+fn build(client_auth: ClientAuth, loaded: &Loaded) -> Result<TlsAcceptor> {
     let (chain, key) = identity(loaded)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config("ssl.enabled.protocols", e.to_string()))?;
-    let builder = match (config.client_auth, &loaded.truststore) {
+    let builder = match (client_auth, &loaded.truststore) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (auth, Some(pem)) => {
             let verifier =

@@ -79,16 +79,20 @@ async fn accept_tls(
     // rustls takes TLS records from the socket 4 KiB at a time: read
     // through a buffer, or a large produce costs a system call per 4 KiB.
     let stream = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
-    let stream =
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(failed(e.to_string())),
-            Err(_) => {
-                return Err(failed(format!(
-                    "not completed within {TLS_HANDSHAKE_TIMEOUT:?}"
-                )));
-            }
-        };
+    let stream = match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        tls.acceptor(&session.listener).accept(stream),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(_) => {
+            return Err(failed(format!(
+                "not completed within {TLS_HANDSHAKE_TIMEOUT:?}"
+            )));
+        }
+    };
     if !session.protocol.sasl() {
         let cert = stream
             .get_ref()

@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::brokers::Brokers;
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER, object_key};
 use crate::crd::KafkaCluster;
@@ -136,6 +137,11 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         // The StatefulSet is being recreated around its pods.
         None => return Ok(Action::requeue(std::time::Duration::from_secs(1))),
     };
+    // A secured cluster's certificates are there before its pods.
+    if resources::secured(&kc) {
+        crate::certs::reconcile(&ctx, &kc, brokers).await?;
+    }
+    let reach = ctx.brokers(&kc).await?;
     let sts = apply(&ctx, &ns, &children.statefulset).await?;
 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -154,7 +160,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         )))?
         .items;
 
-    let cluster = match ctx.admin(&kc).await {
+    let cluster = match reach.connect_any(ctx.settings.admin_timeout).await {
         Ok(mut admin) => admin.describe_cluster().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -166,7 +172,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     });
     let sizes = match (&cluster, rebuilding) {
         (Ok(info), true) => {
-            Some(rebalance::sizes_by_broker(info, ctx.settings.admin_timeout).await)
+            Some(rebalance::sizes_by_broker(&reach, info, ctx.settings.admin_timeout).await)
         }
         _ => None,
     };
@@ -228,7 +234,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     // The metadata quorum: shown in status, and its voters follow the
     // brokers (see `voter_pass`).
     let quorum_seen = match &cluster {
-        Ok(_) => quorum::observe(&ctx.bootstrap(&kc), ctx.settings.admin_timeout)
+        Ok(_) => quorum::observe(&reach, ctx.settings.admin_timeout)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.clone()),
@@ -257,7 +263,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         || voters_off;
     if rebalancing && cluster.is_ok() {
         let voter_plan = match &quorum_seen {
-            Ok(q) => voter_pass(&ctx, &kc, &previous, q, want).await,
+            Ok(q) => voter_pass(&ctx, &kc, &reach, &previous, q, want).await,
             Err(e) => Some(rebalance::plan_status(
                 &Step::Wait(format!("the metadata quorum cannot be observed: {e}")),
                 want,
@@ -266,7 +272,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         };
         let plan = match voter_plan {
             Some(p) => p,
-            None => rebalance_pass(&ctx, &kc, &previous, want).await,
+            None => rebalance_pass(&ctx, &kc, &reach, &previous, want).await,
         };
         if plan.phase == "Balanced" {
             new.balanced_replicas = Some(want);
@@ -338,7 +344,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         leaving = unregister_pass(&ctx, &kc, &pods, leaving).await;
     }
     new.unregistering = leaving;
-    let rolling = roll_pass(&ctx, &kc, &sts, &pods, &cluster, &new, applied).await?;
+    let rolling = roll_pass(&ctx, &kc, &reach, &sts, &pods, &cluster, &new, applied).await?;
     conditions::set(
         &mut new.conditions,
         conditions::Wanted {
@@ -629,6 +635,7 @@ fn wanted_voters(kc: &KafkaCluster, want: i32) -> Option<std::collections::BTree
 async fn voter_pass(
     ctx: &Context,
     kc: &KafkaCluster,
+    reach: &Brokers,
     previous: &crate::crd::KafkaClusterStatus,
     q: &sluice_client::QuorumInfo,
     want: i32,
@@ -660,15 +667,7 @@ async fn voter_pass(
         return Some(shown);
     }
     let address = |i: i32| resources::internal_address(kc, i);
-    match quorum::execute(
-        &ctx.bootstrap(kc),
-        q,
-        &step,
-        address,
-        ctx.settings.admin_timeout,
-    )
-    .await
-    {
+    match quorum::execute(reach, q, &step, address, ctx.settings.admin_timeout).await {
         Ok(()) => {
             shown.phase = "ChangingVoters".into();
             ctx.event(
@@ -697,12 +696,13 @@ async fn voter_pass(
 async fn rebalance_pass(
     ctx: &Context,
     kc: &KafkaCluster,
+    reach: &Brokers,
     previous: &crate::crd::KafkaClusterStatus,
     want: i32,
 ) -> crate::crd::PlanStatus {
     let spec = &kc.spec.rebalance;
     let throttle = (spec.throttle_bytes_per_second > 0).then_some(spec.throttle_bytes_per_second);
-    let bootstrap = ctx.bootstrap(kc);
+    let bootstrap = reach;
     let timeout = ctx.settings.admin_timeout;
     let desired = Desired {
         brokers: (0..want).collect(),
@@ -711,7 +711,7 @@ async fn rebalance_pass(
     let batch = usize::try_from(spec.max_concurrent_moves)
         .unwrap_or(1)
         .max(1);
-    let step = match rebalance::plan(&bootstrap, &desired, batch, timeout).await {
+    let step = match rebalance::plan(bootstrap, &desired, batch, timeout).await {
         Ok(s) => s,
         Err(e) => Step::Wait(format!("the cluster cannot be observed: {e}")),
     };
@@ -724,7 +724,7 @@ async fn rebalance_pass(
             .plan
             .as_ref()
             .is_some_and(|p| p.phase != "Balanced")
-            && let Err(e) = rebalance::set_throttle(&bootstrap, None, timeout).await
+            && let Err(e) = rebalance::set_throttle(bootstrap, None, timeout).await
         {
             shown.phase = "Waiting".into();
             shown.message = format!("balanced; removing the replication throttle: {e}");
@@ -755,13 +755,13 @@ async fn rebalance_pass(
     }
     if moves
         && let Err(e) =
-            rebalance::set_throttle(&bootstrap, throttle.map(|t| t as u64), timeout).await
+            rebalance::set_throttle(bootstrap, throttle.map(|t| t as u64), timeout).await
     {
         shown.phase = "Waiting".into();
         shown.message = format!("setting the replication throttle: {e}");
         return shown;
     }
-    match rebalance::execute(&bootstrap, &step, timeout).await {
+    match rebalance::execute(bootstrap, &step, timeout).await {
         Ok(()) => {
             shown.phase = if moves { "Moving" } else { "Electing" }.into();
         }
@@ -775,9 +775,11 @@ async fn rebalance_pass(
 
 /// One step of a rolling restart: `(in progress, reason, message)` for the
 /// RollingRestart condition. Deletes at most one broker pod.
+#[allow(clippy::too_many_arguments)]
 async fn roll_pass(
     ctx: &Context,
     kc: &KafkaCluster,
+    reach: &Brokers,
     sts: &StatefulSet,
     pods: &[Pod],
     cluster: &std::result::Result<sluice_client::ClusterInfo, String>,
@@ -813,7 +815,7 @@ async fn roll_pass(
             ));
         }
     };
-    let observed = match rebalance::observe(&ctx.bootstrap(kc), ctx.settings.admin_timeout).await {
+    let observed = match rebalance::observe(reach, ctx.settings.admin_timeout).await {
         Ok(o) => o,
         Err(e) => {
             return Ok((

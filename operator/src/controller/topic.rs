@@ -164,10 +164,18 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
         not_ready(ctx, topic, "ClusterNotFound", msg).await?;
         return Ok(Action::requeue(ctx.settings.poll));
     };
-    let bootstrap = ctx.bootstrap(&kc);
-    let mut admin = match ctx.admin(&kc).await {
-        Ok(a) => a,
+    let reach = match ctx.brokers(&kc).await {
+        Ok(r) => r,
         Err(e) => {
+            not_ready(ctx, topic, "ClusterUnreachable", e.to_string()).await?;
+            return Err(e);
+        }
+    };
+    let bootstrap = reach.bootstrap.clone();
+    let mut admin = match reach.connect_any(ctx.settings.admin_timeout).await {
+        Ok(a) => a,
+        Err(source) => {
+            let e = admin_err(&bootstrap, "connect")(source);
             not_ready(ctx, topic, "ClusterUnreachable", e.to_string()).await?;
             return Err(e);
         }
@@ -191,7 +199,7 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
             Step::ChangeReplicationFactor { to, .. } => {
                 let rf = usize::try_from(*to).unwrap_or(0);
                 match crate::rebalance::change_replication_factor(
-                    &bootstrap,
+                    &reach,
                     &name,
                     rf,
                     // The brokers the cluster keeps (not those a scale-down
@@ -353,8 +361,12 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action> {
         tracing::info!(topic = %name, "cluster gone; releasing the Topic object");
         return Ok(Action::await_change());
     };
-    let bootstrap = ctx.bootstrap(&kc);
-    let mut admin = ctx.admin(&kc).await?;
+    let reach = ctx.brokers(&kc).await?;
+    let bootstrap = reach.bootstrap.clone();
+    let mut admin = reach
+        .connect_any(ctx.settings.admin_timeout)
+        .await
+        .map_err(admin_err(&bootstrap, "connect"))?;
     match admin.delete_topic(&name).await {
         Ok(()) => {
             ctx.event(

@@ -13,12 +13,36 @@ use sluice_quorum::{MemberConfig, QuorumConfig};
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 pub const SESSION: Duration = Duration::from_millis(600);
 
-/// `n` free loopback ports, held until all are chosen.
+/// `n` free loopback ports, held until all are chosen, from below the
+/// kernel's ephemeral range (as `sluice_e2e::free_port_list`, which this
+/// crate cannot depend on): a member restarted on its port must find it
+/// free, and an outgoing connection's source port could take one from the
+/// ephemeral range while the member is down.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FROM: u32 = 20000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let end: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+        .min(65536);
+    let span = end.saturating_sub(FROM).max(1);
+    let start = std::process::id().wrapping_mul(7919);
+    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
+    for _ in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = FROM + (start.wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst)) % span);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(l);
+        }
+    }
+    while held.len() < n {
+        held.push(TcpListener::bind("127.0.0.1:0").expect("bind"));
+    }
+    held.iter()
         .map(|l| l.local_addr().expect("addr").port())
         .collect()
 }

@@ -23,12 +23,12 @@ trap 'rm -rf "$out"' EXIT
 for kind in Deployment ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Service CustomResourceDefinition; do
   grep -q "^kind: $kind\$" "$out/default.yaml" || { echo "helm template rendered no $kind" >&2; exit 1; }
 done
-for crd in kafkaclusters.sluice.dev topics.sluice.dev; do
+for crd in kafkaclusters.sluice.dev topics.sluice.dev kafkausers.sluice.dev; do
   grep -q "name: $crd\$" "$out/default.yaml" || { echo "helm template rendered no CRD $crd" >&2; exit 1; }
 done
 grep -q -- "--leader-election=true" "$out/default.yaml"
 # The CRDs are rendered (so helm upgrade upgrades them) and kept on uninstall.
-[[ "$(grep -c "helm.sh/resource-policy: keep" "$out/default.yaml")" == 2 ]] ||
+[[ "$(grep -c "helm.sh/resource-policy: keep" "$out/default.yaml")" == 3 ]] ||
   { echo "helm template: the CRDs do not carry helm.sh/resource-policy: keep" >&2; exit 1; }
 
 # Leader election off: no Lease Role; one namespace watched.

@@ -26,6 +26,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod security;
+pub use security::AclBinding;
+
 /// Kafka's NOT_CONTROLLER: no controller to take the request just now.
 const NOT_CONTROLLER: i16 = 41;
 

@@ -191,8 +191,8 @@ def kubectl_dry_run(kubectl, kubeconfig, path):
 def main():
     kubectl, rendered = sys.argv[1], sys.argv[2]
     schemas = crd_schemas()
-    if len(schemas) != 2:
-        raise SystemExit(f"expected 2 CRDs in crds/, found {len(schemas)}")
+    if len(schemas) != 3:
+        raise SystemExit(f"expected 3 CRDs in crds/, found {len(schemas)}")
 
     failures = []
     total = 0
@@ -224,8 +224,9 @@ def main():
         for path, expect in [
             (os.path.join(ROOT, "crds"), {
                 "customresourcedefinition.apiextensions.k8s.io/kafkaclusters.sluice.dev",
-                "customresourcedefinition.apiextensions.k8s.io/topics.sluice.dev"}),
-            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "kafkacluster.sluice.dev/secure", "topic.sluice.dev/orders"}),
+                "customresourcedefinition.apiextensions.k8s.io/topics.sluice.dev",
+                "customresourcedefinition.apiextensions.k8s.io/kafkausers.sluice.dev"}),
+            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "kafkacluster.sluice.dev/secure", "kafkauser.sluice.dev/app", "topic.sluice.dev/orders"}),
             (rendered, None),
         ]:
             names = kubectl_dry_run(kubectl, kubeconfig, path)

@@ -59,11 +59,11 @@ step "helm install the operator (it runs as a pod, with the chart's ServiceAccou
   --wait --timeout 180s >"$work/helm.txt" || fail "helm install: $(cat "$work/helm.txt")"
 grep -q "STATUS: deployed" "$work/helm.txt" || fail "helm install did not deploy: $(cat "$work/helm.txt")"
 ok "helm install: STATUS: deployed"
-"$kubectl" get crd kafkaclusters.sluice.dev topics.sluice.dev >/dev/null || fail "the chart installed no CRDs"
+"$kubectl" get crd kafkaclusters.sluice.dev topics.sluice.dev kafkausers.sluice.dev >/dev/null || fail "the chart installed no CRDs"
 ok "the chart installed the CRDs"
 
 step "kubectl explain kc.spec"
-"$kubectl" wait --for condition=Established crd/kafkaclusters.sluice.dev crd/topics.sluice.dev --timeout=60s >/dev/null
+"$kubectl" wait --for condition=Established crd/kafkaclusters.sluice.dev crd/topics.sluice.dev crd/kafkausers.sluice.dev --timeout=60s >/dev/null
 # The API server publishes a new CRD's OpenAPI schema a few seconds after it is established.
 until_ok 60 "kubectl explain kc.spec answers" bash -c "'$kubectl' explain kc.spec >'$work/explain.txt'"
 for field in replicas image storage rollingUpdate; do
@@ -441,6 +441,52 @@ if timeout 30 "$kcat" -b "$mtls" -X security.protocol=ssl -L -m 5 >"$work/untrus
   fail "a client that does not trust the cluster CA connected"
 fi
 ok "a client without the cluster CA does not trust the brokers"
+step "a KafkaUser: its SCRAM password in a Secret, its ACLs enforced, changed, and removed with it"
+"$kubectl" apply -f examples/kafkauser.yaml >/dev/null
+user_ready() { [[ "$(jp ku/app '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+until_ok 60 "KafkaUser app Ready" user_ready
+"$kubectl" get ku app | tee "$work/ku.txt"
+grep -Eq '^app +secure +scram-sha-512 +True ' "$work/ku.txt" || fail "kubectl get ku: $(cat "$work/ku.txt")"
+ok "kubectl get ku shows cluster secure, scram-sha-512, Ready True"
+password="$("$kubectl" get secret app -o 'jsonpath={.data.password}' | base64 -d)"
+[[ ${#password} -ge 24 ]] || fail "Secret app holds no generated password"
+ok "Secret app holds the generated password (and username, sasl.jaas.config)"
+app() {
+  timeout 40 "$kcat" -b "$secure_bootstrap" -X security.protocol=sasl_ssl -X "ssl.ca.location=$work/ca.crt" \
+    -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=app -X "sasl.password=$1" "${@:2}"
+}
+printf 'a\nb\n' | app "$password" -P -t app-events -X acks=all -X message.timeout.ms=20000 ||
+  fail "user app writing to app-events (its ACLs allow it)"
+app "$password" -C -t app-events -o beginning -e -q >"$work/app.txt" 2>&1
+[[ "$(cat "$work/app.txt")" == $'a\nb' ]] || fail "user app reading app-events back: $(cat "$work/app.txt")"
+ok "user app (SCRAM-SHA-512 over TLS) wrote app-events with acks=all and read it back"
+if printf 'x\n' | app "$password" -P -t secured -X message.timeout.ms=8000 >"$work/app-denied.txt" 2>&1; then
+  fail "user app wrote to topic secured, which no ACL of its allows"
+fi
+grep -qi "authoriz" "$work/app-denied.txt" || fail "refusal without an authorization error: $(cat "$work/app-denied.txt")"
+ok "user app is refused topic secured: $(grep -i -m1 authoriz "$work/app-denied.txt")"
+acls() { "$python" e2e/k8s/acls_of.py "$mtls" "$work/ca.crt" "$work/tour-admin.crt" "$work/tour-admin.key" User:app; }
+[[ "$(acls | wc -l)" == 5 ]] || fail "ACLs of User:app: $(acls)"
+ok "the cluster holds its 5 ACLs (kafka-acls' view): $(acls | tr '\n' ';')"
+"$kubectl" patch ku app --type merge -p \
+  '{"spec":{"authorization":{"acls":[{"resource":{"type":"topic","name":"app-","patternType":"prefix"},"operations":["Read","Describe"]}]}}}' >/dev/null
+two_acls() { [[ "$(acls | wc -l)" == 2 ]]; }
+until_ok 60 "ACLs taken from the KafkaUser are taken from the cluster (2 ACLs left)" two_acls
+if printf 'c\n' | app "$password" -P -t app-events -X message.timeout.ms=8000 >"$work/app-ro.txt" 2>&1; then
+  fail "user app still writes after its Write ACL was removed"
+fi
+ok "and user app can no longer write app-events"
+"$kubectl" delete ku app --timeout=60s >/dev/null || fail "deleting KafkaUser app"
+no_acls() { [[ -z "$(acls)" ]]; }
+until_ok 60 "KafkaUser app deleted: its ACLs are gone from the cluster" no_acls
+if app "$password" -L -m 5 >"$work/app-gone.txt" 2>&1; then
+  fail "user app still logs in after its KafkaUser was deleted"
+fi
+grep -qi "authentication" "$work/app-gone.txt" || fail "login after deletion: $(cat "$work/app-gone.txt")"
+ok "and its password no longer logs in"
+secret_gone() { [[ -z "$("$kubectl" get secret app -o name --ignore-not-found)" ]]; }
+until_ok 60 "its Secret went with it" secret_gone
+
 "$kubectl" delete kc secure --timeout=120s >/dev/null || fail "deleting KafkaCluster secure"
 secrets_gone() { [[ -z "$("$kubectl" get secret secure-cluster-ca secure-cluster-ca-cert secure-broker-certs -o name --ignore-not-found)" ]]; }
 until_ok 120 "KafkaCluster secure deleted, its CA and certificate Secrets with it" secrets_gone

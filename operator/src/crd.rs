@@ -641,3 +641,167 @@ impl Topic {
             .or_else(|| self.metadata.name.clone())
     }
 }
+
+/// A user of a KafkaCluster in the same namespace: its credentials in a
+/// Secret of the same name, its ACLs on the cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "KafkaUser",
+    namespaced,
+    shortname = "ku",
+    category = "sluice",
+    status = "KafkaUserStatus",
+    doc = "A user of a Sluice KafkaCluster: SCRAM credentials in a Secret, and ACLs, kept in line by the operator.",
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef"),
+    printcolumn(
+        name = "Authentication",
+        type_ = "string",
+        json_path = ".spec.authentication.type"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaUserSpec {
+    /// Name of the KafkaCluster (same namespace).
+    #[x_kube(validation = Rule::new("self != ''").message("clusterRef is required"))]
+    pub cluster_ref: String,
+    /// How the user logs in.
+    pub authentication: UserAuthentication,
+    /// What the user may do (Kafka's ACLs, on a cluster with
+    /// `spec.authorization`). Unset: no ACLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<UserAuthorization>,
+}
+
+/// A user's login.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct UserAuthentication {
+    /// `scram-sha-512`: a password the operator generates into the
+    /// Secret named as the KafkaUser (`username`, `password`,
+    /// `sasl.jaas.config`), for a listener with that authentication.
+    #[serde(rename = "type")]
+    pub type_: UserAuthenticationType,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserAuthenticationType {
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+}
+
+/// The user's ACLs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct UserAuthorization {
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub acls: Vec<AclRule>,
+}
+
+/// Operations allowed (or denied) on a resource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.resource.type == 'cluster' || has(self.resource.name)").message("a topic, group or transactionalId resource needs a name"))]
+pub struct AclRule {
+    pub resource: AclResource,
+    #[schemars(length(min = 1, max = 12))]
+    pub operations: Vec<AclOperation>,
+    /// The host the rule applies to; `*` (the default): every host.
+    #[serde(default = "any_host")]
+    pub host: String,
+    /// `allow` (the default) or `deny`.
+    #[serde(default, rename = "type")]
+    pub type_: AclPermission,
+}
+
+fn any_host() -> String {
+    "*".into()
+}
+
+/// What an ACL is on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AclResource {
+    #[serde(rename = "type")]
+    pub type_: AclResourceType,
+    /// The resource's name (a prefix with `patternType: prefix`; `*`:
+    /// every one). Not for `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pattern_type: AclPatternType,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AclResourceType {
+    Topic,
+    Group,
+    Cluster,
+    TransactionalId,
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum AclPatternType {
+    #[default]
+    Literal,
+    Prefix,
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum AclPermission {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Kafka's ACL operations.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclOperation {
+    All,
+    Read,
+    Write,
+    Create,
+    Delete,
+    Alter,
+    Describe,
+    ClusterAction,
+    DescribeConfigs,
+    AlterConfigs,
+    IdempotentWrite,
+}
+
+/// The user as the operator last made it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaUserStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The principal ACLs name (`User:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The Secret with the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The Secret's resourceVersion whose password the cluster has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_version: Option<String>,
+}

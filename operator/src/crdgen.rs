@@ -2,11 +2,11 @@
 
 use kube::CustomResourceExt;
 
-use crate::crd::{KafkaCluster, Topic};
+use crate::crd::{KafkaCluster, KafkaUser, Topic};
 
 /// `(file name, YAML)` for every CRD, as committed under `crds/`.
 pub fn render() -> Result<Vec<(String, String)>, serde_yaml_ng::Error> {
-    let crds = [KafkaCluster::crd(), Topic::crd()];
+    let crds = [KafkaCluster::crd(), Topic::crd(), KafkaUser::crd()];
     crds.iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -22,4 +22,7 @@ pub mod status;
 pub mod storage;
 pub mod topic_plan;
 
-pub use crd::{KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, Topic, TopicSpec, TopicStatus};
+pub use crd::{
+    KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, KafkaUser, KafkaUserSpec, KafkaUserStatus,
+    Topic, TopicSpec, TopicStatus,
+};

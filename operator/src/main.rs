@@ -1,4 +1,4 @@
-//! `sluice-operator`: reconciles KafkaCluster and Topic resources.
+//! `sluice-operator`: reconciles KafkaCluster, Topic and KafkaUser resources.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

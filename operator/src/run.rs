@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
-use crate::controller::{cluster, topic};
-use crate::crd::{KafkaCluster, Topic};
+use crate::controller::{cluster, topic, user};
+use crate::crd::{KafkaCluster, KafkaUser, Topic};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -33,7 +33,7 @@ where
     }
 }
 
-/// Runs both controllers until `stop` is cancelled; in-flight reconciles
+/// Runs the three controllers until `stop` is cancelled; in-flight reconciles
 /// finish first.
 pub async fn controllers(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
     let client = ctx.client.clone();
@@ -71,8 +71,21 @@ pub async fn controllers(ctx: Arc<Context>, namespace: Option<String>, stop: Can
                 tracing::debug!(error = %e, "Topic controller");
             }
         });
+    // A user's Secret deleted or edited: its credential is set again.
+    let users = Controller::new(api::<KafkaUser>(&client, ns), watcher::Config::default())
+        .owns(
+            api::<Secret>(&client, ns),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=sluice-operator"),
+        )
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(user::reconcile, user::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "KafkaUser controller");
+            }
+        });
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controllers running");
-    tokio::join!(clusters, topics);
+    tokio::join!(clusters, topics, users);
 }
 
 /// How this replica competes for leadership.

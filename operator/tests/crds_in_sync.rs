@@ -8,7 +8,7 @@ use std::path::Path;
 fn committed_crds_match_crdgen() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rendered = sluice_operator::crdgen::render().expect("render");
-    assert_eq!(rendered.len(), 2);
+    assert_eq!(rendered.len(), 3, "KafkaCluster, Topic, KafkaUser");
     for dir in ["crds", "charts/sluice-operator/crd-files"] {
         for (name, yaml) in &rendered {
             let committed = std::fs::read_to_string(root.join(dir).join(name))
@@ -33,6 +33,8 @@ fn crds_have_scale_short_names_and_validation() {
         "name: topics.sluice.dev",
         "- kc",
         "- kt",
+        "name: kafkausers.sluice.dev",
+        "- ku",
         "specReplicasPath: .spec.replicas",
         "statusReplicasPath: .status.readyReplicas",
         "x-kubernetes-validations",

@@ -67,3 +67,17 @@ fn example_secure_kafkacluster_parses_and_is_secured() {
     assert!(props.contains("super.users="), "{props}");
     sluice_operator::resources::statefulset(&kc).expect("renders");
 }
+
+#[test]
+fn example_kafkauser_parses_into_its_acls() {
+    let u: sluice_operator::KafkaUser =
+        serde_yaml_ng::from_str(&read("kafkauser.yaml")).expect("KafkaUser");
+    assert_eq!(u.spec.cluster_ref, "secure");
+    let rules = u.spec.authorization.expect("acls").acls;
+    let acls = sluice_operator::controller::user::bindings("User:app", &rules);
+    assert_eq!(acls.len(), 5, "one binding per operation: {acls:?}");
+    assert!(
+        acls.iter().all(|a| a.host == "*" && a.permission == 3),
+        "allow from any host"
+    );
+}

@@ -192,7 +192,11 @@ async fn operator_against_a_real_kube_apiserver() {
 
     // CRDs from crds/, exactly as users apply them.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in ["kafkaclusters.sluice.dev", "topics.sluice.dev"] {
+    for name in [
+        "kafkaclusters.sluice.dev",
+        "topics.sluice.dev",
+        "kafkausers.sluice.dev",
+    ] {
         let doc = yaml_docs(&repo().join("crds").join(format!("{name}.yaml")))
             .pop()
             .expect("crd doc");
@@ -321,6 +325,41 @@ async fn operator_against_a_real_kube_apiserver() {
     ] {
         assert!(found, "{kind} created");
     }
+
+    // A KafkaUser of a cluster that has no SCRAM listener says so, and
+    // its finalizer lets it go.
+    let users: Api<sluice_operator::KafkaUser> = Api::namespaced(client.clone(), ns);
+    let user: sluice_operator::KafkaUser = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "nobody"},
+        "spec": {"clusterRef": "demo", "authentication": {"type": "scram-sha-512"}}
+    }))
+    .expect("user");
+    users
+        .create(&PostParams::default(), &user)
+        .await
+        .expect("create user");
+    eventually("KafkaUser nobody: Ready False, NoScramListener", || {
+        let users = users.clone();
+        async move {
+            let u = users.get("nobody").await.ok()?;
+            u.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "NoScramListener")
+                .then_some(())
+        }
+    })
+    .await;
+    users
+        .delete("nobody", &Default::default())
+        .await
+        .expect("delete user");
+    eventually("KafkaUser nobody deleted", || {
+        let users = users.clone();
+        async move { users.get_opt("nobody").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
 
     // Ready once the brokers report ready.
     mark_ready(&client, ns, 1).await;

@@ -2,3 +2,4 @@
 
 pub mod cluster;
 pub mod topic;
+pub mod user;

@@ -84,6 +84,15 @@ sed 's/^  replicas: 3/  replicas: 0/; s/^  name: demo/  name: bad/' examples/kaf
 refused "$work/bad-kc.yaml" "a cluster needs at least one broker"
 sed 's/^  partitions: 6/  partitions: 0/; s/^  name: orders/  name: bad/' examples/topic.yaml >"$work/bad-topic.yaml"
 refused "$work/bad-topic.yaml" "a topic needs at least one partition"
+bad_listeners() {
+  printf 'apiVersion: sluice.dev/v1alpha1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec: {replicas: 1, storage: {size: 1Gi}, listeners: [%s]}\n' "$1" >"$work/bad-listeners.yaml"
+}
+bad_listeners '{name: metrics, port: 9000}'
+refused "$work/bad-listeners.yaml" "name the operator's own ports"
+bad_listeners '{name: certs, port: 9000, authentication: tls}'
+refused "$work/bad-listeners.yaml" "authentication tls needs tls: true"
+bad_listeners '{name: a, port: 9000}, {name: b, port: 9000}'
+refused "$work/bad-listeners.yaml" "listener ports must differ"
 
 step "a one-broker KafkaCluster is a one-voter quorum; scaled to 3, its voters follow"
 sed 's/^  replicas: 3/  replicas: 1/; s/^  name: demo/  name: solo/; s/"3"$/"1"/; s/min.insync.replicas: "2"/min.insync.replicas: "1"/' \

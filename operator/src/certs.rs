@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -208,22 +207,14 @@ impl Ca {
 }
 
 fn secret(kc: &KafkaCluster, name: String, data: BTreeMap<String, String>) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name),
-            namespace: kc.namespace(),
-            labels: Some(resources::labels(kc)),
-            owner_references: kc.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                .collect(),
-        ),
-        type_: Some("Opaque".into()),
+    let metadata = kube::api::ObjectMeta {
+        name: Some(name),
+        namespace: kc.namespace(),
+        labels: Some(resources::labels(kc)),
+        owner_references: kc.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
-    }
+    };
+    resources::opaque_secret(metadata, data)
 }
 
 fn entries(s: &Secret) -> BTreeMap<String, String> {

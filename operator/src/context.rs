@@ -123,17 +123,20 @@ impl Context {
         })
     }
 
-    /// A connected admin client for this cluster.
-    pub async fn admin(&self, kc: &KafkaCluster) -> Result<AdminClient> {
+    /// How to reach this cluster's brokers, and an admin client connected
+    /// to one of them.
+    pub async fn connect(&self, kc: &KafkaCluster) -> Result<(Brokers, AdminClient)> {
         let brokers = self.brokers(kc).await?;
-        brokers
+        let admin = brokers
             .connect_any(self.settings.admin_timeout)
             .await
-            .map_err(|source| Error::Admin {
-                bootstrap: brokers.bootstrap.clone(),
-                action: "connect".into(),
-                source,
-            })
+            .map_err(Error::admin(&brokers.bootstrap, "connect"))?;
+        Ok((brokers, admin))
+    }
+
+    /// A connected admin client for this cluster.
+    pub async fn admin(&self, kc: &KafkaCluster) -> Result<AdminClient> {
+        Ok(self.connect(kc).await?.1)
     }
 
     /// The next requeue delay after an error for this object: doubles per

@@ -159,7 +159,7 @@ pub struct ListenerSpec {
     /// brokers' settings): also its Service port's name.
     #[schemars(length(max = 15))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z][a-z0-9]{0,14}$')").message("a listener name is 1-15 lower-case letters and digits, starting with a letter"))]
-    #[x_kube(validation = Rule::new("self != 'replication'").message("the replication listener is the operator's own"))]
+    #[x_kube(validation = Rule::new("!(self in ['replication', 'metrics', 'internal'])").message("replication, metrics and internal name the operator's own ports"))]
     pub name: String,
     #[x_kube(validation = Rule::new("self > 0 && self < 65536").message("port must be 1-65535"))]
     pub port: i32,

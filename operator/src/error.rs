@@ -29,6 +29,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error of a Kafka admin request to `bootstrap` doing `action`.
+    pub fn admin(bootstrap: &str, action: &str) -> impl FnOnce(sluice_client::AdminError) -> Error {
+        let (bootstrap, action) = (bootstrap.to_string(), action.to_string());
+        move |source| Error::Admin {
+            bootstrap,
+            action,
+            source,
+        }
+    }
+
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
         move |source| Error::Kube { action, source }

@@ -63,15 +63,6 @@ async fn cluster_of(topic: &Topic, ctx: &Context) -> Result<Option<KafkaCluster>
         )))
 }
 
-fn admin_err(bootstrap: &str, action: &str) -> impl FnOnce(AdminError) -> Error {
-    let (bootstrap, action) = (bootstrap.to_string(), action.to_string());
-    move |source| Error::Admin {
-        bootstrap,
-        action,
-        source,
-    }
-}
-
 /// The topic as the cluster reports it, with every effective config.
 async fn observe(
     admin: &mut AdminClient,
@@ -81,14 +72,14 @@ async fn observe(
     let found = admin
         .describe_topics(Some(&[name]))
         .await
-        .map_err(admin_err(bootstrap, "describe topic"))?;
+        .map_err(Error::admin(bootstrap, "describe topic"))?;
     let Some(info) = found.into_iter().find(|t| t.name == name) else {
         return Ok(None);
     };
     let configs = admin
         .topic_configs(name)
         .await
-        .map_err(admin_err(bootstrap, "describe topic configs"))?;
+        .map_err(Error::admin(bootstrap, "describe topic configs"))?;
     let overrides = configs
         .iter()
         .filter(|(_, (_, set))| *set)
@@ -164,22 +155,14 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
         not_ready(ctx, topic, "ClusterNotFound", msg).await?;
         return Ok(Action::requeue(ctx.settings.poll));
     };
-    let reach = match ctx.brokers(&kc).await {
-        Ok(r) => r,
+    let (reach, mut admin) = match ctx.connect(&kc).await {
+        Ok(c) => c,
         Err(e) => {
             not_ready(ctx, topic, "ClusterUnreachable", e.to_string()).await?;
             return Err(e);
         }
     };
     let bootstrap = reach.bootstrap.clone();
-    let mut admin = match reach.connect_any(ctx.settings.admin_timeout).await {
-        Ok(a) => a,
-        Err(source) => {
-            let e = admin_err(&bootstrap, "connect")(source);
-            not_ready(ctx, topic, "ClusterUnreachable", e.to_string()).await?;
-            return Err(e);
-        }
-    };
     let observed = observe(&mut admin, &bootstrap, &name).await?;
     let plan = topic_plan::plan(&topic.spec, observed.as_ref().map(|(o, _, _)| o));
 
@@ -261,7 +244,7 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action> {
                 not_ready(ctx, topic, "Rejected", msg).await?;
                 return Ok(Action::requeue(ctx.settings.resync));
             }
-            Err(e) => return Err(admin_err(&bootstrap, step_reason(step))(e)),
+            Err(e) => return Err(Error::admin(&bootstrap, step_reason(step))(e)),
         }
     }
 
@@ -361,12 +344,8 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action> {
         tracing::info!(topic = %name, "cluster gone; releasing the Topic object");
         return Ok(Action::await_change());
     };
-    let reach = ctx.brokers(&kc).await?;
+    let (reach, mut admin) = ctx.connect(&kc).await?;
     let bootstrap = reach.bootstrap.clone();
-    let mut admin = reach
-        .connect_any(ctx.settings.admin_timeout)
-        .await
-        .map_err(admin_err(&bootstrap, "connect"))?;
     match admin.delete_topic(&name).await {
         Ok(()) => {
             ctx.event(
@@ -382,6 +361,6 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action> {
         Err(e) if error_code(&e) == Some(code::UNKNOWN_TOPIC_OR_PARTITION) => {
             Ok(Action::await_change())
         }
-        Err(e) => Err(admin_err(&bootstrap, "delete topic")(e)),
+        Err(e) => Err(Error::admin(&bootstrap, "delete topic")(e)),
     }
 }

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -146,15 +145,6 @@ async fn cluster_of(user: &KafkaUser, ctx: &Context) -> Result<Option<KafkaClust
         )))
 }
 
-fn admin_err(bootstrap: &str, action: &str) -> impl FnOnce(AdminError) -> Error {
-    let (bootstrap, action) = (bootstrap.to_string(), action.to_string());
-    move |source| Error::Admin {
-        bootstrap,
-        action,
-        source,
-    }
-}
-
 async fn write(
     ctx: &Context,
     user: &KafkaUser,
@@ -231,31 +221,23 @@ async fn secret(ctx: &Context, user: &KafkaUser) -> Result<Option<Secret>> {
             ),
         ),
     ]);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(BTreeMap::from([
-                (
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "sluice-operator".to_string(),
-                ),
-                (
-                    "sluice.dev/cluster".to_string(),
-                    user.spec.cluster_ref.clone(),
-                ),
-            ])),
-            owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                .collect(),
-        ),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(ns.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "sluice-operator".to_string(),
+            ),
+            (
+                "sluice.dev/cluster".to_string(),
+                user.spec.cluster_ref.clone(),
+            ),
+        ])),
+        owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
     };
+    let secret = crate::resources::opaque_secret(metadata, data);
     match existing {
         Some(_) => Ok(None),
         None => api
@@ -315,28 +297,20 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         .and_then(|d| d.get(PASSWORD))
         .map(|b| b.0.clone())
         .ok_or(Error::MissingField("password in the user's Secret"))?;
-    let reach = match ctx.brokers(&kc).await {
-        Ok(r) => r,
+    let (reach, mut admin) = match ctx.connect(&kc).await {
+        Ok(c) => c,
         Err(e) => {
             not_ready(ctx, user, "ClusterUnreachable", e.to_string()).await?;
             return Err(e);
         }
     };
     let bootstrap = reach.bootstrap.clone();
-    let mut admin = match reach.connect_any(ctx.settings.admin_timeout).await {
-        Ok(a) => a,
-        Err(source) => {
-            let e = admin_err(&bootstrap, "connect")(source);
-            not_ready(ctx, user, "ClusterUnreachable", e.to_string()).await?;
-            return Err(e);
-        }
-    };
     let name = user.name_any();
     let version = secret.metadata.resource_version.clone();
     let has = admin
         .scram_credentials_of(&name)
         .await
-        .map_err(admin_err(&bootstrap, "describe SCRAM credentials"))?
+        .map_err(Error::admin(&bootstrap, "describe SCRAM credentials"))?
         .iter()
         .any(|(m, _)| *m == Mechanism::Sha512.code());
     let applied = user
@@ -346,7 +320,7 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
     if !has || applied != version {
         set_credential(&mut admin, &name, &password)
             .await
-            .map_err(admin_err(&bootstrap, "set the SCRAM credential"))?;
+            .map_err(Error::admin(&bootstrap, "set the SCRAM credential"))?;
     }
     let principal = principal(user);
     let rules = user
@@ -368,7 +342,7 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
             not_ready(ctx, user, "NoAuthorization", msg).await?;
             return Ok(Action::requeue(ctx.settings.resync));
         }
-        Err(e) => return Err(admin_err(&bootstrap, "describe ACLs")(e)),
+        Err(e) => return Err(Error::admin(&bootstrap, "describe ACLs")(e)),
     };
     let (create, delete) = acl_changes(&wanted, &current);
     if let Err(e) = admin.create_acls(&create).await {
@@ -379,7 +353,7 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
     admin
         .delete_acls(&delete)
         .await
-        .map_err(admin_err(&bootstrap, "delete ACLs"))?;
+        .map_err(Error::admin(&bootstrap, "delete ACLs"))?;
     let ready = Wanted {
         type_: "Ready",
         status: true,
@@ -404,26 +378,22 @@ async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         // Without its cluster there is nothing left to remove.
         return Ok(Action::await_change());
     };
-    let reach = ctx.brokers(&kc).await?;
+    let (reach, mut admin) = ctx.connect(&kc).await?;
     let bootstrap = reach.bootstrap.clone();
-    let mut admin = reach
-        .connect_any(ctx.settings.admin_timeout)
-        .await
-        .map_err(admin_err(&bootstrap, "connect"))?;
     let name = user.name_any();
     admin
         .delete_scram_credential(&name, Mechanism::Sha512.code())
         .await
-        .map_err(admin_err(&bootstrap, "delete the SCRAM credential"))?;
+        .map_err(Error::admin(&bootstrap, "delete the SCRAM credential"))?;
     let acls = match admin.acls_of(&principal(user)).await {
         Ok(acls) => acls,
         Err(e) if error_code(&e) == Some(SECURITY_DISABLED) => Vec::new(),
-        Err(e) => return Err(admin_err(&bootstrap, "describe ACLs")(e)),
+        Err(e) => return Err(Error::admin(&bootstrap, "describe ACLs")(e)),
     };
     admin
         .delete_acls(&acls)
         .await
-        .map_err(admin_err(&bootstrap, "delete ACLs"))?;
+        .map_err(Error::admin(&bootstrap, "delete ACLs"))?;
     ctx.event(
         user,
         EventType::Normal,

@@ -206,17 +206,7 @@ pub fn listening(addr: SocketAddr) -> bool {
 impl BrokerProcess {
     /// Starts a broker on fresh ports with `data_dir`, plus extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Self> {
-        let [port, metrics_port] = free_ports::<2>()?;
-        let mut b = BrokerProcess {
-            child: None,
-            data_dir: data_dir.to_path_buf(),
-            port,
-            metrics_port,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log_path: data_dir.with_extension("log"),
-        };
-        b.spawn()?;
-        Ok(b)
+        Self::start_listening(data_dir, free_port()?, extra)
     }
 
     /// Starts a broker whose `extra` flags give its own `--listeners`;
@@ -437,6 +427,46 @@ fn signal(pid: u32, sig: i32) -> Result<()> {
         bail!("kill -{sig} {pid} failed");
     }
     Ok(())
+}
+
+/// What a kcat run did.
+pub struct KcatRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs kcat with `args` (and `stdin`), bounded to `secs` seconds by
+/// coreutils' `timeout`.
+pub fn kcat_run<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdin: Option<&[u8]>,
+    secs: u32,
+) -> Result<KcatRun> {
+    use std::io::Write;
+    let bin = kcat().context("kcat is required (scripts/test.sh installs it)")?;
+    let mut child = Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(bin)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning kcat")?;
+    if let Some(input) = stdin {
+        child.stdin.take().context("stdin")?.write_all(input)?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(KcatRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// Whether `kcat` (or `kafkacat`) is installed, and its name.

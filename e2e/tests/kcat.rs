@@ -1,38 +1,17 @@
 //! kcat (Debian's, on librdkafka 2.0.2: an old client that exercises
 //! version negotiation) against a real broker process.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use anyhow::{Context, Result, bail};
-use sluice_e2e::{BrokerProcess, kcat};
+use sluice_e2e::{BrokerProcess, kcat_run};
 
-fn kcat_bin() -> &'static str {
-    kcat().expect("kcat is required for these tests: apt-get install kcat (scripts/test.sh does)")
-}
-
+/// Runs kcat to completion (at most five minutes); an exit other than
+/// success is an error with its stderr.
 fn run_kcat(args: &[&str], stdin: Option<&[u8]>) -> Result<(String, String)> {
-    let mut child = Command::new(kcat_bin())
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning kcat")?;
-    if let Some(input) = stdin {
-        child.stdin.take().context("stdin")?.write_all(input)?;
+    let run = kcat_run(args, stdin, 300)?;
+    if !run.ok {
+        bail!("kcat {args:?} failed: {}", run.stderr);
     }
-    let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        bail!("kcat {args:?} failed ({}): {stderr}", out.status);
-    }
-    Ok((stdout, stderr))
+    Ok((run.stdout, run.stderr))
 }
 
 /// Produces `n` keyed records at acks=all. kcat attaches the same headers

@@ -3,53 +3,19 @@
 //! Kafka's own ConfigCommand (the Java admin client) as the clients; the
 //! refusals a client must see, each with nothing written.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_e2e::certs::{Issued, TestCa};
-use sluice_e2e::{BrokerProcess, free_port_list, java, kcat, wire};
-
-/// What a kcat run did.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+use sluice_e2e::{BrokerProcess, KcatRun, free_port_list, java, wire};
 
 /// Runs kcat with `args`, bounded to `secs` seconds.
-fn kcat_run(args: &[String], stdin: Option<&str>, secs: u32) -> Result<Run> {
-    let bin = kcat().context("kcat is required (scripts/test.sh installs it)")?;
-    let mut child = Command::new("timeout")
-        .arg(secs.to_string())
-        .arg(bin)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning kcat")?;
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    Ok(Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+fn kcat_run(args: &[String], stdin: Option<&str>, secs: u32) -> Result<KcatRun> {
+    sluice_e2e::kcat_run(args, stdin.map(str::as_bytes), secs)
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -64,13 +30,18 @@ fn x(settings: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-fn produce(bootstrap: &str, topic: &str, settings: &[(&str, &str)], lines: &str) -> Result<Run> {
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    settings: &[(&str, &str)],
+    lines: &str,
+) -> Result<KcatRun> {
     let mut a = args(&["-b", bootstrap, "-P", "-t", topic, "-X", "acks=all"]);
     a.extend(x(settings));
     kcat_run(&a, Some(lines), 30)
 }
 
-fn consume(bootstrap: &str, topic: &str, settings: &[(&str, &str)]) -> Result<Run> {
+fn consume(bootstrap: &str, topic: &str, settings: &[(&str, &str)]) -> Result<KcatRun> {
     let mut a = args(&[
         "-b",
         bootstrap,
@@ -86,7 +57,7 @@ fn consume(bootstrap: &str, topic: &str, settings: &[(&str, &str)]) -> Result<Ru
     kcat_run(&a, None, 30)
 }
 
-fn list(bootstrap: &str, settings: &[(&str, &str)], secs: u32) -> Result<Run> {
+fn list(bootstrap: &str, settings: &[(&str, &str)], secs: u32) -> Result<KcatRun> {
     let mut a = args(&["-b", bootstrap, "-L", "-m", "5"]);
     a.extend(x(settings));
     kcat_run(&a, None, secs)

@@ -49,4 +49,19 @@ for bad in "logging.format=xml" "metrics.port=0" "image.pullPolicy=Sometimes" "r
 done
 echo "helm: chart lints, renders, refuses bad values"
 
-.venv/bin/python e2e/k8s/check_manifests.py "$kubectl" "$out/default.yaml"
+# The cluster chart: its values render the secured example, bad ones are refused.
+cluster_chart=charts/sluice-cluster
+"$helm" lint --strict "$cluster_chart"
+"$helm" template demo "$cluster_chart" >"$out/cluster-default.yaml"
+grep -q "^kind: KafkaCluster\$" "$out/cluster-default.yaml"
+"$helm" template secure "$cluster_chart" -f "$cluster_chart/examples/secure.yaml" >"$out/cluster-secure.yaml"
+for bad in "listeners[0].name=plain,listeners[0].port=9092,listeners[0].authentication=ldap" \
+  "users[0].name=app,users[0].authentication.type=kerberos" "replicas=0" "certificates.validityDays=1" "nosuchvalue=1"; do
+  if "$helm" template demo "$cluster_chart" --set "$bad" >/dev/null 2>&1; then
+    echo "helm template of sluice-cluster accepted the bad value $bad" >&2
+    exit 1
+  fi
+done
+echo "helm: sluice-cluster lints, renders, refuses bad values"
+
+.venv/bin/python e2e/k8s/check_manifests.py "$kubectl" "$out/default.yaml" "$out/cluster-secure.yaml"

@@ -1,11 +1,14 @@
 """An acks=all load and its check, for the Kubernetes tour.
 
-    acked_load.py produce BOOTSTRAP TOPIC ACKED_FILE STOP_FILE
+    acked_load.py produce BOOTSTRAP TOPIC ACKED_FILE STOP_FILE [-X key=value]... [--fresh-every S]
         writes keyed records (value = this load's id and a sequence number) with an idempotent,
         acks=all confluent-kafka producer, about 200 a second, until STOP_FILE
         exists (or 15 minutes pass); every acknowledged record is appended to
-        ACKED_FILE as "partition offset value"; prints the counts.
-    acked_load.py check BOOTSTRAP TOPIC ACKED_FILE
+        ACKED_FILE as "partition offset value"; prints the counts. -X adds
+        client settings (TLS); --fresh-every replaces the producer every S
+        seconds, so that new connections (new TLS handshakes) are made all
+        along; it fails if any record failed or went unanswered.
+    acked_load.py check BOOTSTRAP TOPIC ACKED_FILE [-X key=value]...
         reads the topic from the beginning and fails unless every
         acknowledged record is there exactly once, at its offset
         (--known-duplicates: records written twice are reported, not failed;
@@ -21,14 +24,21 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 
-def produce(bootstrap, topic, acked_path, stop_path):
-    p = Producer({
-        "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        "message.timeout.ms": 120000,
-    })
+def produce(bootstrap, topic, acked_path, stop_path, settings=None, fresh_every=None):
+    def producer():
+        return Producer({
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 120000,
+            **(settings or {}),
+        })
+
+    p = producer()
+    producers = 1
+    since = time.monotonic()
+    remaining = 0
     failed = []
     acked = 0
     out = open(acked_path, "w", buffering=1)
@@ -50,15 +60,23 @@ def produce(bootstrap, topic, acked_path, stop_path):
             p.produce(topic, key=f"k{n % 97}", value=f"{run}.{n}", on_delivery=report)
             n += 1
         p.poll(0.1)
-    remaining = p.flush(120)
+        if fresh_every is not None and time.monotonic() - since >= fresh_every:
+            remaining += p.flush(120)
+            p = producer()
+            producers += 1
+            since = time.monotonic()
+    remaining += p.flush(120)
     out.close()
-    print(f"load: {n} sent, {acked} acknowledged, {len(failed)} failed, {remaining} unanswered")
+    print(f"load: {n} sent, {acked} acknowledged, {len(failed)} failed, {remaining} unanswered"
+          + (f", by {producers} producers in turn" if fresh_every is not None else ""))
     if failed:
         print("load: first failures:", failed[:5])
+    if fresh_every is not None and failed:
+        return 1
     return 0 if remaining == 0 else 1
 
 
-def check(bootstrap, topic, acked_path, allow_duplicates=False):
+def check(bootstrap, topic, acked_path, allow_duplicates=False, settings=None):
     want = {}
     with open(acked_path) as f:
         for line in f:
@@ -73,6 +91,7 @@ def check(bootstrap, topic, acked_path, allow_duplicates=False):
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
+        **(settings or {}),
     })
     meta = c.list_topics(topic, timeout=30)
     parts = list(meta.topics[topic].partitions)
@@ -112,9 +131,25 @@ def check(bootstrap, topic, acked_path, allow_duplicates=False):
     return 1 if (lost or doubled or moved) else 0
 
 
+def options(args):
+    """Positional arguments, -X settings, and the flags."""
+    positional, settings, flags = [], {}, {}
+    it = iter(args)
+    for a in it:
+        if a == "-X":
+            key, _, value = next(it).partition("=")
+            settings[key] = value
+        elif a == "--fresh-every":
+            flags["fresh_every"] = float(next(it))
+        elif a == "--known-duplicates":
+            flags["allow_duplicates"] = True
+        else:
+            positional.append(a)
+    return positional, settings, flags
+
+
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
+    cmd, (args, settings, flags) = sys.argv[1], options(sys.argv[2:])
     if cmd == "produce":
-        sys.exit(produce(*args))
-    allow = "--known-duplicates" in args
-    sys.exit(check(*[a for a in args if a != "--known-duplicates"], allow_duplicates=allow))
+        sys.exit(produce(*args, settings=settings, fresh_every=flags.get("fresh_every")))
+    sys.exit(check(*args, settings=settings, allow_duplicates=flags.get("allow_duplicates", False)))

@@ -11,7 +11,12 @@
    crds/, not written by hand). kubectl needs discovery to map a kind to
    its resource even for a client-side dry run.
 
-Usage: check_manifests.py KUBECTL RENDERED_CHART_YAML
+3. The sluice-cluster chart rendered with its examples/secure.yaml values
+   (RENDERED_CLUSTER_YAML) validates the same way, and is the cluster and
+   users of examples/kafkacluster-secure.yaml and examples/kafkauser.yaml:
+   the chart's values say what the examples say.
+
+Usage: check_manifests.py KUBECTL RENDERED_CHART_YAML RENDERED_CLUSTER_YAML
 """
 
 import copy
@@ -189,7 +194,7 @@ def kubectl_dry_run(kubectl, kubeconfig, path):
 
 
 def main():
-    kubectl, rendered = sys.argv[1], sys.argv[2]
+    kubectl, rendered, cluster_chart = sys.argv[1], sys.argv[2], sys.argv[3]
     schemas = crd_schemas()
     if len(schemas) != 3:
         raise SystemExit(f"expected 3 CRDs in crds/, found {len(schemas)}")
@@ -209,6 +214,17 @@ def main():
     if failures:
         raise SystemExit("schema validation failed:\n" + "\n".join(failures))
     print(f"schema: {total} example custom resources valid against their CRDs")
+    charted = load_docs(cluster_chart)
+    n, f = validate_custom_resources(charted, schemas, "charts/sluice-cluster")
+    if f or n != 3:
+        raise SystemExit(f"the sluice-cluster chart rendered {n} resources:\n" + "\n".join(f))
+    examples = [d for name in ("kafkacluster-secure.yaml", "kafkauser.yaml")
+                for d in load_docs(os.path.join(ROOT, "examples", name))]
+    want = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in examples}
+    got = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in charted}
+    if got != want:
+        raise SystemExit(f"the sluice-cluster chart with examples/secure.yaml renders\n{got}\nnot the examples'\n{want}")
+    print("charts/sluice-cluster: examples/secure.yaml renders the secure example's cluster and users")
 
     server = serve(discovery(schemas))
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,8 +242,9 @@ def main():
                 "customresourcedefinition.apiextensions.k8s.io/kafkaclusters.sluice.dev",
                 "customresourcedefinition.apiextensions.k8s.io/topics.sluice.dev",
                 "customresourcedefinition.apiextensions.k8s.io/kafkausers.sluice.dev"}),
-            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "kafkacluster.sluice.dev/secure", "kafkauser.sluice.dev/app", "topic.sluice.dev/orders"}),
+            (os.path.join(ROOT, "examples"), {"kafkacluster.sluice.dev/demo", "kafkacluster.sluice.dev/secure", "kafkauser.sluice.dev/app", "kafkauser.sluice.dev/app-tls", "topic.sluice.dev/orders"}),
             (rendered, None),
+            (cluster_chart, None),
         ]:
             names = kubectl_dry_run(kubectl, kubeconfig, path)
             if expect is not None and set(names) != expect:

@@ -144,10 +144,13 @@ printf 'user-1:signed up\nuser-2:signed in\n' |
 ok "kcat produced two records with acks=all and read them back"
 
 # An acks=all load runs through every change from here on; its check reads
-# every acknowledged record back at the end.
+# every acknowledged record back at the end. load_target: where it writes
+# (bootstrap, topic, then -X client settings).
+load_target=("$bootstrap" orders)
 start_load() {
   rm -f "$work/stop"
-  "$python" e2e/k8s/acked_load.py produce "$bootstrap" orders "$work/acked.txt" "$work/stop" >"$work/load.txt" 2>&1 &
+  "$python" e2e/k8s/acked_load.py produce "${load_target[0]}" "${load_target[1]}" "$work/acked.txt" "$work/stop" \
+    "${load_target[@]:2}" "$@" >"$work/load.txt" 2>&1 &
   load_pid=$!
   until_ok 60 "the acks=all load is acknowledged" test -s "$work/acked.txt"
 }
@@ -161,7 +164,8 @@ stop_load() {
   # change (librdkafka #4953: it bumps its epoch after the
   # OUT_OF_ORDER_SEQUENCE answers to the batches behind a failed one, and
   # resends them; Kafka brokers see the same). Reported, not failed.
-  "$python" e2e/k8s/acked_load.py check "$bootstrap" orders "$work/acked.txt" "$@" >"$work/check.txt" 2>&1 ||
+  "$python" e2e/k8s/acked_load.py check "${load_target[0]}" "${load_target[1]}" "$work/acked.txt" \
+    "${load_target[@]:2}" "$@" >"$work/check.txt" 2>&1 ||
     fail "$(cat "$work/check.txt")"
   grep -q "KNOWN DEFECT" "$work/check.txt" && echo "    $(grep "KNOWN DEFECT" "$work/check.txt")"
   grep -q "without an offset" "$work/check.txt" && echo "    $(grep "without an offset" "$work/check.txt")"
@@ -389,8 +393,11 @@ until_ok 30 "tour-drop (deletionPolicy: Delete) is deleted in Kafka" dropped
 partitions_are tour-keep 4 || fail "tour-keep (deletionPolicy: Retain) was deleted in Kafka"
 ok "tour-keep (deletionPolicy: Retain) is still in Kafka"
 
-step "a secured KafkaCluster (examples/kafkacluster-secure.yaml): TLS, SCRAM and client certificates, ACLs"
-"$kubectl" apply -f examples/kafkacluster-secure.yaml >/dev/null
+step "a secured KafkaCluster from Helm values (charts/sluice-cluster: the cluster of examples/kafkacluster-secure.yaml, the users of examples/kafkauser.yaml): TLS, SCRAM and client certificates, ACLs"
+# scripts/check-k8s.sh checks that these values render exactly the examples.
+"$helm" install secure charts/sluice-cluster -f charts/sluice-cluster/examples/secure.yaml >"$work/helm-secure.txt" ||
+  fail "helm install secure: $(cat "$work/helm-secure.txt")"
+ok "helm install secure charts/sluice-cluster: $(grep -m1 STATUS "$work/helm-secure.txt")"
 until_ok 300 "KafkaCluster secure Ready with 2 brokers (the operator talks to them over mutual TLS)" ready_brokers_are 2 secure
 "$kubectl" get secret secure-cluster-ca-cert -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$work/ca.crt"
 grep -q "BEGIN CERTIFICATE" "$work/ca.crt" || fail "Secret secure-cluster-ca-cert holds no ca.crt"
@@ -450,8 +457,58 @@ if timeout 30 "$kcat" -b "$mtls" -X security.protocol=ssl -L -m 5 >"$work/untrus
   fail "a client that does not trust the cluster CA connected"
 fi
 ok "a client without the cluster CA does not trust the brokers"
+
+step "the cluster CA renewed (sluice.dev/force-renew) under an acks=all load over mTLS: no failed write, no client losing trust, no restart"
+# What a broker serves on a listener: its certificate's fingerprint.
+served() {
+  openssl s_client -connect "$1" -servername "${1%:*}" -CAfile "$work/ca.crt" \
+    -cert "$work/tour-admin.crt" -key "$work/tour-admin.key" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null
+}
+endpoints=()
+for b in 0 1; do
+  for port in 9094 9095; do endpoints+=("secure-$b.secure-brokers.default.svc:$port"); done
+done
+declare -A before_renewal
+for e in "${endpoints[@]}"; do
+  before_renewal[$e]="$(served "$e")"
+  [[ -n "${before_renewal[$e]}" ]] || fail "openssl s_client got no certificate from $e"
+done
+pods_before="$("$kubectl" get pods -l app.kubernetes.io/instance=secure -o 'jsonpath={range .items[*]}{.metadata.uid}:{.status.containerStatuses[0].restartCount} {end}')"
+cp "$work/ca.crt" "$work/old-ca.crt"
+# Every producer of the load trusts only the CA it was given before the
+# renewal, and a new one (new connections, new handshakes) starts every 3 s.
+load_target=("$mtls" secured -X security.protocol=ssl -X "ssl.ca.location=$work/old-ca.crt"
+  -X "ssl.certificate.location=$work/tour-admin.crt" -X "ssl.key.location=$work/tour-admin.key")
+start_load --fresh-every 3
+"$kubectl" annotate secret secure-cluster-ca sluice.dev/force-renew=true >/dev/null
+new_ca() {
+  "$kubectl" get secret secure-cluster-ca-cert -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$work/new-ca.crt" &&
+    grep -q "BEGIN CERTIFICATE" "$work/new-ca.crt" && ! cmp -s "$work/new-ca.crt" "$work/old-ca.crt" &&
+    [[ -z "$(jp secret/secure-cluster-ca '{.metadata.annotations.sluice\.dev/force-renew}')" ]]
+}
+until_ok 60 "the CA is renewed: a new certificate in secure-cluster-ca-cert, the annotation taken off" new_ca
+[[ "$(openssl x509 -in "$work/new-ca.crt" -noout -pubkey)" == "$(openssl x509 -in "$work/old-ca.crt" -noout -pubkey)" ]] ||
+  fail "the renewed CA has another key"
+ok "the renewed CA keeps its key (what either signs, both verify): valid until $(openssl x509 -in "$work/new-ca.crt" -noout -enddate | cut -d= -f2)"
+all_reissued() {
+  local e f
+  for e in "${endpoints[@]}"; do
+    f="$(served "$e")"
+    [[ -n "$f" && "$f" != "${before_renewal[$e]}" ]] || return 1
+  done
+}
+until_ok 120 "every broker serves a new certificate on both client listeners (re-issued, read from its refreshed Secret volume)" all_reissued
+sleep 6
+stop_load
+grep -q " 0 failed, 0 unanswered" "$work/load.txt" || fail "writes failed across the renewal: $(cat "$work/load.txt")"
+pods_after="$("$kubectl" get pods -l app.kubernetes.io/instance=secure -o 'jsonpath={range .items[*]}{.metadata.uid}:{.status.containerStatuses[0].restartCount} {end}')"
+[[ "$pods_after" == "$pods_before" ]] || fail "broker pods restarted for the renewal: $pods_before -> $pods_after"
+ok "no broker restarted: the brokers took the new certificates in place"
+cp "$work/new-ca.crt" "$work/ca.crt"
+as tour-admin -L >"$work/new-ca-meta.txt" 2>&1 || fail "a client of the renewed CA: $(cat "$work/new-ca-meta.txt")"
+ok "a client given the renewed CA connects as well"
 step "a KafkaUser: its SCRAM password in a Secret, its ACLs enforced, changed, and removed with it"
-"$kubectl" apply -f examples/kafkauser.yaml >/dev/null
 user_ready() { [[ "$(jp ku/app '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 until_ok 60 "KafkaUser app Ready" user_ready
 "$kubectl" get ku app | tee "$work/ku.txt"
@@ -496,8 +553,50 @@ ok "and its password no longer logs in"
 secret_gone() { [[ -z "$("$kubectl" get secret app -o name --ignore-not-found)" ]]; }
 until_ok 60 "its Secret went with it" secret_gone
 
-"$kubectl" delete kc secure --timeout=120s >/dev/null || fail "deleting KafkaCluster secure"
-secrets_gone() { [[ -z "$("$kubectl" get secret secure-cluster-ca secure-cluster-ca-cert secure-broker-certs -o name --ignore-not-found)" ]]; }
+step "a KafkaUser with a client certificate (authentication: tls): its Secret is all a client needs"
+tls_user_ready() { [[ "$(jp ku/app-tls '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+until_ok 60 "KafkaUser app-tls Ready" tls_user_ready
+"$kubectl" get ku app-tls | tee "$work/ku-tls.txt"
+grep -Eq '^app-tls +secure +tls +True ' "$work/ku-tls.txt" || fail "kubectl get ku: $(cat "$work/ku-tls.txt")"
+for f in user.crt user.key ca.crt; do
+  "$kubectl" get secret app-tls -o "jsonpath={.data.${f//./\\.}}" | base64 -d >"$work/app-tls-$f"
+done
+subject="$(openssl x509 -in "$work/app-tls-user.crt" -noout -subject)"
+issuer="$(openssl x509 -in "$work/app-tls-user.crt" -noout -issuer)"
+[[ "$subject" == "subject=CN = app-tls" && "$issuer" == *"clients CA default/secure"* ]] ||
+  fail "the user's certificate: $subject, $issuer"
+not_after="$(jp ku/app-tls '{.status.certificateNotAfter}')"
+[[ "$(date -d "$not_after" +%s 2>/dev/null || echo 0)" -gt "$(date -d '+364 days' +%s)" ]] ||
+  fail "status.certificateNotAfter of app-tls: '$not_after', not a year from now"
+ok "Secret app-tls: a certificate for CN=app-tls from the clients CA (status.certificateNotAfter $not_after), its key, and the cluster CA"
+tls_app() {
+  timeout 40 "$kcat" -b "$mtls" -X security.protocol=ssl -X "ssl.ca.location=$work/app-tls-ca.crt" \
+    -X "ssl.certificate.location=$work/app-tls-user.crt" -X "ssl.key.location=$work/app-tls-user.key" "$@"
+}
+printf 'c1\nc2\n' | tls_app -P -t app-tls-events -X acks=all -X message.timeout.ms=20000 ||
+  fail "user app-tls writing app-tls-events (its ACLs allow it)"
+tls_app -C -t app-tls-events -o beginning -e -q >"$work/app-tls.txt" 2>&1
+[[ "$(cat "$work/app-tls.txt")" == $'c1\nc2' ]] || fail "user app-tls reading back: $(cat "$work/app-tls.txt")"
+ok "User:CN=app-tls wrote app-tls-events with acks=all over mTLS and read it back, with only its Secret's files"
+if printf 'x\n' | tls_app -P -t secured -X message.timeout.ms=8000 >"$work/app-tls-denied.txt" 2>&1; then
+  fail "user app-tls wrote to topic secured, which no ACL of its allows"
+fi
+grep -qi "authoriz" "$work/app-tls-denied.txt" || fail "refusal without an authorization error: $(cat "$work/app-tls-denied.txt")"
+ok "user app-tls is refused topic secured: $(grep -i -m1 authoriz "$work/app-tls-denied.txt")"
+"$kubectl" delete ku app-tls --timeout=60s >/dev/null || fail "deleting KafkaUser app-tls"
+tls_acls() { "$python" e2e/k8s/acls_of.py "$mtls" "$work/ca.crt" "$work/tour-admin.crt" "$work/tour-admin.key" User:CN=app-tls; }
+no_tls_acls() { [[ -z "$(tls_acls)" ]]; }
+until_ok 60 "KafkaUser app-tls deleted: the ACLs of User:CN=app-tls are gone" no_tls_acls
+if printf 'x\n' | tls_app -P -t app-tls-events -X message.timeout.ms=8000 >"$work/app-tls-gone.txt" 2>&1; then
+  fail "the certificate of a deleted KafkaUser still writes"
+fi
+grep -qi "authoriz" "$work/app-tls-gone.txt" || fail "after deletion: $(cat "$work/app-tls-gone.txt")"
+ok "and its certificate, still valid, may do nothing: $(grep -i -m1 authoriz "$work/app-tls-gone.txt")"
+
+"$helm" uninstall secure --wait --timeout 120s >"$work/helm-secure.txt" || fail "helm uninstall secure: $(cat "$work/helm-secure.txt")"
+kc_gone() { [[ -z "$("$kubectl" get kc secure -o name --ignore-not-found)" ]]; }
+until_ok 120 "helm uninstall secure: KafkaCluster secure deleted" kc_gone
+secrets_gone() { [[ -z "$("$kubectl" get secret secure-cluster-ca secure-cluster-ca-cert secure-clients-ca secure-clients-ca-cert secure-broker-certs -o name --ignore-not-found)" ]]; }
 until_ok 120 "KafkaCluster secure deleted, its CA and certificate Secrets with it" secrets_gone
 
 step "kubectl get kc,kt"

@@ -57,8 +57,9 @@ pub struct Context {
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
     /// A secured cluster's TLS for admin requests, by `namespace/name`,
-    /// with the CA certificate it was made from.
-    tls: Mutex<HashMap<String, (String, sluice_client::TlsConfig)>>,
+    /// with the CA certificate it was made from and when (the operator's
+    /// certificate in it is renewed as the brokers' are).
+    tls: Mutex<HashMap<String, (String, std::time::Instant, sluice_client::TlsConfig)>>,
 }
 
 impl Context {
@@ -97,23 +98,27 @@ impl Context {
         if !resources::secured(kc) {
             return Ok(Brokers::plaintext(bootstrap));
         }
-        let ca = crate::certs::read_ca(&self.client, kc)
+        let ca = crate::certs::read_ca(&self.client, kc, crate::certs::CaKind::Cluster)
             .await?
             .ok_or(Error::MissingField("cluster CA Secret (not made yet)"))?;
         let cached = {
             let tls = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+            let c = &kc.spec.certificates;
+            let fresh_for = Duration::from_secs(
+                86_400 * u64::try_from(c.validity_days - c.renewal_days).unwrap_or(0),
+            );
             tls.get(&key)
-                .filter(|(pem, _)| *pem == ca.cert_pem)
-                .map(|(_, c)| c.clone())
+                .filter(|(pem, made, _)| *pem == ca.cert_pem && made.elapsed() < fresh_for)
+                .map(|(_, _, c)| c.clone())
         };
         let config = match cached {
             Some(c) => c,
             None => {
                 let c = ca.operator_tls(kc).map_err(Error::Certificates)?;
-                self.tls
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, (ca.cert_pem.clone(), c.clone()));
+                self.tls.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    key,
+                    (ca.cert_pem.clone(), std::time::Instant::now(), c.clone()),
+                );
                 c
             }
         };

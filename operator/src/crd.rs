@@ -653,7 +653,7 @@ impl Topic {
     shortname = "ku",
     category = "sluice",
     status = "KafkaUserStatus",
-    doc = "A user of a Sluice KafkaCluster: SCRAM credentials in a Secret, and ACLs, kept in line by the operator.",
+    doc = "A user of a Sluice KafkaCluster: a SCRAM password or a client certificate in a Secret, and ACLs, kept in line by the operator.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef"),
     printcolumn(
         name = "Authentication",
@@ -689,7 +689,11 @@ pub struct KafkaUserSpec {
 pub struct UserAuthentication {
     /// `scram-sha-512`: a password the operator generates into the
     /// Secret named as the KafkaUser (`username`, `password`,
-    /// `sasl.jaas.config`), for a listener with that authentication.
+    /// `sasl.jaas.config`), for a listener with that authentication;
+    /// the principal is `User:<name>`. `tls`: a client certificate from
+    /// the cluster's clients CA in that Secret (`user.crt`, `user.key`, and
+    /// `ca.crt` to trust the brokers), for a listener with `authentication:
+    /// tls`; the principal is `User:CN=<name>`.
     #[serde(rename = "type")]
     pub type_: UserAuthenticationType,
 }
@@ -698,6 +702,8 @@ pub struct UserAuthentication {
 pub enum UserAuthenticationType {
     #[serde(rename = "scram-sha-512")]
     ScramSha512,
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 /// The user's ACLs.
@@ -795,13 +801,18 @@ pub struct KafkaUserStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The principal ACLs name (`User:<name>`).
+    /// The principal ACLs name (`User:<name>`, `User:CN=<name>` for `tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// The Secret with the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// The Secret's resourceVersion whose password the cluster has.
+    /// The Secret's resourceVersion whose password the cluster has
+    /// (`scram-sha-512`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_version: Option<String>,
+    /// When the user's certificate expires (`tls`); it is issued again
+    /// `renewalDays` before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
 }

@@ -43,7 +43,11 @@ pub async fn controllers(ctx: Arc<Context>, namespace: Option<String>, stop: Can
     let clusters = Controller::new(api::<KafkaCluster>(&client, ns), watcher::Config::default())
         .owns(api::<StatefulSet>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, ns), owned)
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        // The certificate Secrets: a CA asked to renew
+        // (`sluice.dev/force-renew`) or a Secret edited by hand is seen
+        // at once.
+        .owns(api::<Secret>(&client, ns), owned)
         // Broker pods belong to the StatefulSet, not to the KafkaCluster:
         // watched by their labels so that a pod turning unready (its node
         // stopped reporting) shows in the status at once, not at the next

@@ -49,7 +49,62 @@ fn write_keys(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+        write_if_changed(&target, bytes)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `target` unless it holds them already, through a
+/// file beside it renamed over it: a process reading the volume sees the
+/// old content or the new, never half (as the kubelet's atomic writer).
+fn write_if_changed(target: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(target).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} names no file", target.display()))?;
+    let staged = target.with_file_name(format!("..{}.new", name.to_string_lossy()));
+    std::fs::write(&staged, bytes).with_context(|| format!("writing {}", staged.display()))?;
+    std::fs::rename(&staged, target).with_context(|| format!("writing {}", target.display()))
+}
+
+/// Writes the ConfigMap and Secret volumes of a running pod again from
+/// `objects` (read anew), as the kubelet refreshes them: a renewed
+/// certificate reaches the pod without a restart. Files mounted by
+/// `subPath` keep their content, as on a kubelet; keys removed from the
+/// object stay (a kubelet would remove them).
+pub fn refresh(pod: &Pod, objects: &Objects, pod_dir: &Path) -> Result<()> {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    for v in volumes {
+        let dir = pod_dir.join("volumes").join(&v.name);
+        let mut sources = Vec::new();
+        if let Some(cm) = &v.config_map {
+            sources.push((true, cm.name.clone(), cm.items.as_ref(), cm.optional));
+        }
+        if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            sources.push((false, name, s.items.as_ref(), s.optional));
+        }
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &src.config_map {
+                sources.push((true, cm.name.clone(), cm.items.as_ref(), cm.optional));
+            }
+            if let Some(s) = &src.secret {
+                sources.push((false, s.name.clone(), s.items.as_ref(), s.optional));
+            }
+        }
+        for (config_map, name, items, optional) in sources {
+            let (data, what) = if config_map {
+                (objects.config_maps.get(&name), format!("ConfigMap {name}"))
+            } else {
+                (objects.secrets.get(&name), format!("Secret {name}"))
+            };
+            // An object deleted while the pod runs leaves its files.
+            if data.is_some() {
+                write_keys(&dir, data, items, &what, optional == Some(true))?;
+            }
+        }
     }
     Ok(())
 }
@@ -219,4 +274,70 @@ pub async fn materialize(
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {
+                "containers": [{"name": "c"}],
+                "volumes": [
+                    {"name": "certs", "secret": {"secretName": "tls"}},
+                    {"name": "conf", "projected": {"sources": [
+                        {"configMap": {"name": "settings"}},
+                        {"secret": {"name": "gone", "optional": true}}
+                    ]}}
+                ]
+            }
+        }))
+        .expect("pod")
+    }
+
+    fn objects(cert: &str) -> Objects {
+        let mut o = Objects::default();
+        o.secrets.insert(
+            "tls".into(),
+            BTreeMap::from([("a.pem".to_string(), cert.as_bytes().to_vec())]),
+        );
+        o.config_maps.insert(
+            "settings".into(),
+            BTreeMap::from([("x".to_string(), b"1".to_vec())]),
+        );
+        o
+    }
+
+    #[test]
+    fn refresh_writes_changed_secrets_and_config_maps_in_place_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = pod();
+        refresh(&p, &objects("old"), dir.path()).expect("first");
+        let cert = dir.path().join("volumes/certs/a.pem");
+        assert_eq!(std::fs::read_to_string(&cert).expect("read"), "old");
+        let inode = |path: &Path| {
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("meta"))
+        };
+        let conf = dir.path().join("volumes/conf/x");
+        let conf_inode = inode(&conf);
+        refresh(&p, &objects("new"), dir.path()).expect("again");
+        assert_eq!(std::fs::read_to_string(&cert).expect("read"), "new");
+        assert_eq!(inode(&conf), conf_inode, "an unchanged file is not written");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("volumes/certs"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            vec![std::ffi::OsString::from("a.pem")],
+            "no staged file left"
+        );
+        // A Secret deleted under the running pod leaves its files.
+        let mut without = objects("new");
+        without.secrets.clear();
+        refresh(&p, &without, dir.path()).expect("without");
+        assert_eq!(std::fs::read_to_string(&cert).expect("read"), "new");
+    }
 }

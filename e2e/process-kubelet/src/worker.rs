@@ -475,6 +475,32 @@ async fn supervise(
 }
 
 /// Runs one pod until it is deleted (then removes it) or its node stops.
+/// How often the ConfigMap and Secret volumes of a running pod are written
+/// again (a kubelet's is its sync period, about a minute; shorter here so
+/// that tests of a renewal wait less).
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+
+async fn refresh_volumes(
+    agent: Arc<Agent>,
+    pod: Pod,
+    dir: std::path::PathBuf,
+    terminate: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(VOLUME_REFRESH) => {}
+            () = terminate.cancelled() => return,
+        }
+        let refreshed = match fetch_objects(&agent, &pod).await {
+            Ok(objects) => crate::volumes::refresh(&pod, &objects, &dir),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refreshed {
+            tracing::debug!(pod = %pod.name_any(), "volumes not refreshed: {e:#}");
+        }
+    }
+}
+
 pub async fn run(
     agent: Arc<Agent>,
     pod: Pod,
@@ -600,6 +626,12 @@ pub async fn run(
     };
 
     if let Some(prepared) = prepared {
+        let refresher = tokio::spawn(refresh_volumes(
+            agent.clone(),
+            pod.clone(),
+            dir.clone(),
+            terminate.clone(),
+        ));
         let restart_policy = spec
             .restart_policy
             .clone()
@@ -621,6 +653,7 @@ pub async fn run(
         for t in tasks {
             let _ = t.await;
         }
+        refresher.abort();
     }
     if kill.is_cancelled() {
         status_stop.cancel();

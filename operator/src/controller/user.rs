@@ -1,10 +1,13 @@
 //! The KafkaUser reconciler: a SCRAM-SHA-512 password generated into a
 //! Secret named as the user (kept once made), its salted credential set
 //! on the cluster through AlterUserScramCredentials whenever the Secret
-//! changes or the cluster lacks it, and the user's ACLs made exactly what
-//! the spec lists (CreateAcls for the missing, DeleteAcls for the others).
-//! A finalizer removes the credential and every ACL of the principal when
-//! the KafkaUser is deleted; the Secret goes with it (owner reference).
+//! changes or the cluster lacks it; or, for `tls`, a client certificate of
+//! the cluster's clients CA in that Secret, issued again when it is due.
+//! The user's ACLs are made exactly what the spec lists (CreateAcls for
+//! the missing, DeleteAcls for the others). A finalizer removes the
+//! credential and every ACL of the principal when the KafkaUser is
+//! deleted; the Secret goes with it (owner reference). A certificate
+//! cannot be taken back: once its ACLs are gone, it may do nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use crate::conditions::{self, Wanted};
 use crate::context::{Context, object_key};
 use crate::crd::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, AclRule, KafkaCluster, KafkaUser,
-    KafkaUserStatus, ListenerAuthentication,
+    KafkaUserStatus, ListenerAuthentication, UserAuthenticationType,
 };
 use crate::error::{Error, Result};
 
@@ -41,7 +44,23 @@ const SECURITY_DISABLED: i16 = 54;
 
 /// The principal the cluster names the user by.
 pub fn principal(user: &KafkaUser) -> String {
-    format!("User:{}", user.name_any())
+    principal_of(&user.name_any(), user.spec.authentication.type_)
+}
+
+/// A SCRAM user is its name; a certificate's user its subject, `CN=<name>`
+/// (Kafka's DEFAULT principal mapping).
+fn principal_of(name: &str, t: UserAuthenticationType) -> String {
+    match t {
+        UserAuthenticationType::ScramSha512 => format!("User:{name}"),
+        UserAuthenticationType::Tls => format!("User:CN={name}"),
+    }
+}
+
+fn other_type(t: UserAuthenticationType) -> UserAuthenticationType {
+    match t {
+        UserAuthenticationType::ScramSha512 => UserAuthenticationType::Tls,
+        UserAuthenticationType::Tls => UserAuthenticationType::ScramSha512,
+    }
 }
 
 fn resource_code(t: AclResourceType) -> i8 {
@@ -177,6 +196,7 @@ async fn write(
     s.principal = extra.principal.or(s.principal);
     s.secret = extra.secret.or(s.secret);
     s.credential_version = extra.credential_version.or(s.credential_version);
+    s.certificate_not_after = extra.certificate_not_after.or(s.certificate_not_after);
     crate::context::write_status(ctx, user, &s).await
 }
 
@@ -190,10 +210,16 @@ async fn not_ready(ctx: &Context, user: &KafkaUser, reason: &str, message: Strin
     write(ctx, user, ready, KafkaUserStatus::default()).await
 }
 
-/// The user's Secret, made with a new password when it is not there; None
-/// when a Secret of that name holds no password (someone else's, never
-/// taken over). Its resourceVersion tells a changed password.
-async fn secret(ctx: &Context, user: &KafkaUser) -> Result<Option<Secret>> {
+/// The user's Secret as the operator finds it.
+enum Found {
+    Absent,
+    /// Made by the operator for this KafkaUser.
+    Ours(Box<Secret>),
+    /// Someone else's: never taken over.
+    Foreign,
+}
+
+async fn find_secret(ctx: &Context, user: &KafkaUser) -> Result<Found> {
     let ns = user.namespace().unwrap_or_default();
     let name = user.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -201,11 +227,80 @@ async fn secret(ctx: &Context, user: &KafkaUser) -> Result<Option<Secret>> {
         .get_opt(&name)
         .await
         .map_err(Error::kube(format!("get Secret {ns}/{name}")))?;
-    if let Some(s) = &existing
-        && s.data.as_ref().is_some_and(|d| d.contains_key(PASSWORD))
-    {
-        return Ok(Some(s.clone()));
+    Ok(match existing {
+        None => Found::Absent,
+        Some(s)
+            if s.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == user.uid().as_ref()) =>
+        {
+            Found::Ours(Box::new(s))
+        }
+        Some(_) => Found::Foreign,
+    })
+}
+
+fn key_of(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+}
+
+/// Makes the user's Secret hold `data` (created, or replaced at the
+/// version read).
+async fn put_secret(
+    ctx: &Context,
+    user: &KafkaUser,
+    existing: Option<Secret>,
+    data: BTreeMap<String, String>,
+) -> Result<Secret> {
+    let ns = user.namespace().unwrap_or_default();
+    let name = user.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(ns.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "sluice-operator".to_string(),
+            ),
+            (
+                "sluice.dev/cluster".to_string(),
+                user.spec.cluster_ref.clone(),
+            ),
+        ])),
+        owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+        resource_version: existing.and_then(|s| s.metadata.resource_version),
+        ..ObjectMeta::default()
+    };
+    let replace = metadata.resource_version.is_some();
+    let secret = crate::resources::opaque_secret(metadata, data);
+    if replace {
+        api.replace(&name, &PostParams::default(), &secret)
+            .await
+            .map_err(Error::kube(format!("replace Secret {ns}/{name}")))
+    } else {
+        api.create(&PostParams::default(), &secret)
+            .await
+            .map_err(Error::kube(format!("create Secret {ns}/{name}")))
     }
+}
+
+/// A SCRAM user's Secret: kept once it holds a password, else made with a
+/// new one.
+async fn scram_secret(ctx: &Context, user: &KafkaUser, found: Found) -> Result<Option<Secret>> {
+    let existing = match found {
+        Found::Foreign => return Ok(None),
+        Found::Ours(s) if s.data.as_ref().is_some_and(|d| d.contains_key(PASSWORD)) => {
+            return Ok(Some(*s));
+        }
+        Found::Ours(s) => Some(*s),
+        Found::Absent => None,
+    };
+    let name = user.name_any();
     let password: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(32)
@@ -221,31 +316,67 @@ async fn secret(ctx: &Context, user: &KafkaUser) -> Result<Option<Secret>> {
             ),
         ),
     ]);
-    let metadata = ObjectMeta {
-        name: Some(name.clone()),
-        namespace: Some(ns.clone()),
-        labels: Some(BTreeMap::from([
-            (
-                "app.kubernetes.io/managed-by".to_string(),
-                "sluice-operator".to_string(),
-            ),
-            (
-                "sluice.dev/cluster".to_string(),
-                user.spec.cluster_ref.clone(),
-            ),
-        ])),
-        owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
-        ..ObjectMeta::default()
+    put_secret(ctx, user, existing, data).await.map(Some)
+}
+
+const USER_CRT: &str = "user.crt";
+const USER_KEY: &str = "user.key";
+
+/// A `tls` user's Secret: its certificate kept while the clients CA
+/// signed it and it is not due, else issued again; `ca.crt` the cluster
+/// CA, to trust the brokers. None when the Secret is someone else's.
+async fn tls_secret(
+    ctx: &Context,
+    user: &KafkaUser,
+    kc: &KafkaCluster,
+    found: Found,
+) -> Result<Option<Secret>> {
+    use crate::certs::{CA_CERT, CaKind};
+    let existing = match found {
+        Found::Foreign => return Ok(None),
+        Found::Ours(s) => Some(*s),
+        Found::Absent => None,
     };
-    let secret = crate::resources::opaque_secret(metadata, data);
-    match existing {
-        Some(_) => Ok(None),
-        None => api
-            .create(&PostParams::default(), &secret)
-            .await
-            .map(Some)
-            .map_err(Error::kube(format!("create Secret {ns}/{name}"))),
+    let missing = || Error::MissingField("the cluster's CAs (not made yet)");
+    let clients = crate::certs::read_ca(&ctx.client, kc, CaKind::Clients)
+        .await?
+        .ok_or_else(missing)?;
+    let cluster = crate::certs::read_ca(&ctx.client, kc, CaKind::Cluster)
+        .await?
+        .ok_or_else(missing)?;
+    let now = time::OffsetDateTime::now_utc();
+    let kept = existing.as_ref().and_then(|s| {
+        let (crt, key) = (key_of(s, USER_CRT)?, key_of(s, USER_KEY)?);
+        let fresh = crate::certs::chains_to(&crt, &clients.cert_pem)
+            && !crate::certs::due(&crt, kc.spec.certificates.renewal_days, now);
+        fresh.then_some((crt, key))
+    });
+    let (crt, key) = match kept {
+        Some(pair) => pair,
+        None => {
+            let (key, crt) = clients
+                .user_certificate(kc, &user.name_any())
+                .map_err(Error::Certificates)?;
+            (crt, key)
+        }
+    };
+    let data = BTreeMap::from([
+        (USER_CRT.to_string(), crt),
+        (USER_KEY.to_string(), key),
+        (CA_CERT.to_string(), cluster.cert_pem.clone()),
+    ]);
+    if let Some(s) = &existing {
+        let current: BTreeMap<String, String> = s
+            .data
+            .iter()
+            .flatten()
+            .filter_map(|(k, _)| Some((k.clone(), key_of(s, k)?)))
+            .collect();
+        if current == data {
+            return Ok(existing);
+        }
     }
+    put_secret(ctx, user, existing, data).await.map(Some)
 }
 
 async fn set_credential(
@@ -261,6 +392,16 @@ async fn set_credential(
         .await
 }
 
+/// What a login of `t` needs of a listener, and the listener's name for it.
+fn listener_auth(t: UserAuthenticationType) -> (ListenerAuthentication, &'static str) {
+    match t {
+        UserAuthenticationType::ScramSha512 => {
+            (ListenerAuthentication::ScramSha512, "scram-sha-512")
+        }
+        UserAuthenticationType::Tls => (ListenerAuthentication::Tls, "tls"),
+    }
+}
+
 async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
     let Some(kc) = cluster_of(user, ctx).await? else {
         let msg = format!(
@@ -270,33 +411,38 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         not_ready(ctx, user, "ClusterNotFound", msg).await?;
         return Ok(Action::requeue(ctx.settings.poll));
     };
+    let kind = user.spec.authentication.type_;
+    let (needed, needed_name) = listener_auth(kind);
     if !kc
         .spec
         .listeners
         .iter()
-        .any(|l| l.authentication == Some(ListenerAuthentication::ScramSha512))
+        .any(|l| l.authentication == Some(needed))
     {
         let msg = format!(
-            "KafkaCluster {} has no listener with authentication scram-sha-512",
+            "KafkaCluster {} has no listener with authentication {needed_name}",
             kc.name_any()
         );
-        not_ready(ctx, user, "NoScramListener", msg).await?;
+        let reason = match kind {
+            UserAuthenticationType::ScramSha512 => "NoScramListener",
+            UserAuthenticationType::Tls => "NoTlsListener",
+        };
+        not_ready(ctx, user, reason, msg).await?;
         return Ok(Action::requeue(ctx.settings.resync));
     }
-    let Some(secret) = secret(ctx, user).await? else {
+    let found = find_secret(ctx, user).await?;
+    let secret = match kind {
+        UserAuthenticationType::ScramSha512 => scram_secret(ctx, user, found).await?,
+        UserAuthenticationType::Tls => tls_secret(ctx, user, &kc, found).await?,
+    };
+    let Some(secret) = secret else {
         let msg = format!(
-            "Secret {} is there without a password: the operator does not take over a Secret it did not make",
+            "Secret {} is there and not the operator's: the operator does not take over a Secret it did not make",
             user.name_any()
         );
         not_ready(ctx, user, "SecretInUse", msg).await?;
         return Ok(Action::requeue(ctx.settings.resync));
     };
-    let password = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(PASSWORD))
-        .map(|b| b.0.clone())
-        .ok_or(Error::MissingField("password in the user's Secret"))?;
     let (reach, mut admin) = match ctx.connect(&kc).await {
         Ok(c) => c,
         Err(e) => {
@@ -313,15 +459,46 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         .map_err(Error::admin(&bootstrap, "describe SCRAM credentials"))?
         .iter()
         .any(|(m, _)| *m == Mechanism::Sha512.code());
-    let applied = user
-        .status
-        .as_ref()
-        .and_then(|s| s.credential_version.clone());
-    if !has || applied != version {
-        set_credential(&mut admin, &name, &password)
-            .await
-            .map_err(Error::admin(&bootstrap, "set the SCRAM credential"))?;
-    }
+    let mut extra = KafkaUserStatus {
+        secret: Some(name.clone()),
+        ..KafkaUserStatus::default()
+    };
+    let login = match kind {
+        UserAuthenticationType::ScramSha512 => {
+            let password = key_of(&secret, PASSWORD)
+                .ok_or(Error::MissingField("password in the user's Secret"))?;
+            let applied = user
+                .status
+                .as_ref()
+                .and_then(|s| s.credential_version.clone());
+            if !has || applied != version {
+                set_credential(&mut admin, &name, password.as_bytes())
+                    .await
+                    .map_err(Error::admin(&bootstrap, "set the SCRAM credential"))?;
+            }
+            extra.credential_version = version;
+            format!("SCRAM-SHA-512 credential from Secret {name}")
+        }
+        UserAuthenticationType::Tls => {
+            // A user that logged in by password before: the password goes.
+            if has {
+                admin
+                    .delete_scram_credential(&name, Mechanism::Sha512.code())
+                    .await
+                    .map_err(Error::admin(&bootstrap, "delete the SCRAM credential"))?;
+            }
+            let until = key_of(&secret, USER_CRT)
+                .as_deref()
+                .and_then(crate::certs::not_after)
+                .and_then(|t| Timestamp::from_second(t.unix_timestamp()).ok())
+                .map(|t| t.to_string());
+            extra.certificate_not_after = until.clone();
+            format!(
+                "client certificate of the clients CA in Secret {name}, valid until {}",
+                until.as_deref().unwrap_or("?")
+            )
+        }
+    };
     let principal = principal(user);
     let rules = user
         .spec
@@ -354,23 +531,37 @@ async fn apply(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         .delete_acls(&delete)
         .await
         .map_err(Error::admin(&bootstrap, "delete ACLs"))?;
+    // The ACLs of the user's principal under its other login, if it had
+    // that one before.
+    remove_acls(
+        &mut admin,
+        &bootstrap,
+        &principal_of(&name, other_type(kind)),
+    )
+    .await?;
     let ready = Wanted {
         type_: "Ready",
         status: true,
         reason: "Ready",
-        message: format!(
-            "{principal}: SCRAM-SHA-512 credential from Secret {name}, {} ACLs",
-            wanted.len()
-        ),
+        message: format!("{principal}: {login}, {} ACLs", wanted.len()),
     };
-    let extra = KafkaUserStatus {
-        principal: Some(principal),
-        secret: Some(name),
-        credential_version: version,
-        ..KafkaUserStatus::default()
-    };
+    extra.principal = Some(principal);
     write(ctx, user, ready, extra).await?;
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// Deletes every ACL of `principal`; returns how many there were.
+async fn remove_acls(admin: &mut AdminClient, bootstrap: &str, principal: &str) -> Result<usize> {
+    let acls = match admin.acls_of(principal).await {
+        Ok(acls) => acls,
+        Err(e) if error_code(&e) == Some(SECURITY_DISABLED) => Vec::new(),
+        Err(e) => return Err(Error::admin(bootstrap, "describe ACLs")(e)),
+    };
+    admin
+        .delete_acls(&acls)
+        .await
+        .map_err(Error::admin(bootstrap, "delete ACLs"))?;
+    Ok(acls.len())
 }
 
 async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action> {
@@ -385,23 +576,21 @@ async fn cleanup(user: &KafkaUser, ctx: &Context) -> Result<Action> {
         .delete_scram_credential(&name, Mechanism::Sha512.code())
         .await
         .map_err(Error::admin(&bootstrap, "delete the SCRAM credential"))?;
-    let acls = match admin.acls_of(&principal(user)).await {
-        Ok(acls) => acls,
-        Err(e) if error_code(&e) == Some(SECURITY_DISABLED) => Vec::new(),
-        Err(e) => return Err(Error::admin(&bootstrap, "describe ACLs")(e)),
-    };
-    admin
-        .delete_acls(&acls)
-        .await
-        .map_err(Error::admin(&bootstrap, "delete ACLs"))?;
+    let kind = user.spec.authentication.type_;
+    let removed = remove_acls(&mut admin, &bootstrap, &principal(user)).await?
+        + remove_acls(
+            &mut admin,
+            &bootstrap,
+            &principal_of(&name, other_type(kind)),
+        )
+        .await?;
     ctx.event(
         user,
         EventType::Normal,
         "Deleted",
         "Cleanup",
         format!(
-            "removed the SCRAM credential and {} ACLs of {}",
-            acls.len(),
+            "removed the credentials and {removed} ACLs of {}",
             principal(user)
         ),
     )
@@ -463,5 +652,27 @@ mod tests {
         assert_eq!(create.iter().map(|b| b.operation).collect::<Vec<_>>(), [8]);
         assert_eq!(delete.len(), 3, "{delete:?}");
         assert!(acl_changes(&got, &got) == (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_certificate_users_principal_is_its_subject_and_the_other_login_is_the_other_principal() {
+        let user = |t: &str| {
+            KafkaUser::new(
+                "app",
+                serde_json::from_value(serde_json::json!({
+                    "clusterRef": "secure", "authentication": {"type": t}
+                }))
+                .expect("spec"),
+            )
+        };
+        assert_eq!(principal(&user("scram-sha-512")), "User:app");
+        assert_eq!(principal(&user("tls")), "User:CN=app");
+        for t in [
+            UserAuthenticationType::ScramSha512,
+            UserAuthenticationType::Tls,
+        ] {
+            assert_ne!(principal_of("app", t), principal_of("app", other_type(t)));
+            assert_eq!(other_type(other_type(t)), t);
+        }
     }
 }

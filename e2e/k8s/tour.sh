@@ -583,6 +583,16 @@ if printf 'x\n' | tls_app -P -t secured -X message.timeout.ms=8000 >"$work/app-t
 fi
 grep -qi "authoriz" "$work/app-tls-denied.txt" || fail "refusal without an authorization error: $(cat "$work/app-tls-denied.txt")"
 ok "user app-tls is refused topic secured: $(grep -i -m1 authoriz "$work/app-tls-denied.txt")"
+# The quorum port takes the brokers (cluster CA) and no client: a user's
+# certificate of the clients CA is refused there, an administrator's of
+# the cluster CA answered.
+quorum_port="secure-0.secure-brokers.default.svc:9093"
+if "$python" e2e/k8s/quorum_probe.py "$quorum_port" "$work/ca.crt" "$work/app-tls-user.crt" "$work/app-tls-user.key" >"$work/probe.txt" 2>&1; then
+  fail "the quorum port answered user app-tls"
+fi
+"$python" e2e/k8s/quorum_probe.py "$quorum_port" "$work/ca.crt" "$work/tour-admin.crt" "$work/tour-admin.key" >"$work/probe-admin.txt" 2>&1 ||
+  fail "the quorum port refused a certificate of the cluster CA: $(cat "$work/probe-admin.txt")"
+ok "the quorum port (mutual TLS) refuses user app-tls's certificate ($(cat "$work/probe.txt")) and answers one of the cluster CA"
 "$kubectl" delete ku app-tls --timeout=60s >/dev/null || fail "deleting KafkaUser app-tls"
 tls_acls() { "$python" e2e/k8s/acls_of.py "$mtls" "$work/ca.crt" "$work/tour-admin.crt" "$work/tour-admin.key" User:CN=app-tls; }
 no_tls_acls() { [[ -z "$(tls_acls)" ]]; }

@@ -831,6 +831,20 @@ fn invalid_security_settings_are_named_at_start() -> Result<()> {
             "authorizer.class.name",
         ),
         (vec!["--super-users", "alice"], "super.users"),
+        // The quorum listener: SSL or PLAINTEXT, and SSL needs both stores.
+        (
+            vec!["--internal-listener-security-protocol", "SASL_SSL"],
+            "internal.listener.security.protocol",
+        ),
+        (
+            vec![
+                "--internal-listener-security-protocol",
+                "SSL",
+                "--ssl-keystore-location",
+                garbage.to_str().unwrap_or(""),
+            ],
+            "ssl.truststore.location",
+        ),
     ] {
         let out = Command::new(&bin)
             .args(&flags)
@@ -1060,8 +1074,69 @@ fn rdkafka_over_sasl_ssl_reauthenticates_before_the_session_ends() -> Result<()>
     Ok(())
 }
 
+/// What the port at `addr` sends back to an HTTP/2 client preface (the
+/// quorum's gRPC), over plaintext or a TLS client of `tls`: the bytes read
+/// before it closed, within 5 s.
+fn quorum_answer(addr: &str, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let Ok(mut tcp) = std::net::TcpStream::connect(addr) else {
+        return Vec::new();
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut got = vec![0u8; 64];
+    let n = match tls {
+        None => tcp
+            .write_all(PREFACE)
+            .and_then(|()| tcp.read(&mut got))
+            .unwrap_or(0),
+        Some(c) => {
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+            let Ok(mut conn) = rustls::ClientConnection::new(c, name) else {
+                return Vec::new();
+            };
+            let mut s = rustls::Stream::new(&mut conn, &mut tcp);
+            s.write_all(PREFACE)
+                .and_then(|()| s.flush())
+                .and_then(|()| s.read(&mut got))
+                .unwrap_or(0)
+        }
+    };
+    got.truncate(n);
+    got
+}
+
+/// An HTTP/2 SETTINGS frame: a 3-byte length, then type 4.
+fn http2_settings(b: &[u8]) -> bool {
+    b.len() >= 9 && b[3] == 4
+}
+
+/// A TLS client trusting `ca`, with `identity`'s certificate if any.
+fn tls_client(
+    ca: &Path,
+    identity: Option<&sluice_e2e::certs::Issued>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(std::sync::Arc::new(match identity {
+        Some(i) => {
+            let chain = CertificateDer::pem_file_iter(&i.cert)?.collect::<Result<Vec<_>, _>>()?;
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&i.key)?)?
+        }
+        None => b.with_no_client_auth(),
+    }))
+}
+
 #[test]
-fn brokers_replicate_over_mutual_tls() -> Result<()> {
+fn brokers_replicate_and_keep_their_quorum_over_mutual_tls() -> Result<()> {
     use rdkafka::ClientConfig;
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
@@ -1082,6 +1157,16 @@ fn brokers_replicate_over_mutual_tls() -> Result<()> {
         .join(",");
     let keystore = path(&pki.server.keystore);
     let ca = path(&pki.ca);
+    // The Kafka listeners also trust a clients CA, as the operator's
+    // brokers do; the quorum trusts the brokers' CA alone.
+    let clients = sluice_e2e::certs::TestCa::new("clients CA")?;
+    let clients_ca = clients.write(&dir.path().join("clients-ca.crt"))?;
+    let bundle = dir.path().join("bundle.crt");
+    std::fs::write(
+        &bundle,
+        std::fs::read_to_string(&pki.ca)? + &std::fs::read_to_string(&clients_ca)?,
+    )?;
+    let bundle = path(&bundle);
     let mut brokers = Vec::new();
     for i in 0..n {
         let listeners = format!(
@@ -1105,11 +1190,17 @@ fn brokers_replicate_over_mutual_tls() -> Result<()> {
                 "--ssl-keystore-location",
                 &keystore,
                 "--ssl-truststore-location",
-                &ca,
+                &bundle,
                 "--ssl-client-auth",
                 "required",
                 "--internal-listener",
                 &grpc,
+                // The quorum too: the brokers register, elect and
+                // replicate metadata over mutual TLS.
+                "--internal-listener-security-protocol",
+                "SSL",
+                "--internal-listener-ssl-truststore-location",
+                &ca,
                 "--controller-quorum-voters",
                 &voters,
                 "--logging-level",
@@ -1173,5 +1264,54 @@ fn brokers_replicate_over_mutual_tls() -> Result<()> {
         })
         .count();
     ensure!(authenticated >= 1, "no follower connected over mutual TLS");
+    // The quorum port answers a peer with a certificate of the CA, and no
+    // one else: not plaintext, not TLS without a certificate, not a
+    // certificate of another CA.
+    let quorum = format!("127.0.0.1:{}", internal(0));
+    let admitted = quorum_answer(&quorum, Some(tls_client(&pki.ca, Some(&pki.server))?));
+    ensure!(
+        http2_settings(&admitted),
+        "the quorum port did not answer a peer with the brokers' certificate: {admitted:?}"
+    );
+    let plain = quorum_answer(&quorum, None);
+    ensure!(
+        !http2_settings(&plain),
+        "the quorum port answered plaintext"
+    );
+    let anonymous = quorum_answer(&quorum, Some(tls_client(&pki.ca, None)?));
+    ensure!(
+        !http2_settings(&anonymous),
+        "the quorum port answered TLS without a certificate"
+    );
+    // A client certificate of the clients CA: good on the Kafka
+    // listeners, refused by the quorum.
+    let user = clients.client(dir.path(), "user", "app")?;
+    let produced = produce(
+        &format!("127.0.0.1:{}", tls(0)),
+        "over-mtls",
+        &refs(&[
+            ("security.protocol".into(), "ssl".into()),
+            ("ssl.ca.location".into(), ca.clone()),
+            ("ssl.certificate.location".into(), path(&user.cert)),
+            ("ssl.key.location".into(), path(&user.key)),
+        ]),
+        "u1\n",
+    )?;
+    ensure!(
+        produced.ok,
+        "a client of the clients CA on the SSL listener: {}",
+        produced.stderr
+    );
+    let foreign = quorum_answer(&quorum, Some(tls_client(&pki.ca, Some(&user))?));
+    ensure!(
+        !http2_settings(&foreign),
+        "the quorum port answered a certificate of the clients CA"
+    );
+    ensure!(
+        brokers[0]
+            .log()
+            .contains("quorum listener: TLS handshake refused"),
+        "the refusals are not logged"
+    );
     Ok(())
 }

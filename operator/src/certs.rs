@@ -20,8 +20,8 @@
 //! - `<cluster>-cluster-ca-cert`: `ca.crt`, what clients trust (and
 //!   `<cluster>-clients-ca-cert`, what the brokers trust of clients);
 //! - `<cluster>-broker-certs`: `<pod>.pem` (key, certificate, cluster CA)
-//!   per broker and `ca.crt` (both CAs, the brokers' trust store), mounted
-//!   by the broker pods.
+//!   per broker, `ca.crt` (both CAs, the Kafka listeners' trust store) and
+//!   `cluster-ca.crt` (the quorum's), mounted by the broker pods.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +42,9 @@ use crate::error::{Error, Result};
 use crate::resources;
 
 pub const CA_CERT: &str = "ca.crt";
+/// The cluster CA alone in the broker Secret: what the quorum port trusts
+/// (no client reaches it).
+pub const CLUSTER_CA_CERT: &str = "cluster-ca.crt";
 const CA_KEY: &str = "ca.key";
 const ORGANIZATION: &str = "sluice.dev";
 /// An annotation on the CA Secret that renews the CA now (as Strimzi's
@@ -410,8 +413,17 @@ async fn current_ca(ctx: &crate::context::Context, kc: &KafkaCluster, kind: CaKi
     let ca = Ca::from_secret(&stored, kind).map_err(Error::Certificates)?;
     let forced = stored.annotations().contains_key(FORCE_RENEW);
     let now = time::OffsetDateTime::now_utc();
-    if !forced && !due(&ca.cert_pem, kc.spec.certificates.renewal_days, now) {
-        return Ok(ca);
+    match renewal(&stored, &ca, kc, now) {
+        Renewal::Keep => return Ok(ca),
+        Renewal::Given => {
+            tracing::warn!(
+                cluster = %kc.name_any(), ca = kind.label(), secret = %name,
+                expires = ?not_after(&ca.cert_pem),
+                "a CA given by the user is due for renewal: the operator never renews it; replace its certificate (same key) in the Secret"
+            );
+            return Ok(ca);
+        }
+        Renewal::Renew => {}
     }
     let renewed = ca.renew(kc).map_err(Error::Certificates)?;
     let mut replacement = stored.clone();
@@ -433,6 +445,30 @@ async fn current_ca(ctx: &crate::context::Context, kc: &KafkaCluster, kind: CaKi
         "CA renewed with its own key; the certificates it signed are issued again"
     );
     Ok(renewed)
+}
+
+/// What becomes of a stored CA.
+#[derive(Debug, PartialEq, Eq)]
+enum Renewal {
+    Keep,
+    /// Due (or asked for), and the operator's: renewed.
+    Renew,
+    /// Due, but the user's own CA (a Secret the operator did not make):
+    /// never touched, only warned about.
+    Given,
+}
+
+fn renewal(stored: &Secret, ca: &Ca, kc: &KafkaCluster, now: time::OffsetDateTime) -> Renewal {
+    let forced = stored.annotations().contains_key(FORCE_RENEW);
+    if !forced && !due(&ca.cert_pem, kc.spec.certificates.renewal_days, now) {
+        return Renewal::Keep;
+    }
+    let ours = stored
+        .labels()
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some("sluice-operator");
+    if ours { Renewal::Renew } else { Renewal::Given }
 }
 
 /// The CA Secrets and the broker Secret, made or completed: each CA once
@@ -485,6 +521,7 @@ fn broker_stores(
     now: time::OffsetDateTime,
 ) -> Result<BTreeMap<String, String>> {
     stores.insert(CA_CERT.to_string(), format!("{}{clients_ca}", ca.cert_pem));
+    stores.insert(CLUSTER_CA_CERT.to_string(), ca.cert_pem.clone());
     for id in 0..brokers {
         let file = keystore_file(kc, id);
         // Key stores of another CA certificate (renewed, or replaced by
@@ -601,7 +638,11 @@ mod tests {
             broker_stores(&kc, ca, &clients.cert_pem, from.clone(), 2, at).expect("stores")
         };
         let first = stores(&ca, &BTreeMap::new(), now);
-        assert_eq!(first.len(), 3, "the trust store and two key stores");
+        assert_eq!(first.len(), 4, "the trust stores and two key stores");
+        assert_eq!(
+            first[CLUSTER_CA_CERT], ca.cert_pem,
+            "the quorum trusts brokers only"
+        );
         assert_eq!(
             first[CA_CERT],
             format!("{}{}", ca.cert_pem, clients.cert_pem)
@@ -657,5 +698,27 @@ mod tests {
             CaKind::Clients.secret_name(&kc),
             CaKind::Cluster.secret_name(&kc)
         );
+    }
+
+    #[test]
+    fn the_operators_ca_is_renewed_when_due_or_asked_and_a_users_own_never() {
+        let kc = cluster();
+        let ca = Ca::generate(&kc, CaKind::Cluster).expect("CA");
+        let now = time::OffsetDateTime::now_utc();
+        let ours = secret(&kc, CaKind::Cluster.secret_name(&kc), ca.data());
+        let later = now + time::Duration::days(5 * 365 - 10);
+        assert_eq!(renewal(&ours, &ca, &kc, now), Renewal::Keep);
+        assert_eq!(renewal(&ours, &ca, &kc, later), Renewal::Renew);
+        let mut asked = ours.clone();
+        asked
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(FORCE_RENEW.into(), "true".into());
+        assert_eq!(renewal(&asked, &ca, &kc, now), Renewal::Renew);
+        let mut given = ours.clone();
+        given.metadata.labels = None;
+        assert_eq!(renewal(&given, &ca, &kc, now), Renewal::Keep);
+        assert_eq!(renewal(&given, &ca, &kc, later), Renewal::Given);
     }
 }

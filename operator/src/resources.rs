@@ -38,6 +38,8 @@ pub const OWNED_SETTINGS: &[&str] = &[
     "controller.quorum.voters",
     "internal.listener",
     "internal.advertised.listener",
+    "internal.listener.security.protocol",
+    "internal.listener.ssl.truststore.location",
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "ssl.keystore.location",
@@ -310,6 +312,12 @@ fn security_properties(kc: &KafkaCluster) -> Result<String, RenderError> {
     out.push_str(&format!(
         "ssl.truststore.location={TLS_DIR}/{}\n",
         crate::certs::CA_CERT
+    ));
+    // The quorum port too: only the brokers, with certificates of the
+    // cluster CA (a user's of the clients CA is no member).
+    out.push_str(&format!(
+        "internal.listener.security.protocol=SSL\ninternal.listener.ssl.truststore.location={TLS_DIR}/{}\n",
+        crate::certs::CLUSTER_CA_CERT
     ));
     // Client certificates where they authenticate: the replication
     // listener (brokers and the operator) and listeners of `tls` users.
@@ -932,6 +940,8 @@ mod tests {
             "ssl.truststore.location=/etc/sluice-tls/ca.crt\n",
             "listener.name.mtls.ssl.client.auth=required\n",
             "listener.name.replication.ssl.client.auth=required\n",
+            "internal.listener.security.protocol=SSL\n",
+            "internal.listener.ssl.truststore.location=/etc/sluice-tls/cluster-ca.crt\n",
             "sasl.enabled.mechanisms=SCRAM-SHA-512\n",
         ] {
             assert!(props.contains(line), "{line} in {props}");

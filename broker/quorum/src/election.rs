@@ -123,11 +123,11 @@ pub(crate) async fn stand(shared: &Arc<Shared>) -> bool {
             last_log_id,
             to_directory: node.directory_id,
         };
-        let (id, address, source) = (*id, node.address.clone(), shared.source_address);
+        let (id, address, dialer) = (*id, node.address.clone(), shared.dialer.clone());
         asks.spawn(async move {
             let r = tokio::time::timeout(
                 limit,
-                call::<_, PreVoteReply>(&address, source, "pre_vote", &req),
+                call::<_, PreVoteReply>(&address, &dialer, "pre_vote", &req),
             )
             .await;
             (id, r)

@@ -24,6 +24,7 @@ pub mod node;
 pub mod placement;
 pub mod reassign;
 pub mod state_machine;
+pub mod tls;
 pub mod types;
 pub mod voters;
 

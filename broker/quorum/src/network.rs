@@ -40,7 +40,7 @@ pub(crate) fn wall_ms() -> i64 {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub connect_timeout: Duration,
-    pub source_address: Option<std::net::IpAddr>,
+    pub dialer: crate::tls::Dialer,
     pub(crate) acks: Acks,
 }
 
@@ -52,7 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             connect_timeout: self.connect_timeout,
-            source_address: self.source_address,
+            dialer: self.dialer.clone(),
             client: None,
             acks: self.acks.clone(),
         }
@@ -64,7 +64,7 @@ pub struct Peer {
     target: NodeId,
     node: Node,
     connect_timeout: Duration,
-    source_address: Option<std::net::IpAddr>,
+    dialer: crate::tls::Dialer,
     client: Option<QuorumClient<Channel>>,
     acks: Acks,
 }
@@ -83,19 +83,22 @@ pub(crate) fn decode<T: DeserializeOwned>(p: &Payload) -> Result<T, serde_json::
     serde_json::from_slice(&p.json)
 }
 
-/// Connects a client to `address` (`host:port`).
+/// Connects a client to `address` (`host:port`), through `dialer` (its
+/// source address, its TLS).
 pub(crate) fn connect(
     address: &str,
-    source: Option<std::net::IpAddr>,
+    dialer: &crate::tls::Dialer,
     connect_timeout: Duration,
     timeout: Duration,
 ) -> Result<QuorumClient<Channel>, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(connect_timeout)
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .local_address(source);
-    Ok(QuorumClient::new(endpoint.connect_lazy()))
+        .timeout(timeout);
+    let dialer = dialer.clone();
+    let connector = tower::service_fn(move |uri: http::Uri| crate::tls::dial(dialer.clone(), uri));
+    Ok(QuorumClient::new(
+        endpoint.connect_with_connector_lazy(connector),
+    ))
 }
 
 impl Peer {
@@ -114,7 +117,7 @@ impl Peer {
         if self.client.is_none() {
             let c = connect(
                 &self.node.address,
-                self.source_address,
+                &self.dialer,
                 self.connect_timeout,
                 option.hard_ttl(),
             )

@@ -42,9 +42,10 @@ pub struct QuorumConfig {
     pub election_timeout_max: Duration,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
-    /// Local address outbound connections to other members come from
-    /// (`None`: the OS chooses).
-    pub source_address: Option<std::net::IpAddr>,
+    /// How outbound connections to other members are made: the local
+    /// address they come from (`None`: the OS chooses), and mutual TLS
+    /// (also required of the members that connect to this one).
+    pub dialer: crate::tls::Dialer,
 }
 
 impl QuorumConfig {
@@ -70,7 +71,7 @@ impl QuorumConfig {
             election_timeout_min: Duration::from_millis(300),
             election_timeout_max: Duration::from_millis(600),
             snapshot_every: 1000,
-            source_address: None,
+            dialer: crate::tls::Dialer::default(),
         }
     }
 }
@@ -112,7 +113,7 @@ async fn joins_a_running_quorum(cfg: &QuorumConfig) -> bool {
         };
         let asked = tokio::time::timeout(
             Duration::from_secs(2),
-            call::<_, Option<QuorumDescription>>(address, cfg.source_address, "describe", &req),
+            call::<_, Option<QuorumDescription>>(address, &cfg.dialer, "describe", &req),
         )
         .await;
         if let Ok(Ok(Some(d))) = asked {
@@ -219,7 +220,7 @@ pub(crate) struct Shared {
     /// When each broker was last reported dead by a peer, while leading.
     suspicions: parking_lot::Mutex<std::collections::BTreeMap<i32, u64>>,
     clock: std::time::Instant,
-    pub(crate) source_address: Option<std::net::IpAddr>,
+    pub(crate) dialer: crate::tls::Dialer,
     /// When (on `clock`) this member last heard a leader: an append or
     /// snapshot it accepted, or a vote it granted.
     heard: std::sync::atomic::AtomicU64,
@@ -424,7 +425,7 @@ where
             request: request.clone(),
             hops: hops + 1,
         };
-        match call::<_, Resp>(&address, shared.source_address, method, &req).await {
+        match call::<_, Resp>(&address, &shared.dialer, method, &req).await {
             Ok(r) if not_leader(&r) => continue,
             Ok(r) => return Some(r),
             Err(e) => tracing::debug!(%address, method, error = %e, "forwarding"),
@@ -541,7 +542,7 @@ async fn heartbeat(shared: &Shared, hb: Heartbeat, hops: u8) -> HeartbeatReply {
 /// One unary call to another member.
 pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     address: &str,
-    source: Option<std::net::IpAddr>,
+    dialer: &crate::tls::Dialer,
     method: &str,
     req: &Req,
 ) -> Result<Resp, QuorumError> {
@@ -551,7 +552,7 @@ pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
     };
     let mut client = network::connect(
         address,
-        source,
+        dialer,
         Duration::from_millis(500),
         Duration::from_secs(5),
     )
@@ -708,7 +709,7 @@ impl QuorumNode {
         let acks = network::Acks::default();
         let network = Network {
             connect_timeout: Duration::from_millis(500),
-            source_address: cfg.source_address,
+            dialer: cfg.dialer.clone(),
             acks: acks.clone(),
         };
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -739,7 +740,7 @@ impl QuorumNode {
             heartbeats: parking_lot::Mutex::new(Heartbeats::new()),
             suspicions: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
             clock: std::time::Instant::now(),
-            source_address: cfg.source_address,
+            dialer: cfg.dialer.clone(),
             heard: std::sync::atomic::AtomicU64::new(0),
             lease_ms: cfg.election_timeout_max.as_millis() as u64,
             heartbeat_interval: cfg.heartbeat_interval,
@@ -751,8 +752,7 @@ impl QuorumNode {
         let service = QuorumServer::new(Service {
             shared: shared.clone(),
         });
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = crate::tls::incoming(listener, cfg.dialer.tls.clone());
         let server = tokio::spawn(async move {
             let r = tonic::transport::Server::builder()
                 .add_service(service)

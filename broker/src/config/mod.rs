@@ -267,6 +267,14 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_INTERNAL_SOURCE_ADDRESS")]
     pub internal_source_address: Option<std::net::IpAddr>,
 
+    /// Security of the internal (quorum) listener: PLAINTEXT, or SSL for mutual TLS with the key store (every member presents a certificate its trust store admits). [default: PLAINTEXT]
+    #[arg(long, env = "SLUICE_INTERNAL_LISTENER_SECURITY_PROTOCOL")]
+    pub internal_listener_security_protocol: Option<String>,
+
+    /// PEM CAs the quorum's members' certificates must chain to, when narrower than ssl.truststore.location (which may admit clients' CAs: a client must never reach the quorum). [default: ssl.truststore.location]
+    #[arg(long, env = "SLUICE_INTERNAL_LISTENER_SSL_TRUSTSTORE_LOCATION")]
+    pub internal_listener_ssl_truststore_location: Option<PathBuf>,
+
     /// How often a broker heartbeats to the controller. [default: 100]
     #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(10..))]
     pub broker_heartbeat_interval_ms: Option<u64>,
@@ -300,6 +308,10 @@ pub struct ClusterConfig {
     pub internal_advertised: String,
     /// Where outbound broker-to-broker connections come from.
     pub source_address: Option<std::net::IpAddr>,
+    /// `internal.listener.security.protocol=SSL`: the quorum over mutual
+    /// TLS, with these settings (client certificates required, the trust
+    /// store `internal.listener.ssl.truststore.location`).
+    pub internal_ssl: Option<crate::security::SslConfig>,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
     /// `controller.quorum.election.timeout.ms`.
@@ -316,6 +328,7 @@ impl Default for ClusterConfig {
             internal_listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             internal_advertised: String::new(),
             source_address: None,
+            internal_ssl: None,
             heartbeat_interval_ms: 100,
             session_timeout_ms: 1000,
             election_timeout_ms: 600,
@@ -691,6 +704,45 @@ impl BrokerConfig {
                 internal_listener.port()
             ),
         };
+        let internal_ssl = match c
+            .internal_listener_security_protocol
+            .as_deref()
+            .map(|p| p.trim().to_ascii_uppercase())
+            .as_deref()
+        {
+            None | Some("PLAINTEXT") => None,
+            Some("SSL") => {
+                let truststore = c
+                    .internal_listener_ssl_truststore_location
+                    .clone()
+                    .or_else(|| cfg.ssl.truststore.clone());
+                for (setting, set) in [
+                    ("ssl.keystore.location", cfg.ssl.keystore.is_some()),
+                    ("ssl.truststore.location", truststore.is_some()),
+                ] {
+                    if !set {
+                        return Err(Error::config(
+                            setting,
+                            "must be set for internal.listener.security.protocol=SSL (mutual TLS)",
+                        ));
+                    }
+                }
+                Some(crate::security::SslConfig {
+                    truststore,
+                    client_auth: crate::security::ClientAuth::Required,
+                    listener_client_auth: BTreeMap::new(),
+                    ..cfg.ssl.clone()
+                })
+            }
+            Some(other) => {
+                return Err(Error::config(
+                    "internal.listener.security.protocol",
+                    format!(
+                        "`{other}` is not PLAINTEXT or SSL (the quorum listener takes no SASL)"
+                    ),
+                ));
+            }
+        };
         let heartbeat_interval_ms = c.broker_heartbeat_interval_ms.unwrap_or(100);
         let session_timeout_ms = c.broker_session_timeout_ms.unwrap_or(1000);
         if session_timeout_ms <= 2 * heartbeat_interval_ms {
@@ -717,6 +769,7 @@ impl BrokerConfig {
             internal_listener,
             internal_advertised,
             source_address: c.internal_source_address,
+            internal_ssl,
             heartbeat_interval_ms,
             session_timeout_ms,
             election_timeout_ms: c.controller_quorum_election_timeout_ms.unwrap_or(600),
@@ -911,6 +964,8 @@ fn merge(over: Cli, under: Cli) -> Cli {
         internal_listener,
         internal_advertised_listener,
         internal_source_address,
+        internal_listener_security_protocol,
+        internal_listener_ssl_truststore_location,
         broker_heartbeat_interval_ms,
         broker_session_timeout_ms,
         controller_quorum_election_timeout_ms,
@@ -923,7 +978,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 56] = [
+        let rows: [(&str, String); 57] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listeners.bind_text()),
             ("advertised.listeners", self.listeners.advertised_text()),
@@ -1087,6 +1142,15 @@ impl fmt::Display for BrokerConfig {
                     .source_address
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+            ),
+            (
+                "internal.listener.security.protocol",
+                if self.cluster.internal_ssl.is_some() {
+                    "SSL"
+                } else {
+                    "PLAINTEXT"
+                }
+                .into(),
             ),
             (
                 "broker.heartbeat.interval.ms",

@@ -105,10 +105,11 @@ impl Cluster {
     /// this broker's, proposed to the quorum.
     pub async fn start(
         cfg: &BrokerConfig,
-        cc: &ClusterConfig,
+        security: &crate::security::Security,
         local_cluster_id: &str,
         fresh: bool,
     ) -> Result<(Cluster, String)> {
+        let cc = &cfg.cluster;
         let voters = cc
             .voters
             .iter()
@@ -120,7 +121,11 @@ impl Cluster {
             cc.internal_listener,
             voters,
         );
-        quorum.source_address = cc.source_address;
+        quorum.dialer.source = cc.source_address;
+        if let Some(tls) = &security.quorum_tls {
+            let tls = crate::security::tls::QuorumTls::new(Arc::clone(tls))?;
+            quorum.dialer.tls = Some(Arc::new(tls));
+        }
         quorum.election_timeout_max = Duration::from_millis(cc.election_timeout_ms);
         quorum.election_timeout_min = Duration::from_millis(cc.election_timeout_ms / 2);
         let member = Member::start(MemberConfig {

@@ -19,6 +19,8 @@ use crate::error::Result;
 pub struct Security {
     /// Loaded when any listener is SSL or SASL_SSL.
     pub tls: Option<Arc<Tls>>,
+    /// The quorum listener's, with `internal.listener.security.protocol=SSL`.
+    pub quorum_tls: Option<Arc<Tls>>,
     pub sasl: SaslConfig,
     pub acl: acl::AclConfig,
     pub failures: sasl::FailureLimiter,
@@ -31,8 +33,13 @@ impl Security {
         } else {
             None
         };
+        let quorum_tls = match &config.cluster.internal_ssl {
+            Some(ssl) => Some(Arc::new(Tls::load(ssl)?)),
+            None => None,
+        };
         Ok(Security {
             tls,
+            quorum_tls,
             sasl: config.sasl.clone(),
             acl: config.acl.clone(),
             failures: sasl::FailureLimiter::default(),

@@ -240,6 +240,40 @@ fn certificates(pem: &[u8], setting: &str) -> Result<Vec<CertificateDer<'static>
     Ok(certs)
 }
 
+/// The quorum's mutual TLS: a [`Tls`] of its own settings (client
+/// certificates required, its own trust store), reloaded as any.
+pub struct QuorumTls {
+    tls: Arc<Tls>,
+    /// The client side as first loaded: there is always one, since the
+    /// quorum's TLS needs a trust store (checked with the config).
+    first: sluice_client::TlsConfig,
+}
+
+impl QuorumTls {
+    pub fn new(tls: Arc<Tls>) -> Result<Self> {
+        let first = tls.connector().ok_or_else(|| {
+            Error::config(
+                "ssl.truststore.location",
+                "must be set for internal.listener.security.protocol=SSL (mutual TLS)",
+            )
+        })?;
+        Ok(QuorumTls { tls, first })
+    }
+}
+
+impl sluice_quorum::tls::QuorumTls for QuorumTls {
+    fn acceptor(&self) -> TlsAcceptor {
+        // Its settings have one `ssl.client.auth`, required.
+        self.tls.acceptor("")
+    }
+
+    fn connector(&self) -> Arc<rustls::ClientConfig> {
+        self.tls
+            .connector()
+            .unwrap_or_else(|| Arc::clone(&self.first))
+    }
+}
+
 /// The key store's certificate chain and private key.
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 

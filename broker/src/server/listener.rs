@@ -72,7 +72,10 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
     tasks.spawn(metrics::serve(http, state, broker.shutdown.clone()));
     tasks.spawn(Arc::clone(&broker).run_background());
     tasks.spawn(Arc::clone(&broker).run_cleaner());
-    if let Some(tls) = &broker.security.tls {
+    for tls in [&broker.security.tls, &broker.security.quorum_tls]
+        .into_iter()
+        .flatten()
+    {
         tasks.spawn(Arc::clone(tls).watch(broker.shutdown.clone()));
     }
     tasks.spawn(Arc::clone(&broker).run_materializer());
@@ -178,7 +181,8 @@ async fn join_quorum(config: BrokerConfig, security: Security) -> Result<Arc<Bro
         ));
     }
     let (cluster, id) =
-        crate::metadata::cluster::Cluster::start(&config, &cc, &dir.cluster_id, dir.fresh).await?;
+        crate::metadata::cluster::Cluster::start(&config, &security, &dir.cluster_id, dir.fresh)
+            .await?;
     if id != dir.cluster_id {
         crate::metadata::ClusterMeta {
             cluster_id: id.clone(),

@@ -3,8 +3,6 @@
 //! peer, a TLS peer without a certificate and one whose certificate is of
 //! another CA, while a peer with a certificate of the CA is answered.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,15 +108,7 @@ fn mutual(p: &Pki) -> Arc<dyn QuorumTls> {
 }
 
 fn config(id: u64, dir: &Path, ports: &[u16], tls: &Arc<dyn QuorumTls>) -> QuorumConfig {
-    let voters: BTreeMap<u64, String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64, format!("127.0.0.1:{p}")))
-        .collect();
-    let listen: SocketAddr = format!("127.0.0.1:{}", ports[id as usize])
-        .parse()
-        .expect("addr");
-    let mut c = QuorumConfig::new(id, dir.join(format!("node-{id}")), listen, voters);
+    let mut c = common::quorum_config(id, dir, ports);
     c.dialer = Dialer {
         source: None,
         tls: Some(Arc::clone(tls)),

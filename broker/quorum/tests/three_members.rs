@@ -2,28 +2,15 @@
 //! writes from any member commit on all, a killed leader is replaced and
 //! nothing committed is lost, and a restarted member recovers from disk.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_quorum::image::Command;
-use sluice_quorum::{Outcome, QuorumConfig, QuorumNode};
+use sluice_quorum::{Outcome, QuorumNode};
 
 mod common;
 use common::free_ports;
 
-fn config(id: u64, dir: &Path, ports: &[u16]) -> QuorumConfig {
-    let voters: BTreeMap<u64, String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64, format!("127.0.0.1:{p}")))
-        .collect();
-    let listen: SocketAddr = format!("127.0.0.1:{}", ports[id as usize])
-        .parse()
-        .expect("addr");
-    QuorumConfig::new(id, dir.join(format!("node-{id}")), listen, voters)
-}
+use common::quorum_config as config;
 
 async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

@@ -47,6 +47,20 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Member `id` of a quorum whose voters are all of `ports` on loopback,
+/// its directory under `dir`.
+pub fn quorum_config(id: u64, dir: &Path, ports: &[u16]) -> QuorumConfig {
+    let voters: BTreeMap<u64, String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64, format!("127.0.0.1:{p}")))
+        .collect();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", ports[id as usize])
+        .parse()
+        .expect("addr");
+    QuorumConfig::new(id, dir.join(format!("node-{id}")), listen, voters)
+}
+
 /// Broker `id` of a cluster whose voters are brokers 0, 1 and 2 on
 /// `ports`, its quorum directory under `dir`: 100 ms heartbeats, 600 ms
 /// sessions.

@@ -69,15 +69,47 @@ fn example_secure_kafkacluster_parses_and_is_secured() {
 }
 
 #[test]
-fn example_kafkauser_parses_into_its_acls() {
-    let u: sluice_operator::KafkaUser =
-        serde_yaml_ng::from_str(&read("kafkauser.yaml")).expect("KafkaUser");
-    assert_eq!(u.spec.cluster_ref, "secure");
-    let rules = u.spec.authorization.expect("acls").acls;
-    let acls = sluice_operator::controller::user::bindings("User:app", &rules);
-    assert_eq!(acls.len(), 5, "one binding per operation: {acls:?}");
-    assert!(
-        acls.iter().all(|a| a.host == "*" && a.permission == 3),
-        "allow from any host"
+fn example_kafkausers_parse_into_their_logins_and_acls() {
+    use serde::Deserialize;
+    let text = read("kafkauser.yaml");
+    let users: Vec<sluice_operator::KafkaUser> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| sluice_operator::KafkaUser::deserialize(doc).expect("KafkaUser"))
+        .collect();
+    let logins: Vec<(String, String)> = users
+        .iter()
+        .map(|u| {
+            (
+                sluice_operator::controller::user::principal(u),
+                serde_json::to_value(u.spec.authentication.type_)
+                    .expect("type")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logins,
+        [
+            ("User:app".to_string(), "scram-sha-512".to_string()),
+            ("User:CN=app-tls".to_string(), "tls".to_string())
+        ]
     );
+    let counts: Vec<usize> = users
+        .iter()
+        .map(|u| {
+            assert_eq!(u.spec.cluster_ref, "secure");
+            let rules = &u.spec.authorization.as_ref().expect("acls").acls;
+            let acls = sluice_operator::controller::user::bindings(
+                &sluice_operator::controller::user::principal(u),
+                rules,
+            );
+            assert!(
+                acls.iter().all(|a| a.host == "*" && a.permission == 3),
+                "allow from any host"
+            );
+            acls.len()
+        })
+        .collect();
+    assert_eq!(counts, [5, 4], "one binding per operation");
 }

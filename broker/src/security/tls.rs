@@ -296,9 +296,23 @@ fn build_all(config: &SslConfig, loaded: &Loaded) -> Result<Acceptors> {
         .collect()
 }
 
+/// ring's suites with AES-128-GCM first: TLS 1.3's mandatory suite, as
+/// strong as a 128-bit key, and a third cheaper than AES-256-GCM for the
+/// broker and the client alike (OpenSSL and Java ask for AES-256 first).
+fn server_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|s| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+        _ => 2,
+    });
+    provider
+}
+
 fn build(client_auth: ClientAuth, loaded: &Loaded) -> Result<TlsAcceptor> {
     let (chain, key) = identity(loaded)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(server_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config("ssl.enabled.protocols", e.to_string()))?;
@@ -324,9 +338,11 @@ fn build(client_auth: ClientAuth, loaded: &Loaded) -> Result<TlsAcceptor> {
             ));
         }
     };
-    let server = builder
+    let mut server = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::config("ssl.keystore.location", format!("key and certificate: {e}")))?;
+    // The server's order of suites, not the client's (see server_provider).
+    server.ignore_client_order = true;
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
@@ -357,4 +373,47 @@ fn build_connector(loaded: &Loaded) -> Result<Option<sluice_client::TlsConfig>> 
         .with_client_auth_cert(chain, key)
         .map_err(|e| Error::config("ssl.keystore.location", format!("key and certificate: {e}")))?;
     Ok(Some(Arc::new(client)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_server_picks_aes_128_gcm_whatever_the_client_asks_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let keystore = dir.path().join("broker.pem");
+        std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write");
+        let tls = Tls::load(&SslConfig {
+            keystore: Some(keystore),
+            ..SslConfig::default()
+        })
+        .expect("load");
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("root");
+        // ring's default order asks for AES-256-GCM first, as OpenSSL does.
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tls.acceptor("SSL");
+        let server = tokio::spawn(async move { acceptor.accept(a).await.map(|_| ()) });
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, b)
+            .await
+            .expect("handshake");
+        server.await.expect("join").expect("server handshake");
+        let suite = stream.get_ref().1.negotiated_cipher_suite().expect("suite");
+        assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    }
 }

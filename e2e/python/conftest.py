@@ -269,11 +269,20 @@ def brokers_listed(admin):
 
 
 def wait_for(what, check, timeout=60.0):
-    """Polls `check` until it holds, or fails naming `what`."""
+    """Polls `check` until it holds, or fails naming `what`. A client call
+    in `check` that fails (a metadata request timing out while a broker has
+    just been killed, say) is tried again, as a person checking would; the
+    last failure is named if it never holds."""
+    from confluent_kafka import KafkaException
+
     deadline = time.time() + timeout
+    last = None
     while time.time() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except KafkaException as e:
+            last = e
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
 

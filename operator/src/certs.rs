@@ -358,7 +358,8 @@ fn secret(kc: &KafkaCluster, name: String, data: BTreeMap<String, String>) -> Se
     resources::opaque_secret(metadata, data)
 }
 
-fn entries(s: &Secret) -> BTreeMap<String, String> {
+/// A Secret's entries that are text.
+pub fn entries(s: &Secret) -> BTreeMap<String, String> {
     s.data
         .iter()
         .flatten()

@@ -365,16 +365,11 @@ async fn tls_secret(
         (USER_KEY.to_string(), key),
         (CA_CERT.to_string(), cluster.cert_pem.clone()),
     ]);
-    if let Some(s) = &existing {
-        let current: BTreeMap<String, String> = s
-            .data
-            .iter()
-            .flatten()
-            .filter_map(|(k, _)| Some((k.clone(), key_of(s, k)?)))
-            .collect();
-        if current == data {
-            return Ok(existing);
-        }
+    if existing
+        .as_ref()
+        .is_some_and(|s| crate::certs::entries(s) == data)
+    {
+        return Ok(existing);
     }
     put_secret(ctx, user, existing, data).await.map(Some)
 }

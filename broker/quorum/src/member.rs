@@ -243,10 +243,15 @@ impl Member {
     }
 
     /// Stops the loops, Raft and (when this is the last handle) the listener.
-    async fn stop_all(self) {
+    async fn stop_all(mut self) {
         self.stop.cancel();
         for t in &self.tasks {
             t.abort();
+        }
+        // Awaited, so that the node handles they hold are dropped and the
+        // node (with its listener) is shut down whole below.
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
         }
         match Arc::try_unwrap(self.node) {
             Ok(node) => node.shutdown().await,

@@ -671,6 +671,8 @@ pub struct QuorumNode {
     shared: Arc<Shared>,
     image: watch::Receiver<Arc<MetadataImage>>,
     server: JoinHandle<()>,
+    /// The accept loop, which owns the listening socket.
+    accept: JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     local_addr: SocketAddr,
 }
@@ -752,7 +754,7 @@ impl QuorumNode {
         let service = QuorumServer::new(Service {
             shared: shared.clone(),
         });
-        let incoming = crate::tls::incoming(listener, cfg.dialer.tls.clone());
+        let (incoming, accept) = crate::tls::incoming(listener, cfg.dialer.tls.clone());
         let server = tokio::spawn(async move {
             let r = tonic::transport::Server::builder()
                 .add_service(service)
@@ -796,6 +798,7 @@ impl QuorumNode {
             shared,
             image,
             server,
+            accept,
             stop: Some(stop_tx),
             local_addr,
         })
@@ -946,5 +949,9 @@ impl QuorumNode {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        // The listening socket is closed before this returns, so that a
+        // member started again at once can bind its address.
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
     }
 }

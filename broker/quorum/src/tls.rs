@@ -128,13 +128,17 @@ impl Connected for ServerConn {
 
 /// The connections the quorum listener accepts, handshaken when `tls` is
 /// given (a peer that fails the handshake is logged and dropped, never
-/// served), until the returned stream is dropped.
+/// served), until the returned stream is dropped or the returned task
+/// (which owns the listener) is aborted.
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Arc<dyn QuorumTls>>,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<ServerConn>> {
+) -> (
+    tokio_stream::wrappers::ReceiverStream<io::Result<ServerConn>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 () = tx.closed() => return,
@@ -170,7 +174,7 @@ pub(crate) fn incoming(
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    (tokio_stream::wrappers::ReceiverStream::new(rx), accept)
 }
 
 /// Connects to the member at `uri` (`http://host:port`), from the

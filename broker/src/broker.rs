@@ -88,6 +88,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
+    /// Transactional ids coordinated here.
+    pub txns: crate::coordinator::txn::TxnCoordinator,
     pub producer_ids: crate::coordinator::producer_ids::ProducerIdManager,
     /// Budget for fetch data in memory, in KiB permits.
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
@@ -244,6 +246,7 @@ impl Broker {
             replicas,
             metrics,
             groups,
+            txns: Default::default(),
             producer_ids: crate::coordinator::producer_ids::ProducerIdManager::open(&dir)?,
             applied_dynamic: Mutex::new(dynamic),
             throttles: crate::partition::throttle::Throttles::default(),
@@ -273,39 +276,61 @@ impl Broker {
     /// coordinator, up to its log end: at start, and when this broker
     /// becomes the partition's leader (the groups' coordinator) in a
     /// cluster, where followers kept the log but not the groups.
+    /// Transactional offsets wait for their transaction's marker.
     pub fn load_offsets_partition(&self, p: i32) -> Result<usize> {
         let mut records = 0usize;
-        {
-            let Some(part) = self.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, p)) else {
-                return Ok(0);
-            };
-            let mut offset = part.offsets().log_start;
-            loop {
-                let (plan, _) = part.plan_read_to_end(offset)?;
-                let Some(plan) = plan else { break };
-                let data = plan.execute(1 << 20)?;
-                if data.records.is_empty() {
-                    break;
+        let partitions = self.ensure_offsets_topic().unwrap_or(1);
+        self.replay_internal(OFFSETS_TOPIC, p, |r| {
+            if r.control {
+                if let Some(kind) = crate::coordinator::txn::service::marker_of(r) {
+                    let commit = kind == crate::storage::batch::ControlKind::Commit;
+                    self.groups.complete_txn(r.producer_id, commit, |g| {
+                        offsets_log::partition_for(g, partitions) == p
+                    });
                 }
-                let recs = crate::storage::records::decode_all(data.records).map_err(|reason| {
-                    Error::Corrupt {
-                        path: self.config.data_dir.join(format!("{OFFSETS_TOPIC}-{p}")),
-                        reason,
-                    }
-                })?;
-                let Some(last) = recs.last().map(|r| r.offset) else {
-                    break;
-                };
-                for r in &recs {
-                    if let Some(rec) = offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
-                        self.groups.replay(rec);
-                        records += 1;
-                    }
-                }
-                offset = last + 1;
+            } else if let Some(rec) = offsets_log::decode(r.key.as_ref(), r.value.as_ref()) {
+                self.groups
+                    .replay(rec, r.transactional.then_some(r.producer_id));
+                records += 1;
             }
-        }
+        })?;
         Ok(records)
+    }
+
+    /// Calls `f` with every record of the hosted partition `topic`-`p`,
+    /// from its log start to its end.
+    pub fn replay_internal(
+        &self,
+        topic: &str,
+        p: i32,
+        mut f: impl FnMut(&kafka_protocol::records::Record),
+    ) -> Result<()> {
+        let Some(part) = self.replicas.get(&TopicPartition::new(topic, p)) else {
+            return Ok(());
+        };
+        let mut offset = part.offsets().log_start;
+        loop {
+            let (plan, _) = part.plan_read_to_end(offset)?;
+            let Some(plan) = plan else { break };
+            let data = plan.execute(1 << 20)?;
+            if data.records.is_empty() {
+                break;
+            }
+            let recs = crate::storage::records::decode_all(data.records).map_err(|reason| {
+                Error::Corrupt {
+                    path: self.config.data_dir.join(format!("{topic}-{p}")),
+                    reason,
+                }
+            })?;
+            let Some(last) = recs.last().map(|r| r.offset) else {
+                break;
+            };
+            for r in &recs {
+                f(r);
+            }
+            offset = last + 1;
+        }
+        Ok(())
     }
 
     /// The partition count of `__consumer_offsets`, which the Metadata

@@ -215,6 +215,18 @@ pub struct Cli {
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub offsets_topic_num_partitions: Option<i32>,
 
+    /// Partitions of the internal `__transaction_state` topic (fixed once created). [default: 50]
+    #[arg(long, env = "SLUICE_TRANSACTION_STATE_LOG_NUM_PARTITIONS", value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub transaction_state_log_num_partitions: Option<i32>,
+
+    /// Largest transaction.timeout.ms a transactional producer may ask for. [default: 900000]
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS", value_parser = clap::value_parser!(i32).range(1..))]
+    pub transaction_max_timeout_ms: Option<i32>,
+
+    /// How often open transactions are checked against their timeout (and aborted past it). [default: 10000]
+    #[arg(long, env = "SLUICE_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+
     /// How long the first rebalance of a new group waits for more members. [default: 3000]
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", value_parser = clap::value_parser!(u64).range(0..=300_000))]
     pub group_initial_rebalance_delay_ms: Option<u64>,
@@ -414,6 +426,9 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: i32,
     pub checkpoint_interval_ms: i64,
     pub offsets_topic_num_partitions: i32,
+    pub transaction_state_log_num_partitions: i32,
+    pub transaction_max_timeout_ms: i32,
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -660,6 +675,13 @@ impl BrokerConfig {
                 .replica_high_watermark_checkpoint_interval_ms
                 .unwrap_or(5000),
             offsets_topic_num_partitions: c.offsets_topic_num_partitions.unwrap_or(50),
+            transaction_state_log_num_partitions: c
+                .transaction_state_log_num_partitions
+                .unwrap_or(50),
+            transaction_max_timeout_ms: c.transaction_max_timeout_ms.unwrap_or(900_000),
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: c
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms
+                .unwrap_or(10_000),
             group_initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms.unwrap_or(3000),
             group_min_session_timeout_ms: c.group_min_session_timeout_ms.unwrap_or(6000),
             group_max_session_timeout_ms: c.group_max_session_timeout_ms.unwrap_or(1_800_000),
@@ -951,6 +973,9 @@ fn merge(over: Cli, under: Cli) -> Cli {
         fetch_max_bytes,
         replica_high_watermark_checkpoint_interval_ms,
         offsets_topic_num_partitions,
+        transaction_state_log_num_partitions,
+        transaction_max_timeout_ms,
+        transaction_abort_timed_out_transaction_cleanup_interval_ms,
         group_initial_rebalance_delay_ms,
         group_min_session_timeout_ms,
         group_max_session_timeout_ms,
@@ -978,7 +1003,7 @@ impl fmt::Display for BrokerConfig {
     /// One `name = value` line per setting, as printed at startup. No setting
     /// is secret yet; SASL credentials will be redacted here when they exist.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 57] = [
+        let rows: [(&str, String); 60] = [
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listeners.bind_text()),
             ("advertised.listeners", self.listeners.advertised_text()),
@@ -1086,6 +1111,19 @@ impl fmt::Display for BrokerConfig {
             (
                 "offsets.topic.num.partitions",
                 self.offsets_topic_num_partitions.to_string(),
+            ),
+            (
+                "transaction.state.log.num.partitions",
+                self.transaction_state_log_num_partitions.to_string(),
+            ),
+            (
+                "transaction.max.timeout.ms",
+                self.transaction_max_timeout_ms.to_string(),
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms
+                    .to_string(),
             ),
             (
                 "group.initial.rebalance.delay.ms",

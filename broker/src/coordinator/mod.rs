@@ -1,5 +1,6 @@
-//! Coordinators: consumer groups and their committed offsets, and the
-//! producer ids of idempotent producers (transactions come here next).
+//! Coordinators: consumer groups and their committed offsets, transactions,
+//! and the producer ids of idempotent and transactional producers.
 
 pub mod group;
 pub mod producer_ids;
+pub mod txn;

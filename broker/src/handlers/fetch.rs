@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
 use super::{code, count_error};
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::partition::replica::{Partition, TopicPartition};
+use crate::partition::replica::{Isolation, Partition, TopicPartition};
 use crate::partition::throttle;
 use crate::security::acl::{self, Authorizer};
 
@@ -264,7 +266,7 @@ fn read_all(
                         .with_partition_index(w.partition)
                         .with_records(Some(Bytes::new()))
                         .with_high_watermark(o.high_watermark)
-                        .with_last_stable_offset(o.high_watermark)
+                        .with_last_stable_offset(o.last_stable)
                         .with_log_start_offset(o.log_start)
                 }
                 Err(c) => PartitionData::default()
@@ -304,6 +306,11 @@ fn read_one(
     held: &mut Held,
     to_end: bool,
 ) -> PartitionData {
+    let isolation = if read_committed {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let base = PartitionData::default()
         .with_partition_index(w.partition)
         .with_records(Some(Bytes::new()))
@@ -343,17 +350,33 @@ fn read_one(
     }
     let with_offsets = |pd: PartitionData, o: crate::partition::replica::Offsets| {
         pd.with_high_watermark(o.high_watermark)
-            .with_last_stable_offset(o.high_watermark)
+            .with_last_stable_offset(o.last_stable)
             .with_log_start_offset(o.log_start)
     };
     let planned = if to_end {
-        partition.plan_read_to_end(w.fetch_offset)
+        partition
+            .plan_read_to_end(w.fetch_offset)
+            .map(|(plan, o)| (plan, o, Vec::new()))
     } else {
-        partition.plan_read(w.fetch_offset)
+        partition.plan_read(w.fetch_offset, isolation)
     };
     match planned {
-        Ok((None, offsets)) => with_offsets(base, offsets),
-        Ok((Some(plan), offsets)) => {
+        Ok((None, offsets, _)) => with_offsets(base, offsets),
+        Ok((Some(plan), offsets, aborted)) => {
+            let base = if read_committed {
+                base.clone().with_aborted_transactions(Some(
+                    aborted
+                        .into_iter()
+                        .map(|(pid, first)| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(pid))
+                                .with_first_offset(first)
+                        })
+                        .collect(),
+                ))
+            } else {
+                base.clone()
+            };
             // The first batch of the response is returned whole even when it
             // is larger than the limits, or the consumer could never progress.
             let limit = w.max_bytes.min(budget);

@@ -66,11 +66,16 @@ pub fn find_coordinator(
         if !authz.allows(acl::op::DESCRIBE, kind, key) {
             return (denied, Some(message.into()));
         }
-        if req.key_type != 0 {
-            // Not retriable: transactions are not served at all yet.
+        if req.key_type > 1 {
             return (
-                super::code::UNSUPPORTED_VERSION,
-                Some("transactions are not supported yet".into()),
+                super::code::INVALID_REQUEST,
+                Some(format!("unknown coordinator key type {}", req.key_type)),
+            );
+        }
+        if key.is_empty() && req.key_type == 1 {
+            return (
+                super::code::INVALID_REQUEST,
+                Some("the transactional id is empty".into()),
             );
         }
         if key.is_empty() {
@@ -83,7 +88,12 @@ pub fn find_coordinator(
         if error != 0 {
             return (error, message, BrokerId(-1), Default::default(), -1);
         }
-        match broker.group_coordinator(key, listener) {
+        let internal = if req.key_type == 1 {
+            crate::metadata::cluster_topics::Internal::Transactions
+        } else {
+            crate::metadata::cluster_topics::Internal::Offsets
+        };
+        match broker.coordinator_node(internal, key, listener) {
             // Kafka's message for no error is the error's name.
             Ok((id, host, port)) => (0, Some("NONE".into()), BrokerId(id), str_bytes(host), port),
             Err(e) => (

@@ -1,5 +1,5 @@
-//! InitProducerId (22): a producer id and epoch for an idempotent producer.
-//! Transactions are not served: a transactional id is refused.
+//! InitProducerId (22): a producer id and epoch for an idempotent producer,
+//! or for a transactional one from its transaction coordinator.
 
 use std::sync::Arc;
 
@@ -9,10 +9,10 @@ use super::{code, count_error};
 use crate::broker::Broker;
 use crate::security::acl::{self, Authorizer};
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
     authz: &Authorizer<'_>,
 ) -> InitProducerIdResponse {
     // As Kafka: WRITE on the transactional id; without one,
@@ -39,11 +39,13 @@ pub fn handle(
             .with_error_code(code::INVALID_REQUEST)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
-    } else if req.transactional_id.is_some() {
+    } else if let Some(id) = &req.transactional_id {
+        let (e, pid, epoch) =
+            super::transactions::init_producer_id(broker, id.as_str(), &req, version).await;
         InitProducerIdResponse::default()
-            .with_error_code(code::UNSUPPORTED_VERSION)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+            .with_error_code(e)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
     } else {
         // As Kafka: a producer without a transactional id always gets a new
         // id with epoch 0 (there is no state to fence).
@@ -67,6 +69,6 @@ pub fn handle(
 /// Every broker hands out ids: each gets its own range, keyed by node id
 /// (2^40 ids each), above the ids brokers gave out when one ran alone
 /// without a quorum (docs/decisions/0027).
-fn cluster_unique(broker: &Broker, id: i64) -> i64 {
+pub(crate) fn cluster_unique(broker: &Broker, id: i64) -> i64 {
     ((i64::from(broker.config.node_id) + 1) << 40) | (id & ((1 << 40) - 1))
 }

@@ -1,5 +1,6 @@
 //! ListOffsets (2): earliest, latest, max timestamp, or the first offset at
-//! or after a timestamp.
+//! or after a timestamp. Latest is the high watermark, or the last stable
+//! offset for a `read_committed` consumer (isolation level 1, v2+).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{code, count_error};
 use crate::broker::Broker;
-use crate::partition::replica::{Partition, TopicPartition};
+use crate::partition::replica::{Isolation, Partition, TopicPartition};
 use crate::security::acl::{self, Authorizer};
 use crate::storage::records::first_record_at_or_after;
 
@@ -25,6 +26,7 @@ pub fn handle(
     version: i16,
     authz: &Authorizer<'_>,
 ) -> ListOffsetsResponse {
+    let isolation = Isolation::of(req.isolation_level);
     let topics = req
         .topics
         .into_iter()
@@ -45,7 +47,8 @@ pub fn handle(
                     let r = match found {
                         Err(c) => base.with_error_code(c),
                         Ok(part) => {
-                            lookup(&part, p.timestamp, p.current_leader_epoch, version, base)
+                            let at = (p.timestamp, p.current_leader_epoch);
+                            lookup(&part, at, isolation, version, base)
                         }
                     };
                     count_error(broker, "ListOffsets", r.error_code);
@@ -62,8 +65,8 @@ pub fn handle(
 
 fn lookup(
     part: &Partition,
-    timestamp: i64,
-    current_leader_epoch: i32,
+    (timestamp, current_leader_epoch): (i64, i32),
+    isolation: Isolation,
     version: i16,
     base: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
@@ -83,6 +86,7 @@ fn lookup(
     };
     let o = part.offsets();
     match timestamp {
+        LATEST if isolation == Isolation::ReadCommitted => base.with_offset(o.last_stable),
         LATEST => base.with_offset(o.high_watermark),
         EARLIEST | EARLIEST_LOCAL => base.with_offset(o.log_start),
         MAX_TIMESTAMP => match part.with_log(|l| l.max_timestamp_offset()) {

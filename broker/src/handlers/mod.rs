@@ -21,6 +21,7 @@ pub mod reassignments;
 pub mod refused;
 pub mod sasl;
 pub mod scram_credentials;
+pub mod transactions;
 pub mod unregister_broker;
 
 use std::sync::Arc;
@@ -322,7 +323,7 @@ pub async fn handle(
         }
         ApiKey::InitProducerId => {
             let req: InitProducerIdRequest = decode_body(&h).map_err(bad)?;
-            let resp = init_producer_id::handle(broker, req, v, &authz);
+            let resp = init_producer_id::handle(broker, req, v, &authz).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         ApiKey::FindCoordinator => {
@@ -384,6 +385,31 @@ pub async fn handle(
         ApiKey::OffsetDelete => {
             let req: OffsetDeleteRequest = decode_body(&h).map_err(bad)?;
             let resp = offsets::offset_delete(broker, req, v, &authz);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req: AddPartitionsToTxnRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::add_partitions_to_txn(broker, req, v, &authz).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req: AddOffsetsToTxnRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::add_offsets_to_txn(broker, req, v, &authz).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::EndTxn => {
+            let req: EndTxnRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::end_txn(broker, req, v, &authz).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req: WriteTxnMarkersRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::write_txn_markers(broker, req, &authz).await;
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req: TxnOffsetCommitRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::txn_offset_commit(broker, req, v, &authz).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
         other => return Err(Close::NotServed { api: other }),

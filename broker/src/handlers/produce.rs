@@ -71,6 +71,12 @@ pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest, authz: &Authorizer<
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let writes = authz.topic(acl::op::WRITE, &name);
+        // As Kafka: a transactional producer needs WRITE on its id too.
+        let txn_denied = req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|t| !authz.allows(acl::op::WRITE, acl::resource::TRANSACTIONAL_ID, t));
+        let transactional = req.transactional_id.is_some();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let resp = if !matches!(acks, -1..=1) {
@@ -85,14 +91,15 @@ pub fn append_all(broker: &Arc<Broker>, req: ProduceRequest, authz: &Authorizer<
                     code::TOPIC_AUTHORIZATION_FAILED,
                     format!("WRITE on topic {name} is not allowed"),
                 )
-            } else if req.transactional_id.is_some() {
+            } else if txn_denied {
                 failed(
                     pd.index,
-                    code::INVALID_RECORD,
-                    "transactions are not supported yet",
+                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "WRITE on the transactional id is not allowed",
                 )
             } else {
-                let (resp, wait) = append(broker, &name, pd.index, pd.records.as_ref(), acks);
+                let to = (name.as_str(), pd.index, transactional);
+                let (resp, wait) = append(broker, to, pd.records.as_ref(), acks);
                 if let Some((partition, end)) = wait {
                     waits.push((responses.len(), parts.len(), partition, end, pd.index));
                 }
@@ -146,7 +153,7 @@ pub async fn finish(broker: &Broker, a: Appended) -> Option<ProduceResponse> {
 
 /// Waits until the high watermark passes `end` (every in-sync replica has
 /// the write). `None` on success, else the error for the client.
-async fn wait_for_replicas(
+pub(crate) async fn wait_for_replicas(
     broker: &Broker,
     partition: &crate::partition::replica::Partition,
     end: i64,
@@ -179,15 +186,16 @@ async fn wait_for_replicas(
 
 type Wait = Option<(Arc<crate::partition::replica::Partition>, i64)>;
 
+/// `to`: the topic, the partition, and whether the request carries a
+/// transactional id.
 fn append(
     broker: &Broker,
-    topic: &str,
-    index: i32,
+    to: (&str, i32, bool),
     records: Option<&bytes::Bytes>,
     acks: i16,
 ) -> (PartitionProduceResponse, Wait) {
     let mut wait = None;
-    let resp = append_one(broker, topic, index, records, acks, &mut wait);
+    let resp = append_one(broker, to, records, acks, &mut wait);
     if resp.error_code != code::NONE {
         wait = None;
     }
@@ -196,8 +204,7 @@ fn append(
 
 fn append_one(
     broker: &Broker,
-    topic: &str,
-    index: i32,
+    (topic, index, transactional): (&str, i32, bool),
     records: Option<&bytes::Bytes>,
     acks: i16,
     wait: &mut Wait,
@@ -222,14 +229,23 @@ fn append_one(
             return failed(index, batch_error_code(&e), e.to_string());
         }
     };
+    // Markers are the coordinator's (WriteTxnMarkers), never a client's;
+    // a transactional batch comes with its transactional id (as Kafka).
+    if headers.iter().any(|h| h.is_control()) {
+        return failed(
+            index,
+            code::INVALID_RECORD,
+            "a client may not write control batches",
+        );
+    }
     if headers
         .iter()
-        .any(|h| h.is_control() || h.is_transactional())
+        .any(|h| h.is_transactional() && (!transactional || h.producer_id < 0))
     {
         return failed(
             index,
             code::INVALID_RECORD,
-            "control and transactional batches are not supported yet",
+            "a transactional batch needs a transactional id and a producer id",
         );
     }
     // A topic's compression.type other than `producer`: its batches are

@@ -156,6 +156,24 @@ fn check_manual_assignment(
     Ok(())
 }
 
+/// The internal topics whose partition leaders coordinate keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Internal {
+    /// `__consumer_offsets`: groups.
+    Offsets,
+    /// `__transaction_state`: transactional ids.
+    Transactions,
+}
+
+impl Internal {
+    pub fn topic(self) -> &'static str {
+        match self {
+            Internal::Offsets => crate::coordinator::group::OFFSETS_TOPIC,
+            Internal::Transactions => crate::coordinator::txn::TXN_TOPIC,
+        }
+    }
+}
+
 impl Broker {
     /// Where `group` is coordinated: the leader of its `__consumer_offsets`
     /// partition, as `(node id, host, port)` on `listener`, or the error
@@ -166,24 +184,41 @@ impl Broker {
         group: &str,
         listener: &str,
     ) -> Result<(i32, String, i32), i16> {
+        self.coordinator_node(Internal::Offsets, group, listener)
+    }
+
+    /// Where the coordinator of `key` in the internal topic `internal`
+    /// is: the leader of the key's partition, created on first use.
+    pub fn coordinator_node(
+        self: &Arc<Self>,
+        internal: Internal,
+        key: &str,
+        listener: &str,
+    ) -> Result<(i32, String, i32), i16> {
         let img = self.cluster().image();
-        let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
+        let Some(t) = img.topics.get(internal.topic()) else {
             let b = Arc::clone(self);
             tokio::spawn(async move {
-                if let Ok(spec) = b.offsets_topic_spec() {
+                let spec = match internal {
+                    Internal::Offsets => b.offsets_topic_spec(),
+                    Internal::Transactions => crate::coordinator::txn::service::topic_spec(&b),
+                };
+                if let Ok(spec) = spec {
                     match b
                         .create_topic(spec, false, crate::metadata::cluster::WRITE_TIMEOUT)
                         .await
                     {
                         Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => {}
-                        Err(e) => tracing::warn!(error = %e, "creating the offsets topic"),
+                        Err(e) => {
+                            tracing::warn!(topic = internal.topic(), error = %e, "creating an internal topic")
+                        }
                     }
                 }
             });
             return Err(COORDINATOR_NOT_AVAILABLE);
         };
         let p =
-            crate::coordinator::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+            crate::coordinator::group::offsets_log::partition_for(key, t.partitions.len() as i32);
         let leader = usize::try_from(p)
             .ok()
             .and_then(|i| t.partitions.get(i))
@@ -200,27 +235,31 @@ impl Broker {
 
     /// `None` when this broker coordinates `group`, else the error to answer.
     pub fn coordinator_error(&self, group: &str) -> Option<i16> {
+        self.coordinated_here(Internal::Offsets, group).err()
+    }
+
+    /// The partition of the internal topic holding `key` when this broker
+    /// leads it (and so coordinates the key), else the error to answer.
+    pub fn coordinated_here(
+        &self,
+        internal: Internal,
+        key: &str,
+    ) -> Result<(i32, Arc<crate::partition::replica::Partition>), i16> {
         let img = self.cluster().image();
-        let Some(t) = img.topics.get(crate::coordinator::group::OFFSETS_TOPIC) else {
-            return Some(COORDINATOR_NOT_AVAILABLE);
+        let Some(t) = img.topics.get(internal.topic()) else {
+            return Err(COORDINATOR_NOT_AVAILABLE);
         };
         let p =
-            crate::coordinator::group::offsets_log::partition_for(group, t.partitions.len() as i32);
+            crate::coordinator::group::offsets_log::partition_for(key, t.partitions.len() as i32);
         let leads = usize::try_from(p)
             .ok()
             .and_then(|i| t.partitions.get(i))
             .is_some_and(|p| p.leader == self.config.node_id);
-        let local = self
-            .replicas
-            .get(&TopicPartition::new(
-                crate::coordinator::group::OFFSETS_TOPIC,
-                p,
-            ))
-            .is_some();
+        let local = self.replicas.get(&TopicPartition::new(internal.topic(), p));
         match (leads, local) {
-            (true, true) => None,
-            (true, false) => Some(COORDINATOR_NOT_AVAILABLE),
-            (false, _) => Some(NOT_COORDINATOR),
+            (true, Some(part)) => Ok((p, part)),
+            (true, None) => Err(COORDINATOR_NOT_AVAILABLE),
+            (false, _) => Err(NOT_COORDINATOR),
         }
     }
 
@@ -648,7 +687,7 @@ impl Broker {
 
     /// Brings the local partitions in line with the image: topics this
     /// broker hosts are opened, deleted ones removed, leader epochs taken.
-    pub fn materialize(&self, img: &MetadataImage) {
+    pub fn materialize(self: &Arc<Self>, img: &MetadataImage) {
         let me = self.config.node_id;
         self.apply_dynamic_configs(img);
         let hosted: Vec<(&String, &sluice_quorum::image::TopicState)> = img
@@ -743,6 +782,18 @@ impl Broker {
                     );
                     // The new coordinator of these groups: load them from
                     // the replicated log.
+                    if newly && name.as_str() == crate::coordinator::txn::TXN_TOPIC {
+                        match crate::coordinator::txn::service::load_partition(self, i as i32) {
+                            Ok(n) => tracing::info!(
+                                partition = i,
+                                records = n,
+                                "loaded transactions as their new coordinator"
+                            ),
+                            Err(e) => {
+                                tracing::error!(partition = i, error = %e, "loading transactions")
+                            }
+                        }
+                    }
                     if newly && name.as_str() == crate::coordinator::group::OFFSETS_TOPIC {
                         match self.load_offsets_partition(i as i32) {
                             Ok(n) => tracing::info!(
@@ -757,6 +808,9 @@ impl Broker {
                     part.become_follower(p.leader, p.leader_epoch);
                 } else {
                     part.become_offline();
+                }
+                if p.leader != me && name.as_str() == crate::coordinator::txn::TXN_TOPIC {
+                    self.txns.unload(i as i32);
                 }
             }
         }

@@ -85,6 +85,43 @@ pub struct Offsets {
     pub log_start: i64,
     pub high_watermark: i64,
     pub log_end: i64,
+    /// The last stable offset: the high watermark, or the first offset of
+    /// the earliest open transaction if that is lower. `read_committed`
+    /// consumers read up to it.
+    pub last_stable: i64,
+}
+
+/// The offsets of a partition's log under its lock, with the published
+/// high watermark.
+fn offsets_of(log: &PartitionLog, hw: i64) -> Offsets {
+    Offsets {
+        log_start: log.log_start_offset(),
+        high_watermark: hw,
+        log_end: log.log_end_offset(),
+        last_stable: log.first_unstable_offset().map_or(hw, |f| f.min(hw)),
+    }
+}
+
+/// Aborted transactions a read may hold: `(producer id, first offset)`.
+pub type AbortedList = Vec<(i64, i64)>;
+
+/// What a consumer reads up to (Fetch's and ListOffsets' isolation level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// The high watermark.
+    ReadUncommitted,
+    /// The last stable offset, with the aborted transactions in the range.
+    ReadCommitted,
+}
+
+impl Isolation {
+    pub fn of(level: i8) -> Self {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
 }
 
 impl Partition {
@@ -358,34 +395,36 @@ impl Partition {
         let log = self.log.lock();
         let end = log.log_end_offset();
         let plan = log.plan_read(offset, end)?;
-        let offsets = Offsets {
-            log_start: log.log_start_offset(),
-            high_watermark: *self.high_watermark.borrow(),
-            log_end: end,
-        };
-        Ok((plan, offsets))
+        Ok((plan, offsets_of(&log, *self.high_watermark.borrow())))
     }
 
     pub fn offsets(&self) -> Offsets {
         let log = self.log.lock();
-        Offsets {
-            log_start: log.log_start_offset(),
-            high_watermark: *self.high_watermark.borrow(),
-            log_end: log.log_end_offset(),
-        }
+        offsets_of(&log, *self.high_watermark.borrow())
     }
 
-    /// Plans a read below the high watermark (the lock is held only here).
-    pub fn plan_read(&self, offset: i64) -> Result<(Option<ReadPlan>, Offsets)> {
+    /// Plans a consumer's read below the high watermark, or below the last
+    /// stable offset with the aborted transactions `(producer id, first
+    /// offset)` whose records the read may hold (the lock is held only
+    /// here). The aborted list is read up to the plan's end, which the
+    /// data read later never passes.
+    pub fn plan_read(
+        &self,
+        offset: i64,
+        isolation: Isolation,
+    ) -> Result<(Option<ReadPlan>, Offsets, AbortedList)> {
         let log = self.log.lock();
-        let hw = *self.high_watermark.borrow();
-        let plan = log.plan_read(offset, hw)?;
-        let offsets = Offsets {
-            log_start: log.log_start_offset(),
-            high_watermark: hw,
-            log_end: log.log_end_offset(),
+        let offsets = offsets_of(&log, *self.high_watermark.borrow());
+        let upper = match isolation {
+            Isolation::ReadUncommitted => offsets.high_watermark,
+            Isolation::ReadCommitted => offsets.last_stable,
         };
-        Ok((plan, offsets))
+        let plan = log.plan_read(offset, upper)?;
+        let aborted = match (isolation, &plan) {
+            (Isolation::ReadCommitted, Some(_)) => log.aborted_between(offset, upper),
+            _ => Vec::new(),
+        };
+        Ok((plan, offsets, aborted))
     }
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {

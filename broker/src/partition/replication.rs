@@ -173,6 +173,46 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// The TLS a connection to another broker's inter-broker listener needs:
+/// none for a plaintext listener, else this broker's client config
+/// (presenting its certificate: the peer may require one).
+pub(crate) fn inter_broker_tls(
+    broker: &Broker,
+) -> Result<Option<sluice_client::TlsConfig>, String> {
+    let inter = broker.config.listeners.inter_broker();
+    match inter.protocol {
+        crate::config::SecurityProtocol::Ssl => {
+            match broker.security.tls.as_ref().and_then(|t| t.connector()) {
+                Some(c) => Ok(Some(c)),
+                None => Err(format!(
+                    "inter.broker.listener.name ({}) is an SSL listener and ssl.truststore.location is not set, so the other broker's certificate cannot be verified",
+                    inter.name
+                )),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Connects to broker `id`'s inter-broker listener.
+pub(crate) async fn connect_to_broker(
+    broker: &Broker,
+    id: i32,
+    timeout: Duration,
+) -> Result<AdminClient, String> {
+    let address = broker
+        .cluster()
+        .image()
+        .brokers
+        .get(&id)
+        .map(|b| b.kafka_address.clone())
+        .ok_or_else(|| format!("broker {id} is not registered"))?;
+    let tls = inter_broker_tls(broker)?;
+    AdminClient::connect_with(&address, broker.config.cluster.source_address, tls, timeout)
+        .await
+        .map_err(|e| format!("connecting to broker {id} at {address}: {e}"))
+}
+
 /// Fetches from `leader` while this broker follows it for some partition.
 async fn fetch_from(broker: Arc<Broker>, leader: i32) {
     let cluster = Arc::clone(broker.cluster());
@@ -202,28 +242,16 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32) {
                 continue;
             };
             let source = broker.config.cluster.source_address;
-            // Over TLS when the inter-broker listener is SSL, presenting
-            // this broker's certificate (the leader may require one).
-            let inter = broker.config.listeners.inter_broker();
-            let tls = match inter.protocol {
-                crate::config::SecurityProtocol::Ssl => {
-                    match broker.security.tls.as_ref().and_then(|t| t.connector()) {
-                        Some(c) => Some(c),
-                        None => {
-                            tracing::error!(
-                                leader,
-                                listener = %inter.name,
-                                "cannot follow: inter.broker.listener.name is an SSL listener and ssl.truststore.location is not set, so the leader's certificate cannot be verified"
-                            );
-                            tokio::select! {
-                                () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                                () = broker.shutdown.cancelled() => {}
-                            }
-                            continue;
-                        }
+            let tls = match inter_broker_tls(&broker) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(leader, "cannot follow: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        () = broker.shutdown.cancelled() => {}
                     }
+                    continue;
                 }
-                _ => None,
             };
             let timeout = Duration::from_millis(wait_ms + 5000);
             match AdminClient::connect_with(&address, source, tls, timeout).await {

@@ -78,6 +78,11 @@ served! {
     DeleteGroups: DeleteGroupsRequest, 0..=2;
     OffsetDelete: OffsetDeleteRequest, 0..=0;
     InitProducerId: InitProducerIdRequest, 0..=5;
+    AddPartitionsToTxn: AddPartitionsToTxnRequest, 0..=3;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest, 0..=4;
+    EndTxn: EndTxnRequest, 0..=4;
+    WriteTxnMarkers: WriteTxnMarkersRequest, 1..=1;
+    TxnOffsetCommit: TxnOffsetCommitRequest, 0..=4;
     CreatePartitions: CreatePartitionsRequest, 0..=3;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest, 0..=1;
     AlterConfigs: AlterConfigsRequest, 0..=2;

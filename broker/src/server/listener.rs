@@ -79,6 +79,9 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
         tasks.spawn(Arc::clone(tls).watch(broker.shutdown.clone()));
     }
     tasks.spawn(Arc::clone(&broker).run_materializer());
+    tasks.spawn(crate::coordinator::txn::service::run_timeouts(Arc::clone(
+        &broker,
+    )));
     tasks.spawn(crate::partition::replication::run_fetchers(Arc::clone(
         &broker,
     )));

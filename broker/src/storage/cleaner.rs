@@ -163,6 +163,20 @@ pub fn clean(
         return Ok(None);
     }
 
+    // Transactions (as Kafka's cleaner): markers stay, aborted records go
+    // and never count as a key's latest, and nothing from the first open
+    // transaction on is cleaned.
+    let aborted = |r: &Record| {
+        r.transactional
+            && !r.control
+            && view.aborted.iter().any(|a| {
+                a.producer_id == r.producer_id
+                    && a.first_offset <= r.offset
+                    && r.offset < a.last_offset
+            })
+    };
+    let stable_end = view.first_unstable.unwrap_or(i64::MAX);
+
     // 1. The latest offset of every key in the dirty part, up to max_keys.
     let mut latest: HashMap<u128, i64> = HashMap::new();
     let mut dirty_end = view.first_dirty;
@@ -175,8 +189,15 @@ pub fn clean(
             if h.last_offset() < view.first_dirty {
                 return Ok(true);
             }
+            if h.last_offset() >= stable_end {
+                full = true;
+                return Ok(false);
+            }
             throttle.account(bytes.len());
-            let records = decode(h, bytes, &seg.reader.path)?;
+            let records: Vec<Record> = decode(h, bytes, &seg.reader.path)?
+                .into_iter()
+                .filter(|r| !r.control && !aborted(r))
+                .collect();
             let new_keys = records
                 .iter()
                 .filter_map(|r| r.key.as_ref())
@@ -205,10 +226,13 @@ pub fn clean(
     // 2. Rewrite every cleanable segment that starts below dirty_end.
     let tombstone_cut = now_ms.saturating_sub(cfg.delete_retention_ms);
     let keep = |r: &Record| -> bool {
-        let Some(k) = &r.key else { return true };
-        if r.offset >= dirty_end {
+        if r.offset >= dirty_end || r.control {
             return true;
         }
+        if aborted(r) {
+            return false;
+        }
+        let Some(k) = &r.key else { return true };
         if latest.get(&digest(k)).is_some_and(|l| *l > r.offset) {
             return false; // superseded
         }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, BatchHeader, ControlKind};
 use super::checkpoint::{self, LeaderEpochCache};
-use super::producer_state::{ProducerStateManager, SequenceCheck};
+use super::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
 use super::segment::{LogSegment, RecoveryOutcome, SegmentReader};
 use crate::error::{Error, IoContext, Result};
 
@@ -156,6 +156,12 @@ pub struct CleaningView {
     /// When a tombstone kept by an earlier pass may be removed.
     pub tombstones_due_ms: Option<i64>,
     pub segments: Vec<CleanableSegment>,
+    /// The aborted transactions: their records are removed, never taken
+    /// as a key's latest value.
+    pub aborted: Vec<AbortedTxn>,
+    /// The first offset of the earliest open transaction: the cleaner
+    /// stops before it (the transaction's outcome is not known yet).
+    pub first_unstable: Option<i64>,
 }
 
 /// What opening a log found.
@@ -255,9 +261,9 @@ impl PartitionLog {
         };
         // Bring producer state up to the log end from its snapshot.
         let mut replayed = Vec::new();
-        log.scan_headers(replay_from, |h| replayed.push(*h))?;
-        for h in &replayed {
-            log.producers.record(h);
+        log.scan_headers(replay_from, |h, c| replayed.push((*h, c)))?;
+        for (h, c) in &replayed {
+            log.producers.record(h, *c);
         }
         // Epochs that start past the recovered end no longer describe the log.
         leader_epochs.truncate_from_end(log.log_end_offset() + 1)?;
@@ -327,8 +333,12 @@ impl PartitionLog {
     }
 
     /// Calls `f` with the header of every batch holding offsets at or after
-    /// `from`, in order.
-    fn scan_headers(&self, from: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    /// `from`, in order, and the marker of each control batch.
+    fn scan_headers(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&BatchHeader, Option<ControlKind>),
+    ) -> Result<()> {
         for seg in self.segments.values() {
             if seg.next_offset() <= from {
                 continue;
@@ -342,7 +352,12 @@ impl PartitionLog {
                 if pos + h.size as u64 > reader.end {
                     break;
                 }
-                f(&h);
+                let control = if h.is_control() {
+                    batch::control_kind(&reader.read(pos, h.size)?)
+                } else {
+                    None
+                };
+                f(&h, control);
                 pos += h.size as u64;
             }
         }
@@ -364,7 +379,14 @@ impl PartitionLog {
             if headers.len() != 1 {
                 return Err(Error::MultipleIdempotentBatches);
             }
-            match self.producers.check(h) {
+            // Markers and a coordinator's transactional offset commits
+            // carry no sequence: only their epoch is checked.
+            let verdict = if h.is_control() || h.base_sequence < 0 {
+                self.producers.check_marker(h)
+            } else {
+                self.producers.check(h)
+            };
+            match verdict {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate(meta) => {
                     return Ok(AppendInfo {
@@ -410,9 +432,7 @@ impl PartitionLog {
         }
         self.leader_epochs.assign(leader_epoch, base_offset)?;
         self.active_mut().append(&buf, &assigned)?;
-        for h in &assigned {
-            self.producers.record(h);
-        }
+        record_producers(&mut self.producers, &buf, &assigned);
         self.unflushed_messages += messages;
         self.oldest_unflushed_ms.get_or_insert(now_ms);
         if self.unflushed_messages >= self.config.flush_messages {
@@ -459,9 +479,9 @@ impl PartitionLog {
             }
         }
         self.active_mut().append(records, headers)?;
+        record_producers(&mut self.producers, records, headers);
         let mut messages = 0i64;
         for h in headers {
-            self.producers.record(h);
             messages += i64::from(h.records_count);
         }
         self.unflushed_messages += messages;
@@ -530,6 +550,8 @@ impl PartitionLog {
                     reader: s.reader(),
                 })
                 .collect(),
+            aborted: self.producers.aborted().to_vec(),
+            first_unstable: self.producers.first_unstable_offset(),
         }
     }
 
@@ -591,6 +613,22 @@ impl PartitionLog {
         )?;
         self.segments.insert(base, seg);
         Ok(true)
+    }
+
+    /// The first offset of the earliest open transaction, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// Aborted transactions with records in `[from, upper)`:
+    /// `(producer id, first offset)`.
+    pub fn aborted_between(&self, from: i64, upper: i64) -> Vec<(i64, i64)> {
+        self.producers.aborted_between(from, upper)
+    }
+
+    /// The open transactions: `(producer id, epoch, first offset)`.
+    pub fn open_transactions(&self) -> Vec<(i64, i16, i64)> {
+        self.producers.open_transactions()
     }
 
     /// Writes the producer-state snapshot if it changed.
@@ -719,9 +757,9 @@ impl PartitionLog {
             // resends what may already be written).
             self.producers.reset(self.log_start_offset);
             let mut replayed = Vec::new();
-            self.scan_headers(self.log_start_offset, |h| replayed.push(*h))?;
-            for h in &replayed {
-                self.producers.record(h);
+            self.scan_headers(self.log_start_offset, |h, c| replayed.push((*h, c)))?;
+            for (h, c) in &replayed {
+                self.producers.record(h, *c);
             }
         }
         self.recovery_point = self.recovery_point.min(end);
@@ -779,6 +817,7 @@ impl PartitionLog {
                 seg.delete(&self.dir)?;
             }
         }
+        self.producers.prune_aborted(self.log_start_offset);
         Ok(self.log_start_offset)
     }
 
@@ -812,7 +851,23 @@ impl PartitionLog {
         if let Some(first) = self.segments.keys().next() {
             self.log_start_offset = self.log_start_offset.max(*first);
         }
+        self.producers.prune_aborted(self.log_start_offset);
         Ok(deleted)
+    }
+}
+
+/// Records appended batches (laid out one after another in `bytes`) in the
+/// producer state, with the marker of each control batch.
+fn record_producers(producers: &mut ProducerStateManager, bytes: &[u8], headers: &[BatchHeader]) {
+    let mut pos = 0;
+    for h in headers {
+        let control = if h.is_control() {
+            bytes.get(pos..pos + h.size).and_then(batch::control_kind)
+        } else {
+            None
+        };
+        producers.record(h, control);
+        pos += h.size;
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::BatchHeader;
+use super::batch::{BatchHeader, ControlKind};
 use super::checkpoint::write_atomic;
 use crate::error::{Error, Result};
 
@@ -36,6 +36,23 @@ fn no_timestamp() -> i64 {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMeta>,
+    /// The first offset of its open transaction in this partition: the
+    /// last stable offset cannot pass it until a marker ends it.
+    #[serde(default)]
+    pub txn_first_offset: Option<i64>,
+    /// The offset of the last transaction marker written for it.
+    #[serde(default)]
+    pub last_marker: Option<i64>,
+}
+
+/// An aborted transaction's span in this partition: a `read_committed`
+/// consumer drops its records (Fetch answers these with the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The abort marker's offset.
+    pub last_offset: i64,
 }
 
 /// The verdict on an incoming idempotent batch.
@@ -72,12 +89,16 @@ struct Snapshot {
     /// State as of this offset: batches below it are included.
     end_offset: i64,
     producers: BTreeMap<i64, ProducerEntry>,
+    #[serde(default)]
+    aborted: Vec<AbortedTxn>,
 }
 
 #[derive(Debug)]
 pub struct ProducerStateManager {
     path: PathBuf,
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Aborted transactions in offset order of their markers.
+    aborted: Vec<AbortedTxn>,
     /// The log offset up to which `producers` reflects the log.
     end_offset: i64,
     dirty: bool,
@@ -96,18 +117,19 @@ impl ProducerStateManager {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(path, e)),
         };
-        let (producers, from) = match snap {
+        let (producers, aborted, from) = match snap {
             // A snapshot past the log end (the log was truncated) or before
             // its start (segments deleted) cannot be trusted.
             Some(s) if s.end_offset <= log_end && s.end_offset >= log_start => {
-                (s.producers, s.end_offset)
+                (s.producers, s.aborted, s.end_offset)
             }
-            _ => (BTreeMap::new(), log_start),
+            _ => (BTreeMap::new(), Vec::new(), log_start),
         };
         Ok((
             ProducerStateManager {
                 path,
                 producers,
+                aborted,
                 end_offset: from,
                 dirty: false,
             },
@@ -163,8 +185,22 @@ impl ProducerStateManager {
         }
     }
 
-    /// Records a written batch (as leader, or when replaying the log).
-    pub fn record(&mut self, h: &BatchHeader) {
+    /// Checks a transaction marker before it is written: a marker from an
+    /// epoch older than the producer's latest is refused (a coordinator
+    /// that lost its transaction to a newer producer instance).
+    pub fn check_marker(&self, h: &BatchHeader) -> SequenceCheck {
+        match self.producers.get(&h.producer_id) {
+            Some(e) if h.producer_epoch < e.epoch => SequenceCheck::StaleEpoch {
+                current: e.epoch,
+                got: h.producer_epoch,
+            },
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Records a written batch (as leader, or when replaying the log);
+    /// `control` is the marker a control batch carries.
+    pub fn record(&mut self, h: &BatchHeader, control: Option<ControlKind>) {
         if h.producer_id < 0 {
             self.end_offset = self.end_offset.max(h.last_offset() + 1);
             return;
@@ -173,6 +209,31 @@ impl ProducerStateManager {
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
+        }
+        if h.is_control() {
+            if let Some(kind) = control {
+                if let Some(first) = entry.txn_first_offset.take() {
+                    if kind == ControlKind::Abort {
+                        self.aborted.push(AbortedTxn {
+                            producer_id: h.producer_id,
+                            first_offset: first,
+                            last_offset: h.base_offset,
+                        });
+                    }
+                }
+                entry.last_marker = Some(h.base_offset);
+            }
+            self.end_offset = self.end_offset.max(h.last_offset() + 1);
+            self.dirty = true;
+            return;
+        }
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(h.base_offset);
+        }
+        if h.base_sequence < 0 {
+            self.end_offset = self.end_offset.max(h.last_offset() + 1);
+            self.dirty = true;
+            return;
         }
         let (first, last) = sequence_range(h);
         entry.batches.push_back(BatchMeta {
@@ -194,14 +255,23 @@ impl ProducerStateManager {
     /// older batches (below `offset`, but beyond the last five) are still
     /// in the log, and only a replay of the log finds where its sequence
     /// stands (see [`ProducerStateManager::reset`]).
+    /// A truncation that removes a transaction marker also asks for the
+    /// replay (the transaction it ended is open again).
     pub fn truncate_to(&mut self, offset: i64) -> bool {
         let mut emptied = false;
         for e in self.producers.values_mut() {
             let had = !e.batches.is_empty();
             e.batches.retain(|b| b.last_offset < offset);
             emptied |= had && e.batches.is_empty();
+            emptied |= e.last_marker.is_some_and(|m| m >= offset);
+            if e.txn_first_offset.is_some_and(|f| f >= offset) {
+                e.txn_first_offset = None;
+            }
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.producers.retain(|_, e| {
+            !e.batches.is_empty() || e.txn_first_offset.is_some() || e.last_marker.is_some()
+        });
+        self.aborted.retain(|a| a.last_offset < offset);
         self.end_offset = self.end_offset.min(offset);
         self.dirty = true;
         emptied
@@ -211,6 +281,7 @@ impl ProducerStateManager {
     /// from `offset` (the log start) on.
     pub fn reset(&mut self, offset: i64) {
         self.producers.clear();
+        self.aborted.clear();
         self.end_offset = offset;
         self.dirty = true;
     }
@@ -223,6 +294,7 @@ impl ProducerStateManager {
         let snap = Snapshot {
             end_offset: self.end_offset,
             producers: self.producers.clone(),
+            aborted: self.aborted.clone(),
         };
         let bytes = serde_json::to_vec(&snap).map_err(|e| Error::Metadata(e.to_string()))?;
         write_atomic(&self.path, &bytes)?;
@@ -232,6 +304,45 @@ impl ProducerStateManager {
 
     pub fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// The first offset of the earliest open transaction, if any: the last
+    /// stable offset is at most this.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
+    }
+
+    /// Aborted transactions with records in `[from, upper)`, as Fetch
+    /// answers them: `(producer id, first offset)`.
+    pub fn aborted_between(&self, from: i64, upper: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < upper)
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    }
+
+    /// Every aborted transaction still in the log.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
+    }
+
+    /// Forgets aborted transactions wholly below the log start.
+    pub fn prune_aborted(&mut self, log_start: i64) {
+        let before = self.aborted.len();
+        self.aborted.retain(|a| a.last_offset >= log_start);
+        self.dirty |= self.aborted.len() != before;
+    }
+
+    /// The open transactions: `(producer id, epoch, first offset)`.
+    pub fn open_transactions(&self) -> Vec<(i64, i16, i64)> {
+        self.producers
+            .iter()
+            .filter_map(|(id, e)| e.txn_first_offset.map(|f| (*id, e.epoch, f)))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -268,10 +379,10 @@ mod tests {
         assert_eq!(from, 0);
         let b0 = header(7, 0, 0, 3, 0);
         assert_eq!(s.check(&b0), SequenceCheck::Append);
-        s.record(&b0);
+        s.record(&b0, None);
         let b1 = header(7, 0, 3, 2, 3);
         assert_eq!(s.check(&b1), SequenceCheck::Append);
-        s.record(&b1);
+        s.record(&b1, None);
         // The same batch again: answered with its first offsets.
         assert!(
             matches!(s.check(&header(7, 0, 0, 3, 99)), SequenceCheck::Duplicate(m) if m.first_offset == 0)
@@ -294,7 +405,7 @@ mod tests {
             }
         );
         // A bumped epoch restarts at 0; the old epoch is then stale.
-        s.record(&header(7, 1, 0, 1, 5));
+        s.record(&header(7, 1, 0, 1, 5), None);
         assert_eq!(
             s.check(&header(7, 0, 5, 1, 6)),
             SequenceCheck::StaleEpoch { current: 1, got: 0 }
@@ -302,11 +413,45 @@ mod tests {
     }
 
     #[test]
+    fn open_transactions_hold_the_stable_offset_and_aborts_are_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _) = ProducerStateManager::load(dir.path(), 0, 0).expect("load");
+        let txn = |pid, seq, base| {
+            let mut h = header(pid, 0, seq, 2, base);
+            h.attributes = 0x10;
+            h
+        };
+        let marker = |pid, base| {
+            let mut h = header(pid, 0, -1, 1, base);
+            h.attributes = 0x30;
+            h
+        };
+        s.record(&txn(1, 0, 0), None); // 0-1
+        s.record(&txn(2, 0, 2), None); // 2-3
+        assert_eq!(s.first_unstable_offset(), Some(0));
+        s.record(&marker(1, 4), Some(ControlKind::Commit));
+        assert_eq!(s.first_unstable_offset(), Some(2));
+        s.record(&marker(2, 5), Some(ControlKind::Abort));
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.aborted_between(0, 6), vec![(2, 2)]);
+        assert_eq!(s.aborted_between(6, 9), vec![]);
+        s.snapshot().expect("snapshot");
+        let (s2, from) = ProducerStateManager::load(dir.path(), 0, 6).expect("reload");
+        assert_eq!((from, s2.aborted_between(0, 6)), (6, vec![(2, 2)]));
+        // Cutting the abort marker off opens its transaction again: only a
+        // replay of the log can say from where, so one is asked for.
+        let mut s3 = s2;
+        assert!(s3.truncate_to(5));
+        assert!(s3.aborted_between(0, 6).is_empty());
+        s3.prune_aborted(10);
+    }
+
+    #[test]
     fn snapshot_round_trip_and_truncation() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut s, _) = ProducerStateManager::load(dir.path(), 0, 0).expect("load");
         for i in 0..7 {
-            s.record(&header(1, 0, i * 2, 2, i64::from(i) * 2));
+            s.record(&header(1, 0, i * 2, 2, i64::from(i) * 2), None);
         }
         s.snapshot().expect("snapshot");
         let (s2, from) = ProducerStateManager::load(dir.path(), 0, 14).expect("reload");

@@ -31,6 +31,10 @@ struct Entry {
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     syncs: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
     offsets: BTreeMap<TopicPartitionKey, CommittedOffset>,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by
+    /// producer id: applied when the commit marker is written, dropped on
+    /// an abort.
+    pending_txn: HashMap<i64, BTreeMap<TopicPartitionKey, Option<CommittedOffset>>>,
     /// When the group was last seen idle (Empty, no offsets, nothing
     /// parked) by [`GroupCoordinator::tick`].
     idle_since_ms: Option<u64>,
@@ -62,6 +66,7 @@ impl Entry {
     fn is_idle(&self) -> bool {
         self.state() == GroupState::Empty
             && self.offsets.is_empty()
+            && self.pending_txn.is_empty()
             && self.joins.is_empty()
             && self.syncs.is_empty()
     }
@@ -323,8 +328,9 @@ impl GroupCoordinator {
         }
     }
 
-    /// Replays one record of the offsets topic.
-    pub fn replay(&self, record: OffsetsRecord) {
+    /// Replays one record of the offsets topic; `txn` is the producer id
+    /// of a transactional record (its offsets wait for the marker).
+    pub fn replay(&self, record: OffsetsRecord, txn: Option<i64>) {
         if let OffsetsRecord::Commit {
             group,
             topic,
@@ -332,8 +338,60 @@ impl GroupCoordinator {
             value,
         } = record
         {
-            self.apply(&group, vec![((topic, partition), value)]);
+            match txn {
+                None => self.apply(&group, vec![((topic, partition), value)]),
+                Some(pid) => self.stage_txn(&group, pid, vec![((topic, partition), value)]),
+            }
         }
+    }
+
+    /// Holds offsets a transaction committed (persisted, not yet visible).
+    pub fn stage_txn(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        changes: Vec<(TopicPartitionKey, Option<CommittedOffset>)>,
+    ) {
+        let mut groups = self.groups.lock();
+        let entry = groups.entry(group_id.to_string()).or_default();
+        entry
+            .pending_txn
+            .entry(producer_id)
+            .or_default()
+            .extend(changes);
+    }
+
+    /// A transaction marker for `producer_id` was written in the offsets
+    /// partition of the groups `in_partition` accepts: their pending
+    /// offsets become committed (`commit`) or are dropped.
+    pub fn complete_txn(
+        &self,
+        producer_id: i64,
+        commit: bool,
+        in_partition: impl Fn(&str) -> bool,
+    ) {
+        let mut groups = self.groups.lock();
+        for (id, entry) in groups.iter_mut() {
+            if !in_partition(id) {
+                continue;
+            }
+            let Some(pending) = entry.pending_txn.remove(&producer_id) else {
+                continue;
+            };
+            if commit {
+                for (key, value) in pending {
+                    match value {
+                        Some(v) => {
+                            entry.offsets.insert(key, v);
+                        }
+                        None => {
+                            entry.offsets.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        groups.retain(|_, e| !e.is_idle());
     }
 
     /// Committed offsets of a group: all of them, or those asked for.

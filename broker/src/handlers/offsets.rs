@@ -45,51 +45,27 @@ pub fn offset_commit(
             req.generation_id_or_member_epoch,
         ),
     };
-    let now = now_ms();
-    let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
-    let mut changes = Vec::new();
-    // (topic index, partition index, error) in request order.
-    let mut answers: Vec<Vec<(i32, i16)>> = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.to_string();
-        let reads = authz.topic(acl::op::READ, &name);
-        let mut parts = Vec::new();
-        for p in &t.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let error = if group_error != code::NONE {
-                group_error
-            } else if !reads {
-                code::TOPIC_AUTHORIZATION_FAILED
-            } else if metadata.len() > MAX_OFFSET_METADATA {
-                OFFSET_METADATA_TOO_LARGE
-            } else if broker
-                .replicas
-                .get(&TopicPartition::new(name.clone(), p.partition_index))
-                .is_none()
-            {
-                code::UNKNOWN_TOPIC_OR_PARTITION
-            } else {
-                let v = CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                };
-                records.push((
-                    offsets_log::commit_key(&group, &name, p.partition_index),
-                    Some(offsets_log::commit_value(&v)),
-                ));
-                changes.push(((name.clone(), p.partition_index), Some(v)));
-                code::NONE
-            };
-            parts.push((p.partition_index, error));
-        }
-        answers.push(parts);
-    }
+    let wanted = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t.partitions.iter().map(|p| {
+                let m = p.committed_metadata.as_ref().map(|m| m.to_string());
+                (
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    m,
+                )
+            });
+            (t.name.0.to_string(), parts.collect())
+        })
+        .collect();
+    let Planned {
+        records,
+        changes,
+        answers,
+    } = plan_commit(broker, authz, &group, group_error, wanted);
     // Durable first, visible second: a crash never loses an acknowledged
     // commit, and a failed append changes nothing.
     let persisted = broker.persist_offsets(&group, &records);
@@ -124,6 +100,72 @@ pub fn offset_commit(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// A commit's partitions, checked: the records to write, the changes to
+/// apply once written, and each partition's answer by topic.
+pub(crate) struct Planned {
+    pub records: Vec<(Bytes, Option<Bytes>)>,
+    pub changes: Vec<((String, i32), Option<CommittedOffset>)>,
+    pub answers: Vec<Vec<(i32, i16)>>,
+}
+
+/// One wanted commit: `(partition, offset, leader epoch, metadata)`.
+pub(crate) type WantedCommit = (i32, i64, i32, Option<String>);
+
+/// Checks the partitions of an OffsetCommit or TxnOffsetCommit as Kafka
+/// does (the group's error first, then READ on the topic, the metadata's
+/// size, the partition's existence) and builds the records of those that
+/// pass.
+pub(crate) fn plan_commit(
+    broker: &Broker,
+    authz: &Authorizer<'_>,
+    group: &str,
+    group_error: i16,
+    topics: Vec<(String, Vec<WantedCommit>)>,
+) -> Planned {
+    let now = now_ms();
+    let mut planned = Planned {
+        records: Vec::new(),
+        changes: Vec::new(),
+        answers: Vec::new(),
+    };
+    for (name, wanted) in topics {
+        let reads = authz.topic(acl::op::READ, &name);
+        let mut parts = Vec::new();
+        for (partition, offset, leader_epoch, metadata) in wanted {
+            let metadata = metadata.unwrap_or_default();
+            let error = if group_error != code::NONE {
+                group_error
+            } else if !reads {
+                code::TOPIC_AUTHORIZATION_FAILED
+            } else if metadata.len() > MAX_OFFSET_METADATA {
+                OFFSET_METADATA_TOO_LARGE
+            } else if broker
+                .replicas
+                .get(&TopicPartition::new(name.clone(), partition))
+                .is_none()
+            {
+                code::UNKNOWN_TOPIC_OR_PARTITION
+            } else {
+                let v = CommittedOffset {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                };
+                planned.records.push((
+                    offsets_log::commit_key(group, &name, partition),
+                    Some(offsets_log::commit_value(&v)),
+                ));
+                planned.changes.push(((name.clone(), partition), Some(v)));
+                code::NONE
+            };
+            parts.push((partition, error));
+        }
+        planned.answers.push(parts);
+    }
+    planned
 }
 
 fn view(v: &Option<CommittedOffset>) -> CommittedOffsetView {

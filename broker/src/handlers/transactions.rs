@@ -19,10 +19,10 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::*;
 
 use super::count_error;
+use super::offsets::{Planned, plan_commit};
 use crate::broker::Broker;
 use crate::coordinator::group::OFFSETS_TOPIC;
-use crate::coordinator::group::coordinator::MAX_OFFSET_METADATA;
-use crate::coordinator::group::offsets_log::{self, CommittedOffset};
+use crate::coordinator::group::offsets_log;
 use crate::coordinator::txn::service::{self, coordinator_of};
 use crate::coordinator::txn::state::{self, EndOutcome, InitOutcome};
 use crate::partition::replica::TopicPartition;
@@ -369,50 +369,33 @@ pub async fn txn_offset_commit(
     } else {
         None
     };
-    let now = now_ms();
-    let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
-    let mut changes = Vec::new();
-    let mut answers: Vec<Vec<(i32, i16)>> = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.to_string();
-        let reads = authz.topic(acl::op::READ, &name);
-        let mut parts = Vec::new();
-        for p in &t.partitions {
-            let metadata = p
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let error = if let Some(e) = request_error {
-                e
-            } else if !reads {
-                code::TOPIC_AUTHORIZATION_FAILED
-            } else if metadata.len() > MAX_OFFSET_METADATA {
-                code::OFFSET_METADATA_TOO_LARGE
-            } else if broker
-                .cluster()
-                .partition(&name, p.partition_index)
-                .is_none()
-            {
-                code::UNKNOWN_TOPIC_OR_PARTITION
-            } else {
-                let v = CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                };
-                records.push((
-                    offsets_log::commit_key(&group, &name, p.partition_index),
-                    Some(offsets_log::commit_value(&v)),
-                ));
-                changes.push(((name.clone(), p.partition_index), Some(v)));
-                code::NONE
-            };
-            parts.push((p.partition_index, error));
-        }
-        answers.push(parts);
-    }
+    let wanted = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t.partitions.iter().map(|p| {
+                let m = p.committed_metadata.as_ref().map(|m| m.to_string());
+                (
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    m,
+                )
+            });
+            (t.name.0.to_string(), parts.collect())
+        })
+        .collect();
+    let Planned {
+        records,
+        changes,
+        answers,
+    } = plan_commit(
+        broker,
+        authz,
+        &group,
+        request_error.unwrap_or(code::NONE),
+        wanted,
+    );
     let written = if records.is_empty() {
         code::NONE
     } else {

@@ -40,6 +40,23 @@ struct Entry {
     idle_since_ms: Option<u64>,
 }
 
+/// Applies commits (`Some`) and tombstones (`None`) to a group's offsets.
+fn change_offsets(
+    offsets: &mut BTreeMap<TopicPartitionKey, CommittedOffset>,
+    changes: impl IntoIterator<Item = (TopicPartitionKey, Option<CommittedOffset>)>,
+) {
+    for (key, value) in changes {
+        match value {
+            Some(v) => {
+                offsets.insert(key, v);
+            }
+            None => {
+                offsets.remove(&key);
+            }
+        }
+    }
+}
+
 /// How long an idle group is kept: Kafka removes one at its next cleanup,
 /// every `offsets.retention.check.interval.ms` (600000 by default), and
 /// describes it as Empty until then, as tools show a group whose
@@ -313,16 +330,7 @@ impl GroupCoordinator {
     ) {
         let mut groups = self.groups.lock();
         let entry = groups.entry(group_id.to_string()).or_default();
-        for (key, value) in changes {
-            match value {
-                Some(v) => {
-                    entry.offsets.insert(key, v);
-                }
-                None => {
-                    entry.offsets.remove(&key);
-                }
-            }
-        }
+        change_offsets(&mut entry.offsets, changes);
         if entry.is_idle() {
             groups.remove(group_id);
         }
@@ -379,16 +387,7 @@ impl GroupCoordinator {
                 continue;
             };
             if commit {
-                for (key, value) in pending {
-                    match value {
-                        Some(v) => {
-                            entry.offsets.insert(key, v);
-                        }
-                        None => {
-                            entry.offsets.remove(&key);
-                        }
-                    }
-                }
+                change_offsets(&mut entry.offsets, pending);
             }
         }
         groups.retain(|_, e| !e.is_idle());

@@ -50,14 +50,16 @@ pub enum OffsetsRecord {
     Other,
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+/// An i16-length-prefixed string, as Kafka's internal topics write them.
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     let bytes = s.as_bytes();
     let len = bytes.len().min(i16::MAX as usize);
     b.put_i16(len as i16);
     b.put_slice(&bytes[..len]);
 }
 
-fn get_str(b: &mut Bytes) -> Option<String> {
+/// Reads what [`put_str`] wrote; `None` when malformed.
+pub(crate) fn get_str(b: &mut Bytes) -> Option<String> {
     if b.remaining() < 2 {
         return None;
     }

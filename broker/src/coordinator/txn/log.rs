@@ -14,24 +14,7 @@ use std::collections::BTreeSet;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::state::{TxnMeta, TxnStatus};
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    let len = bytes.len().min(i16::MAX as usize);
-    b.put_i16(len as i16);
-    b.put_slice(&bytes[..len]);
-}
-
-fn get_str(b: &mut Bytes) -> Option<String> {
-    if b.remaining() < 2 {
-        return None;
-    }
-    let len = b.get_i16();
-    if len < 0 || b.remaining() < len as usize {
-        return None;
-    }
-    String::from_utf8(b.split_to(len as usize).to_vec()).ok()
-}
+use crate::coordinator::group::offsets_log::{get_str, put_str};
 
 pub fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::new();

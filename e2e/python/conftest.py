@@ -104,6 +104,9 @@ class Broker:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            # The broker refuses SLUICE_ settings it does not know; this
+            # one is the tests' own.
+            env={k: v for k, v in os.environ.items() if k != "SLUICE_BROKER_BIN"},
         )
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -208,3 +208,72 @@ def test_a_transaction_past_its_timeout_is_aborted(own_broker):
     assert read_all(bootstrap, topic, "read_committed", 1) == ["after"]
     with pytest.raises(KafkaException):
         p.commit_transaction(30)
+
+
+def run_kafka_python(bootstrap, rf):
+    """kafka-python's own transactional producer and read_committed
+    consumer: a commit, an abort, and a zombie fenced by a new instance."""
+    import kafka
+    from kafka.errors import KafkaError
+
+    topic = f"kp-{uuid.uuid4().hex[:10]}"
+    create(bootstrap, topic, partitions=2, rf=rf)
+    txn_id = f"kp-{uuid.uuid4().hex[:8]}"
+
+    def producer():
+        p = kafka.KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id)
+        p.init_transactions()
+        return p
+
+    p = producer()
+    p.begin_transaction()
+    for i in range(10):
+        p.send(topic, value=f"kept-{i}".encode(), partition=i % 2)
+    p.commit_transaction()
+    p.begin_transaction()
+    for i in range(5):
+        p.send(topic, value=f"dropped-{i}".encode(), partition=i % 2)
+    p.flush()
+    p.abort_transaction()
+    p.begin_transaction()
+    p.send(topic, value=b"zombie", partition=0)
+    p.flush()
+    newer = producer()
+    newer.begin_transaction()
+    newer.send(topic, value=b"newer", partition=1)
+    newer.commit_transaction()
+    with pytest.raises(KafkaError):
+        p.commit_transaction()
+    p.close(timeout=5)
+    newer.close(timeout=5)
+
+    def read(isolation, expect):
+        c = kafka.KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            isolation_level=isolation,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=3000,
+        )
+        got = []
+        deadline = time.time() + DEADLINE_S
+        try:
+            while len(got) < expect and time.time() < deadline:
+                got += [m.value.decode() for m in c]
+        finally:
+            c.close()
+        return sorted(got)
+
+    assert read("read_committed", 11) == sorted([f"kept-{i}" for i in range(10)] + ["newer"])
+    assert read("read_uncommitted", 17) == sorted(
+        [f"kept-{i}" for i in range(10)] + [f"dropped-{i}" for i in range(5)] + ["zombie", "newer"]
+    )
+
+
+def test_kafka_python_transactions_on_one_broker(broker):
+    run_kafka_python(broker.bootstrap, 1)
+
+
+def test_kafka_python_transactions_on_three_brokers_as_on_kafka(cluster3_or_kafka):
+    run_kafka_python(bootstrap_of(cluster3_or_kafka), 3)

@@ -277,3 +277,46 @@ def test_kafka_python_transactions_on_one_broker(broker):
 
 def test_kafka_python_transactions_on_three_brokers_as_on_kafka(cluster3_or_kafka):
     run_kafka_python(bootstrap_of(cluster3_or_kafka), 3)
+
+
+def run_describe_and_list(bootstrap, rf):
+    """kafka-python's admin describes an open transaction (its state,
+    producer, partitions) and lists it, then sees it completed."""
+    from kafka.admin import KafkaAdminClient
+
+    topic = f"dl-{uuid.uuid4().hex[:10]}"
+    create(bootstrap, topic, partitions=2, rf=rf)
+    txn_id = f"dl-{uuid.uuid4().hex[:8]}"
+    p = txn_producer(bootstrap, txn_id)
+    p.begin_transaction()
+    p.produce(topic, value="a", partition=0)
+    p.produce(topic, value="b", partition=1)
+    p.flush(30)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        d = admin.describe_transactions([txn_id])[txn_id]
+        assert str(d.state.value) == "Ongoing", d
+        assert d.producer_id >= 0 and d.transaction_timeout_ms == 60000
+        assert d.transaction_start_time_ms > 0
+        assert {(tp.topic, tp.partition) for tp in d.topic_partitions} == {(topic, 0), (topic, 1)}
+        listed = [t for per_broker in admin.list_transactions(state_filters=["Ongoing"]).values()
+                  for t in per_broker if t.transactional_id == txn_id]
+        assert len(listed) == 1 and listed[0].producer_id == d.producer_id, listed
+        p.commit_transaction(30)
+
+        def completed():
+            return str(admin.describe_transactions([txn_id])[txn_id].state.value) == "CompleteCommit"
+
+        wait_for("the transaction completed", completed, timeout=30)
+        after = admin.describe_transactions([txn_id])[txn_id]
+        assert not after.topic_partitions and after.producer_id == d.producer_id
+    finally:
+        admin.close()
+
+
+def test_describe_and_list_transactions_on_one_broker(broker):
+    run_describe_and_list(broker.bootstrap, 1)
+
+
+def test_describe_and_list_transactions_on_three_brokers_as_on_kafka(cluster3_or_kafka):
+    run_describe_and_list(bootstrap_of(cluster3_or_kafka), 3)

@@ -407,6 +407,16 @@ pub async fn handle(
             let resp = transactions::write_txn_markers(broker, req, &authz).await;
             encode_response(out, key, v, corr, &resp, Vec::new())?;
         }
+        ApiKey::DescribeTransactions => {
+            let req: DescribeTransactionsRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::describe_transactions(broker, req, &authz);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
+        ApiKey::ListTransactions => {
+            let req: ListTransactionsRequest = decode_body(&h).map_err(bad)?;
+            let resp = transactions::list_transactions(broker, req, &authz);
+            encode_response(out, key, v, corr, &resp, Vec::new())?;
+        }
         ApiKey::TxnOffsetCommit => {
             let req: TxnOffsetCommitRequest = decode_body(&h).map_err(bad)?;
             let resp = transactions::txn_offset_commit(broker, req, v, &authz).await;

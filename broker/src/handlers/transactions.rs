@@ -467,3 +467,113 @@ async fn write_txn_offsets(
         Some(_) => Err(code::COORDINATOR_NOT_AVAILABLE),
     }
 }
+
+/// DescribeTransactions: the state of each id this broker coordinates
+/// (DESCRIBE on the id; the topics listed only where DESCRIBE on them).
+pub fn describe_transactions(
+    broker: &Arc<Broker>,
+    req: DescribeTransactionsRequest,
+    authz: &Authorizer<'_>,
+) -> DescribeTransactionsResponse {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    let states = req
+        .transactional_ids
+        .into_iter()
+        .map(|tid| {
+            let id = tid.0.to_string();
+            let base = TransactionState::default()
+                .with_transactional_id(tid)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            let found = if !authz.allows(acl::op::DESCRIBE, acl::resource::TRANSACTIONAL_ID, &id) {
+                Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            } else {
+                coordinator_of(broker, &id)
+                    .and_then(|_| broker.txns.get(&id).ok_or(code::TRANSACTIONAL_ID_NOT_FOUND))
+            };
+            let m = match found {
+                Ok(m) => m,
+                Err(e) => {
+                    count_error(broker, "DescribeTransactions", e);
+                    return base.with_error_code(e);
+                }
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (t, p) in m
+                .partitions
+                .iter()
+                .filter(|(t, _)| authz.topic(acl::op::DESCRIBE, t))
+            {
+                match topics.last_mut() {
+                    Some(last) if last.topic.0.as_str() == t => last.partitions.push(*p),
+                    _ => topics.push(
+                        TopicData::default()
+                            .with_topic(TopicName(super::str_bytes(t.clone())))
+                            .with_partitions(vec![*p]),
+                    ),
+                }
+            }
+            base.with_transaction_state(super::str_bytes(m.status.name().to_string()))
+                .with_transaction_timeout_ms(m.timeout_ms)
+                .with_transaction_start_time_ms(m.start_ms)
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions: the ids this broker coordinates that the principal
+/// may DESCRIBE, by state, producer id and (v1) age.
+pub fn list_transactions(
+    broker: &Arc<Broker>,
+    req: ListTransactionsRequest,
+    authz: &Authorizer<'_>,
+) -> ListTransactionsResponse {
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    const STATES: [&str; 8] = [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    ];
+    let unknown: Vec<_> = req
+        .state_filters
+        .iter()
+        .filter(|s| !STATES.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let now = now_ms();
+    let states = broker
+        .txns
+        .all()
+        .into_iter()
+        .filter(|(id, m)| {
+            (req.state_filters.is_empty()
+                || req
+                    .state_filters
+                    .iter()
+                    .any(|s| s.as_str() == m.status.name()))
+                && (req.producer_id_filters.is_empty()
+                    || req.producer_id_filters.iter().any(|p| p.0 == m.producer_id))
+                && (req.duration_filter < 0
+                    || (m.start_ms >= 0 && now - m.start_ms >= req.duration_filter))
+                && authz.allows(acl::op::DESCRIBE, acl::resource::TRANSACTIONAL_ID, id)
+        })
+        .map(|(id, m)| {
+            TransactionState::default()
+                .with_transactional_id(TransactionalId(super::str_bytes(id)))
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(super::str_bytes(m.status.name().to_string()))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(states)
+}

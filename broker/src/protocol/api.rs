@@ -83,6 +83,8 @@ served! {
     EndTxn: EndTxnRequest, 0..=4;
     WriteTxnMarkers: WriteTxnMarkersRequest, 1..=1;
     TxnOffsetCommit: TxnOffsetCommitRequest, 0..=4;
+    DescribeTransactions: DescribeTransactionsRequest, 0..=0;
+    ListTransactions: ListTransactionsRequest, 0..=1;
     CreatePartitions: CreatePartitionsRequest, 0..=3;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest, 0..=1;
     AlterConfigs: AlterConfigsRequest, 0..=2;

@@ -240,6 +240,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
                         batch_size: 1_000_000,
                         linger_ms: 5,
                         producers: a.suite.producers,
+                        transaction_records: None,
                     };
                     Some(
                         cluster::measure(&plan, &producer, &a.suite.common)
@@ -314,6 +315,9 @@ fn table(peers: &[Peer], rounds: usize, all: &[Measured]) -> String {
     let with_cluster = all.iter().any(|m| m.cluster.is_some());
     let mut measures: Vec<(&str, Pick)> = vec![
         ("produce, acks=1, 1 KiB (MB/s)", |m| m.summary.produce_mb_s),
+        ("produce in transactions of 1000, 1 KiB (MB/s)", |m| {
+            m.summary.txn_produce_mb_s
+        }),
         ("consume from start (MB/s)", |m| m.summary.consume_mb_s),
         ("e2e latency p50 @ 10k/s, linger.ms 0 (ms)", |m| {
             m.summary.p50_ms

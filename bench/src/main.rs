@@ -180,6 +180,10 @@ pub struct ProducerOpts {
     /// Number of producer instances (each its own librdkafka client).
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
+    /// Produce in transactions of this many records each (a transactional
+    /// producer: init, then begin, N records, commit, again).
+    #[arg(long)]
+    pub transaction_records: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -119,7 +119,21 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
         } else {
             per
         };
-        let cfg = producer_config(c, o)?;
+        let mut cfg = producer_config(c, o)?;
+        let txn = o.transaction_records.filter(|n| *n > 0);
+        if txn.is_some() {
+            // A transactional producer is idempotent, hence acks=all.
+            cfg.set(
+                "transactional.id",
+                format!(
+                    "sluice-bench-{}-{n}-{}",
+                    std::process::id(),
+                    started.elapsed().as_nanos()
+                ),
+            )
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        }
         let counters = Arc::clone(&counters);
         let value = Arc::clone(&value);
         let topic = c.topic.clone();
@@ -127,6 +141,13 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
             let p: BaseProducer<Ctx> = cfg
                 .create_with_context(Ctx(counters))
                 .context("creating producer")?;
+            let txn_timeout = Duration::from_secs(60);
+            if txn.is_some() {
+                p.init_transactions(txn_timeout)
+                    .context("init_transactions")?;
+                p.begin_transaction().context("begin_transaction")?;
+            }
+            let mut in_txn = 0u64;
             for _ in 0..count {
                 let now = Instant::now();
                 if now > deadline || stop_at.is_some_and(|s| now > s) {
@@ -147,11 +168,24 @@ pub fn run(c: &Common, o: &ProducerOpts, create: bool) -> Result<Outcome> {
                     }
                 }
                 p.poll(Duration::ZERO);
+                if let Some(n) = txn {
+                    in_txn += 1;
+                    if in_txn == n {
+                        p.commit_transaction(txn_timeout)
+                            .context("commit_transaction")?;
+                        p.begin_transaction().context("begin_transaction")?;
+                        in_txn = 0;
+                    }
+                }
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(120));
-            p.flush(left).context("flushing producer")?;
+            if txn.is_some() {
+                p.commit_transaction(left).context("commit_transaction")?;
+            } else {
+                p.flush(left).context("flushing producer")?;
+            }
             Ok(())
         }));
     }

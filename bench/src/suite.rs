@@ -24,7 +24,12 @@ pub struct Summary {
     pub lingered_p999_ms: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub idle_cpu_percent: Option<f64>,
+    /// Produce in transactions of TXN_RECORDS records, committed each.
+    pub txn_produce_mb_s: Option<f64>,
 }
+
+/// Records per transaction in the transactional produce measure.
+pub const TXN_RECORDS: u64 = 1000;
 
 pub fn run(a: &SuiteArgs) -> Result<()> {
     let (rows, summary) = measure(a)?;
@@ -36,6 +41,10 @@ pub fn run(a: &SuiteArgs) -> Result<()> {
     md.push_str(&format!(
         "| produce, acks=1, 1 KiB | {} | ≥ 800 MB/s |\n",
         fmt(summary.produce_mb_s, "MB/s")
+    ));
+    md.push_str(&format!(
+        "| produce in transactions of {TXN_RECORDS}, 1 KiB | {} | |\n",
+        fmt(summary.txn_produce_mb_s, "MB/s")
     ));
     md.push_str(&format!(
         "| consume from start | {} | ≥ 1000 MB/s |\n",
@@ -81,7 +90,7 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
     // records, as latency-minded producers run).
     for linger_ms in [0, 1] {
         eprintln!(
-            "[1/4] latency at 10,000 records/s, linger.ms {linger_ms}, for {} s",
+            "[1/5] latency at 10,000 records/s, linger.ms {linger_ms}, for {} s",
             a.latency_seconds
         );
         rows.push(latency::run(&LatencyArgs {
@@ -99,7 +108,7 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
 
     let idle_row = if c.broker_pid.is_some() {
         eprintln!(
-            "[2/4] idle: {} partitions, {} consumers",
+            "[2/5] idle: {} partitions, {} consumers",
             a.idle_partitions, a.idle_consumers
         );
         Some(idle::run(&IdleArgs {
@@ -112,7 +121,7 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
             duration: a.idle_seconds,
         })?)
     } else {
-        eprintln!("[2/4] idle: skipped, needs --broker-pid");
+        eprintln!("[2/5] idle: skipped, needs --broker-pid");
         None
     };
     rows.extend(idle_row.clone());
@@ -127,9 +136,10 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
         batch_size: 1_000_000,
         linger_ms: 5,
         producers: a.producers,
+        transaction_records: None,
     };
     eprintln!(
-        "[3/4] produce {count} records of {record} B, acks=1, {} partitions, {} producers",
+        "[3/5] produce {count} records of {record} B, acks=1, {} partitions, {} producers",
         c.partitions, a.producers
     );
     // One sampler spans produce and consume for the RSS target.
@@ -137,13 +147,29 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
     let prod = produce::run(c, &popts, true)?;
     rows.push(prod.into_row(&format!("produce 1 KiB acks=1, {} producers", a.producers)));
     eprintln!(
-        "[4/4] consume the topic from the beginning, {} consumers",
+        "[4/5] consume the topic from the beginning, {} consumers",
         a.consumers
     );
     let mut cons = consume::read_all(c, c.partitions, a.consumers)?;
     cons.name = format!("consume from start, {} consumers", a.consumers);
     rows.push(cons);
     let rss = rss.map(Sampler::finish);
+    topic::delete(c, &c.topic)?;
+
+    // A quarter of the bytes, in transactions of TXN_RECORDS records.
+    let txn_opts = ProducerOpts {
+        count: (count / 4).max(TXN_RECORDS),
+        transaction_records: Some(TXN_RECORDS),
+        ..popts.clone()
+    };
+    eprintln!(
+        "[5/5] produce {} records in transactions of {TXN_RECORDS}, {} producers",
+        txn_opts.count, a.producers
+    );
+    let txn = produce::run(c, &txn_opts, true)?;
+    rows.push(txn.into_row(&format!(
+        "transactional produce, commit every {TXN_RECORDS}"
+    )));
     topic::delete(c, &c.topic)?;
 
     let latency = find(&rows, "latency @10000/s acks=1 linger.ms=0");
@@ -161,6 +187,7 @@ pub fn measure(a: &SuiteArgs) -> Result<(Vec<Row>, Summary)> {
             .as_ref()
             .map(|u| u.peak_rss_bytes as f64 / (1 << 20) as f64),
         idle_cpu_percent: idle_row.and_then(|r| r.broker).map(|u| u.cpu_percent),
+        txn_produce_mb_s: find(&rows, "transactional produce").and_then(|r| r.mb_per_s),
     };
     Ok((rows, summary))
 }

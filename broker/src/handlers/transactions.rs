@@ -31,6 +31,10 @@ use crate::security::acl::{self, Authorizer};
 use crate::storage::batch;
 use crate::storage::log::now_ms;
 
+/// How long a request waits for the transaction before it to complete
+/// (its markers written) before answering CONCURRENT_TRANSACTIONS.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// PRODUCER_FENCED (KIP-588) for the versions that know it, else
 /// INVALID_PRODUCER_EPOCH, as Kafka answers older clients.
 fn fenced(c: i16, knows_fenced: bool) -> i16 {
@@ -58,6 +62,7 @@ pub async fn init_producer_id(
         return (code::INVALID_TRANSACTION_TIMEOUT, -1, -1);
     }
     let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    broker.txns.wait_settled(id, SETTLE_WAIT).await;
     let lock = broker.txns.lock_for(id);
     let serial = lock.lock().await;
     let existing = broker.txns.get(id);
@@ -141,6 +146,7 @@ async fn add(
     parts: &[(String, i32)],
 ) -> Result<(), i16> {
     let (p, part) = coordinator_of(broker, id)?;
+    broker.txns.wait_settled(id, SETTLE_WAIT).await;
     let lock = broker.txns.lock_for(id);
     let _serial = lock.lock().await;
     let existing = broker.txns.get(id);

@@ -31,9 +31,20 @@ struct Inner {
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TxnCoordinator {
     inner: Mutex<Inner>,
+    /// Bumped at every state change, for requests waiting on one.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for TxnCoordinator {
+    fn default() -> Self {
+        TxnCoordinator {
+            inner: Mutex::default(),
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl TxnCoordinator {
@@ -46,6 +57,24 @@ impl TxnCoordinator {
             .lock()
             .txns
             .insert(id.to_string(), (partition, meta));
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Waits (up to `limit`) until `id` is not between a decision and its
+    /// completion: the producer's next transaction then starts at once,
+    /// where CONCURRENT_TRANSACTIONS would cost it a retry backoff (100 ms
+    /// in librdkafka) per transaction.
+    pub async fn wait_settled(&self, id: &str, limit: std::time::Duration) {
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.get(id).is_some_and(|m| m.status.is_prepared()) {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// The lock serialising requests for `id`.

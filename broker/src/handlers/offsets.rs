@@ -45,22 +45,7 @@ pub fn offset_commit(
             req.generation_id_or_member_epoch,
         ),
     };
-    let wanted = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t.partitions.iter().map(|p| {
-                let m = p.committed_metadata.as_ref().map(|m| m.to_string());
-                (
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    m,
-                )
-            });
-            (t.name.0.to_string(), parts.collect())
-        })
-        .collect();
+    let wanted = wanted_commits!(req.topics);
     let Planned {
         records,
         changes,
@@ -101,6 +86,29 @@ pub fn offset_commit(
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
+
+/// The partitions of an OffsetCommit or TxnOffsetCommit request (two
+/// message types with the same fields) as [`plan_commit`] takes them.
+macro_rules! wanted_commits {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let parts = t.partitions.iter().map(|p| {
+                    let m = p.committed_metadata.as_ref().map(|m| m.to_string());
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        m,
+                    )
+                });
+                (t.name.0.to_string(), parts.collect())
+            })
+            .collect()
+    };
+}
+pub(crate) use wanted_commits;
 
 /// A commit's partitions, checked: the records to write, the changes to
 /// apply once written, and each partition's answer by topic.

@@ -19,7 +19,7 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::*;
 
 use super::count_error;
-use super::offsets::{Planned, plan_commit};
+use super::offsets::{Planned, plan_commit, wanted_commits};
 use crate::broker::Broker;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::coordinator::group::offsets_log;
@@ -375,22 +375,7 @@ pub async fn txn_offset_commit(
     } else {
         None
     };
-    let wanted = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t.partitions.iter().map(|p| {
-                let m = p.committed_metadata.as_ref().map(|m| m.to_string());
-                (
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    m,
-                )
-            });
-            (t.name.0.to_string(), parts.collect())
-        })
-        .collect();
+    let wanted = wanted_commits!(req.topics);
     let Planned {
         records,
         changes,

@@ -1188,6 +1188,99 @@ fn single() -> Vec<Single> {
             },
         ),
         (
+            "a transactional producer's errors: a timeout past the maximum, an end with nothing open, another producer id, a fenced epoch, an unknown partition",
+            |b| {
+                written(b, "txn-target")?;
+                let id = "diff-txn";
+                let init = init_producer(Some(id));
+                // Before its coordinator is looked for, the topic does
+                // not exist: the answer says to look for it.
+                let unsought =
+                    ask::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &init)?;
+                let find = FindCoordinatorRequest::default()
+                    .with_key(s(id))
+                    .with_key_type(1);
+                let found =
+                    settled::<_, FindCoordinatorResponse>(b, ApiKey::FindCoordinator, 3, &find)?;
+                let first =
+                    settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &init)?;
+                // A second instance: the epoch moves on, the first is fenced.
+                let second =
+                    settled::<_, InitProducerIdResponse>(b, ApiKey::InitProducerId, 4, &init)?;
+                let r: InitProducerIdResponse = call(b, ApiKey::InitProducerId, 4, &init)?;
+                let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+                let too_long = ask::<_, InitProducerIdResponse>(
+                    b,
+                    ApiKey::InitProducerId,
+                    4,
+                    &init_producer(Some(id)).with_transaction_timeout_ms(i32::MAX),
+                )?;
+                let end = |pid: i64, epoch: i16| {
+                    EndTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s(id)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_committed(true)
+                };
+                let nothing_open =
+                    ask::<_, EndTxnResponse>(b, ApiKey::EndTxn, 3, &end(pid, epoch))?;
+                let add = |pid: i64, epoch: i16, topic_name: &str, partition: i32| {
+                    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+                    AddPartitionsToTxnRequest::default()
+                        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+                        .with_v3_and_below_producer_id(ProducerId(pid))
+                        .with_v3_and_below_producer_epoch(epoch)
+                        .with_v3_and_below_topics(vec![
+                            AddPartitionsToTxnTopic::default()
+                                .with_name(topic(topic_name))
+                                .with_partitions(vec![partition]),
+                        ])
+                };
+                let other_id = ask::<_, AddPartitionsToTxnResponse>(
+                    b,
+                    ApiKey::AddPartitionsToTxn,
+                    3,
+                    &add(pid + 1, epoch, "txn-target", 0),
+                )?;
+                let fenced = ask::<_, AddPartitionsToTxnResponse>(
+                    b,
+                    ApiKey::AddPartitionsToTxn,
+                    3,
+                    &add(pid, epoch - 1, "txn-target", 0),
+                )?;
+                let unknown = ask::<_, AddPartitionsToTxnResponse>(
+                    b,
+                    ApiKey::AddPartitionsToTxn,
+                    3,
+                    &add(pid, epoch, "txn-target", 7),
+                )?;
+                let added = ask::<_, AddPartitionsToTxnResponse>(
+                    b,
+                    ApiKey::AddPartitionsToTxn,
+                    3,
+                    &add(pid, epoch, "txn-target", 0),
+                )?;
+                let ended = ask::<_, EndTxnResponse>(b, ApiKey::EndTxn, 3, &end(pid, epoch))?;
+                let stale_end =
+                    ask::<_, EndTxnResponse>(b, ApiKey::EndTxn, 3, &end(pid, epoch - 1))?;
+                Ok([
+                    unsought,
+                    found,
+                    first,
+                    second,
+                    too_long,
+                    nothing_open,
+                    other_id,
+                    fenced,
+                    unknown,
+                    added,
+                    ended,
+                    stale_end,
+                ]
+                .join("\n"))
+            },
+        ),
+        (
             "an idempotent producer's batch, its retry, and a gap in its sequence",
             |b| {
                 written(b, "idempotent")?;

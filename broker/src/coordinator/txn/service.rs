@@ -57,6 +57,11 @@ pub fn topic_spec(broker: &Broker) -> Result<NewTopic, CreateTopicError> {
 /// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or
 /// COORDINATOR_LOAD_IN_PROGRESS, all of which clients retry).
 pub fn coordinator_of(broker: &Broker, id: &str) -> Result<(i32, Arc<Partition>), i16> {
+    // Before the topic exists (FindCoordinator creates it), as Kafka
+    // answers: not the coordinator, so the client looks for it.
+    if !broker.cluster().image().topics.contains_key(TXN_TOPIC) {
+        return Err(code::NOT_COORDINATOR);
+    }
     let (p, part) = broker.coordinated_here(Internal::Transactions, id)?;
     if !broker.txns.is_loaded(p) {
         return Err(code::COORDINATOR_LOAD_IN_PROGRESS);

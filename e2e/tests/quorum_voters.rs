@@ -161,6 +161,8 @@ async fn voters_go_1_3_5_3_1_under_load_and_nothing_acknowledged_is_lost() -> Re
 
         // Kafka's own tool removes one; the Admin client the next.
         let dir4 = five.directory_of(4).context("dir of 4")?.to_string();
+        // `--name=value`: a directory id may start with '-' (base64url),
+        // which the tool's parser would take for an option.
         tool(
             QUORUM_TOOL,
             &[
@@ -169,8 +171,7 @@ async fn voters_go_1_3_5_3_1_under_load_and_nothing_acknowledged_is_lost() -> Re
                 "remove-controller",
                 "--controller-id",
                 "4",
-                "--controller-directory-id",
-                &dir4,
+                &format!("--controller-directory-id={dir4}"),
             ],
         )?;
         remove(&mut voters, 3)?;

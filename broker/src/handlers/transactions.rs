@@ -120,18 +120,30 @@ fn topic_results(
     parts: &[(String, i32)],
     code_of: impl Fn(&(String, i32)) -> i16,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    let mut out: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
-    for tp in parts {
+    let results = parts.iter().map(|tp| {
         let r = AddPartitionsToTxnPartitionResult::default()
             .with_partition_index(tp.1)
             .with_partition_error_code(code_of(tp));
+        (tp.0.clone(), r)
+    });
+    by_topic(results)
+        .into_iter()
+        .map(|(t, rs)| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(TopicName(super::str_bytes(t)))
+                .with_results_by_partition(rs)
+        })
+        .collect()
+}
+
+/// Items keyed by topic, consecutive ones of a topic gathered under it,
+/// in order (the per-topic arrays of Kafka's answers).
+fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut out: Vec<(String, Vec<T>)> = Vec::new();
+    for (t, x) in items {
         match out.last_mut() {
-            Some(t) if t.name.0.as_str() == tp.0 => t.results_by_partition.push(r),
-            _ => out.push(
-                AddPartitionsToTxnTopicResult::default()
-                    .with_name(TopicName(super::str_bytes(tp.0.clone())))
-                    .with_results_by_partition(vec![r]),
-            ),
+            Some((last, xs)) if *last == t => xs.push(x),
+            _ => out.push((t, vec![x])),
         }
     }
     out
@@ -320,21 +332,21 @@ pub async fn write_txn_markers(
                 .map(|tp| (tp, code::CLUSTER_AUTHORIZATION_FAILED))
                 .collect()
         };
-        let mut topics: Vec<WritableTxnMarkerTopicResult> = Vec::new();
-        for ((t, p), c) in results {
+        let results = results.into_iter().map(|((t, p), c)| {
             count_error(broker, "WriteTxnMarkers", c);
             let r = WritableTxnMarkerPartitionResult::default()
                 .with_partition_index(p)
                 .with_error_code(c);
-            match topics.last_mut() {
-                Some(last) if last.name.0.as_str() == t => last.partitions.push(r),
-                _ => topics.push(
-                    WritableTxnMarkerTopicResult::default()
-                        .with_name(TopicName(super::str_bytes(t)))
-                        .with_partitions(vec![r]),
-                ),
-            }
-        }
+            (t, r)
+        });
+        let topics = by_topic(results)
+            .into_iter()
+            .map(|(t, rs)| {
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(TopicName(super::str_bytes(t)))
+                    .with_partitions(rs)
+            })
+            .collect();
         markers.push(
             WritableTxnMarkerResult::default()
                 .with_producer_id(m.producer_id)
@@ -490,21 +502,19 @@ pub fn describe_transactions(
                     return base.with_error_code(e);
                 }
             };
-            let mut topics: Vec<TopicData> = Vec::new();
-            for (t, p) in m
+            let described = m
                 .partitions
                 .iter()
                 .filter(|(t, _)| authz.topic(acl::op::DESCRIBE, t))
-            {
-                match topics.last_mut() {
-                    Some(last) if last.topic.0.as_str() == t => last.partitions.push(*p),
-                    _ => topics.push(
-                        TopicData::default()
-                            .with_topic(TopicName(super::str_bytes(t.clone())))
-                            .with_partitions(vec![*p]),
-                    ),
-                }
-            }
+                .cloned();
+            let topics = by_topic(described)
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicData::default()
+                        .with_topic(TopicName(super::str_bytes(t)))
+                        .with_partitions(ps)
+                })
+                .collect();
             base.with_transaction_state(super::str_bytes(m.status.name().to_string()))
                 .with_transaction_timeout_ms(m.timeout_ms)
                 .with_transaction_start_time_ms(m.start_ms)
